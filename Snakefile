@@ -1,0 +1,28 @@
+# chunkatlas: atlas-scale single-cell data -> chunk-tuned zarr stores -> HVG/PCA on Dask,
+# with the chunk-size trade-off measured across tissues x chunk sizes.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+# A --configfile replaces the default instead of being merged into it, so that a Census config
+# does not inherit the demo atlas.
+if not config:
+
+    configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/atlas.smk"
+include: "workflow/rules/fetch.smk"
+include: "workflow/rules/rechunk.smk"
+include: "workflow/rules/consolidate.smk"
+include: "workflow/rules/analysis.smk"
+include: "workflow/rules/summary.smk"
+
+
+rule all:
+    input:
+        grid_outputs(),
+        "results/summary.tsv",
+    default_target: True

@@ -1,0 +1,91 @@
+"""Workflow configuration: schema validation with one-line errors, defaults, tissue folders."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from chunkatlas.errors import ChunkatlasError
+
+
+def load_schema(path: str | os.PathLike) -> dict:
+    return yaml.safe_load(Path(path).read_text())
+
+
+def fill_defaults(config: dict, schema: dict) -> dict:
+    """Copy of ``config`` with every missing property that has a schema default filled in."""
+    filled = copy.deepcopy(config)
+    for key, sub in schema.get("properties", {}).items():
+        if key not in filled and "default" in sub:
+            filled[key] = copy.deepcopy(sub["default"])
+        if isinstance(filled.get(key), dict) and sub.get("type") == "object":
+            filled[key] = fill_defaults(filled[key], sub)
+    return filled
+
+
+def describe_error(error: jsonschema.ValidationError) -> str:
+    where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+    if error.validator == "additionalProperties":
+        allowed = ", ".join(sorted(error.schema.get("properties", {})))
+        unknown = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        return f"config {where}: unknown key(s) {', '.join(map(repr, unknown))}; allowed: {allowed}"
+    if error.validator == "enum":
+        allowed = ", ".join(map(repr, error.validator_value))
+        return f"config {where}: {error.instance!r} is not one of {allowed}"
+    return f"config {where}: {error.message}"
+
+
+def validate_config(config: dict, schema: dict) -> dict:
+    """Validate ``config`` against ``schema``; return it with defaults filled in.
+
+    Raises
+    ------
+    ChunkatlasError
+        One line naming the first bad key or value and what is allowed.
+    """
+    filled = fill_defaults(config or {}, schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(filled))
+    if error is not None:
+        raise ChunkatlasError(describe_error(error))
+    analysis = filled.get("analysis", {})
+    if analysis.get("n_comps", 0) >= analysis.get("n_top_genes", 0):
+        raise ChunkatlasError(
+            f"config analysis.n_comps: {analysis['n_comps']} must be below "
+            f"analysis.n_top_genes ({analysis['n_top_genes']})"
+        )
+    return filled
+
+
+def tissue_folder(tissue: str) -> str:
+    """Folder name for a tissue: Census names have spaces ("bone marrow" -> "bone_marrow")."""
+    folder = re.sub(r"[^A-Za-z0-9.-]+", "_", tissue.strip()).strip("_.")
+    if not folder:
+        raise ChunkatlasError(f"tissue name {tissue!r} has no letters or digits to name a folder")
+    return folder
+
+
+def tissue_folders(tissues: list[str]) -> dict[str, str]:
+    """Map folder name -> tissue name, refusing two tissues that would share a folder."""
+    folders: dict[str, str] = {}
+    for tissue in tissues:
+        folder = tissue_folder(tissue)
+        if folder in folders:
+            raise ChunkatlasError(
+                f"tissues {folders[folder]!r} and {tissue!r} would share folder {folder!r}"
+            )
+        folders[folder] = tissue
+    return folders
+
+
+def config_hash(config: dict) -> str:
+    """Short, stable hash of a configuration (recorded in outputs for provenance)."""
+    canonical = json.dumps(config, sort_keys=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]

@@ -1,0 +1,62 @@
+"""Open AnnData zarr stores with X and layers as Dask arrays, everything else in memory."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import anndata as ad
+import zarr
+from anndata.experimental import read_dispatched, read_elem_lazy
+
+from chunkatlas.errors import ChunkatlasError
+
+
+def is_matrix_element(path: str) -> bool:
+    """True for the elements whose chunking chunkatlas tunes: X and every layer."""
+    path = "/" + path.lstrip("/")
+    return path == "/X" or path.startswith("/layers/")
+
+
+def open_anndata_group(path: str | os.PathLike) -> zarr.Group:
+    """Open ``path`` read-only as the root group of an AnnData zarr store, or fail clearly."""
+    where = Path(path)
+    if not where.exists():
+        raise ChunkatlasError(f"store not found: {where}")
+    try:
+        group = zarr.open_group(where, mode="r")
+    except Exception as err:  # zarr raises several types for "not a group"
+        raise ChunkatlasError(f"not a zarr group: {where} ({type(err).__name__})") from err
+    if group.attrs.get("encoding-type") != "anndata":
+        raise ChunkatlasError(f"not an AnnData store (no encoding-type 'anndata'): {where}")
+    if "X" not in group:
+        raise ChunkatlasError(f"AnnData store has no X: {where}")
+    return group
+
+
+def matrix_shape(elem: zarr.Group | zarr.Array) -> tuple[int, int]:
+    """Shape of a stored matrix, dense (an array) or sparse (a group with a shape attribute)."""
+    if isinstance(elem, zarr.Array):
+        return tuple(elem.shape)
+    return tuple(elem.attrs["shape"])
+
+
+def is_sparse(elem: zarr.Group | zarr.Array) -> bool:
+    return isinstance(elem, zarr.Group)
+
+
+def read_lazy(path: str | os.PathLike, rows: int) -> ad.AnnData:
+    """Read an AnnData store with X and layers as Dask arrays of ``rows`` cells per task.
+
+    Sparse matrices become Dask arrays of scipy CSR chunks spanning all genes, which is what
+    scanpy's Dask code paths need; obs, var, obsm, uns and the rest are read into memory.
+    """
+    group = open_anndata_group(path)
+
+    def callback(func, elem_name, elem, iospec):
+        if is_matrix_element(elem_name):
+            n_obs, n_vars = matrix_shape(elem)
+            return read_elem_lazy(elem, chunks=(min(rows, max(n_obs, 1)), n_vars))
+        return func(elem)
+
+    return read_dispatched(group, callback=callback)

@@ -1,0 +1,43 @@
+"""Logging and error reporting shared by the CLI and the Snakemake scripts."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import warnings
+from collections.abc import Callable
+from typing import TextIO, TypeVar
+
+from chunkatlas.errors import ChunkatlasError
+
+T = TypeVar("T")
+FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def configure_logging(stream: TextIO) -> None:
+    """Send chunkatlas, dask and Python warnings to ``stream`` with timestamps."""
+    logging.basicConfig(stream=stream, level=logging.INFO, format=FORMAT, force=True)
+    for noisy in ("distributed", "numba", "tiledbsoma", "fsspec", "asyncio", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.captureWarnings(True)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+def report_errors(action: Callable[[], T], *, console: TextIO | None = None) -> T:
+    """Run ``action``; a ChunkatlasError becomes one line on stderr (and in the log) and exit 1."""
+    try:
+        return action()
+    except ChunkatlasError as err:
+        message = f"chunkatlas: error: {err}"
+        logging.getLogger("chunkatlas").error("%s", err)
+        print(message, file=console or sys.__stderr__, flush=True)
+        raise SystemExit(1) from None
+
+
+def run_snakemake_step(snakemake, action: Callable[[], T]) -> T:
+    """Run one workflow step with stdout/stderr and logging in the rule's log file."""
+    log_file = open(snakemake.log[0], "a", buffering=1)  # noqa: SIM115 - lives as long as the job
+    sys.stderr = log_file
+    sys.stdout = log_file
+    configure_logging(log_file)
+    return report_errors(action)

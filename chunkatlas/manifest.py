@@ -1,0 +1,125 @@
+"""Consolidated metadata and the manifest: the store's completion record and inventory."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import zarr
+
+from chunkatlas import __version__
+from chunkatlas.errors import ChunkatlasError
+from chunkatlas.lazy import matrix_shape, open_anndata_group
+from chunkatlas.storeio import write_json_atomic
+
+METADATA_FILES = {".zarray", ".zattrs", ".zgroup", ".zmetadata", "zarr.json"}
+
+
+def describe_codecs(array: zarr.Array) -> list[str]:
+    """Human-readable names and settings of an array's compressors."""
+    described = []
+    for codec in array.compressors:
+        config = codec.get_config() if hasattr(codec, "get_config") else codec.to_dict()
+        described.append(json.dumps(config, sort_keys=True, default=str))
+    return described
+
+
+def stored_chunk_files(array_dir: Path) -> list[Path]:
+    """Chunk files of one array directory (v2 keys or v3 ``c/...`` keys), metadata excluded."""
+    files = []
+    for root, _, names in os.walk(array_dir):
+        files.extend(Path(root) / n for n in names if n not in METADATA_FILES)
+    return sorted(files)
+
+
+def describe_array(root: Path, path: str, array: zarr.Array) -> dict:
+    files = stored_chunk_files(root / path)
+    if array.attrs.get("encoding-type") == "null":
+        expected = 0  # anndata's placeholder for "no value" (e.g. raw) stores metadata only
+    else:
+        expected = math.prod(
+            math.ceil(s / c) for s, c in zip(array.shape, array.chunks, strict=True)
+        )
+    return {
+        "path": path,
+        "shape": list(array.shape),
+        "dtype": str(array.dtype),
+        "chunks": list(array.chunks),
+        "compressors": describe_codecs(array),
+        "n_chunks": expected,
+        "stored_chunks": len(files),
+        "stored_bytes": sum(f.stat().st_size for f in files),
+    }
+
+
+def build_manifest(store: str | os.PathLike) -> dict:
+    """Inventory every array of an AnnData zarr store: path, shape, dtype, chunks, codecs, bytes."""
+    root = Path(store)
+    group = open_anndata_group(root)
+    arrays = [
+        describe_array(root, name, member)
+        for name, member in sorted(group.members(max_depth=None))
+        if isinstance(member, zarr.Array)
+    ]
+    x = group["X"]
+    n_obs, n_vars = matrix_shape(x)
+    nnz = int(x["data"].shape[0]) if isinstance(x, zarr.Group) else None
+    return {
+        "chunkatlas_version": __version__,
+        "store": root.name,
+        "zarr_format": group.metadata.zarr_format,
+        "consolidated": group.metadata.consolidated_metadata is not None,
+        "n_obs": int(n_obs),
+        "n_vars": int(n_vars),
+        "x_sparse": isinstance(x, zarr.Group),
+        "x_nnz": nnz,
+        "stored_bytes": sum(a["stored_bytes"] for a in arrays),
+        "arrays": arrays,
+    }
+
+
+def consolidate_store(store: str | os.PathLike, manifest_path: str | os.PathLike) -> dict:
+    """Consolidate the store's metadata, then write its manifest (the last step of a store)."""
+    open_anndata_group(store)
+    zarr.consolidate_metadata(str(store))
+    manifest = build_manifest(store)
+    if not manifest["consolidated"]:
+        raise ChunkatlasError(f"metadata consolidation did not take effect: {store}")
+    incomplete = [a["path"] for a in manifest["arrays"] if a["stored_chunks"] != a["n_chunks"]]
+    if incomplete:
+        raise ChunkatlasError(f"store {store} is missing chunks of: {', '.join(incomplete)}")
+    write_json_atomic(manifest_path, manifest)
+    return manifest
+
+
+def load_manifest(path: str | os.PathLike) -> dict:
+    where = Path(path)
+    if not where.exists():
+        raise ChunkatlasError(f"manifest not found: {where} (the store was never completed)")
+    try:
+        return json.loads(where.read_text())
+    except json.JSONDecodeError as err:
+        raise ChunkatlasError(f"manifest is not valid JSON: {where}") from err
+
+
+def verify_store(store: str | os.PathLike, manifest_path: str | os.PathLike) -> dict:
+    """Check a store against its manifest before use; return the manifest.
+
+    Every array the manifest lists must be present with the same shape, chunks and number of
+    stored chunks, so a store whose writer died, or that lost chunks, is refused.
+    """
+    manifest = load_manifest(manifest_path)
+    current = {a["path"]: a for a in build_manifest(store)["arrays"]}
+    for expected in manifest["arrays"]:
+        found = current.get(expected["path"])
+        if found is None:
+            raise ChunkatlasError(f"store {store} lacks array {expected['path']!r} of its manifest")
+        for key in ("shape", "chunks", "stored_chunks"):
+            if found[key] != expected[key]:
+                raise ChunkatlasError(
+                    f"store {store}: array {expected['path']!r} has {key} {found[key]}, "
+                    f"manifest says {expected[key]}"
+                )
+    return manifest

@@ -1,0 +1,64 @@
+"""The PCA figure: PC1 against PC2, the commonest cell types in colour, the rest in grey."""
+
+from __future__ import annotations
+
+import os
+
+import anndata as ad
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from chunkatlas.errors import ChunkatlasError  # noqa: E402
+
+OTHER = "other"
+
+
+def top_labels(labels: pd.Series, top: int = 10) -> pd.Series:
+    """Keep the ``top`` commonest labels, replace the rest by "other" (ties broken by name)."""
+    counts = labels.astype(str).value_counts()
+    order = sorted(counts.index, key=lambda name: (-counts[name], name))
+    kept = set(order[:top])
+    return labels.astype(str).where(labels.astype(str).isin(kept), OTHER)
+
+
+def plot_pca(
+    result: ad.AnnData,
+    out: str | os.PathLike,
+    *,
+    label_key: str = "cell_type",
+    top: int = 10,
+    title: str = "",
+) -> None:
+    """Scatter PC1 vs PC2 of ``result.obsm['X_pca']`` coloured by the top ``top`` labels."""
+    if label_key not in result.obs:
+        allowed = ", ".join(map(str, result.obs.columns)) or "none"
+        raise ChunkatlasError(f"obs has no column {label_key!r} to colour by; has: {allowed}")
+    pcs = np.asarray(result.obsm["X_pca"])[:, :2]
+    labels = top_labels(result.obs[label_key], top)
+    variance = result.uns.get("pca", {}).get("variance_ratio")
+    counts = labels.value_counts()
+    named = sorted((n for n in counts.index if n != OTHER), key=lambda n: (-counts[n], n))
+    colours = plt.get_cmap("tab10")
+
+    fig, ax = plt.subplots(figsize=(7.5, 5.5), dpi=120)
+    size = max(1.0, min(12.0, 20_000 / max(len(labels), 1)))
+    if OTHER in counts:
+        mask = (labels == OTHER).to_numpy()
+        ax.scatter(*pcs[mask].T, s=size, c="lightgrey", lw=0, label=f"{OTHER} ({mask.sum()})")
+    for i, name in enumerate(named):
+        mask = (labels == name).to_numpy()
+        ax.scatter(*pcs[mask].T, s=size, color=colours(i % 10), lw=0,
+                   label=f"{name} ({mask.sum()})")
+    for axis, label in ((0, ax.set_xlabel), (1, ax.set_ylabel)):
+        share = f" ({100 * variance[axis]:.1f}%)" if variance is not None else ""
+        label(f"PC{axis + 1}{share}")
+    ax.set_title(title or f"PCA of {result.n_obs:,} cells")
+    ax.legend(title=label_key.replace("_", " "), loc="center left", bbox_to_anchor=(1.01, 0.5),
+              fontsize=8, markerscale=max(1.0, 8 / size), frameon=False)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)

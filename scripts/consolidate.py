@@ -1,0 +1,10 @@
+"""Snakemake entry point: consolidate a store's metadata and write its manifest."""
+
+from chunkatlas.logs import run_snakemake_step
+from chunkatlas.manifest import consolidate_store
+
+if __name__ == "__main__":
+    run_snakemake_step(
+        snakemake,
+        lambda: consolidate_store(snakemake.input.store, snakemake.output.manifest),
+    )

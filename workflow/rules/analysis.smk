@@ -1,0 +1,46 @@
+rule analyze:
+    """normalize_total, log1p, highly-variable genes and PCA on a Dask cluster, {chunk} cells per task."""
+    input:
+        store="results/{tissue}/chunks-{chunk}/store.zarr",
+        manifest="results/{tissue}/chunks-{chunk}/store.manifest.json",
+    output:
+        result=directory("results/{tissue}/chunks-{chunk}/hvg_pca.zarr"),
+    params:
+        chunk=lambda wildcards: int(wildcards.chunk),
+        analysis=config["analysis"],
+        dask=config["dask"],
+    log:
+        "results/logs/analyze/{tissue}-{chunk}.log",
+    benchmark:
+        "results/benchmarks/analyze/{tissue}-{chunk}.tsv"
+    threads: 2
+    resources:
+        mem_mb=lambda wildcards, threads, attempt: threads
+        * config["dask"]["memory_mb_per_worker"]
+        * attempt,
+        runtime=runtime(60),
+    conda:
+        "../../envs/chunkatlas.yaml"
+    script:
+        "../../scripts/analyze.py"
+
+
+rule plot_pca:
+    """PC1 against PC2, the ten commonest cell types in colour."""
+    input:
+        result="results/{tissue}/chunks-{chunk}/hvg_pca.zarr",
+    output:
+        plot="results/{tissue}/chunks-{chunk}/pca.png",
+    params:
+        label_key=config["analysis"]["label_key"],
+        title=lambda wildcards: f"{TISSUES[wildcards.tissue]}, chunks of {wildcards.chunk}",
+    log:
+        "results/logs/plot_pca/{tissue}-{chunk}.log",
+    localrule: True
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../../envs/chunkatlas.yaml"
+    script:
+        "../../scripts/plot_pca.py"

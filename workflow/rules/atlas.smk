@@ -1,0 +1,19 @@
+if "demo_atlas" in config:
+
+    rule demo_atlas:
+        """Build the embedded, Census-shaped demo atlas (a TileDB-SOMA Experiment) from a seed."""
+        output:
+            atlas=directory(config["source"]["uri"]),
+        params:
+            spec=config["demo_atlas"],
+        log:
+            "results/logs/demo_atlas.log",
+        benchmark:
+            "results/benchmarks/demo_atlas.tsv"
+        resources:
+            mem_mb=lambda wildcards, attempt: 2000 * attempt,
+            runtime=runtime(15),
+        conda:
+            "../../envs/chunkatlas.yaml"
+        script:
+            "../../scripts/atlas.py"

@@ -1,0 +1,87 @@
+import os
+import re
+import sys
+
+from chunkatlas.config import load_schema, tissue_folders, validate_config
+from chunkatlas.errors import ChunkatlasError
+
+try:
+    _validated = validate_config(config, load_schema(workflow.source_path("../schemas/config.schema.yaml")))
+    TISSUES = tissue_folders(_validated["tissues"])  # folder name -> tissue name
+except ChunkatlasError as err:
+    sys.exit(f"chunkatlas: error: {err}")
+config.update(_validated)
+
+CHUNKS = sorted(config["chunks"])
+RESULTS = "results"
+GRID = "results/{tissue}/chunks-{chunk}"
+
+
+wildcard_constraints:
+    tissue="|".join(map(re.escape, TISSUES)),
+    chunk=r"[1-9]\d*",
+
+
+def grid_outputs():
+    """Every per-tissue x chunk output of the default target."""
+    return expand(
+        ["results/{tissue}/chunks-{chunk}/store.manifest.json", "results/{tissue}/chunks-{chunk}/hvg_pca.zarr", "results/{tissue}/chunks-{chunk}/pca.png"],
+        tissue=TISSUES,
+        chunk=CHUNKS,
+    )
+
+
+def get_fetch_source(wildcards):
+    """The demo atlas is built by a rule; a real source (Census) is not a workflow file."""
+    return [config["source"]["uri"]] if "demo_atlas" in config else []
+
+
+def tree_mb(paths):
+    """Size in MB of files and directory trees (resources scale with the data)."""
+    total = 0
+    for path in paths:
+        if os.path.isdir(path):
+            for root, _, names in os.walk(path):
+                total += sum(os.path.getsize(os.path.join(root, n)) for n in names)
+        elif os.path.exists(path):
+            total += os.path.getsize(path)
+    return total / 1e6
+
+
+def mem_mb(base, per_input_mb):
+    """mem_mb from the input size, doubled on each retry."""
+
+    def resource(wildcards, input, attempt):
+        return int((base + per_input_mb * tree_mb(input)) * 2 ** (attempt - 1))
+
+    return resource
+
+
+def runtime(base_minutes):
+    def resource(wildcards, attempt):
+        return base_minutes * attempt
+
+    return resource
+
+
+def grid_points():
+    """Files of every tissue x chunk point, for the summary."""
+    points = []
+    for folder, tissue in TISSUES.items():
+        for chunk in CHUNKS:
+            here = GRID.format(tissue=folder, chunk=chunk)
+            points.append(
+                dict(
+                    tissue=tissue,
+                    chunk=chunk,
+                    manifest=f"{here}/store.manifest.json",
+                    result=f"{here}/hvg_pca.zarr",
+                    benchmarks={
+                        "fetch": f"results/benchmarks/fetch/{folder}.tsv",
+                        "rechunk": f"results/benchmarks/rechunk/{folder}-{chunk}.tsv",
+                        "consolidate": f"results/benchmarks/consolidate/{folder}-{chunk}.tsv",
+                        "analyze": f"results/benchmarks/analyze/{folder}-{chunk}.tsv",
+                    },
+                )
+            )
+    return points

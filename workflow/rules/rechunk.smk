@@ -1,0 +1,22 @@
+rule rechunk:
+    """Re-write a tissue's store with X and layers chunked by {chunk} (write_dispatched)."""
+    input:
+        store="results/{tissue}/fetched.zarr",
+    output:
+        store=directory("results/{tissue}/chunks-{chunk}/store.zarr"),
+    params:
+        chunk=lambda wildcards: int(wildcards.chunk),
+        dense_axis=config["rechunk"]["dense_axis"],
+        zarr_format=config["rechunk"]["zarr_format"],
+    log:
+        "results/logs/rechunk/{tissue}-{chunk}.log",
+    benchmark:
+        "results/benchmarks/rechunk/{tissue}-{chunk}.tsv"
+    threads: 1
+    resources:
+        mem_mb=mem_mb(1000, 0.5),
+        runtime=runtime(30),
+    conda:
+        "../../envs/chunkatlas.yaml"
+    script:
+        "../../scripts/rechunk.py"
