@@ -1,0 +1,39 @@
+"""Shared fixtures: one tiny demo atlas and stores made from it, built once per session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from chunkatlas.atlas import AtlasSpec, write_demo_atlas
+from chunkatlas.chunking import rechunk_store
+from chunkatlas.fetch import fetch_tissue
+from chunkatlas.manifest import consolidate_store
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = AtlasSpec(n_cells=2400, n_genes=400, seed=3)
+
+
+@pytest.fixture(scope="session")
+def atlas(tmp_path_factory) -> str:
+    uri = str(tmp_path_factory.mktemp("atlas") / "atlas.soma")
+    write_demo_atlas(uri, TINY)
+    return uri
+
+
+@pytest.fixture(scope="session")
+def fetched(atlas, tmp_path_factory) -> Path:
+    dest = tmp_path_factory.mktemp("fetched") / "lung.zarr"
+    fetch_tissue(atlas, "lung", dest, chunk_rows=300)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def consolidated(fetched, tmp_path_factory) -> tuple[Path, Path]:
+    """A rechunked (200 cells per chunk), consolidated store and its manifest."""
+    where = tmp_path_factory.mktemp("store")
+    store, manifest = where / "store.zarr", where / "store.manifest.json"
+    rechunk_store(fetched, store, 200)
+    consolidate_store(store, manifest)
+    return store, manifest

@@ -1,0 +1,51 @@
+import anndata as ad
+import numpy as np
+import pytest
+
+from chunkatlas.analyze import AnalysisParams, analyze_store
+from chunkatlas.errors import ChunkatlasError
+
+from .oracle import assert_matches_reference, in_memory_reference
+
+
+@pytest.mark.parametrize("flavor", ["seurat", "cell_ranger"])
+def test_dask_analysis_matches_in_memory_scanpy(consolidated, tmp_path, flavor):
+    store, _ = consolidated
+    params = AnalysisParams(flavor=flavor, n_top_genes=150, n_comps=25)
+    analyze_store(store, tmp_path / "hvg_pca.zarr", rows=200, params=params, workers=2,
+                  memory_mb=2048)
+    result = ad.read_zarr(tmp_path / "hvg_pca.zarr")
+    assert result.X is None
+    assert result.var["highly_variable"].sum() == 150
+    assert result.obsm["X_pca"].shape == (result.n_obs, 25)
+    assert result.varm["PCs"].shape == (result.n_vars, 25)
+    assert result.uns["hvg"]["flavor"] == flavor
+    assert len(result.uns["pca"]["variance_ratio"]) == 25
+    assert result.uns["chunkatlas"]["rows_per_task"] == 200
+    # genes outside the HVG set take no part in the PCA
+    assert np.all(result.varm["PCs"][~result.var["highly_variable"].to_numpy()] == 0)
+    assert_matches_reference(result, in_memory_reference(store, flavor, 150, 25))
+
+
+@pytest.mark.parametrize(
+    ("params", "needle"),
+    [
+        (AnalysisParams(flavor="seurat_v9"), "flavor 'seurat_v9' is not one of"),
+        (AnalysisParams(n_top_genes=10_000), "n_top_genes 10000 must be between 1 and n_vars"),
+        (AnalysisParams(n_top_genes=100, n_comps=100), "n_comps 100 must be below"),
+    ],
+)
+def test_bad_parameters_fail_before_work(consolidated, tmp_path, params, needle):
+    store, _ = consolidated
+    with pytest.raises(ChunkatlasError, match=needle):
+        analyze_store(store, tmp_path / "out.zarr", rows=100, params=params)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unanswering_scheduler_fails_fast(consolidated, tmp_path):
+    store, _ = consolidated
+    with pytest.raises(ChunkatlasError, match="did not answer within 2 s"):
+        analyze_store(store, tmp_path / "out.zarr", rows=100,
+                      params=AnalysisParams(n_top_genes=100, n_comps=10),
+                      scheduler_address="tcp://127.0.0.1:9", connect_timeout=2)
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,104 @@
+import anndata as ad
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import zarr
+from anndata.experimental import write_elem
+
+from chunkatlas.chunking import chunk_callback, matrix_chunks, plan_chunks, rechunk_store
+from chunkatlas.errors import ChunkatlasError
+
+
+def test_matrix_chunks_sparse_holds_about_size_cells():
+    # 1,000 cells with 50,000 stored values: 50 per cell, so 100 cells ~ 5,000 values
+    assert matrix_chunks((1000, 300), 100, nnz=50_000) == (5000,)
+    assert matrix_chunks((1000, 300), 3, nnz=1000) == (3,)
+    assert matrix_chunks((10, 300), 100, nnz=0) == (1,)
+
+
+def test_matrix_chunks_dense_by_cells_or_genes():
+    assert matrix_chunks((1000, 300), 100) == (100, 300)
+    assert matrix_chunks((1000, 300), 5000) == (1000, 300)
+    assert matrix_chunks((1000, 300), 5, dense_axis="var") == (1000, 5)
+
+
+@pytest.mark.parametrize(("size", "axis"), [(0, "obs"), (-3, "obs"), (10, "diagonal")])
+def test_matrix_chunks_refuses_bad_values(size, axis):
+    with pytest.raises(ChunkatlasError, match=str(size) if size < 1 else "diagonal"):
+        matrix_chunks((10, 10), size, dense_axis=axis)
+
+
+def small_anndata() -> ad.AnnData:
+    rng = np.random.default_rng(0)
+    counts = sp.random(500, 60, density=0.1, format="csr", dtype=np.float32, rng=rng)
+    counts.data = np.ceil(counts.data * 10)
+    adata = ad.AnnData(
+        X=counts,
+        layers={"dense": counts.toarray(), "counts": counts.copy()},
+        obsm={"X_emb": rng.normal(size=(500, 3))},
+    )
+    adata.obs["cell_type"] = rng.choice(["a", "b"], 500)
+    return adata
+
+
+def write_plain(adata: ad.AnnData, path) -> None:
+    write_elem(zarr.open_group(path, mode="w", zarr_format=2), "/", adata)
+
+
+def test_callback_sets_chunks_of_x_and_layers_only(tmp_path):
+    adata = small_anndata()
+    write_plain(adata, tmp_path / "plain.zarr")
+    planned = plan_chunks(zarr.open_group(tmp_path / "plain.zarr", mode="r"), 64)
+    assert planned["/layers/dense"] == (64, 60)
+    assert set(planned) == {"/X", "/layers/dense", "/layers/counts"}
+
+    from anndata.experimental import write_dispatched
+
+    out = zarr.open_group(tmp_path / "tuned.zarr", mode="w", zarr_format=2)
+    write_dispatched(out, "/", adata, callback=chunk_callback(planned))
+    per_cell = adata.X.nnz / adata.n_obs
+    assert out["X/data"].chunks == (int(np.ceil(per_cell * 64)),)
+    assert out["layers/counts/indices"].chunks == out["X/data"].chunks
+    assert out["layers/dense"].chunks == (64, 60)
+    # elements outside X and layers keep anndata's own chunking
+    plain = zarr.open_group(tmp_path / "plain.zarr", mode="r")
+    assert out["obsm/X_emb"].chunks == plain["obsm/X_emb"].chunks
+
+
+@pytest.mark.parametrize("axis", ["obs", "var"])
+def test_rechunk_store_round_trips_and_follows_size(tmp_path, axis):
+    adata = small_anndata()
+    write_plain(adata, tmp_path / "plain.zarr")
+    rechunk_store(tmp_path / "plain.zarr", tmp_path / "out.zarr", 7, dense_axis=axis)
+    back = ad.read_zarr(tmp_path / "out.zarr")
+    np.testing.assert_array_equal(back.X.toarray(), adata.X.toarray())
+    np.testing.assert_array_equal(back.layers["dense"], adata.layers["dense"])
+    assert (back.obs["cell_type"] == adata.obs["cell_type"]).all()
+    group = zarr.open_group(tmp_path / "out.zarr", mode="r")
+    expected = (7, 60) if axis == "obs" else (500, 7)
+    assert group["layers/dense"].chunks == expected
+    assert not any(p.name.startswith(".out.zarr") for p in tmp_path.iterdir())
+
+
+def test_rechunk_refuses_bad_size_and_leaves_nothing(tmp_path):
+    write_plain(small_anndata(), tmp_path / "plain.zarr")
+    with pytest.raises(ChunkatlasError, match="positive integer, got 0"):
+        rechunk_store(tmp_path / "plain.zarr", tmp_path / "out.zarr", 0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plain.zarr"]
+
+
+def test_rechunk_refuses_a_non_anndata_store(tmp_path):
+    zarr.open_group(tmp_path / "other.zarr", mode="w").create_array("a", shape=(3,), dtype="i4")
+    with pytest.raises(ChunkatlasError, match="not an AnnData store"):
+        rechunk_store(tmp_path / "other.zarr", tmp_path / "out.zarr", 10)
+    assert not (tmp_path / "out.zarr").exists()
+
+
+def test_fetched_store_rechunked_by_cells(fetched, consolidated):
+    store, _ = consolidated
+    source = zarr.open_group(fetched, mode="r")
+    group = zarr.open_group(store, mode="r")
+    n_obs = source["X"].attrs["shape"][0]
+    nnz = source["X/data"].shape[0]
+    assert group["X/data"].chunks == (int(np.ceil(nnz / n_obs * 200)),)
+    np.testing.assert_array_equal(group["X/data"][:], source["X/data"][:])

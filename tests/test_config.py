@@ -1,0 +1,73 @@
+import pytest
+import yaml
+
+from chunkatlas.config import (
+    config_hash,
+    load_schema,
+    tissue_folder,
+    tissue_folders,
+    validate_config,
+)
+from chunkatlas.errors import ChunkatlasError
+
+from .conftest import REPO
+
+SCHEMA = load_schema(REPO / "workflow/schemas/config.schema.yaml")
+
+
+def minimal(**extra):
+    return {"source": {"uri": "x.soma"}, "tissues": ["lung"], "chunks": [100], **extra}
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "test.yaml", "census.yaml"])
+def test_shipped_configs_are_valid(name):
+    config = validate_config(yaml.safe_load((REPO / "config" / name).read_text()), SCHEMA)
+    assert config["analysis"]["n_comps"] < config["analysis"]["n_top_genes"]
+
+
+def test_defaults_are_filled():
+    config = validate_config(minimal(), SCHEMA)
+    assert config["source"]["measurement"] == "RNA"
+    assert config["source"]["layer"] == "raw"
+    assert "{tissue}" in config["source"]["obs_filter"]
+    assert config["analysis"]["flavor"] == "seurat"
+    assert config["rechunk"]["dense_axis"] == "obs"
+    assert config["dask"]["scheduler_address"] is None
+
+
+@pytest.mark.parametrize(
+    ("config", "needle"),
+    [
+        (minimal(chunk=[5]), "unknown key(s) 'chunk'"),
+        (minimal(chunks=[0]), "chunks.0: 0 is less than the minimum of 1"),
+        (minimal(chunks=["big"]), "chunks.0: 'big' is not of type 'integer'"),
+        (minimal(tissues=[]), "tissues"),
+        (minimal(analysis={"flavor": "seurat_v9"}), "'seurat_v9' is not one of 'seurat'"),
+        (minimal(analysis={"n_top_genes": 50, "n_comps": 50}), "n_comps: 50 must be below"),
+        ({"tissues": ["lung"], "chunks": [1]}, "'source' is a required property"),
+    ],
+)
+def test_bad_config_gives_one_line(config, needle):
+    with pytest.raises(ChunkatlasError) as err:
+        validate_config(config, SCHEMA)
+    message = str(err.value)
+    assert needle in message
+    assert "\n" not in message
+
+
+def test_tissue_folders():
+    assert tissue_folder("bone marrow") == "bone_marrow"
+    assert tissue_folders(["lung", "adipose tissue"]) == {
+        "lung": "lung",
+        "adipose_tissue": "adipose tissue",
+    }
+    with pytest.raises(ChunkatlasError, match="share folder"):
+        tissue_folders(["bone marrow", "bone_marrow"])
+    with pytest.raises(ChunkatlasError, match="no letters"):
+        tissue_folder("///")
+
+
+def test_config_hash_is_stable_and_sensitive():
+    a = minimal()
+    assert config_hash(a) == config_hash(dict(reversed(list(a.items()))))
+    assert config_hash(a) != config_hash(minimal(chunks=[101]))

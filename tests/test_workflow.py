@@ -1,0 +1,112 @@
+"""The workflow through Snakemake itself: dry-run job counts and one tiny end-to-end run."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+import zarr
+
+from .conftest import REPO
+from .oracle import assert_matches_reference, in_memory_reference
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
+PER_GRID_POINT = ("rechunk", "consolidate", "analyze", "plot_pca")
+
+
+def snakemake(workdir: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    return subprocess.run([*SNAKEMAKE, "--directory", str(workdir), *args], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def job_counts(output: str) -> dict[str, int]:
+    table = output.split("Job stats:")[1].split("\n\n")[0]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "test.yaml", "census.yaml"])
+def test_dry_run_has_one_job_per_tissue_and_chunk(tmp_path, name):
+    config = yaml.safe_load((REPO / "config" / name).read_text())
+    n_tissues, n_chunks = len(config["tissues"]), len(config["chunks"])
+    done = snakemake(tmp_path, "-n", "--configfile", str(REPO / "config" / name))
+    assert done.returncode == 0, done.stderr
+    counts = job_counts(done.stdout + done.stderr)
+    assert counts["fetch"] == n_tissues
+    for rule in PER_GRID_POINT:
+        assert counts[rule] == n_tissues * n_chunks
+    assert counts["summary"] == 1
+    assert counts.get("demo_atlas", 0) == (1 if "demo_atlas" in config else 0)
+
+
+def test_bad_config_stops_snakemake_with_one_line(tmp_path):
+    bad = yaml.safe_load((REPO / "config/test.yaml").read_text())
+    bad["chunks"] = [100, -5]
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))
+    done = snakemake(tmp_path, "-n", "--configfile", str(tmp_path / "bad.yaml"))
+    assert done.returncode != 0
+    assert "chunkatlas: error: config chunks.1: -5 is less than the minimum of 1" in done.stderr
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.fixture(scope="module")
+def test_run(tmp_path_factory) -> tuple[Path, dict]:
+    workdir = tmp_path_factory.mktemp("run")
+    done = snakemake(workdir, "--cores", "2", "--configfile", str(REPO / "config/test.yaml"))
+    assert done.returncode == 0, done.stderr[-5000:]
+    return workdir, yaml.safe_load((REPO / "config/test.yaml").read_text())
+
+
+def grid(config):
+    for tissue in config["tissues"]:
+        for chunk in config["chunks"]:
+            yield tissue, chunk
+
+
+def test_end_to_end_outputs(test_run):
+    workdir, config = test_run
+    for tissue, chunk in grid(config):
+        here = workdir / "results" / tissue / f"chunks-{chunk}"
+        store = here / "store.zarr"
+        manifest = json.loads((here / "store.manifest.json").read_text())
+        group = zarr.open_consolidated(str(store), mode="r")
+        n_obs, _ = group["X"].attrs["shape"]
+        per_cell = group["X/data"].shape[0] / n_obs
+        assert group["X/data"].chunks == (int(np.ceil(per_cell * chunk)),)
+        assert manifest["consolidated"] and manifest["n_obs"] == n_obs
+        assert {a["path"] for a in manifest["arrays"]} >= {"X/data", "X/indices", "X/indptr"}
+        result = ad.read_zarr(here / "hvg_pca.zarr")
+        assert result.X is None
+        assert {"highly_variable", "means", "dispersions_norm"} <= set(result.var)
+        assert {"hvg", "pca"} <= set(result.uns)
+        assert result.obsm["X_pca"].shape[1] == config["analysis"]["n_comps"]
+        assert (here / "pca.png").read_bytes()[:4] == b"\x89PNG"
+        assert_matches_reference(result, in_memory_reference(
+            store, "seurat", config["analysis"]["n_top_genes"], config["analysis"]["n_comps"]))
+
+
+def test_summary_has_one_row_per_grid_point(test_run):
+    workdir, config = test_run
+    summary = pd.read_csv(workdir / "results/summary.tsv", sep="\t")
+    assert len(summary) == len(list(grid(config)))
+    assert set(zip(summary.tissue, summary.chunk, strict=True)) == set(grid(config))
+    for step in ("fetch", "rechunk", "consolidate", "analyze"):
+        assert (summary[f"{step}_seconds"] > 0).all()
+        assert (summary[f"{step}_max_rss_mb"] > 0).all()
+    assert (summary.n_hvg == config["analysis"]["n_top_genes"]).all()
+    assert (summary.nnz > 0).all() and (summary.store_bytes > 0).all()
+
+
+def test_every_rule_logged_and_rerun_is_a_no_op(test_run):
+    workdir, _ = test_run
+    logs = list((workdir / "results/logs").rglob("*.log"))
+    assert any("dashboard: http" in p.read_text() for p in logs if "analyze" in str(p))
+    done = snakemake(workdir, "-n", "--configfile", str(REPO / "config/test.yaml"))
+    assert "Nothing to be done" in done.stdout + done.stderr
