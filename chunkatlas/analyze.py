@@ -13,7 +13,7 @@ import anndata as ad
 import numpy as np
 import scanpy as sc
 import zarr
-from anndata.experimental import write_elem
+from anndata.io import write_elem
 
 from chunkatlas import __version__
 from chunkatlas.cluster import dask_client
@@ -70,7 +70,18 @@ def hvg_pca(adata: ad.AnnData, params: AnalysisParams) -> ad.AnnData:
     with step("log1p"):
         sc.pp.log1p(adata)
     with step(f"highly_variable_genes (flavor={params.flavor}, n_top_genes={params.n_top_genes})"):
-        sc.pp.highly_variable_genes(adata, flavor=params.flavor, n_top_genes=params.n_top_genes)
+        try:
+            sc.pp.highly_variable_genes(
+                adata, flavor=params.flavor, n_top_genes=params.n_top_genes
+            )
+        except ValueError as err:
+            if "Bin edges must be unique" not in str(err):
+                raise
+            # scanpy's cell_ranger bins genes by mean deciles; unexpressed genes collapse them
+            raise ChunkatlasError(
+                f"HVG flavor {params.flavor!r} failed: too many genes without counts to form "
+                "its mean-expression bins; use flavor 'seurat'"
+            ) from None
     with step(f"pca (n_comps={params.n_comps}, on highly variable genes)"):
         sc.pp.pca(adata, n_comps=params.n_comps, mask_var="highly_variable")
         x_pca = adata.obsm["X_pca"]

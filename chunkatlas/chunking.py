@@ -6,15 +6,23 @@ import math
 import os
 from collections.abc import Callable, Mapping
 
-import anndata as ad
 import zarr
 from anndata.experimental import write_dispatched
 
 from chunkatlas.errors import ChunkatlasError
-from chunkatlas.lazy import is_matrix_element, is_sparse, matrix_shape, open_anndata_group, read_lazy
+from chunkatlas.lazy import (
+    is_matrix_element,
+    is_sparse,
+    matrix_shape,
+    open_anndata_group,
+    read_lazy,
+)
 from chunkatlas.storeio import atomic_directory
 
 DENSE_AXES = ("obs", "var")
+# Cells per block read while rechunking: large enough to keep appends few, small enough to
+# bound memory (a block of dense X is READ_ROWS x n_vars).
+READ_ROWS = 4096
 
 
 def matrix_chunks(
@@ -96,19 +104,14 @@ def rechunk_store(
 ) -> None:
     """Re-write the AnnData store ``source`` as ``dest`` with X and layers chunked by ``size``.
 
-    Matrices stream through Dask, ``read_rows`` cells at a time (default: ``size``), so memory
-    stays bounded by one block whatever the store's size.  ``dest`` appears only when complete.
+    Matrices stream through Dask, ``read_rows`` cells at a time (default: the larger of
+    ``size`` and READ_ROWS), so memory stays bounded by one block whatever the store's size.
+    ``dest`` appears only when complete.
     """
     planned = plan_chunks(open_anndata_group(source), size, dense_axis)
-    adata = read_lazy(source, read_rows or size)
+    adata = read_lazy(source, read_rows or max(size, READ_ROWS))
     with atomic_directory(dest) as tmp:
         out = zarr.open_group(tmp, mode="w", zarr_format=zarr_format)
         # Every chunk is materialised, even an all-zero one, so "missing" always means lost.
         with zarr.config.set({"array.write_empty_chunks": True}):
             write_dispatched(out, "/", adata, callback=chunk_callback(planned))
-
-
-def read_store(path: str | os.PathLike) -> ad.AnnData:
-    """Read a whole store into memory (for small data and tests)."""
-    open_anndata_group(path)
-    return ad.read_zarr(path)

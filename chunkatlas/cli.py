@@ -46,7 +46,8 @@ def cmd_rechunk(args: argparse.Namespace) -> None:
 def cmd_consolidate(args: argparse.Namespace) -> None:
     from chunkatlas.manifest import consolidate_store
 
-    manifest = consolidate_store(args.store, args.manifest or f"{args.store.rstrip('/')}.manifest.json")
+    manifest_path = args.manifest or f"{args.store.rstrip('/')}.manifest.json"
+    manifest = consolidate_store(args.store, manifest_path)
     print(f"{args.store}: {len(manifest['arrays'])} arrays, {manifest['stored_bytes']:,} bytes")
 
 

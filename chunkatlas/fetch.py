@@ -9,7 +9,7 @@ from collections.abc import Mapping
 
 import tiledbsoma
 import zarr
-from anndata.experimental import write_elem
+from anndata.io import write_elem
 
 from chunkatlas.errors import ChunkatlasError
 from chunkatlas.storeio import atomic_directory
@@ -97,7 +97,9 @@ def fetch_tissue(
         if var_index:
             if var_index not in adata.var:
                 allowed = ", ".join(map(str, adata.var.columns))
-                raise ChunkatlasError(f"var has no column {var_index!r} for var_names; has: {allowed}")
+                raise ChunkatlasError(
+                    f"var has no column {var_index!r} for var_names; has: {allowed}"
+                )
             adata.var.index = adata.var[var_index].astype(str).to_numpy()
         adata.var.index.name = None
         with atomic_directory(dest) as tmp:

@@ -49,3 +49,16 @@ def test_unanswering_scheduler_fails_fast(consolidated, tmp_path):
                       params=AnalysisParams(n_top_genes=100, n_comps=10),
                       scheduler_address="tcp://127.0.0.1:9", connect_timeout=2)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_cell_ranger_on_mostly_unexpressed_genes_explains_itself(tmp_path):
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(2)
+    counts = rng.negative_binomial(1, 0.6, size=(200, 100)).astype(np.float32)
+    counts[:, :40] = 0  # 40% of genes never seen: scanpy's decile bins collapse
+    ad.AnnData(sp.csr_matrix(counts)).write_zarr(tmp_path / "in.zarr")
+    with pytest.raises(ChunkatlasError, match="flavor 'cell_ranger' failed: too many genes"):
+        analyze_store(tmp_path / "in.zarr", tmp_path / "out.zarr", rows=50,
+                      params=AnalysisParams(flavor="cell_ranger", n_top_genes=30, n_comps=5))
+    assert not (tmp_path / "out.zarr").exists()

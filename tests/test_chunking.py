@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import zarr
-from anndata.experimental import write_elem
+from anndata.io import write_elem
 
 from chunkatlas.chunking import chunk_callback, matrix_chunks, plan_chunks, rechunk_store
 from chunkatlas.errors import ChunkatlasError
