@@ -55,6 +55,8 @@ def validate_config(config: dict, schema: dict) -> dict:
     error = jsonschema.exceptions.best_match(validator.iter_errors(filled))
     if error is not None:
         raise ChunkatlasError(describe_error(error))
+    if "demo_atlas" in filled:
+        confined_output(filled["source"]["uri"], "source.uri")
     analysis = filled.get("analysis", {})
     if analysis.get("n_comps", 0) >= analysis.get("n_top_genes", 0):
         raise ChunkatlasError(
@@ -62,6 +64,20 @@ def validate_config(config: dict, schema: dict) -> dict:
             f"analysis.n_top_genes ({analysis['n_top_genes']})"
         )
     return filled
+
+
+RESULTS = "results"
+
+
+def confined_output(path: str, key: str) -> str:
+    """Refuse an output path from config that would land outside the results directory."""
+    parts = Path(path).parts
+    if Path(path).is_absolute() or not parts or parts[0] != RESULTS or ".." in parts:
+        raise ChunkatlasError(
+            f"config {key}: {path!r} is written by the workflow, so it must be a relative path "
+            f"inside {RESULTS}/ without '..'"
+        )
+    return path
 
 
 def tissue_folder(tissue: str) -> str:

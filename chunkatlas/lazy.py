@@ -20,6 +20,8 @@ def is_matrix_element(path: str) -> bool:
 
 def open_anndata_group(path: str | os.PathLike) -> zarr.Group:
     """Open ``path`` read-only as the root group of an AnnData zarr store, or fail clearly."""
+    if "://" in str(path):
+        raise ChunkatlasError(f"remote stores are not readable yet: {path} (give a local path)")
     where = Path(path)
     if not where.exists():
         raise ChunkatlasError(f"store not found: {where}")
@@ -59,4 +61,12 @@ def read_lazy(path: str | os.PathLike, rows: int) -> ad.AnnData:
             return read_elem_lazy(elem, chunks=(min(rows, max(n_obs, 1)), n_vars))
         return func(elem)
 
-    return read_dispatched(group, callback=callback)
+    adata = read_dispatched(group, callback=callback)
+    for axis, names in (("obs", adata.obs_names), ("var", adata.var_names)):
+        if not names.is_unique:
+            first = names[names.duplicated()][0]
+            raise ChunkatlasError(
+                f"store {path} has duplicate {axis} names (first: {first!r}); "
+                f"{axis} names must be unique"
+            )
+    return adata

@@ -9,14 +9,24 @@ from collections.abc import Callable
 from typing import TextIO, TypeVar
 
 from chunkatlas.errors import ChunkatlasError
+from chunkatlas.storeio import redact
 
 T = TypeVar("T")
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
+class RedactingFormatter(logging.Formatter):
+    """Masks credentials in URLs of every log record, whoever logs it."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
 def configure_logging(stream: TextIO) -> None:
     """Send chunkatlas, dask and Python warnings to ``stream`` with timestamps."""
     logging.basicConfig(stream=stream, level=logging.INFO, format=FORMAT, force=True)
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(RedactingFormatter(FORMAT))
     for noisy in ("distributed", "numba", "tiledbsoma", "fsspec", "asyncio", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     logging.captureWarnings(True)
@@ -28,7 +38,7 @@ def report_errors(action: Callable[[], T], *, console: TextIO | None = None) -> 
     try:
         return action()
     except ChunkatlasError as err:
-        message = f"chunkatlas: error: {err}"
+        message = redact(f"chunkatlas: error: {err}")
         logging.getLogger("chunkatlas").error("%s", err)
         print(message, file=console or sys.__stderr__, flush=True)
         raise SystemExit(1) from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import zlib
 from pathlib import Path
 
 import zarr
@@ -34,7 +35,12 @@ def stored_chunk_files(array_dir: Path) -> list[Path]:
     return sorted(files)
 
 
-def describe_array(root: Path, path: str, array: zarr.Array) -> dict:
+def file_crc32(path: Path) -> str:
+    return f"{zlib.crc32(path.read_bytes()):08x}"
+
+
+def describe_array(root: Path, path: str, array: zarr.Array, *, checksums: bool = True) -> dict:
+    """One manifest entry; ``chunk_files`` maps each chunk key to [bytes, crc32]."""
     files = stored_chunk_files(root / path)
     if array.attrs.get("encoding-type") == "null":
         expected = 0  # anndata's placeholder for "no value" (e.g. raw) stores metadata only
@@ -51,15 +57,26 @@ def describe_array(root: Path, path: str, array: zarr.Array) -> dict:
         "n_chunks": expected,
         "stored_chunks": len(files),
         "stored_bytes": sum(f.stat().st_size for f in files),
+        "chunk_files": {
+            f.relative_to(root / path).as_posix(): [
+                f.stat().st_size,
+                file_crc32(f) if checksums else None,
+            ]
+            for f in files
+        },
     }
 
 
-def build_manifest(store: str | os.PathLike) -> dict:
-    """Inventory every array of an AnnData zarr store: path, shape, dtype, chunks, codecs, bytes."""
+def build_manifest(store: str | os.PathLike, *, checksums: bool = True) -> dict:
+    """Inventory every array of an AnnData zarr store: path, shape, dtype, chunks, codecs, bytes.
+
+    Each chunk file is listed with its size and CRC-32, so a lost, truncated or altered chunk
+    is found before anything reads it.
+    """
     root = Path(store)
     group = open_anndata_group(root)
     arrays = [
-        describe_array(root, name, member)
+        describe_array(root, name, member, checksums=checksums)
         for name, member in sorted(group.members(max_depth=None))
         if isinstance(member, zarr.Array)
     ]
@@ -104,22 +121,39 @@ def load_manifest(path: str | os.PathLike) -> dict:
         raise ChunkatlasError(f"manifest is not valid JSON: {where}") from err
 
 
-def verify_store(store: str | os.PathLike, manifest_path: str | os.PathLike) -> dict:
+def verify_store(
+    store: str | os.PathLike, manifest_path: str | os.PathLike, *, checksums: bool = True
+) -> dict:
     """Check a store against its manifest before use; return the manifest.
 
-    Every array the manifest lists must be present with the same shape, chunks and number of
-    stored chunks, so a store whose writer died, or that lost chunks, is refused.
+    Every array the manifest lists must be present with the same shape and chunks, and every
+    chunk file with the same size (and CRC-32, when ``checksums``), so a store whose writer died,
+    or that lost or damaged a chunk, is refused with the array and chunk named.
     """
     manifest = load_manifest(manifest_path)
-    current = {a["path"]: a for a in build_manifest(store)["arrays"]}
+    current = {a["path"]: a for a in build_manifest(store, checksums=checksums)["arrays"]}
     for expected in manifest["arrays"]:
-        found = current.get(expected["path"])
+        name = expected["path"]
+        found = current.get(name)
         if found is None:
-            raise ChunkatlasError(f"store {store} lacks array {expected['path']!r} of its manifest")
-        for key in ("shape", "chunks", "stored_chunks"):
+            raise ChunkatlasError(f"store {store} lacks array {name!r} of its manifest")
+        for key in ("shape", "chunks"):
             if found[key] != expected[key]:
                 raise ChunkatlasError(
-                    f"store {store}: array {expected['path']!r} has {key} {found[key]}, "
+                    f"store {store}: array {name!r} has {key} {found[key]}, "
                     f"manifest says {expected[key]}"
+                )
+        for chunk, (size, crc) in expected["chunk_files"].items():
+            seen = found["chunk_files"].get(chunk)
+            if seen is None:
+                raise ChunkatlasError(f"store {store}: array {name!r} lost chunk {chunk!r}")
+            if seen[0] != size:
+                raise ChunkatlasError(
+                    f"store {store}: array {name!r} chunk {chunk!r} is {seen[0]} bytes, "
+                    f"manifest says {size} (truncated or corrupt)"
+                )
+            if checksums and seen[1] != crc:
+                raise ChunkatlasError(
+                    f"store {store}: array {name!r} chunk {chunk!r} fails its checksum (corrupt)"
                 )
     return manifest

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +18,15 @@ def temporary_sibling(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
 
+def remove_stale_temporaries(path: Path) -> None:
+    """Delete what killed writers of ``path`` left behind (one writer per path at a time)."""
+    for stale in path.parent.glob(f".{path.name}.tmp-*"):
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
+
+
 @contextmanager
 def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary directory path that is renamed to ``path`` only if the block succeeds.
@@ -27,8 +37,8 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     if final.exists():
         raise ChunkatlasError(f"output already exists: {final} (remove it first)")
     final.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(final)
     tmp = temporary_sibling(final)
-    shutil.rmtree(tmp, ignore_errors=True)
     try:
         yield tmp
         os.rename(tmp, final)
@@ -48,3 +58,17 @@ def write_json_atomic(path: str | os.PathLike, payload: dict) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.IGNORECASE)
+_SECRET_PARAMS = re.compile(
+    r"(?P<key>[?&](?:[a-z0-9_-]*(?:token|secret|signature|password|credential|key)[a-z0-9_-]*))"
+    r"=[^&\s]*",
+    re.IGNORECASE,
+)
+
+
+def redact(text: str) -> str:
+    """``text`` with user:password@ in URLs and secret-looking query parameters masked."""
+    text = _CREDENTIALS.sub(r"\g<scheme>***@", str(text))
+    return _SECRET_PARAMS.sub(r"\g<key>=***", text)

@@ -45,6 +45,9 @@ def test_defaults_are_filled():
         (minimal(analysis={"flavor": "seurat_v9"}), "'seurat_v9' is not one of 'seurat'"),
         (minimal(analysis={"n_top_genes": 50, "n_comps": 50}), "n_comps: 50 must be below"),
         ({"tissues": ["lung"], "chunks": [1]}, "'source' is a required property"),
+        ({**minimal(demo_atlas={}), "source": {"uri": "/etc/atlas.soma"}}, "inside results/"),
+        ({**minimal(demo_atlas={}), "source": {"uri": "results/../x"}}, "without '..'"),
+        (minimal(source={"uri": "x", "tiledb_config": {"k": [1]}}), "tiledb_config.k"),
     ],
 )
 def test_bad_config_gives_one_line(config, needle):

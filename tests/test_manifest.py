@@ -39,7 +39,7 @@ def test_verify_refuses_store_that_lost_a_chunk(consolidated, tmp_path):
     shutil.copytree(store, copy)
     verify_store(copy, manifest)
     (copy / "X" / "data" / "1").unlink()
-    with pytest.raises(ChunkatlasError, match="'X/data' has stored_chunks"):
+    with pytest.raises(ChunkatlasError, match="array 'X/data' lost chunk '1'"):
         verify_store(copy, manifest)
 
 
@@ -59,3 +59,32 @@ def test_consolidate_refuses_incomplete_store(consolidated, tmp_path):
         consolidate_store(copy, tmp_path / "m.json")
     assert not (tmp_path / "m.json").exists()
     assert build_manifest(copy)["n_obs"] > 0
+
+
+def damaged_copy(store, tmp_path, change):
+    copy = tmp_path / "copy.zarr"
+    shutil.copytree(store, copy)
+    change(copy / "X" / "indices" / "2")
+    return copy
+
+
+def test_verify_names_a_truncated_chunk(consolidated, tmp_path):
+    store, manifest = consolidated
+    copy = damaged_copy(store, tmp_path, lambda p: p.write_bytes(p.read_bytes()[:-7]))
+    with pytest.raises(ChunkatlasError, match=r"array 'X/indices' chunk '2' is \d+ bytes, manifest "
+                                              r"says \d+ \(truncated or corrupt\)"):
+        verify_store(copy, manifest)
+
+
+def test_verify_names_a_corrupt_chunk_of_the_same_size(consolidated, tmp_path):
+    store, manifest = consolidated
+
+    def flip(p):
+        raw = bytearray(p.read_bytes())
+        raw[len(raw) // 2] ^= 0xFF
+        p.write_bytes(bytes(raw))
+
+    copy = damaged_copy(store, tmp_path, flip)
+    with pytest.raises(ChunkatlasError, match="array 'X/indices' chunk '2' fails its checksum"):
+        verify_store(copy, manifest)
+    verify_store(copy, manifest, checksums=False)  # sizes alone cannot see it

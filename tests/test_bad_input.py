@@ -1,0 +1,84 @@
+"""Bad input: one line naming the bad value, no traceback, no output left behind."""
+
+import subprocess
+import sys
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+import zarr
+
+from chunkatlas.chunking import rechunk_store
+from chunkatlas.errors import ChunkatlasError
+from chunkatlas.lazy import read_lazy
+from chunkatlas.storeio import atomic_directory, redact
+
+
+def counts_store(path, obs_names=None, var_names=None):
+    rng = np.random.default_rng(0)
+    adata = ad.AnnData(sp.csr_matrix(rng.poisson(1, (6, 4)).astype(np.float32)))
+    if obs_names is not None:
+        adata.obs_names = obs_names
+    if var_names is not None:
+        adata.var_names = var_names
+    adata.write_zarr(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("axis", "names"),
+    [("obs", ["a", "b", "c", "a", "d", "e"]), ("var", ["g1", "g2", "g2", "g3"])],
+)
+def test_duplicate_names_are_refused(tmp_path, axis, names):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        store = counts_store(tmp_path / "dup.zarr", **{f"{axis}_names": names})
+    first = pd.Index(names)[pd.Index(names).duplicated()][0]
+    with pytest.raises(ChunkatlasError, match=f"duplicate {axis} names \\(first: '{first}'\\)"):
+        read_lazy(store, 2)
+    with pytest.raises(ChunkatlasError, match="duplicate"):
+        rechunk_store(store, tmp_path / "out.zarr", 2)
+    assert not (tmp_path / "out.zarr").exists()
+
+
+def test_store_without_x_is_refused(tmp_path):
+    adata = ad.AnnData(obs=pd.DataFrame(index=["a", "b"]))
+    adata.write_zarr(tmp_path / "nox.zarr")
+    group = zarr.open_group(tmp_path / "nox.zarr")
+    if "X" in group:
+        del group["X"]
+    with pytest.raises(ChunkatlasError, match="AnnData store has no X"):
+        read_lazy(tmp_path / "nox.zarr", 2)
+
+
+def test_killed_writer_leftovers_are_cleaned_and_never_read(tmp_path):
+    stale = tmp_path / ".out.zarr.tmp-99999"
+    stale.mkdir()
+    (stale / "junk").write_text("half")
+    with pytest.raises(ChunkatlasError, match="store not found"):
+        read_lazy(tmp_path / "out.zarr", 2)
+    with atomic_directory(tmp_path / "out.zarr") as tmp:
+        tmp.mkdir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.zarr"]
+
+
+def test_redact_masks_credentials():
+    assert redact("s3://AKIAXX:secret@bucket/key") == "s3://***@bucket/key"
+    assert redact("https://h/x.zarr?X-Amz-Signature=abc&part=1") == (
+        "https://h/x.zarr?X-Amz-Signature=***&part=1"
+    )
+
+
+def test_cli_error_redacts_credentials(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "chunkatlas.cli", "rechunk", "https://user:hunter2@host/x.zarr",
+         str(tmp_path / "o.zarr"), "--chunk", "5"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 1
+    assert "hunter2" not in done.stderr
+    assert "https://***@host/x.zarr" in done.stderr.splitlines()[-1]

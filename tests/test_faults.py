@@ -1,0 +1,121 @@
+"""Faults: processes killed with SIGKILL mid-write or mid-analysis lose nothing and leave no
+half-written store that any reader accepts."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import psutil
+import pytest
+import scipy.sparse as sp
+
+from chunkatlas.errors import ChunkatlasError
+from chunkatlas.lazy import read_lazy
+from chunkatlas.manifest import consolidate_store, verify_store
+
+CLI = [sys.executable, "-m", "chunkatlas.cli"]
+
+
+@pytest.fixture(scope="module")
+def big_source(tmp_path_factory) -> Path:
+    """20,000 cells: large enough that rechunking by 40 cells takes a few seconds."""
+    rng = np.random.default_rng(5)
+    n_obs, n_vars = 20_000, 300
+    counts = sp.random(n_obs, n_vars, density=0.05, format="csr", dtype=np.float32, rng=rng)
+    counts.data = np.ceil(counts.data * 20)
+    adata = ad.AnnData(counts)
+    adata.obs_names = [f"c{i}" for i in range(n_obs)]
+    adata.var_names = [f"g{i}" for i in range(n_vars)]
+    adata.obs["cell_type"] = rng.choice(list("abcdef"), n_obs)
+    path = tmp_path_factory.mktemp("big") / "source.zarr"
+    adata.write_zarr(path)
+    return path
+
+
+def wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_rechunk_killed_at_random_points_leaves_nothing_readable(big_source, tmp_path, seed):
+    dest = tmp_path / "store.zarr"
+    writer = subprocess.Popen([*CLI, "rechunk", str(big_source), str(dest), "--chunk", "40"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # Kill once the writer has started writing (its temporary exists), at a random moment.
+    wait_for(lambda: any(tmp_path.glob(".store.zarr.tmp-*")) or writer.poll() is not None, 120,
+             "the writer to start")
+    time.sleep(random.Random(seed).uniform(0.0, 1.5))
+    writer.send_signal(signal.SIGKILL)
+    writer.wait()
+    if dest.exists():  # finished before the kill: then it must be whole
+        consolidate_store(dest, tmp_path / "m.json")
+        np.testing.assert_array_equal(ad.read_zarr(dest).X.toarray(),
+                                      ad.read_zarr(big_source).X.toarray())
+        return
+    with pytest.raises(ChunkatlasError, match="store not found"):
+        read_lazy(dest, 100)
+    with pytest.raises(ChunkatlasError, match="never completed"):
+        verify_store(dest, tmp_path / "store.manifest.json")
+    # and the next writer cleans up after the killed one
+    subprocess.run([*CLI, "rechunk", str(big_source), str(dest), "--chunk", "4000"], check=True,
+                   capture_output=True, timeout=300)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["store.zarr"]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_fetch_killed_at_random_points_leaves_nothing(atlas, tmp_path, seed):
+    dest = tmp_path / "lung.zarr"
+    writer = subprocess.Popen([*CLI, "fetch", atlas, "lung", str(dest), "--chunk-rows", "20"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(lambda: any(tmp_path.glob(".lung.zarr.tmp-*")) or writer.poll() is not None, 120,
+             "the writer to start")
+    time.sleep(random.Random(seed).uniform(0.0, 0.5))
+    writer.send_signal(signal.SIGKILL)
+    writer.wait()
+    if not dest.exists():
+        with pytest.raises(ChunkatlasError, match="store not found"):
+            read_lazy(dest, 100)
+    else:
+        assert ad.read_zarr(dest).n_obs > 0
+
+
+def analysis_args(store: Path, out: Path) -> list[str]:
+    return [*CLI, "analyze", str(store), str(out), "--chunk", "250", "--workers", "2",
+            "--n-top-genes", "100", "--n-comps", "10"]
+
+
+def test_worker_killed_during_analysis_changes_nothing(big_source, tmp_path):
+    calm = subprocess.run(analysis_args(big_source, tmp_path / "calm.zarr"), capture_output=True,
+                          text=True, timeout=600)
+    assert calm.returncode == 0, calm.stderr
+
+    log = tmp_path / "disturbed.log"
+    with log.open("w") as stderr:
+        run = subprocess.Popen(analysis_args(big_source, tmp_path / "disturbed.zarr"),
+                               stdout=subprocess.DEVNULL, stderr=stderr)
+        wait_for(lambda: "normalize_total ..." in log.read_text(), 300, "analysis to start")
+        # The nannies live in the analysis process; each spawns one worker process.
+        workers = [p for p in psutil.Process(run.pid).children(recursive=True)
+                   if "spawn_main" in " ".join(p.cmdline())]
+        assert workers, "no Dask worker process found"
+        os.kill(workers[0].pid, signal.SIGKILL)
+        assert run.wait(timeout=600) == 0, log.read_text()[-3000:]
+    assert "Restarting worker" in log.read_text()  # the kill did hit a running worker
+    calm_result = ad.read_zarr(tmp_path / "calm.zarr")
+    disturbed = ad.read_zarr(tmp_path / "disturbed.zarr")
+    np.testing.assert_array_equal(calm_result.var["highly_variable"],
+                                  disturbed.var["highly_variable"])
+    np.testing.assert_allclose(calm_result.obsm["X_pca"], disturbed.obsm["X_pca"], rtol=1e-5,
+                               atol=1e-5)
