@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from chunkatlas.atlas import AtlasSpec, write_demo_atlas
 from chunkatlas.chunking import rechunk_store
@@ -37,3 +40,21 @@ def consolidated(fetched, tmp_path_factory) -> tuple[Path, Path]:
     rechunk_store(fetched, store, 200)
     consolidate_store(store, manifest)
     return store, manifest
+
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
+
+
+def snakemake(workdir: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    """Run the workflow in ``workdir`` (its results/ goes there)."""
+    return subprocess.run([*SNAKEMAKE, "--directory", str(workdir), *args], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def test_run(tmp_path_factory) -> tuple[Path, dict]:
+    """One uninterrupted run of config/test.yaml: (work directory, config)."""
+    workdir = tmp_path_factory.mktemp("run")
+    done = snakemake(workdir, "--cores", "2", "--configfile", str(REPO / "config/test.yaml"))
+    assert done.returncode == 0, done.stderr[-5000:]
+    return workdir, yaml.safe_load((REPO / "config/test.yaml").read_text())

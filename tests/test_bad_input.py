@@ -82,3 +82,31 @@ def test_cli_error_redacts_credentials(tmp_path):
     assert done.returncode == 1
     assert "hunter2" not in done.stderr
     assert "https://***@host/x.zarr" in done.stderr.splitlines()[-1]
+
+
+def test_snakemake_job_with_bad_input_fails_with_one_line_and_no_output(tmp_path):
+    import yaml
+
+    from .conftest import REPO, snakemake
+
+    config = yaml.safe_load((REPO / "config/test.yaml").read_text())
+    config["demo_atlas"]["n_cells"] = 600
+    config["tissues"] = ["liver"]
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    done = snakemake(tmp_path, "--cores", "1", "--configfile", str(tmp_path / "c.yaml"))
+    assert done.returncode != 0
+    expected = ("chunkatlas: error: tissue 'liver' matches no cells in results/demo_atlas.soma "
+                "(filter: tissue_general == \"liver\" and is_primary_data == True)")
+    assert expected in done.stderr.splitlines()
+    assert not (tmp_path / "results" / "liver" / "fetched.zarr").exists()
+    assert not list((tmp_path / "results").rglob(".*.tmp-*"))
+
+
+def test_profiles_never_keep_incomplete_outputs():
+    import yaml
+
+    from .conftest import REPO
+
+    for profile in (REPO / "profiles").glob("*/config.yaml"):
+        settings = yaml.safe_load(profile.read_text()) or {}
+        assert not settings.get("keep-incomplete"), profile

@@ -21,6 +21,8 @@ from chunkatlas.errors import ChunkatlasError
 from chunkatlas.lazy import read_lazy
 from chunkatlas.manifest import consolidate_store, verify_store
 
+from .conftest import REPO, SNAKEMAKE
+
 CLI = [sys.executable, "-m", "chunkatlas.cli"]
 
 
@@ -119,3 +121,38 @@ def test_worker_killed_during_analysis_changes_nothing(big_source, tmp_path):
                                   disturbed.var["highly_variable"])
     np.testing.assert_allclose(calm_result.obsm["X_pca"], disturbed.obsm["X_pca"], rtol=1e-5,
                                atol=1e-5)
+
+
+def chunk_files(store: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(store)): p.read_bytes() for p in sorted(store.rglob("*"))
+            if p.is_file() and p.name != ".snakemake_timestamp"}
+
+
+@pytest.mark.parametrize("stage", ["rechunk", "analyze"])
+def test_snakemake_killed_mid_stage_then_rerun_gives_identical_results(test_run, tmp_path, stage):
+    workdir, config = test_run
+    args = [*SNAKEMAKE, "--directory", str(tmp_path), "--cores", "2", "--configfile",
+            str(REPO / "config/test.yaml")]
+    run = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           start_new_session=True)
+    logs = tmp_path / "results" / "logs" / stage
+    wait_for(lambda: logs.exists() and any(logs.iterdir()), 600, f"a {stage} job to start")
+    os.killpg(run.pid, signal.SIGKILL)  # Snakemake, its jobs and their Dask workers
+    run.wait()
+    # A killed Snakemake leaves its lock; the documented recovery is --unlock, then the same
+    # command again (with --rerun-incomplete should Snakemake ask for it).
+    subprocess.run([*args, "--unlock"], check=True, capture_output=True, timeout=300)
+    again = subprocess.run([*args, "--rerun-incomplete"], capture_output=True, text=True,
+                           timeout=900)
+    assert again.returncode == 0, again.stderr[-3000:]
+    for tissue in config["tissues"]:
+        for chunk in config["chunks"]:
+            here = Path("results") / tissue / f"chunks-{chunk}"
+            assert chunk_files(tmp_path / here / "store.zarr") == chunk_files(
+                workdir / here / "store.zarr")
+            ours = ad.read_zarr(tmp_path / here / "hvg_pca.zarr")
+            reference = ad.read_zarr(workdir / here / "hvg_pca.zarr")
+            np.testing.assert_array_equal(ours.var["highly_variable"],
+                                          reference.var["highly_variable"])
+            np.testing.assert_array_equal(ours.obsm["X_pca"], reference.obsm["X_pca"])
+    assert not list((tmp_path / "results").rglob(".*.tmp-*"))

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import anndata as ad
 import numpy as np
@@ -15,16 +12,10 @@ import pytest
 import yaml
 import zarr
 
-from .conftest import REPO
+from .conftest import REPO, snakemake
 from .oracle import assert_matches_reference, in_memory_reference
 
-SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
 PER_GRID_POINT = ("rechunk", "consolidate", "analyze", "plot_pca")
-
-
-def snakemake(workdir: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    return subprocess.run([*SNAKEMAKE, "--directory", str(workdir), *args], capture_output=True,
-                          text=True, timeout=timeout)
 
 
 def job_counts(output: str) -> dict[str, int]:
@@ -54,14 +45,6 @@ def test_bad_config_stops_snakemake_with_one_line(tmp_path):
     assert done.returncode != 0
     assert "chunkatlas: error: config chunks.1: -5 is less than the minimum of 1" in done.stderr
     assert not (tmp_path / "results").exists()
-
-
-@pytest.fixture(scope="module")
-def test_run(tmp_path_factory) -> tuple[Path, dict]:
-    workdir = tmp_path_factory.mktemp("run")
-    done = snakemake(workdir, "--cores", "2", "--configfile", str(REPO / "config/test.yaml"))
-    assert done.returncode == 0, done.stderr[-5000:]
-    return workdir, yaml.safe_load((REPO / "config/test.yaml").read_text())
 
 
 def grid(config):
