@@ -16,7 +16,7 @@ if __name__ == "__main__":
             obs_filter=source["obs_filter"],
             chunk_rows=source["fetch_chunk_rows"],
             var_index=source["var_index"],
-            tiledb_config=source["tiledb_config"],
+            tiledb_config=snakemake.config["source"]["tiledb_config"],
             zarr_format=snakemake.params.zarr_format,
         ),
     )

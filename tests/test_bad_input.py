@@ -110,3 +110,22 @@ def test_profiles_never_keep_incomplete_outputs():
     for profile in (REPO / "profiles").glob("*/config.yaml"):
         settings = yaml.safe_load(profile.read_text()) or {}
         assert not settings.get("keep-incomplete"), profile
+
+
+def test_secrets_in_config_never_reach_outputs_or_logs(tmp_path):
+    import yaml
+
+    from .conftest import REPO, snakemake
+
+    secret = "wJalrXUtnFEMI-K7MDENG-not-a-real-key"
+    config = yaml.safe_load((REPO / "config/test.yaml").read_text())
+    config["demo_atlas"]["n_cells"] = 600
+    config["source"]["tiledb_config"] = {"vfs.s3.aws_secret_access_key": secret}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    done = snakemake(tmp_path, "results/lung/chunks-150/store.manifest.json", "--cores", "1",
+                     "--configfile", str(tmp_path / "c.yaml"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert secret not in done.stdout + done.stderr
+    for path in [*(tmp_path / "results").rglob("*"), *(tmp_path / ".snakemake").rglob("*")]:
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path

@@ -6,7 +6,9 @@ rule fetch:
         store=directory("results/{tissue}/fetched.zarr"),
     params:
         tissue=lambda wildcards: TISSUES[wildcards.tissue],
-        source=config["source"],
+        # tiledb_config may hold S3 keys: the script reads it from the config, not from params,
+        # which Snakemake records in .snakemake/metadata.
+        source={k: v for k, v in config["source"].items() if k != "tiledb_config"},
         zarr_format=config["rechunk"]["zarr_format"],
     log:
         "results/logs/fetch/{tissue}.log",
