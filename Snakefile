@@ -12,12 +12,16 @@ if not config:
     configfile: "config/config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/atlas.smk"
 include: "workflow/rules/fetch.smk"
 include: "workflow/rules/rechunk.smk"
 include: "workflow/rules/consolidate.smk"
 include: "workflow/rules/analysis.smk"
+include: "workflow/rules/remote.smk"
 include: "workflow/rules/summary.smk"
 
 
@@ -25,4 +29,5 @@ rule all:
     input:
         grid_outputs(),
         "results/summary.tsv",
+        "results/provenance/config.yaml",
     default_target: True

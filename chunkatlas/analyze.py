@@ -1,44 +1,65 @@
-"""normalize_total, log1p, highly-variable genes and PCA, out of core on Dask."""
+"""normalize_total, log1p, highly-variable genes and PCA, out of core on Dask.
+
+Two engines compute the same results: ``fused`` (the default; chunkatlas.fused reads X in tasks
+aligned with its chunks, in two to four passes) and ``scanpy`` (scanpy's own Dask code paths on
+the lazily read store, four passes; kept for comparison).
+"""
 
 from __future__ import annotations
 
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
-import anndata as ad
 import numpy as np
-import scanpy as sc
 import zarr
-from anndata.io import write_elem
 
 from chunkatlas import __version__
+from chunkatlas.checks import check_counts
 from chunkatlas.cluster import dask_client
 from chunkatlas.errors import ChunkatlasError
-from chunkatlas.lazy import read_lazy
 from chunkatlas.storeio import atomic_directory
+
+if TYPE_CHECKING:
+    import anndata as ad
 
 log = logging.getLogger(__name__)
 
-# seurat_v3 needs scikit-misc and has no Dask code path in scanpy 1.11.
-FLAVORS = ("seurat", "cell_ranger")
+ENGINES = ("fused", "scanpy")
+# HVG flavors per engine: scanpy 1.11 has no Dask code path for seurat_v3.
+FLAVORS = {
+    "fused": ("seurat", "cell_ranger", "seurat_v3"),
+    "scanpy": ("seurat", "cell_ranger"),
+}
 
 
 @dataclass(frozen=True)
 class AnalysisParams:
-    """What to compute: HVG flavor and count, number of principal components."""
+    """What to compute and how: HVG flavor and count, number of principal components, engine."""
 
     flavor: str = "seurat"
     n_top_genes: int = 2000
     n_comps: int = 50
+    engine: str = "fused"
 
     def check(self, n_obs: int, n_vars: int) -> None:
         """Refuse parameters the data cannot support, before any heavy work."""
-        if self.flavor not in FLAVORS:
-            raise ChunkatlasError(f"HVG flavor {self.flavor!r} is not one of {', '.join(FLAVORS)}")
+        if self.engine not in ENGINES:
+            raise ChunkatlasError(
+                f"analysis engine {self.engine!r} is not one of {', '.join(ENGINES)}"
+            )
+        allowed = FLAVORS[self.engine]
+        if self.flavor not in allowed:
+            others = [e for e in ENGINES if self.flavor in FLAVORS[e]]
+            hint = f" (engine {others[0]!r} has it)" if others else ""
+            raise ChunkatlasError(
+                f"HVG flavor {self.flavor!r} is not one of {', '.join(allowed)} "
+                f"for engine {self.engine!r}{hint}"
+            )
         if not 1 <= self.n_top_genes <= n_vars:
             raise ChunkatlasError(
                 f"n_top_genes {self.n_top_genes} must be between 1 and n_vars ({n_vars})"
@@ -65,6 +86,9 @@ def hvg_pca(adata: ad.AnnData, params: AnalysisParams) -> ad.AnnData:
     The result has no X: obs, var with the highly-variable columns, obsm['X_pca'] (computed),
     varm['PCs'], uns['hvg'] and uns['pca'].
     """
+    import anndata as ad
+    import scanpy as sc
+
     with step("normalize_total"):
         sc.pp.normalize_total(adata)
     with step("log1p"):
@@ -98,6 +122,8 @@ def hvg_pca(adata: ad.AnnData, params: AnalysisParams) -> ad.AnnData:
 
 def write_result(result: ad.AnnData, out: str | os.PathLike) -> None:
     """Write the analysis result as a zarr store, atomically."""
+    from anndata.io import write_elem
+
     with atomic_directory(out) as tmp:
         write_elem(zarr.open_group(tmp, mode="w", zarr_format=2), "/", result)
 
@@ -113,28 +139,54 @@ def analyze_store(
     scheduler_address: str | None = None,
     connect_timeout: float = 30.0,
     large_graph_warning_threshold: str = "10MB",
+    cluster: str = "local",
+    slurm_options: Mapping[str, object] | None = None,
     provenance: dict | None = None,
 ) -> ad.AnnData:
-    """Analyze the AnnData store ``store`` on Dask, ``rows`` cells per task, and write ``out``."""
+    """Analyze the AnnData store ``store`` on Dask, ``rows`` cells per task, and write ``out``.
+
+    With ``params.engine == "fused"`` the result's ``obsm['X_pca']`` is a Dask array over
+    ``out`` (the projection is streamed to disk); with ``"scanpy"`` it is in memory.
+    X must hold counts: negative or non-finite values, and for seurat_v3 non-integer ones, are
+    refused before any result is written.
+    """
+    # Workers of an external or SLURM cluster may run in another working directory.
+    store = os.path.abspath(store)
     if rows < 1:
         raise ChunkatlasError(f"chunk (rows per task) must be a positive integer, got {rows}")
-    adata = read_lazy(store, rows)
-    params.check(adata.n_obs, adata.n_vars)
-    log.info("store %s: %d cells x %d genes, %d rows per task", store, adata.n_obs, adata.n_vars,
-             rows)
+    if params.engine == "fused":
+        from chunkatlas import fused
+
+        layout = fused.open_layout(store)
+        shape = (layout.n_obs, layout.n_vars)
+    else:
+        from chunkatlas.lazy import read_lazy
+
+        adata = read_lazy(store, rows)
+        shape = adata.shape
+    params.check(*shape)
+    log.info("store %s: %d cells x %d genes, %d rows per task, engine %s", store, *shape, rows,
+             params.engine)
+    provenance = {"version": __version__, "rows_per_task": rows, **asdict(params),
+                  **(provenance or {})}
     with dask_client(
         workers,
         memory_mb,
         scheduler_address=scheduler_address,
         connect_timeout=connect_timeout,
         large_graph_warning_threshold=large_graph_warning_threshold,
-    ):
+        cluster=cluster,
+        slurm_options=slurm_options,
+    ) as client:
+        if params.engine == "fused":
+            return fused.analyze(
+                store, out, client=client, rows=rows, flavor=params.flavor,
+                n_top_genes=params.n_top_genes, n_comps=params.n_comps, layout=layout,
+                uns={"chunkatlas": provenance},
+            )
+        with step("check that X holds counts"):  # the fused engine checks in its first pass
+            check_counts(adata.X, integers=params.flavor == "seurat_v3", where=store)
         result = hvg_pca(adata, params)
-    result.uns["chunkatlas"] = {
-        "version": __version__,
-        "rows_per_task": rows,
-        **asdict(params),
-        **(provenance or {}),
-    }
+    result.uns["chunkatlas"] = provenance
     write_result(result, out)
     return result

@@ -37,7 +37,12 @@ def check_counts(x, *, integers: bool, where: str) -> None:
 
     ``where`` names the data in the message (a store path, "X", ...).
     """
-    negative, not_finite, fractional = (int(n) for n in count_problems(x))
+    refuse_problems(count_problems(x), integers=integers, where=where)
+
+
+def refuse_problems(problems, *, integers: bool, where: str) -> None:
+    """Raise for the counts of :func:`block_problems` (summed over blocks) that are not zero."""
+    negative, not_finite, fractional = (int(n) for n in problems)
     if not_finite:
         raise ChunkatlasError(f"{where}: X has {not_finite} NaN or infinite values; counts must "
                               "be finite and non-negative")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -53,14 +54,20 @@ def cmd_consolidate(args: argparse.Namespace) -> None:
 
 def cmd_analyze(args: argparse.Namespace) -> None:
     from chunkatlas.analyze import AnalysisParams, analyze_store
-    from chunkatlas.plot import plot_pca
+    from chunkatlas.manifest import manifest_location, verify_store
 
-    params = AnalysisParams(flavor=args.flavor, n_top_genes=args.n_top_genes, n_comps=args.n_comps)
+    # A store written by `chunkatlas consolidate` is checked against its manifest first.
+    if os.path.exists(manifest_location(args.store)):
+        verify_store(args.store, manifest_location(args.store))
+    params = AnalysisParams(flavor=args.flavor, n_top_genes=args.n_top_genes, n_comps=args.n_comps,
+                            engine=args.engine)
     result = analyze_store(
         args.store, args.out, rows=args.chunk, params=params, workers=args.workers,
         memory_mb=args.memory_mb, scheduler_address=args.scheduler_address,
     )
     if args.plot:
+        from chunkatlas.plot import plot_pca
+
         plot_pca(result, args.plot, label_key=args.label_key)
 
 
@@ -106,7 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--chunk", type=positive_int, required=True, help="cells per Dask task")
     analyze.add_argument("--workers", type=positive_int, default=1)
     analyze.add_argument("--memory-mb", type=positive_int, default=4096)
-    analyze.add_argument("--flavor", default="seurat")
+    analyze.add_argument("--engine", default="fused",
+                         help="fused (default) or scanpy (scanpy's Dask code paths)")
+    analyze.add_argument("--flavor", default="seurat",
+                         help="seurat, cell_ranger or seurat_v3 (fused engine only)")
     analyze.add_argument("--n-top-genes", type=positive_int, default=2000)
     analyze.add_argument("--n-comps", type=positive_int, default=50)
     analyze.add_argument("--scheduler-address", default=None)

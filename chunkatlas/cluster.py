@@ -1,10 +1,18 @@
-"""The Dask distributed cluster that analysis runs on."""
+"""The Dask distributed cluster that analysis runs on.
+
+Three ways, one result: a new LocalCluster (the default), a running cluster at
+``scheduler_address``, or workers started as SLURM jobs through dask-jobqueue
+(``cluster="slurm"``).
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+import shlex
+import shutil
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, field, fields
 
 import dask
 from distributed import Client, LocalCluster
@@ -12,6 +20,8 @@ from distributed import Client, LocalCluster
 from chunkatlas.errors import ChunkatlasError
 
 log = logging.getLogger(__name__)
+
+CLUSTERS = ("local", "slurm")
 
 
 def worker_settings(large_graph_warning_threshold: str = "10MB") -> dict[str, object]:
@@ -30,6 +40,141 @@ def worker_settings(large_graph_warning_threshold: str = "10MB") -> dict[str, ob
     }
 
 
+@dataclass(frozen=True)
+class SlurmOptions:
+    """How dask-jobqueue submits the workers: one SLURM job per worker.
+
+    Parameters
+    ----------
+    queue
+        SLURM partition (``sbatch -p``); None: the cluster's default partition.
+    cores
+        Threads of each worker (``--cpus-per-task`` of its job).
+    memory
+        Memory of each worker job, e.g. ``"4GB"``; None: the rule's memory divided
+        between the workers.
+    walltime
+        Time limit of each worker job (``sbatch -t``, ``HH:MM:SS``).
+    job_extra_directives
+        More ``#SBATCH`` options, e.g. ``["--account=abc", "--qos=short"]``.
+    scheduler_host
+        Address the scheduler (in the analysing process) listens on; the workers connect to it.
+        ``127.0.0.1`` keeps everything on one node; on a cluster of several nodes give this
+        node's address that the compute nodes reach (or its hostname).
+    log_directory
+        Folder for the workers' SLURM logs; None: SLURM's default (``slurm-JOBID.out`` in the
+        working directory).
+    start_timeout
+        Seconds to wait for all worker jobs to start and connect.
+    """
+
+    queue: str | None = None
+    cores: int = 1
+    memory: str | None = None
+    walltime: str = "01:00:00"
+    job_extra_directives: tuple[str, ...] = field(default_factory=tuple)
+    scheduler_host: str = "127.0.0.1"
+    log_directory: str | None = None
+    start_timeout: float = 300.0
+
+    @classmethod
+    def from_mapping(cls, options: Mapping[str, object] | None) -> SlurmOptions:
+        """Options from the config's ``dask.slurm`` section (missing keys take the defaults)."""
+        options = dict(options or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ChunkatlasError(
+                f"dask.slurm option {unknown[0]!r} is not one of {', '.join(sorted(known))}"
+            )
+        if "job_extra_directives" in options:
+            options["job_extra_directives"] = tuple(options["job_extra_directives"] or ())
+        slurm = cls(**options)
+        if not isinstance(slurm.cores, int) or slurm.cores < 1:
+            raise ChunkatlasError(
+                f"dask.slurm.cores must be a positive integer, got {slurm.cores!r}"
+            )
+        return slurm
+
+
+def dask_variables(settings: Mapping[str, object]) -> dict[str, str]:
+    """Dask settings as ``DASK_*`` environment variables (how Dask reads config at start-up).
+
+    Workers started outside this process (SLURM jobs, ``dask worker``) read Dask's
+    configuration from the environment, not from this process's ``dask.config.set``.
+    """
+    return {
+        "DASK_" + "__".join(part.upper().replace("-", "_") for part in key.split(".")): str(value)
+        for key, value in settings.items()
+    }
+
+
+def dask_environment(settings: Mapping[str, object]) -> list[str]:
+    """Shell lines that give worker jobs the same Dask settings (``export DASK_...``)."""
+    return [f"export {name}={shlex.quote(value)}"
+            for name, value in dask_variables(settings).items()]
+
+
+def check_cluster(cluster: str, scheduler_address: str | None) -> None:
+    """Refuse an unknown cluster kind, or a SLURM cluster together with a running scheduler."""
+    if cluster not in CLUSTERS:
+        raise ChunkatlasError(f"dask.cluster {cluster!r} is not one of {', '.join(CLUSTERS)}")
+    if cluster == "slurm" and scheduler_address:
+        raise ChunkatlasError(
+            f"dask.cluster 'slurm' starts its own scheduler; dask.scheduler_address "
+            f"{scheduler_address!r} is allowed only with dask.cluster 'local'"
+        )
+    if cluster == "slurm" and shutil.which("sbatch") is None:
+        raise ChunkatlasError(
+            "dask.cluster 'slurm' needs SLURM's sbatch on PATH and there is none; "
+            "allowed here: dask.cluster 'local' or a dask.scheduler_address"
+        )
+
+
+@contextmanager
+def slurm_client(
+    n_workers: int,
+    memory_mb: int,
+    options: SlurmOptions,
+    settings: Mapping[str, object],
+) -> Iterator[Client]:
+    """A Client on ``n_workers`` Dask workers, each a SLURM job (dask-jobqueue SLURMCluster).
+
+    The worker jobs are cancelled when the context ends, also on errors.
+    """
+    try:
+        from dask_jobqueue import SLURMCluster
+    except ImportError as err:  # a dependency of chunkatlas; only a broken install lacks it
+        raise ChunkatlasError(
+            "dask.cluster 'slurm' needs the package dask-jobqueue, which is not installed"
+        ) from err
+    memory = options.memory or f"{max(256, memory_mb // n_workers)}MB"
+    with SLURMCluster(
+        cores=options.cores,
+        processes=1,
+        memory=memory,
+        queue=options.queue,
+        walltime=options.walltime,
+        job_extra_directives=list(options.job_extra_directives),
+        job_script_prologue=dask_environment(settings),
+        log_directory=options.log_directory,
+        scheduler_options={"host": options.scheduler_host, "dashboard_address": ":0"},
+    ) as cluster, Client(cluster) as client:
+        cluster.scale(jobs=n_workers)
+        log.info("Dask SLURMCluster: %d worker jobs x %d thread(s), %s each, partition %s; "
+                 "dashboard: %s", n_workers, options.cores, memory,
+                 options.queue or "(default)", client.dashboard_link)
+        log.debug("worker job script:\n%s", cluster.job_script())
+        try:
+            client.wait_for_workers(n_workers, timeout=options.start_timeout)
+        except TimeoutError as err:
+            raise ChunkatlasError(
+                f"{n_workers} Dask worker jobs did not all start within "
+                f"{options.start_timeout:g} s (dask.slurm.start_timeout); see squeue"
+            ) from err
+        yield client
+
+
 @contextmanager
 def dask_client(
     n_workers: int,
@@ -38,17 +183,46 @@ def dask_client(
     scheduler_address: str | None = None,
     connect_timeout: float = 30.0,
     large_graph_warning_threshold: str = "10MB",
+    cluster: str = "local",
+    slurm_options: SlurmOptions | Mapping[str, object] | None = None,
 ) -> Iterator[Client]:
-    """A Client on a new LocalCluster (one thread per worker), or on ``scheduler_address``.
+    """A Client on a new Dask cluster (one thread per worker), or on ``scheduler_address``.
 
-    The LocalCluster gets ``n_workers`` processes sharing ``memory_mb``; its dashboard listens on
-    a free port, so concurrent jobs never collide.
+    Parameters
+    ----------
+    n_workers
+        Workers to start: processes of a LocalCluster, or SLURM jobs.
+    memory_mb
+        Memory shared between the workers (unless ``slurm_options.memory`` sets it per job).
+    scheduler_address
+        Connect to this running scheduler instead of starting workers (``cluster="local"``).
+    connect_timeout
+        Seconds to wait for ``scheduler_address``.
+    large_graph_warning_threshold
+        Dask's ``distributed.admin.large-graph-warning-threshold``.
+    cluster
+        ``"local"``: a LocalCluster; ``"slurm"``: workers as SLURM jobs (dask-jobqueue).
+    slurm_options
+        :class:`SlurmOptions`, or the config's ``dask.slurm`` mapping.
+
+    Notes
+    -----
+    The LocalCluster's and the SLURM scheduler's dashboards listen on free ports, so
+    concurrent jobs never collide.
     """
     if n_workers < 1:
         raise ChunkatlasError(f"workers must be a positive integer, got {n_workers}")
+    check_cluster(cluster, scheduler_address)
     # distributed sets its loggers to INFO on import; keep the rule's log to what matters.
     logging.getLogger("distributed").setLevel(logging.WARNING)
-    with dask.config.set(worker_settings(large_graph_warning_threshold)):
+    settings = worker_settings(large_graph_warning_threshold)
+    with dask.config.set(settings):
+        if cluster == "slurm":
+            if not isinstance(slurm_options, SlurmOptions):
+                slurm_options = SlurmOptions.from_mapping(slurm_options)
+            with slurm_client(n_workers, memory_mb, slurm_options, settings) as client:
+                yield client
+            return
         if scheduler_address:
             try:
                 client = Client(scheduler_address, timeout=connect_timeout)
@@ -69,7 +243,7 @@ def dask_client(
             processes=True,
             memory_limit=f"{per_worker_mb}MB",
             dashboard_address=":0",
-        ) as cluster, Client(cluster) as client:
+        ) as local, Client(local) as client:
             log.info("Dask LocalCluster: %d workers x 1 thread, %d MB each; dashboard: %s",
                      n_workers, per_worker_mb, client.dashboard_link)
             yield client

@@ -1,4 +1,5 @@
-"""Fetch one tissue from a TileDB-SOMA Experiment (the CELLxGENE Census or the demo atlas)."""
+"""Fetch one tissue, once: from a TileDB-SOMA Experiment (the CELLxGENE Census, the demo atlas)
+or from any AnnData store (h5ad or zarr, local, http(s) or s3; or a scanpy dataset)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,16 @@ import os
 import string
 from collections.abc import Mapping
 
+import anndata as ad
+import numpy as np
 import tiledbsoma
 import zarr
 from anndata.io import write_elem
 
 from chunkatlas.errors import ChunkatlasError
-from chunkatlas.storeio import atomic_directory
+from chunkatlas.lazy import is_matrix_element, is_sparse, matrix_shape, read_lazy
+from chunkatlas.remote import RemoteSettings, is_remote, open_remote_group, storage_options_for
+from chunkatlas.storeio import atomic_directory, redact
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +107,161 @@ def fetch_tissue(
                 )
             adata.var.index = adata.var[var_index].astype(str).to_numpy()
         adata.var.index.name = None
-        with atomic_directory(dest) as tmp:
-            out = zarr.open_group(tmp, mode="w", zarr_format=zarr_format)
-            write_elem(out, "/", adata)
+        write_fetched(adata, dest, zarr_format)
     return {"n_obs": int(n_obs), "n_vars": int(adata.n_vars), "filter": value_filter}
+
+
+def write_fetched(adata: ad.AnnData, dest: str | os.PathLike, zarr_format: int = 2) -> None:
+    """Stream an AnnData (Dask-backed X and layers) into a new zarr store, atomically."""
+    with atomic_directory(dest) as tmp:
+        write_elem(zarr.open_group(tmp, mode="w", zarr_format=zarr_format), "/", adata)
+
+
+SCANPY_PREFIX = "scanpy:"
+# Datasets scanpy ships or downloads; pbmc68k_reduced ships inside scanpy (works offline).
+SCANPY_DATASETS = ("pbmc68k_reduced", "pbmc3k_processed", "pbmc3k")
+
+
+def open_anndata_source(uri: str, rows: int, settings: RemoteSettings | None = None):
+    """An AnnData from ``uri``: "scanpy:NAME", or a local/http(s)/s3 .h5ad or .zarr store.
+
+    X and layers of stores are Dask arrays of ``rows``-cell blocks; scanpy datasets are small
+    and read whole.  Returns (adata, resources to keep open while it is used).
+    """
+    if uri.startswith(SCANPY_PREFIX):
+        name = uri[len(SCANPY_PREFIX):]
+        if name not in SCANPY_DATASETS:
+            raise ChunkatlasError(
+                f"scanpy dataset {name!r} is not one of {', '.join(SCANPY_DATASETS)}"
+            )
+        import scanpy as sc
+
+        return getattr(sc.datasets, name)(), []
+    if uri.rstrip("/").endswith(".h5ad"):
+        return open_h5ad_lazy(uri, rows, settings)
+    if is_remote(uri):
+        group, _ = open_remote_group(uri, settings, require_manifest=False)
+        return read_lazy(group, rows), []
+    return read_lazy(uri, rows), []
+
+
+def open_h5ad_lazy(uri: str, rows: int, settings: RemoteSettings | None):
+    import fsspec
+    import h5py
+
+    settings = settings or RemoteSettings()
+    try:
+        handle = fsspec.open(uri, "rb", **storage_options_for(uri, settings)).open()
+    except FileNotFoundError:
+        raise ChunkatlasError(f"source not found: {redact(uri)}") from None
+    try:
+        h5 = h5py.File(handle, "r")
+    except OSError:
+        handle.close()
+        raise ChunkatlasError(f"not an HDF5 file: {redact(uri)}") from None
+    return read_h5_rows(h5, rows), [h5, handle]
+
+
+def read_h5_rows(h5, rows: int) -> ad.AnnData:
+    """An AnnData from an open HDF5 file with X and layers as Dask arrays of row blocks.
+
+    anndata's lazy HDF5 reader reopens the file by name in each task, which a remote file
+    object has not; these tasks slice the open file instead (threads share it; h5py locks).
+    """
+    import dask
+    import dask.array as da
+    import scipy.sparse as sp
+    from anndata.experimental import read_dispatched
+    from anndata.io import sparse_dataset
+
+    def lazy_rows(elem):
+        sparse = is_sparse(elem)
+        matrix = sparse_dataset(elem) if sparse else elem
+        n_obs, n_vars = matrix_shape(elem)
+        empty = sp.csr_matrix((0, 0), dtype=matrix.dtype) if sparse else np.empty((0, 0))
+        read = dask.delayed(matrix.__getitem__)
+        blocks = []
+        for start in range(0, n_obs, rows):
+            stop = min(start + rows, n_obs)
+            blocks.append(da.from_delayed(read(slice(start, stop)), shape=(stop - start, n_vars),
+                                          dtype=matrix.dtype, meta=empty.astype(matrix.dtype)))
+        return da.concatenate(blocks, axis=0)
+
+    def callback(func, elem_name, elem, iospec):
+        if is_matrix_element(elem_name):
+            return lazy_rows(elem)
+        return func(elem)
+
+    return read_dispatched(h5, callback=callback)
+
+
+def prepare_anndata(
+    adata: ad.AnnData,
+    tissue: str,
+    *,
+    tissue_column: str | None,
+    use_raw: bool,
+    dense: bool,
+    scaled_layer: bool,
+    where: str,
+) -> ad.AnnData:
+    """Select one tissue's cells and shape X as configured (raw, dense, a scaled layer)."""
+    if tissue_column:
+        if tissue_column not in adata.obs:
+            allowed = ", ".join(map(str, adata.obs.columns))
+            raise ChunkatlasError(f"obs of {where} has no column {tissue_column!r}; has: {allowed}")
+        mask = (adata.obs[tissue_column].astype(str) == tissue).to_numpy()
+        if not mask.any():
+            raise ChunkatlasError(f"tissue {tissue!r} matches no cells in {where} "
+                                  f"(filter: {tissue_column} == {tissue!r})")
+        adata = adata[mask]
+    if use_raw:
+        if adata.raw is None:
+            raise ChunkatlasError(f"{where} has no .raw to take X from (source.use_raw)")
+        adata = ad.AnnData(X=adata.raw.X, obs=adata.obs, var=adata.raw.var)
+    else:
+        adata = ad.AnnData(X=adata.X, obs=adata.obs, var=adata.var, layers=dict(adata.layers))
+    if dense:
+        adata.X = densify(adata.X)
+    if scaled_layer:
+        import scanpy as sc
+
+        adata.layers["scaled"] = sc.pp.scale(densify(adata.X), copy=True)
+    return adata
+
+
+def densify(x):
+    if hasattr(x, "map_blocks"):
+        return x.map_blocks(lambda b: b.toarray() if hasattr(b, "toarray") else b,
+                            dtype=x.dtype, meta=np.empty((0, 0), dtype=x.dtype))
+    return x.toarray() if hasattr(x, "toarray") else np.asarray(x)
+
+
+def fetch_anndata(
+    uri: str,
+    tissue: str,
+    dest: str | os.PathLike,
+    *,
+    tissue_column: str | None = None,
+    use_raw: bool = False,
+    dense: bool = False,
+    scaled_layer: bool = False,
+    chunk_rows: int = 10_000,
+    settings: RemoteSettings | None = None,
+    zarr_format: int = 2,
+) -> dict:
+    """Copy one tissue of an AnnData source into a zarr store, streamed block by block.
+
+    Without ``tissue_column`` the whole dataset is the tissue (the tissue name is a label).
+    """
+    adata, keep_open = open_anndata_source(uri, chunk_rows, settings)
+    try:
+        prepared = prepare_anndata(adata, tissue, tissue_column=tissue_column, use_raw=use_raw,
+                                   dense=dense, scaled_layer=scaled_layer, where=redact(uri))
+        log.info("%s: %d cells x %d genes from %s", tissue, prepared.n_obs, prepared.n_vars,
+                 redact(uri))
+        write_fetched(prepared, dest, zarr_format)
+    finally:
+        for resource in reversed(keep_open):
+            resource.close()
+    return {"n_obs": int(prepared.n_obs), "n_vars": int(prepared.n_vars)}

@@ -97,11 +97,16 @@ def build_manifest(store: str | os.PathLike, *, checksums: bool = True) -> dict:
     }
 
 
-def consolidate_store(store: str | os.PathLike, manifest_path: str | os.PathLike) -> dict:
-    """Consolidate the store's metadata, then write its manifest (the last step of a store)."""
+def consolidate_store(
+    store: str | os.PathLike, manifest_path: str | os.PathLike, provenance: dict | None = None
+) -> dict:
+    """Consolidate the store's metadata, then write its manifest (the last step of a store).
+
+    ``provenance`` (e.g. the config hash of the run) is recorded in the manifest.
+    """
     open_anndata_group(store)
     zarr.consolidate_metadata(str(store))
-    manifest = build_manifest(store)
+    manifest = {**build_manifest(store), **(provenance or {})}
     if not manifest["consolidated"]:
         raise ChunkatlasError(f"metadata consolidation did not take effect: {store}")
     incomplete = [a["path"] for a in manifest["arrays"] if a["stored_chunks"] != a["n_chunks"]]
@@ -119,6 +124,13 @@ def load_manifest(path: str | os.PathLike) -> dict:
         return json.loads(where.read_text())
     except json.JSONDecodeError as err:
         raise ChunkatlasError(f"manifest is not valid JSON: {where}") from err
+
+
+def manifest_location(store: str | os.PathLike) -> str:
+    """``…/store.zarr`` -> ``…/store.manifest.json`` (the layout consolidate writes), for paths
+    and URLs alike."""
+    base = str(store).rstrip("/")
+    return (base[: -len(".zarr")] if base.endswith(".zarr") else base) + ".manifest.json"
 
 
 def verify_store(

@@ -11,7 +11,7 @@ import pandas as pd
 
 from chunkatlas.manifest import load_manifest
 
-STEPS = ("fetch", "rechunk", "consolidate", "analyze")
+STEPS = ("fetch", "rechunk", "consolidate", "analyze", "remote")
 
 
 def read_benchmark(path: str | os.PathLike) -> dict[str, float]:
@@ -29,6 +29,7 @@ class GridPoint:
     manifest: str
     result: str
     benchmarks: Mapping[str, str]
+    remote: str | None = None
 
 
 def summary_row(point: GridPoint) -> dict[str, object]:
@@ -43,8 +44,12 @@ def summary_row(point: GridPoint) -> dict[str, object]:
         "store_bytes": manifest["stored_bytes"],
         "n_hvg": int(result.var["highly_variable"].sum()),
     }
+    if point.remote:
+        for entry in pd.read_csv(point.remote, sep="\t").itertuples():
+            for metric in ("requests", "bytes", "seconds"):
+                row[f"{entry.pattern}_{metric}"] = getattr(entry, metric)
     for name in STEPS:
-        if name in point.benchmarks:
+        if name in point.benchmarks and os.path.exists(point.benchmarks[name]):
             bench = read_benchmark(point.benchmarks[name])
             row[f"{name}_seconds"] = round(bench["seconds"], 3)
             row[f"{name}_max_rss_mb"] = round(bench["max_rss_mb"], 1)
@@ -54,3 +59,18 @@ def summary_row(point: GridPoint) -> dict[str, object]:
 def build_summary(points: Sequence[GridPoint]) -> pd.DataFrame:
     rows = [summary_row(p) for p in points]
     return pd.DataFrame(rows).sort_values(["tissue", "chunk"], kind="stable").reset_index(drop=True)
+
+
+def remote_table(points: Sequence[GridPoint]) -> pd.DataFrame:
+    """All remote measurements, long: tissue, chunk, pattern, server, requests, bytes, seconds."""
+    frames = [
+        pd.read_csv(p.remote, sep="\t").assign(tissue=p.tissue, chunk=p.chunk)
+        for p in points
+        if p.remote
+    ]
+    if not frames:
+        return pd.DataFrame(columns=["tissue", "chunk", "pattern", "server", "requests", "bytes",
+                                     "seconds"])
+    table = pd.concat(frames, ignore_index=True)
+    first = ["tissue", "chunk", "pattern"]
+    return table[first + [c for c in table.columns if c not in first]]

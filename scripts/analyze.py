@@ -6,6 +6,7 @@ The guard matters: Dask's worker processes re-import the main module.
 from chunkatlas.analyze import AnalysisParams, analyze_store
 from chunkatlas.logs import run_snakemake_step
 from chunkatlas.manifest import verify_store
+from chunkatlas.provenance import run_record
 
 
 def main(snakemake):
@@ -20,12 +21,16 @@ def main(snakemake):
             flavor=analysis["flavor"],
             n_top_genes=analysis["n_top_genes"],
             n_comps=analysis["n_comps"],
+            engine=analysis["engine"],
         ),
         workers=snakemake.threads,
         memory_mb=snakemake.resources.mem_mb,
         scheduler_address=dask["scheduler_address"],
         connect_timeout=dask["connect_timeout"],
         large_graph_warning_threshold=dask["large_graph_warning_threshold"],
+        cluster=dask["cluster"],
+        slurm_options=dask["slurm"],
+        provenance={"config_hash": run_record(snakemake.config)["config_hash"]},
     )
 
 

@@ -2,9 +2,12 @@
 
 from chunkatlas.logs import run_snakemake_step
 from chunkatlas.manifest import consolidate_store
+from chunkatlas.provenance import run_record
 
 if __name__ == "__main__":
+    # The hash comes from the config inside the job, not from params: params are rerun triggers.
+    provenance = {"config_hash": run_record(snakemake.config)["config_hash"]}
     run_snakemake_step(
         snakemake,
-        lambda: consolidate_store(snakemake.input.store, snakemake.output.manifest),
+        lambda: consolidate_store(snakemake.input.store, snakemake.output.manifest, provenance),
     )

@@ -8,10 +8,14 @@ import scanpy as sc
 
 
 def in_memory_reference(store, flavor: str, n_top_genes: int, n_comps: int) -> ad.AnnData:
+    """scanpy's recipe in memory; seurat_v3 selects HVGs on the raw counts, before normalising."""
     adata = ad.read_zarr(store)
+    if flavor == "seurat_v3":
+        sc.pp.highly_variable_genes(adata, flavor=flavor, n_top_genes=n_top_genes)
     sc.pp.normalize_total(adata)
     sc.pp.log1p(adata)
-    sc.pp.highly_variable_genes(adata, flavor=flavor, n_top_genes=n_top_genes)
+    if flavor != "seurat_v3":
+        sc.pp.highly_variable_genes(adata, flavor=flavor, n_top_genes=n_top_genes)
     sc.pp.pca(adata, n_comps=n_comps, mask_var="highly_variable")
     return adata
 

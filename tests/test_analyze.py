@@ -8,10 +8,11 @@ from chunkatlas.errors import ChunkatlasError
 from .oracle import assert_matches_reference, in_memory_reference
 
 
+@pytest.mark.parametrize("engine", ["fused", "scanpy"])
 @pytest.mark.parametrize("flavor", ["seurat", "cell_ranger"])
-def test_dask_analysis_matches_in_memory_scanpy(consolidated, tmp_path, flavor):
+def test_dask_analysis_matches_in_memory_scanpy(consolidated, tmp_path, flavor, engine):
     store, _ = consolidated
-    params = AnalysisParams(flavor=flavor, n_top_genes=150, n_comps=25)
+    params = AnalysisParams(flavor=flavor, n_top_genes=150, n_comps=25, engine=engine)
     analyze_store(store, tmp_path / "hvg_pca.zarr", rows=200, params=params, workers=2,
                   memory_mb=2048)
     result = ad.read_zarr(tmp_path / "hvg_pca.zarr")
@@ -22,6 +23,7 @@ def test_dask_analysis_matches_in_memory_scanpy(consolidated, tmp_path, flavor):
     assert result.uns["hvg"]["flavor"] == flavor
     assert len(result.uns["pca"]["variance_ratio"]) == 25
     assert result.uns["chunkatlas"]["rows_per_task"] == 200
+    assert result.uns["chunkatlas"]["engine"] == engine
     # genes outside the HVG set take no part in the PCA
     assert np.all(result.varm["PCs"][~result.var["highly_variable"].to_numpy()] == 0)
     assert_matches_reference(result, in_memory_reference(store, flavor, 150, 25))
@@ -58,7 +60,9 @@ def test_cell_ranger_on_mostly_unexpressed_genes_explains_itself(tmp_path):
     counts = rng.negative_binomial(1, 0.6, size=(200, 100)).astype(np.float32)
     counts[:, :40] = 0  # 40% of genes never seen: scanpy's decile bins collapse
     ad.AnnData(sp.csr_matrix(counts)).write_zarr(tmp_path / "in.zarr")
-    with pytest.raises(ChunkatlasError, match="flavor 'cell_ranger' failed: too many genes"):
-        analyze_store(tmp_path / "in.zarr", tmp_path / "out.zarr", rows=50,
-                      params=AnalysisParams(flavor="cell_ranger", n_top_genes=30, n_comps=5))
-    assert not (tmp_path / "out.zarr").exists()
+    for engine in ("fused", "scanpy"):
+        with pytest.raises(ChunkatlasError, match="flavor 'cell_ranger' failed: too many genes"):
+            analyze_store(tmp_path / "in.zarr", tmp_path / "out.zarr", rows=50,
+                          params=AnalysisParams(flavor="cell_ranger", n_top_genes=30, n_comps=5,
+                                                engine=engine))
+        assert not (tmp_path / "out.zarr").exists()

@@ -129,3 +129,42 @@ def test_secrets_in_config_never_reach_outputs_or_logs(tmp_path):
     for path in [*(tmp_path / "results").rglob("*"), *(tmp_path / ".snakemake").rglob("*")]:
         if path.is_file():
             assert secret.encode() not in path.read_bytes(), path
+
+
+@pytest.mark.parametrize("engine", ["fused", "scanpy"])
+@pytest.mark.parametrize(
+    ("value", "flavor", "needle"),
+    [
+        (-2.0, "seurat", "has 1 negative values"),
+        (np.nan, "cell_ranger", "has 1 NaN or infinite values"),
+        (0.5, "seurat_v3", "has 1 non-integer values; this HVG flavor needs raw integer counts"),
+    ],
+)
+def test_analysis_refuses_values_that_are_not_counts(tmp_path, engine, value, flavor, needle):
+    from chunkatlas.analyze import AnalysisParams, analyze_store
+
+    if flavor not in ("seurat", "cell_ranger") and engine == "scanpy":
+        pytest.skip("scanpy's Dask code paths have no seurat_v3")
+    rng = np.random.default_rng(1)
+    counts = rng.poisson(2, (60, 30)).astype(np.float32)
+    counts[7, 3] = value
+    ad.AnnData(sp.csr_matrix(counts)).write_zarr(tmp_path / "in.zarr")
+    with pytest.raises(ChunkatlasError, match=needle):
+        analyze_store(tmp_path / "in.zarr", tmp_path / "out.zarr", rows=20, workers=1,
+                      params=AnalysisParams(flavor=flavor, n_top_genes=10, n_comps=3,
+                                            engine=engine))
+    assert not (tmp_path / "out.zarr").exists()
+
+
+def test_fused_engine_refuses_duplicate_names(tmp_path):
+    import warnings
+
+    from chunkatlas.analyze import AnalysisParams, analyze_store
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        store = counts_store(tmp_path / "dup.zarr", var_names=["g1", "g2", "g2", "g3"])
+    with pytest.raises(ChunkatlasError, match="duplicate var names \\(first: 'g2'\\)"):
+        analyze_store(store, tmp_path / "out.zarr", rows=2, workers=1,
+                      params=AnalysisParams(n_top_genes=3, n_comps=2))
+    assert not (tmp_path / "out.zarr").exists()

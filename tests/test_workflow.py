@@ -23,7 +23,7 @@ def job_counts(output: str) -> dict[str, int]:
     return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "test.yaml", "census.yaml"])
+@pytest.mark.parametrize("name", ["config.yaml", "test.yaml", "census.yaml", "pbmc.yaml"])
 def test_dry_run_has_one_job_per_tissue_and_chunk(tmp_path, name):
     config = yaml.safe_load((REPO / "config" / name).read_text())
     n_tissues, n_chunks = len(config["tissues"]), len(config["chunks"])
@@ -34,6 +34,7 @@ def test_dry_run_has_one_job_per_tissue_and_chunk(tmp_path, name):
     for rule in PER_GRID_POINT:
         assert counts[rule] == n_tissues * n_chunks
     assert counts["summary"] == 1
+    assert counts.get("remote", 0) == n_tissues * n_chunks  # remote accounting is on by default
     assert counts.get("demo_atlas", 0) == (1 if "demo_atlas" in config else 0)
 
 
@@ -93,3 +94,25 @@ def test_every_rule_logged_and_rerun_is_a_no_op(test_run):
     assert any("dashboard: http" in p.read_text() for p in logs if "analyze" in str(p))
     done = snakemake(workdir, "-n", "--configfile", str(REPO / "config/test.yaml"))
     assert "Nothing to be done" in done.stdout + done.stderr
+
+
+def test_pbmc_config_reproduces_the_remote_zarr_tutorial(tmp_path):
+    done = snakemake(tmp_path, "--cores", "2", "--configfile", str(REPO / "config/pbmc.yaml"))
+    assert done.returncode == 0, done.stderr[-5000:]
+    costs = {}
+    for chunk in (5, 25):
+        here = tmp_path / "results" / "pbmc" / f"chunks-{chunk}"
+        group = zarr.open_consolidated(str(here / "store.zarr"), mode="r")
+        assert group["X"].chunks == (700, chunk)
+        assert group["layers/scaled"].chunks == (700, chunk)
+        costs[chunk] = pd.read_csv(here / "remote.tsv", sep="\t").set_index("pattern")
+        assert ad.read_zarr(here / "hvg_pca.zarr").obsm["X_pca"].shape == (700, 30)
+    assert costs[5].loc["one_gene", "requests"] == 1
+    assert costs[25].loc["fifty_genes", "requests"] < costs[5].loc["fifty_genes", "requests"]
+    assert costs[25].loc["fifty_genes", "bytes"] > costs[5].loc["fifty_genes", "bytes"]
+    summary = pd.read_csv(tmp_path / "results/summary.tsv", sep="\t")
+    assert list(summary["one_gene_requests"]) == [1, 1]
+    remote = pd.read_csv(tmp_path / "results/remote.tsv", sep="\t")
+    assert len(remote) == 2 * 5
+    for figure in ("remote", "steps", "store_size"):
+        assert (tmp_path / f"results/summary/{figure}.png").read_bytes()[:4] == b"\x89PNG"

@@ -6,7 +6,7 @@ rule analyze:
     output:
         result=directory("results/{tissue}/chunks-{chunk}/hvg_pca.zarr"),
     params:
-        chunk=lambda wildcards: int(wildcards.chunk),
+        chunk=analysis_rows,
         analysis=config["analysis"],
         dask=config["dask"],
     log:
@@ -30,7 +30,13 @@ rule plot_pca:
     input:
         result="results/{tissue}/chunks-{chunk}/hvg_pca.zarr",
     output:
-        plot="results/{tissue}/chunks-{chunk}/pca.png",
+        plot=report(
+            "results/{tissue}/chunks-{chunk}/pca.png",
+            caption="../report/pca.rst",
+            category="PCA",
+            subcategory="{tissue}",
+            labels={"tissue": "{tissue}", "chunk size": "{chunk}"},
+        ),
     params:
         label_key=config["analysis"]["label_key"],
         title=lambda wildcards: f"{TISSUES[wildcards.tissue]}, chunks of {wildcards.chunk}",

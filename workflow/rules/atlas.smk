@@ -1,4 +1,4 @@
-if "demo_atlas" in config:
+if "demo_atlas" in config and config["source"]["kind"] == "soma":
 
     rule demo_atlas:
         """Build the embedded, Census-shaped demo atlas (a TileDB-SOMA Experiment) from a seed."""

@@ -24,16 +24,28 @@ wildcard_constraints:
 
 def grid_outputs():
     """Every per-tissue x chunk output of the default target."""
-    return expand(
-        ["results/{tissue}/chunks-{chunk}/store.manifest.json", "results/{tissue}/chunks-{chunk}/hvg_pca.zarr", "results/{tissue}/chunks-{chunk}/pca.png"],
-        tissue=TISSUES,
-        chunk=CHUNKS,
-    )
+    outputs = [
+        "results/{tissue}/chunks-{chunk}/store.manifest.json",
+        "results/{tissue}/chunks-{chunk}/hvg_pca.zarr",
+        "results/{tissue}/chunks-{chunk}/pca.png",
+    ]
+    if config["remote"]["enabled"]:
+        outputs.append("results/{tissue}/chunks-{chunk}/remote.tsv")
+    return expand(outputs, tissue=TISSUES, chunk=CHUNKS)
+
+
+def analysis_rows(wildcards):
+    """Cells per Dask task: the chunk size, unless chunks are gene columns of dense X."""
+    if config["rechunk"]["dense_axis"] == "var":
+        return config["source"]["fetch_chunk_rows"]
+    return int(wildcards.chunk)
 
 
 def get_fetch_source(wildcards):
     """The demo atlas is built by a rule; a real source (Census) is not a workflow file."""
-    return [config["source"]["uri"]] if "demo_atlas" in config else []
+    if "demo_atlas" in config and config["source"]["kind"] == "soma":
+        return [config["source"]["uri"]]
+    return []
 
 
 def tree_mb(paths):
@@ -76,11 +88,13 @@ def grid_points():
                     chunk=chunk,
                     manifest=f"{here}/store.manifest.json",
                     result=f"{here}/hvg_pca.zarr",
+                    remote=f"{here}/remote.tsv" if config["remote"]["enabled"] else None,
                     benchmarks={
                         "fetch": f"results/benchmarks/fetch/{folder}.tsv",
                         "rechunk": f"results/benchmarks/rechunk/{folder}-{chunk}.tsv",
                         "consolidate": f"results/benchmarks/consolidate/{folder}-{chunk}.tsv",
                         "analyze": f"results/benchmarks/analyze/{folder}-{chunk}.tsv",
+                        "remote": f"results/benchmarks/remote/{folder}-{chunk}.tsv",
                     },
                 )
             )

@@ -1,5 +1,5 @@
 rule fetch:
-    """Stream one tissue's cells from the SOMA source into a zarr AnnData store."""
+    """Stream one tissue's cells from the source (SOMA or AnnData) into a zarr AnnData store."""
     input:
         source=get_fetch_source,
     output:
@@ -8,7 +8,11 @@ rule fetch:
         tissue=lambda wildcards: TISSUES[wildcards.tissue],
         # tiledb_config may hold S3 keys: the script reads it from the config, not from params,
         # which Snakemake records in .snakemake/metadata.
-        source={k: v for k, v in config["source"].items() if k != "tiledb_config"},
+        source={
+            k: v
+            for k, v in config["source"].items()
+            if k not in ("tiledb_config", "storage_options")
+        },
         zarr_format=config["rechunk"]["zarr_format"],
     log:
         "results/logs/fetch/{tissue}.log",

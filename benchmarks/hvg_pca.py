@@ -1,0 +1,484 @@
+"""Benchmark HVG/PCA: the fused engine, stock scanpy on Dask and in-memory scanpy.
+
+    python benchmarks/hvg_pca.py [--quick] [--repeats N] [--data DIR] [--json FILE]
+
+Part 1 makes synthetic stores (benchmarks/synth.py: ~70,000 and 500,000 cells x 20,000 genes,
+~5 % non-zero, data/indices chunked by 10,000 cells; --quick: 10,000 and 40,000 cells x 5,000
+genes) and analyses each with every engine, alternating, each run in its own subprocess: wall
+time of the subprocess (interpreter start, imports, cluster start, analysis, result written) and
+peak memory summed over the process tree (the driver and its Dask workers), sampled with psutil
+every 50 ms, both RSS (what the targets are stated in; shared libraries count once per process)
+and PSS (shared pages split between processes).
+
+Part 2 measures end to end from a SOMA source (a demo atlas, one tissue): chunkatlas
+(fetch + rechunk + consolidate + fused analysis) against the TileDB-SOMA tutorial's path
+(``query.to_anndata(layer, dask=dict(chunk_size=N))`` then scanpy on Dask), also alternating.
+
+Every analysis uses 2 single-threaded Dask workers (as ``snakemake --cores 2``), flavor seurat,
+2,000 HVGs (500 with --quick) and 50 PCs.  Stores are cached in --data between invocations.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ENGINES = ("fused", "scanpy", "memory")
+E2E_PATHS = ("chunkatlas", "tutorial")
+
+
+@dataclass(frozen=True)
+class Scale:
+    """One synthetic store: its size and the analysis settings run on it."""
+
+    name: str
+    n_cells: int
+    n_genes: int
+    rows: int
+    n_top_genes: int
+    engines: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one invocation measures."""
+
+    pool_cells: int
+    scales: tuple[Scale, ...]
+    atlas_cells: int
+    atlas_genes: int
+    e2e_rows: int
+    e2e_top_genes: int
+    repeats: int
+    slow_repeats: int  # repeats of the slowest runs (stock scanpy at the largest scale)
+
+
+FULL = Plan(
+    pool_cells=20_000,
+    scales=(Scale("70k", 70_000, 20_000, 10_000, 2000, ENGINES),
+            Scale("500k", 500_000, 20_000, 10_000, 2000, ENGINES)),
+    atlas_cells=80_000, atlas_genes=8_000, e2e_rows=10_000, e2e_top_genes=2000,
+    repeats=3, slow_repeats=1,
+)
+QUICK = Plan(
+    pool_cells=4_000,
+    scales=(Scale("10k", 10_000, 5_000, 2_500, 500, ENGINES),
+            Scale("40k", 40_000, 5_000, 2_500, 500, ("fused",))),
+    atlas_cells=12_000, atlas_genes=2_000, e2e_rows=2_000, e2e_top_genes=500,
+    repeats=1, slow_repeats=1,
+)
+
+
+# ----------------------------------------------------------------------------- measuring
+
+
+@dataclass
+class Run:
+    """One subprocess: what it was and what it cost."""
+
+    label: str
+    seconds: float
+    cpu_seconds: float
+    peak_rss_mb: float
+    peak_pss_mb: float
+    returncode: int
+    detail: dict = field(default_factory=dict)
+
+
+def tree_memory(procs: list, *, pss: bool) -> int:
+    """RSS (or PSS, which reads smaps and costs more) in bytes summed over ``procs``."""
+    import psutil
+
+    total = 0
+    for proc in procs:
+        try:
+            total += proc.memory_full_info().pss if pss else proc.memory_info().rss
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return total
+
+
+def measure(label: str, argv: list[str], interval: float = 0.05) -> Run:
+    """Run ``argv`` in a subprocess, sampling the memory of its process tree: RSS every
+    ``interval`` seconds, PSS and the list of processes every tenth sample (cheap enough not to
+    slow the run on 2 cores)."""
+    import resource
+
+    import psutil
+
+    def cpu() -> float:  # user + system time of every descendant reaped so far
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
+
+    peak = [0, 0]
+    cpu_before = cpu()
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    root = psutil.Process(proc.pid)
+    done = threading.Event()
+
+    def sample() -> None:
+        procs, tick = [root], 0
+        while not done.is_set():
+            if tick % 10 == 0:
+                try:
+                    procs = [root, *root.children(recursive=True)]
+                except psutil.Error:
+                    pass
+                peak[1] = max(peak[1], tree_memory(procs, pss=True))
+            peak[0] = max(peak[0], tree_memory(procs, pss=False))
+            tick += 1
+            done.wait(interval)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out, err = proc.communicate()
+    seconds = time.perf_counter() - start
+    cpu_seconds = cpu() - cpu_before
+    done.set()
+    sampler.join()
+    detail = {}
+    for line in out.splitlines():
+        if line.startswith("{"):
+            detail = json.loads(line)
+    if proc.returncode:
+        sys.stderr.write(f"{label} failed ({proc.returncode}):\n{err[-3000:]}\n")
+    return Run(label, round(seconds, 2), round(cpu_seconds, 2), round(peak[0] / 2**20),
+               round(peak[1] / 2**20), proc.returncode, detail)
+
+
+def fits_in_memory(store: Path) -> bool:
+    """Whether in-memory scanpy on ``store`` (about 4 copies of X at its peak) fits in the
+    memory available now, with a quarter to spare."""
+    import psutil
+    import zarr
+
+    nnz = zarr.open_group(store, mode="r")["X"]["data"].shape[0]
+    need = 4 * nnz * 8
+    available = psutil.virtual_memory().available
+    if need > 0.75 * available:
+        print(f"  in-memory scanpy skipped: needs ~{need / 2**30:.0f} GiB, "
+              f"{available / 2**30:.0f} GiB available", flush=True)
+        return False
+    return True
+
+
+def child(*args: str) -> list[str]:
+    return [sys.executable, str(Path(__file__).resolve()), "--child", *args]
+
+
+# ----------------------------------------------------------------------------- child runs
+
+
+def run_engine(engine: str, store: str, out: str, rows: int, n_top_genes: int) -> dict:
+    """One analysis (in a subprocess of its own); returns what to report."""
+    start = time.perf_counter()
+    if engine == "memory":
+        import anndata as ad
+        import scanpy as sc
+
+        from chunkatlas.analyze import AnalysisParams, hvg_pca, write_result
+
+        adata = ad.read_zarr(store)
+        result = hvg_pca(adata, AnalysisParams(n_top_genes=n_top_genes, engine="scanpy"))
+        write_result(result, out)
+        del sc
+    elif engine == "scanpy":  # stock: scanpy's Dask code paths on the lazily read store
+        from chunkatlas.analyze import AnalysisParams, hvg_pca, write_result
+        from chunkatlas.cluster import dask_client
+        from chunkatlas.lazy import read_lazy
+
+        with dask_client(2, 8192):
+            result = hvg_pca(read_lazy(store, rows),
+                             AnalysisParams(n_top_genes=n_top_genes, engine="scanpy"))
+        write_result(result, out)
+    else:
+        from chunkatlas.analyze import AnalysisParams, analyze_store
+
+        analyze_store(store, out, rows=rows, workers=2, memory_mb=8192,
+                      params=AnalysisParams(n_top_genes=n_top_genes, engine=engine))
+    return {"analysis_seconds": round(time.perf_counter() - start, 2)}
+
+
+def run_chunkatlas_e2e(atlas: str, work: str, rows: int, n_top_genes: int) -> dict:
+    """chunkatlas from the SOMA source: fetch, rechunk, consolidate, fused analysis."""
+    from chunkatlas.analyze import AnalysisParams, analyze_store
+    from chunkatlas.chunking import rechunk_store
+    from chunkatlas.fetch import fetch_tissue
+    from chunkatlas.manifest import consolidate_store
+
+    work = Path(work)
+    steps = {}
+    start = time.perf_counter()
+    fetch_tissue(atlas, "lung", work / "fetched.zarr", chunk_rows=rows)
+    steps["fetch"] = round(time.perf_counter() - start, 2)
+    rechunk_store(work / "fetched.zarr", work / "store.zarr", rows)
+    steps["rechunk"] = round(time.perf_counter() - start - sum(steps.values()), 2)
+    consolidate_store(work / "store.zarr", work / "store.manifest.json")
+    steps["consolidate"] = round(time.perf_counter() - start - sum(steps.values()), 2)
+    analyze_store(work / "store.zarr", work / "hvg_pca.zarr", rows=rows, workers=2,
+                  memory_mb=8192, params=AnalysisParams(n_top_genes=n_top_genes, engine="fused"))
+    steps["analyze"] = round(time.perf_counter() - start - sum(steps.values()), 2)
+    return {"steps": steps}
+
+
+def run_tutorial_e2e(atlas: str, work: str, rows: int, n_top_genes: int) -> dict:
+    """The TileDB-SOMA Dask tutorial's path: to_anndata(dask=...) then scanpy on Dask."""
+    import tiledbsoma
+
+    from chunkatlas.analyze import AnalysisParams, hvg_pca, write_result
+    from chunkatlas.cluster import dask_client
+    from chunkatlas.fetch import DEFAULT_OBS_FILTER, build_obs_filter
+
+    start = time.perf_counter()
+    with dask_client(2, 8192), tiledbsoma.Experiment.open(atlas) as experiment:
+        query = experiment.axis_query(
+            "RNA", obs_query=tiledbsoma.AxisQuery(
+                value_filter=build_obs_filter(DEFAULT_OBS_FILTER, "lung")))
+        adata = query.to_anndata("raw", dask={"chunk_size": rows})
+        adata.obs.index = adata.obs.index.astype(str)
+        adata.var.index = adata.var["feature_id"].astype(str).to_numpy()
+        result = hvg_pca(adata, AnalysisParams(n_top_genes=n_top_genes, engine="scanpy"))
+    write_result(result, Path(work) / "hvg_pca.zarr")
+    return {"steps": {"query+analyze": round(time.perf_counter() - start, 2)}}
+
+
+class StepLog:
+    """Collects chunkatlas's "<step> done in <s> s" log records and when the cluster came up."""
+
+    def __init__(self) -> None:
+        import logging
+
+        self.start = time.perf_counter()
+        self.steps: dict[str, float] = {}
+        collector = self
+
+        class Handler(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                message = record.getMessage()
+                if record.name == "chunkatlas.cluster":
+                    collector.steps["(cluster up at)"] = round(
+                        time.perf_counter() - collector.start, 2)
+                elif " done in " in message and isinstance(record.args, tuple):
+                    collector.steps[str(record.args[0])] = float(record.args[-1])
+
+        logger = logging.getLogger("chunkatlas")
+        logger.setLevel(logging.INFO)
+        logger.addHandler(Handler())
+
+
+def child_main(args: list[str]) -> None:
+    import logging
+
+    logging.basicConfig(level=logging.WARNING)
+    steps = StepLog()
+    kind, *rest = args
+    if kind == "engine":
+        engine, store, out, rows, top = rest
+        detail = run_engine(engine, store, out, int(rows), int(top))
+    elif kind == "e2e":
+        path, atlas, work, rows, top = rest
+        runner = run_chunkatlas_e2e if path == "chunkatlas" else run_tutorial_e2e
+        detail = runner(atlas, work, int(rows), int(top))
+    else:
+        raise SystemExit(f"unknown child run {kind!r}")
+    detail["steps"] = {**steps.steps, **detail.get("steps", {})}
+    print(json.dumps(detail))
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def make_stores(plan: Plan, data: Path) -> dict[str, Path]:
+    """The synthetic stores of ``plan`` in ``data`` (made once, then reused)."""
+    sys.path.insert(0, str(HERE))
+    from synth import make_pool, write_store
+
+    stores = {s.name: data / f"synthetic-{s.name}-{s.n_genes}.zarr" for s in plan.scales}
+    missing = [s for s in plan.scales if not stores[s.name].exists()]
+    pools = {}
+    for scale in missing:
+        if scale.n_genes not in pools:
+            start = time.perf_counter()
+            pools[scale.n_genes] = make_pool(plan.pool_cells, scale.n_genes)
+            print(f"  pool of {plan.pool_cells:,} cells x {scale.n_genes:,} genes: "
+                  f"{time.perf_counter() - start:.0f} s", flush=True)
+        start = time.perf_counter()
+        write_store(stores[scale.name], pools[scale.n_genes], scale.n_cells, chunk=scale.rows)
+        print(f"  store {scale.name}: {time.perf_counter() - start:.0f} s", flush=True)
+    return stores
+
+
+def make_atlas(plan: Plan, data: Path) -> Path:
+    """The demo atlas (a SOMA Experiment) of part 2."""
+    from chunkatlas.atlas import AtlasSpec, write_demo_atlas
+
+    atlas = data / f"atlas-{plan.atlas_cells}-{plan.atlas_genes}.soma"
+    if not atlas.exists():
+        start = time.perf_counter()
+        write_demo_atlas(str(atlas), AtlasSpec(n_cells=plan.atlas_cells,
+                                               n_genes=plan.atlas_genes, seed=0))
+        print(f"  demo atlas {plan.atlas_cells:,} x {plan.atlas_genes:,}: "
+              f"{time.perf_counter() - start:.0f} s", flush=True)
+    return atlas
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def summarise(runs: list[Run]) -> dict:
+    ok = [r for r in runs if r.returncode == 0]
+    if not ok:
+        return {"runs": len(runs), "failed": len(runs)}
+    return {
+        "runs": len(ok),
+        "seconds_median": statistics.median(r.seconds for r in ok),
+        "seconds_min": min(r.seconds for r in ok),
+        "seconds_all": [r.seconds for r in ok],
+        "cpu_seconds_median": statistics.median(r.cpu_seconds for r in ok),
+        "cpu_seconds_all": [r.cpu_seconds for r in ok],
+        "peak_rss_mb": statistics.median(r.peak_rss_mb for r in ok),
+        "peak_pss_mb": statistics.median(r.peak_pss_mb for r in ok),
+        "analysis_seconds_all": [r.detail.get("analysis_seconds") for r in ok],
+        "steps": min(ok, key=lambda r: r.seconds).detail.get("steps", {}),
+    }
+
+
+def print_table(title: str, rows: dict[str, dict], base: str) -> None:
+    print(f"\n{title}")
+    print(f"{'':12s} {'runs':>4s} {'median s':>9s} {'min s':>7s} {'CPU s':>7s} "
+          f"{'peak RSS MB':>12s} {'peak PSS MB':>12s} {'time/' + base:>12s} "
+          f"{'CPU/' + base:>12s}")
+    ref = rows.get(base, {}).get("seconds_median")
+    ref_cpu = rows.get(base, {}).get("cpu_seconds_median")
+    for name, row in rows.items():
+        if "seconds_median" not in row:
+            print(f"{name:12s} failed")
+            continue
+        ratio = f"{row['seconds_median'] / ref:.2f}x" if ref else "-"
+        cpu_ratio = f"{row['cpu_seconds_median'] / ref_cpu:.2f}x" if ref_cpu else "-"
+        print(f"{name:12s} {row['runs']:4d} {row['seconds_median']:9.1f} {row['seconds_min']:7.1f} "
+              f"{row['cpu_seconds_median']:7.1f} {row['peak_rss_mb']:12.0f} "
+              f"{row['peak_pss_mb']:12.0f} {ratio:>12s} {cpu_ratio:>12s}")
+
+
+def machine() -> dict:
+    model = ""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        model = next((line.split(":", 1)[1].strip() for line in out.splitlines()
+                      if line.startswith("Model name")), "")
+    except OSError:
+        pass
+    return {"cpus": os.cpu_count(), "model": model, "python": platform.python_version()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small sizes: under 3 minutes")
+    parser.add_argument("--repeats", type=int, default=None, help="runs of each engine")
+    parser.add_argument("--data", default=str(HERE / "data"), help="where stores are cached")
+    parser.add_argument("--json", default=None, help="also write the figures to this file")
+    parser.add_argument("--skip-e2e", action="store_true", help="only part 1")
+    parser.add_argument("--only", default=None, help="scales to run, e.g. 70k,500k")
+    parser.add_argument("--engines", default=",".join(ENGINES), help="engines to run")
+    parser.add_argument("--child", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child_main(args.child)
+        return
+    plan = QUICK if args.quick else FULL
+    if args.only:
+        plan = replace(plan, scales=tuple(s for s in plan.scales if s.name in args.only.split(",")))
+    chosen = set(args.engines.split(","))
+    plan = replace(plan, scales=tuple(replace(s, engines=tuple(e for e in s.engines if e in chosen))
+                                      for s in plan.scales))
+    repeats = args.repeats or plan.repeats
+    data = Path(args.data)
+    data.mkdir(parents=True, exist_ok=True)
+    scratch = data / "scratch"
+    report: dict = {"machine": machine(), "quick": args.quick, "repeats": repeats, "scales": {}}
+    print(f"machine: {report['machine']}", flush=True)
+    t0 = time.perf_counter()
+    print("making data ...", flush=True)
+    stores = make_stores(plan, data)
+    atlas = None if args.skip_e2e else make_atlas(plan, data)
+
+    for scale in plan.scales:
+        slowest = scale is plan.scales[-1]
+        engines = [e for e in scale.engines if e != "memory" or fits_in_memory(stores[scale.name])]
+        runs: dict[str, list[Run]] = {e: [] for e in engines}
+        for rep in range(repeats):
+            for engine in engines:
+                if slowest and engine != "fused" and rep >= plan.slow_repeats:
+                    continue
+                shutil.rmtree(scratch, ignore_errors=True)
+                scratch.mkdir()
+                run = measure(engine, child("engine", engine, str(stores[scale.name]),
+                                            str(scratch / "out.zarr"), str(scale.rows),
+                                            str(scale.n_top_genes)))
+                runs[engine].append(run)
+                print(f"  {scale.name} {engine:7s} run {rep + 1}: {run.seconds:6.1f} s "
+                      f"(CPU {run.cpu_seconds:6.1f} s, load {os.getloadavg()[0]:.1f}), "
+                      f"peak RSS {run.peak_rss_mb:5.0f} MB, PSS {run.peak_pss_mb:5.0f} MB",
+                      flush=True)
+        rows = {engine: summarise(r) for engine, r in runs.items()}
+        report["scales"][scale.name] = {"n_cells": scale.n_cells, "n_genes": scale.n_genes,
+                                        "rows": scale.rows, "n_top_genes": scale.n_top_genes,
+                                        "engines": rows}
+        print_table(f"{scale.name}: {scale.n_cells:,} cells x {scale.n_genes:,} genes, "
+                    f"{scale.rows:,} cells per task", rows, "fused")
+        for engine, row in rows.items():
+            if row.get("steps"):
+                print(f"  {engine}, fastest run: " + ", ".join(f"{k} {v:.1f} s"
+                                                          for k, v in row["steps"].items()))
+
+    first, last = (report["scales"][s.name]["engines"].get("fused", {}) for s in
+                   (plan.scales[0], plan.scales[-1]))
+    if len(plan.scales) > 1 and "peak_rss_mb" in first and "peak_rss_mb" in last:
+        report["fused_memory_growth"] = {
+            "rss": round(last["peak_rss_mb"] / first["peak_rss_mb"], 2),
+            "pss": round(last["peak_pss_mb"] / first["peak_pss_mb"], 2),
+        }
+        print(f"\nfused peak memory {plan.scales[-1].name} / {plan.scales[0].name}: "
+              f"RSS {report['fused_memory_growth']['rss']}x, "
+              f"PSS {report['fused_memory_growth']['pss']}x")
+
+    if atlas is not None:
+        runs = {p: [] for p in E2E_PATHS}
+        for rep in range(repeats):
+            for path in E2E_PATHS:
+                shutil.rmtree(scratch, ignore_errors=True)
+                scratch.mkdir()
+                run = measure(path, child("e2e", path, str(atlas), str(scratch),
+                                          str(plan.e2e_rows), str(plan.e2e_top_genes)))
+                runs[path].append(run)
+                print(f"  e2e {path:10s} run {rep + 1}: {run.seconds:6.1f} s "
+                      f"(CPU {run.cpu_seconds:6.1f} s, load {os.getloadavg()[0]:.1f}), "
+                      f"peak RSS {run.peak_rss_mb:5.0f} MB", flush=True)
+        rows = {p: summarise(r) for p, r in runs.items()}
+        report["e2e"] = {"atlas_cells": plan.atlas_cells, "atlas_genes": plan.atlas_genes,
+                         "rows": plan.e2e_rows, "paths": rows}
+        print_table(f"end to end from SOMA (tissue lung of a {plan.atlas_cells:,} x "
+                    f"{plan.atlas_genes:,} demo atlas)", rows, "chunkatlas")
+    shutil.rmtree(scratch, ignore_errors=True)
+    report["total_seconds"] = round(time.perf_counter() - t0)
+    print(f"\ntotal {report['total_seconds']} s")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

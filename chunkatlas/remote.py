@@ -1,0 +1,228 @@
+"""Reading consolidated AnnData zarr stores over http(s) and s3, guarded by their manifests.
+
+zarr reads a chunk whose fetch raised FileNotFoundError as missing and fills it with the fill
+value, and fsspec turns every HTTP 404 (s3: NoSuchKey) into FileNotFoundError: one transient 404
+would become zeros in X.  The :class:`GuardedStore` closes this: every chunk the store's
+manifest lists must arrive, with the size and checksum the manifest records, or the read is
+retried and then fails with the chunk named.  Transient failures (5xx, resets, timeouts) are
+retried with backoff within a deadline; refused credentials fail at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import zarr
+from zarr.abc.store import RangeByteRequest
+from zarr.storage import FsspecStore, WrapperStore
+
+from chunkatlas.errors import ChunkatlasError
+from chunkatlas.manifest import manifest_location
+from chunkatlas.storeio import redact
+
+log = logging.getLogger(__name__)
+
+REMOTE_SCHEMES = ("http://", "https://", "s3://")
+
+
+def is_remote(path: object) -> bool:
+    return str(path).startswith(REMOTE_SCHEMES)
+
+
+@dataclass(frozen=True)
+class RemoteSettings:
+    """How hard to try: attempts per request, first backoff, and the deadline per request."""
+
+    attempts: int = 5
+    backoff_seconds: float = 0.1
+    timeout_seconds: float = 30.0
+    storage_options: Mapping[str, Any] = field(default_factory=dict)
+
+
+class CredentialsRefused(ChunkatlasError):
+    pass
+
+
+class NoManifest(ChunkatlasError):
+    pass
+
+
+def classify(err: BaseException) -> str:
+    """"credentials", "transient" or "fatal" for an exception raised by a fetch."""
+    status = getattr(err, "status", None) or getattr(err, "status_code", None)
+    if isinstance(err, PermissionError) or status in (401, 403):
+        return "credentials"
+    if status is not None:
+        return "transient" if status >= 500 or status in (408, 429) else "fatal"
+    if isinstance(err, asyncio.TimeoutError | TimeoutError | ConnectionError | OSError):
+        return "transient"
+    module = type(err).__module__
+    if module.startswith(("aiohttp", "botocore", "aiobotocore")):
+        return "transient"
+    return "fatal"
+
+
+class GuardedStore(WrapperStore):
+    """A read-only store that never lets a failed or wrong read through as data.
+
+    Parameters
+    ----------
+    store
+        The store to read from (an FsspecStore for http/s3).
+    expected
+        Chunk key -> [size in bytes, CRC-32 hex], from the manifest.
+    url
+        For messages (credentials are redacted).
+    """
+
+    def __init__(self, store, expected: Mapping[str, list], url: str,
+                 settings: RemoteSettings) -> None:
+        super().__init__(store)
+        self._expected = dict(expected)
+        self._url = redact(url)
+        self._settings = settings
+
+    def _with_store(self, store):
+        return type(self)(store, self._expected, self._url, self._settings)
+
+    async def get(self, key, prototype, byte_range=None):
+        settings = self._settings
+        deadline = time.monotonic() + settings.timeout_seconds
+        problem = ""
+        for attempt in range(settings.attempts):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                value = await asyncio.wait_for(
+                    self._store.get(key, prototype, byte_range), timeout=remaining
+                )
+            except Exception as err:  # noqa: BLE001 - sorted by classify
+                kind = classify(err)
+                if kind == "credentials":
+                    raise CredentialsRefused(
+                        f"credentials refused reading {self._url}/{key}: {type(err).__name__}"
+                    ) from None
+                if kind == "fatal":
+                    raise
+                problem = f"{type(err).__name__}: {redact(str(err))[:200]}"
+            else:
+                problem = self._check(key, value, byte_range)
+                if not problem:
+                    return value
+            pause = settings.backoff_seconds * 2**attempt * (0.5 + random.random())
+            await asyncio.sleep(max(0.0, min(pause, deadline - time.monotonic())))
+        raise ChunkatlasError(
+            f"reading chunk {key!r} of {self._url} failed after {attempt + 1} attempt(s) within "
+            f"{settings.timeout_seconds:g} s: {problem or 'timed out'}"
+        )
+
+    def _check(self, key: str, value, byte_range) -> str:
+        """Why ``value`` is not the right answer for ``key``, or "" if it is."""
+        expected = self._expected.get(key)
+        if value is None:
+            return "missing, but the manifest lists it" if expected else ""
+        data = value.to_bytes()
+        if isinstance(byte_range, RangeByteRequest):
+            wanted = byte_range.end - byte_range.start
+            return "" if len(data) == wanted else f"asked {wanted} bytes, got {len(data)}"
+        if byte_range is None and expected:
+            size, crc = expected
+            if len(data) != size:
+                return f"got {len(data)} bytes, the manifest says {size}"
+            if crc is not None and f"{zlib.crc32(data):08x}" != crc:
+                return "checksum differs from the manifest"
+        return ""
+
+    async def get_partial_values(self, prototype, key_ranges):
+        return [await self.get(key, prototype, byte_range) for key, byte_range in key_ranges]
+
+
+def storage_options_for(url: str, settings: RemoteSettings) -> dict[str, Any]:
+    """fsspec options: a request timeout for HTTP (aiohttp waits 300 s by default)."""
+    options = dict(settings.storage_options)
+    if url.startswith(("http://", "https://")):
+        import aiohttp
+
+        client = dict(options.pop("client_kwargs", {}))
+        client.setdefault("timeout", aiohttp.ClientTimeout(total=settings.timeout_seconds))
+        options["client_kwargs"] = client
+    return options
+
+
+def fetch_manifest(url: str, settings: RemoteSettings) -> dict:
+    """Read the manifest that sits next to a remote store, with the same retries."""
+    import fsspec
+
+    location = manifest_location(url)
+    protocol = location.split("://", 1)[0]
+    fs = fsspec.filesystem(protocol, **storage_options_for(url, settings))
+    problem = ""
+    for attempt in range(settings.attempts):
+        try:
+            return json.loads(fs.cat_file(location))
+        except FileNotFoundError:
+            raise NoManifest(
+                f"no manifest at {redact(location)}: remote stores are read only with the "
+                "manifest that chunkatlas consolidate writes beside them"
+            ) from None
+        except Exception as err:  # noqa: BLE001
+            if classify(err) == "credentials":
+                raise CredentialsRefused(
+                    f"credentials refused reading {redact(location)}: {type(err).__name__}"
+                ) from None
+            if classify(err) == "fatal":
+                raise
+            problem = f"{type(err).__name__}"
+            time.sleep(settings.backoff_seconds * 2**attempt)
+    raise ChunkatlasError(f"reading {redact(location)} failed after {settings.attempts} "
+                          f"attempts: {problem}")
+
+
+def open_remote_group(
+    url: str, settings: RemoteSettings | None = None, *, require_manifest: bool = True
+) -> tuple[zarr.Group, dict | None]:
+    """Open a consolidated AnnData store at an http(s)/s3 URL; return (group, manifest).
+
+    Without its manifest (a store chunkatlas did not write, ``require_manifest=False``) reads
+    are still retried and length-checked, but a chunk missing on the server cannot be told
+    from one that was never written.
+    """
+    settings = settings or RemoteSettings()
+    try:
+        manifest = fetch_manifest(url, settings)
+    except NoManifest:
+        if require_manifest:
+            raise
+        log.warning("no manifest beside %s: missing chunks cannot be detected", redact(url))
+        manifest = {"consolidated": True, "arrays": [], "zarr_format": None}
+    if not manifest.get("consolidated"):
+        raise ChunkatlasError(f"remote store {redact(url)} has no consolidated metadata "
+                              "(run chunkatlas consolidate on it)")
+    expected = {
+        f"{array['path']}/{chunk}": entry
+        for array in manifest["arrays"]
+        for chunk, entry in array["chunk_files"].items()
+    }
+    inner = FsspecStore.from_url(
+        url.rstrip("/"), storage_options=storage_options_for(url, settings), read_only=True
+    )
+    store = GuardedStore(inner, expected, url, settings)
+    try:
+        group = zarr.open_consolidated(store, mode="r", zarr_format=manifest["zarr_format"])
+    except ChunkatlasError:
+        raise
+    except Exception as err:
+        raise ChunkatlasError(f"cannot open {redact(url)} as a zarr store with consolidated "
+                              f"metadata: {type(err).__name__}") from None
+    if group.attrs.get("encoding-type") != "anndata" or "X" not in group:
+        raise ChunkatlasError(f"not an AnnData store with X: {redact(url)}")
+    return group, manifest

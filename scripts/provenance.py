@@ -1,0 +1,16 @@
+"""Snakemake entry point: the run's config, hash and software versions."""
+
+import yaml
+
+from chunkatlas.logs import run_snakemake_step
+from chunkatlas.provenance import run_record, software_versions
+
+
+def main(snakemake):
+    with open(snakemake.output.config, "w") as handle:
+        yaml.safe_dump(run_record(snakemake.config), handle, sort_keys=False)
+    software_versions().to_csv(snakemake.output.versions, sep="\t", index=False)
+
+
+if __name__ == "__main__":
+    run_snakemake_step(snakemake, lambda: main(snakemake))

@@ -1,0 +1,360 @@
+"""The fused engine: kernels against numpy/scipy, results against in-memory scanpy (the oracle)."""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scanpy as sc
+import scipy.sparse as sp
+
+from chunkatlas import fused
+from chunkatlas.analyze import AnalysisParams, analyze_store
+from chunkatlas.cluster import dask_client
+from chunkatlas.errors import ChunkatlasError
+
+from .oracle import assert_matches_reference, in_memory_reference
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def random_csr(rng, n_rows, n_cols, density=0.2, dtype=np.float32, high=60):
+    """Counts-like CSR: small integers, a few large ones and (for floats) a few non-integers."""
+    matrix = sp.random(n_rows, n_cols, density=density, format="csr", random_state=rng,
+                       data_rvs=lambda n: rng.integers(1, high, n)).astype(dtype)
+    if np.issubdtype(dtype, np.floating) and matrix.nnz:
+        matrix.data[:: 7] += dtype(0.25)
+    matrix.sort_indices()
+    return matrix
+
+
+def counts_with_types(rng, n_cells, n_genes, n_types=4, zero_genes=(), zero_block=None):
+    """Negative-binomial counts with cell-type markers, so the leading PCs are well separated."""
+    types = rng.integers(0, n_types, n_cells)
+    base = rng.lognormal(-1.0, 1.2, n_genes)
+    profile = np.tile(base, (n_types, 1))
+    for t in range(n_types):
+        profile[t, rng.choice(n_genes, max(2, n_genes // 15), replace=False)] *= 12
+    library = rng.lognormal(0.0, 0.5, n_cells)[:, None]
+    counts = rng.negative_binomial(2, 2 / (2 + library * profile[types])).astype(np.float32)
+    counts[:, list(zero_genes)] = 0
+    if zero_block is not None:
+        rows, genes = zero_block
+        counts[rows, genes] = 0
+    empty = counts.sum(axis=1) == 0
+    counts[empty, np.argmax(base)] = 1
+    return counts, types
+
+
+def write_store(path, x, types=None):
+    adata = ad.AnnData(x)
+    adata.obs_names = [f"c{i}" for i in range(adata.n_obs)]
+    adata.var_names = [f"g{i}" for i in range(adata.n_vars)]
+    if types is not None:
+        adata.obs["cell_type"] = pd.Categorical([f"t{t}" for t in types])
+    adata.write_zarr(path)
+    return path
+
+
+def assert_same_var(result, reference):
+    """The HVG columns equal scanpy's bit for bit (NaN where scanpy has NaN)."""
+    for column in reference.var.columns:
+        ours, theirs = result.var[column].to_numpy(), reference.var[column].to_numpy()
+        np.testing.assert_array_equal(ours, theirs, err_msg=column)
+
+
+@pytest.fixture(scope="module")
+def client():
+    with dask_client(2, 2048) as shared:
+        yield shared
+
+
+def run_fused(client, store, out, *, rows, flavor, n_top_genes, n_comps, **kwargs):
+    fused.analyze(store, out, client=client, rows=rows, flavor=flavor, n_top_genes=n_top_genes,
+                  n_comps=n_comps, **kwargs)
+    return ad.read_zarr(out)
+
+
+# ----------------------------------------------------------------------------- kernels
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32])
+def test_row_sums_and_column_moments_match_numpy(dtype):
+    rng = np.random.default_rng(0)
+    x = random_csr(rng, 50, 30, dtype=dtype)
+    np.testing.assert_array_equal(fused._row_sums(x.indptr, x.data),
+                                  np.asarray(x.sum(axis=1), dtype=np.float64).ravel())
+    sums, squares, stored = fused._column_moments(x.indices, x.data, 30)
+    dense = x.toarray()
+    np.testing.assert_allclose(sums, dense.sum(axis=0, dtype=np.float64), rtol=1e-12)
+    # squares are taken in the values' own type, as scanpy's kernel does
+    np.testing.assert_allclose(squares, (dense * dense).sum(axis=0, dtype=np.float64), rtol=1e-12)
+    np.testing.assert_array_equal(stored, (dense != 0).sum(axis=0))
+
+
+def test_clipped_moments_match_numpy():
+    rng = np.random.default_rng(1)
+    x = random_csr(rng, 40, 20)
+    clip = rng.uniform(1, 50, 20)
+    sums, squares = fused._clipped_moments(x.indices, x.data, clip)
+    dense = np.minimum(x.toarray().astype(np.float64), clip)
+    np.testing.assert_allclose(sums, dense.sum(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(squares, (dense**2).sum(axis=0), rtol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["log1p", "log1p_expm1"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_normalized_values_are_scanpys_bit_for_bit(kind, dtype):
+    rng = np.random.default_rng(2)
+    x = random_csr(rng, 60, 40, dtype=dtype, high=3 * fused.TABLE_COUNTS)  # table and beyond
+    scale = rng.uniform(0.2, 3.0, 60).astype(dtype)
+    expected = np.log1p(x.data / np.repeat(scale, np.diff(x.indptr)))
+    if kind == "log1p_expm1":
+        expected = np.expm1(expected)
+    got = fused.normalized_values(x.indptr, x.data, scale, kind)
+    assert got.dtype == dtype
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_unsorted_rows_are_sorted_for_the_gram_kernel():
+    rng = np.random.default_rng(11)
+    x = random_csr(rng, 40, 300, density=0.3)
+    shuffled_cols, shuffled_vals = x.indices.copy(), x.data.copy()
+    for r in range(40):
+        order = rng.permutation(x.indptr[r + 1] - x.indptr[r]) + x.indptr[r]
+        shuffled_cols[x.indptr[r]:x.indptr[r + 1]] = x.indices[order]
+        shuffled_vals[x.indptr[r]:x.indptr[r + 1]] = x.data[order]
+    fused._sort_rows(x.indptr, shuffled_cols, shuffled_vals)
+    np.testing.assert_array_equal(shuffled_cols, x.indices)
+    np.testing.assert_array_equal(shuffled_vals, x.data)
+
+
+def test_row_batches_cover_all_rows():
+    row_ptr = np.array([0, 5, 5, 9, 30, 31, 40, 40])
+    batches = fused.row_batches(row_ptr, 10)
+    assert batches[0][0] == 0 and batches[-1][1] == 7
+    assert all(a[1] == b[0] for a, b in zip(batches[:-1], batches[1:], strict=True))
+    assert fused.row_batches(np.array([0]), 10) == []
+
+
+def test_select_columns_matches_scipy_indexing():
+    rng = np.random.default_rng(3)
+    x = random_csr(rng, 30, 25)
+    keep = np.sort(rng.choice(25, 9, replace=False))
+    position = np.full(25, -1, dtype=np.int32)
+    position[keep] = np.arange(9)
+    row_ptr, cols, vals = fused._select_columns(x.indptr, x.indices, x.data, position)
+    np.testing.assert_array_equal(sp.csr_matrix((vals, cols, row_ptr), shape=(30, 9)).toarray(),
+                                  x[:, keep].toarray())
+
+
+@pytest.mark.parametrize("dense", [False, True])
+def test_gram_update_matches_dense_product(dense):
+    rng = np.random.default_rng(4)
+    width = 2 * fused.GRAM_TILE + 5  # several tiles, the last one partial
+    x = random_csr(rng, 2 * fused.DENSE_BLOCK_ROWS + 7, width, density=0.05)
+    gram = np.zeros((width, width))
+    fused.gram_update(x.indptr.astype(np.int64), x.indices, x.data, gram, dense=dense)
+    dense_x = x.toarray().astype(np.float64)
+    np.testing.assert_allclose(fused.symmetric(gram), dense_x.T @ dense_x, rtol=1e-10)
+
+
+def test_pca_from_gram_is_sklearns_pca():
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(300, 8)) * np.arange(8, 0, -1)
+    fit = fused.pca_from_gram(x.T @ x, x.sum(axis=0), 300, 3)  # overwrites its first argument
+    cov = np.cov(x, rowvar=False)
+    values, vectors = np.linalg.eigh(cov)
+    np.testing.assert_allclose(fit.variance, values[::-1][:3], rtol=1e-10)
+    np.testing.assert_allclose(fit.variance_ratio, values[::-1][:3] / values.sum(), rtol=1e-10)
+    for pc in range(3):
+        assert abs(fit.components[pc] @ vectors[:, -1 - pc]) == pytest.approx(1)
+        # sign: the largest loading is positive (sklearn's svd_flip with u_based_decision=False)
+        assert fit.components[pc][np.argmax(np.abs(fit.components[pc]))] > 0
+
+
+def test_top_eigenpairs_lanczos_agrees_with_lapack():
+    rng = np.random.default_rng(6)
+    a = rng.normal(size=(700, 520))
+    matrix = a.T @ a
+    values, vectors = fused.top_eigenpairs(matrix, 10)  # 520 > 500: the Lanczos path
+    full, basis = np.linalg.eigh(matrix)
+    np.testing.assert_allclose(values, full[::-1][:10], rtol=1e-10)
+    np.testing.assert_allclose(np.abs(np.sum(vectors * basis[:, ::-1][:, :10], axis=0)), 1,
+                               rtol=1e-8)
+
+
+@pytest.mark.parametrize(("rows", "chunk"), [(1, 1000), (7, 10), (25, 3), (1000, 64)])
+def test_blocks_cover_every_value_once(rows, chunk):
+    rng = np.random.default_rng(7)
+    x = random_csr(rng, 120, 30, density=0.1)
+    x[[5, 6, 50]] = 0  # empty cells, possibly on block boundaries
+    x.eliminate_zeros()
+    layout = fused.Layout("x", 120, 30, True, np.dtype(np.float32), nnz=x.nnz, data_chunk=chunk,
+                          indptr=x.indptr.astype(np.int64))
+    blocks = fused.plan_blocks(layout, rows)
+    assert blocks[0].entry_start == 0 and blocks[-1].entry_stop == x.nnz
+    row_sums = np.zeros(120)
+    for before, after in zip(blocks[:-1], blocks[1:], strict=True):
+        assert before.entry_stop == after.entry_start
+        assert before.last_partial == after.first_partial
+    for block in blocks:
+        assert (block.entry_start % chunk == 0) or chunk > rows * x.nnz / 120
+        piece = x.data[block.entry_start:block.entry_stop]
+        row_sums[block.row_start:block.row_stop] += fused._row_sums(block.row_ptr, piece)
+    np.testing.assert_array_equal(row_sums, np.asarray(x.sum(axis=1)).ravel())
+
+
+def test_row_writer_adds_shared_rows_and_fills_empty_ones(tmp_path):
+    import zarr
+
+    array = zarr.open_array(tmp_path / "a.zarr", mode="w", shape=(10, 2), chunks=(3, 2),
+                            dtype="float32")
+    writer = fused.RowWriter(array, np.array([1.0, 1.0]))
+    writer.add(1, np.ones((3, 2)))  # rows 1-3, row 3 shared
+    writer.add(3, np.ones((2, 2)))  # rows 3-4
+    writer.add(4, np.ones((1, 2)))  # row 4 again (a row spread over three blocks)
+    writer.add(7, np.ones((1, 2)))
+    writer.close()
+    expected = np.array([0, 1, 1, 2, 2, 0, 0, 1, 0, 0], dtype=np.float32) - 1
+    np.testing.assert_array_equal(array[:, 0], expected)
+
+
+# ----------------------------------------------------------------------------- the oracle
+
+
+@pytest.mark.parametrize(
+    ("flavor", "n_top_genes", "n_comps", "rows"),
+    [
+        ("seurat", 150, 25, 200),
+        ("seurat", 60, 20, 333),  # tasks that do not divide n_obs
+        ("cell_ranger", 150, 25, 200),
+        ("cell_ranger", 90, 30, 1000),  # one task
+        ("seurat_v3", 150, 25, 200),
+        ("seurat_v3", 200, 40, 90),
+    ],
+)
+def test_fused_matches_in_memory_scanpy(client, consolidated, tmp_path, flavor, n_top_genes,
+                                        n_comps, rows):
+    store, _ = consolidated
+    result = run_fused(client, store, tmp_path / "hvg_pca.zarr", rows=rows, flavor=flavor,
+                       n_top_genes=n_top_genes, n_comps=n_comps)
+    reference = in_memory_reference(store, flavor, n_top_genes, n_comps)
+    assert_matches_reference(result, reference)
+    assert_same_var(result, reference)
+    assert result.X is None
+    assert result.var["highly_variable"].sum() == n_top_genes
+    assert result.obsm["X_pca"].dtype == np.float32
+    assert result.varm["PCs"].shape == (result.n_vars, n_comps)
+    assert np.all(result.varm["PCs"][~result.var["highly_variable"].to_numpy()] == 0)
+    assert result.uns["hvg"] == {"flavor": flavor}
+    assert result.uns["pca"]["params"] == reference.uns["pca"]["params"]
+    np.testing.assert_allclose(result.uns["pca"]["variance"], reference.uns["pca"]["variance"],
+                               rtol=1e-3)
+    np.testing.assert_allclose(result.uns["pca"]["variance_ratio"],
+                               reference.uns["pca"]["variance_ratio"], rtol=1e-3)
+    # deterministic signs: each PC's largest loading is positive, as in-memory scanpy's
+    pcs = result.varm["PCs"]
+    assert np.all(pcs[np.argmax(np.abs(pcs), axis=0), np.arange(n_comps)] > 0)
+    pd.testing.assert_frame_equal(result.obs, reference.obs)
+
+
+@pytest.mark.parametrize("flavor", ["seurat", "seurat_v3"])
+def test_one_cell_per_task_unexpressed_genes_and_empty_cells(client, tmp_path, flavor):
+    rng = np.random.default_rng(8)
+    counts, types = counts_with_types(rng, 48, 70, zero_genes=(3, 4, 5),
+                                      zero_block=(slice(0, 24), slice(10, 20)))
+    counts[[0, 23, 47]] = 0  # cells without counts, at the edges and on a boundary
+    store = write_store(tmp_path / "in.zarr", sp.csr_matrix(counts), types)
+    with pytest.warns(UserWarning, match="zero counts"):
+        reference = in_memory_reference(store, flavor, 30, 6)
+    for rows in (1, 13):
+        result = run_fused(client, store, tmp_path / f"out-{rows}.zarr", rows=rows,
+                           flavor=flavor, n_top_genes=30, n_comps=6)
+        assert_same_var(result, reference)
+        assert_matches_reference(result, reference, n_pcs=4)
+
+
+def test_keep_blocks_fills_the_budget_in_order():
+    blocks = [fused.Block(0, 10, 0, 100), fused.Block(10, 20, 100, 300),
+              fused.Block(20, 30, 300, 400)]
+    np.testing.assert_array_equal(fused.keep_blocks(blocks, 40.0, 30.0), [True, True, False])
+    np.testing.assert_array_equal(fused.keep_blocks(blocks, 40.0, 0.0), [False, False, False])
+
+
+def test_keeping_or_rereading_hvg_values_and_dense_x_agree(client, tmp_path, monkeypatch):
+    rng = np.random.default_rng(9)
+    counts, types = counts_with_types(rng, 300, 120)
+    sparse_store = write_store(tmp_path / "csr.zarr", sp.csr_matrix(counts), types)
+    dense_store = write_store(tmp_path / "dense.zarr", counts, types)
+    kept = run_fused(client, sparse_store, tmp_path / "kept.zarr", rows=40, flavor="seurat",
+                     n_top_genes=50, n_comps=8)
+    reread = run_fused(client, sparse_store, tmp_path / "reread.zarr", rows=40,
+                       flavor="seurat", n_top_genes=50, n_comps=8, keep_mb=0)
+    with monkeypatch.context() as patch:  # every other task keeps its values
+        patch.setattr(fused, "keep_blocks", lambda blocks, *_: np.arange(len(blocks)) % 2 == 0)
+        partly = run_fused(client, sparse_store, tmp_path / "partly.zarr", rows=40,
+                           flavor="seurat", n_top_genes=50, n_comps=8)
+    np.testing.assert_array_equal(kept.obsm["X_pca"], partly.obsm["X_pca"])
+    dense = run_fused(client, dense_store, tmp_path / "dense-out.zarr", rows=70,
+                      flavor="seurat", n_top_genes=50, n_comps=8)
+    np.testing.assert_array_equal(kept.obsm["X_pca"], reread.obsm["X_pca"])
+    assert_same_var(dense, kept)
+    np.testing.assert_allclose(dense.obsm["X_pca"], kept.obsm["X_pca"], rtol=1e-4, atol=1e-4)
+    assert_matches_reference(kept, in_memory_reference(sparse_store, "seurat", 50, 8), n_pcs=5)
+
+
+def test_hvg_tables_equal_scanpys_on_the_same_moments():
+    """The pure HVG functions against scanpy's own highly_variable_genes."""
+    rng = np.random.default_rng(10)
+    counts, _ = counts_with_types(rng, 400, 150, zero_genes=(0, 1))
+    adata = ad.AnnData(sp.csr_matrix(counts))
+    v3 = sc.pp.highly_variable_genes(adata, flavor="seurat_v3", n_top_genes=40, inplace=False)
+    x = adata.X
+    mean, var = fused.mean_var(*fused._column_moments(x.indices, x.data, 150)[:2], 400)
+    reg_std, clip = fused.seurat_v3_clip(mean, var, 400)
+    table = fused.seurat_v3_table(mean, var, reg_std,
+                                  *fused._clipped_moments(x.indices, x.data, clip), 400, 40)
+    for column in table.columns:
+        np.testing.assert_array_equal(table[column].to_numpy(), v3[column].to_numpy())
+    sc.pp.normalize_total(adata)
+    sc.pp.log1p(adata)
+    for flavor in ("seurat", "cell_ranger"):
+        expected = sc.pp.highly_variable_genes(adata, flavor=flavor, n_top_genes=40,
+                                               inplace=False)
+        values = adata.X.data if flavor == "cell_ranger" else np.expm1(adata.X.data)
+        sums, squares, _ = fused._column_moments(adata.X.indices, values, 150)
+        table = fused.dispersion_table(*fused.mean_var(sums, squares, 400), flavor, 40)
+        for column in table.columns:  # inplace=False leaves dispersions_norm in float64
+            theirs = expected[column].to_numpy().astype(table[column].dtype)
+            np.testing.assert_array_equal(table[column].to_numpy(), theirs, err_msg=column)
+
+
+# ----------------------------------------------------------------------------- user errors
+
+
+@pytest.mark.parametrize(
+    ("params", "needle"),
+    [
+        (AnalysisParams(flavor="seurat_v3", engine="scanpy"),
+         "HVG flavor 'seurat_v3' is not one of seurat, cell_ranger for engine 'scanpy' "
+         "(engine 'fused' has it)"),
+        (AnalysisParams(engine="gpu"), "analysis engine 'gpu' is not one of fused, scanpy"),
+        (AnalysisParams(flavor="pearson"),
+         "HVG flavor 'pearson' is not one of seurat, cell_ranger, seurat_v3 for engine 'fused'"),
+    ],
+)
+def test_bad_engine_or_flavor_is_one_line(consolidated, tmp_path, params, needle):
+    store, _ = consolidated
+    with pytest.raises(ChunkatlasError) as err:
+        analyze_store(store, tmp_path / "out.zarr", rows=100, params=params)
+    assert str(err.value) == needle
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_csc_x_is_refused_with_the_way_out(tmp_path):
+    x = sp.csc_matrix(np.eye(20, 10, dtype=np.float32))
+    store = write_store(tmp_path / "csc.zarr", x)
+    with pytest.raises(ChunkatlasError, match="csr_matrix or dense, not 'csc_matrix'; use engine"):
+        fused.open_layout(store)
