@@ -21,6 +21,7 @@ import zarr
 from chunkatlas import __version__
 from chunkatlas.checks import check_counts
 from chunkatlas.cluster import dask_client
+from chunkatlas.config import engine_flavor_problem
 from chunkatlas.errors import ChunkatlasError
 from chunkatlas.storeio import atomic_directory
 
@@ -28,14 +29,6 @@ if TYPE_CHECKING:
     import anndata as ad
 
 log = logging.getLogger(__name__)
-
-ENGINES = ("fused", "scanpy")
-# HVG flavors per engine: scanpy 1.11 has no Dask code path for seurat_v3.
-FLAVORS = {
-    "fused": ("seurat", "cell_ranger", "seurat_v3"),
-    "scanpy": ("seurat", "cell_ranger"),
-}
-
 
 @dataclass(frozen=True)
 class AnalysisParams:
@@ -48,18 +41,9 @@ class AnalysisParams:
 
     def check(self, n_obs: int, n_vars: int) -> None:
         """Refuse parameters the data cannot support, before any heavy work."""
-        if self.engine not in ENGINES:
-            raise ChunkatlasError(
-                f"analysis engine {self.engine!r} is not one of {', '.join(ENGINES)}"
-            )
-        allowed = FLAVORS[self.engine]
-        if self.flavor not in allowed:
-            others = [e for e in ENGINES if self.flavor in FLAVORS[e]]
-            hint = f" (engine {others[0]!r} has it)" if others else ""
-            raise ChunkatlasError(
-                f"HVG flavor {self.flavor!r} is not one of {', '.join(allowed)} "
-                f"for engine {self.engine!r}{hint}"
-            )
+        problem = engine_flavor_problem(self.engine, self.flavor)
+        if problem:
+            raise ChunkatlasError(problem)
         if not 1 <= self.n_top_genes <= n_vars:
             raise ChunkatlasError(
                 f"n_top_genes {self.n_top_genes} must be between 1 and n_vars ({n_vars})"

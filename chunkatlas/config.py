@@ -42,6 +42,27 @@ def describe_error(error: jsonschema.ValidationError) -> str:
     return f"config {where}: {error.message}"
 
 
+# Analysis engines and the HVG flavors each computes: scanpy 1.11 has no Dask code path for
+# seurat_v3.
+FLAVORS = {
+    "fused": ("seurat", "cell_ranger", "seurat_v3"),
+    "scanpy": ("seurat", "cell_ranger"),
+}
+
+
+def engine_flavor_problem(engine: str, flavor: str) -> str | None:
+    """Why ``engine`` cannot run HVG ``flavor`` (one line), or None when it can."""
+    if engine not in FLAVORS:
+        return f"analysis engine {engine!r} is not one of {', '.join(FLAVORS)}"
+    allowed = FLAVORS[engine]
+    if flavor in allowed:
+        return None
+    others = [e for e in FLAVORS if flavor in FLAVORS[e]]
+    hint = f" (engine {others[0]!r} has it)" if others else ""
+    return (f"HVG flavor {flavor!r} is not one of {', '.join(allowed)} for engine {engine!r}"
+            f"{hint}")
+
+
 def validate_config(config: dict, schema: dict) -> dict:
     """Validate ``config`` against ``schema``; return it with defaults filled in.
 
@@ -58,6 +79,10 @@ def validate_config(config: dict, schema: dict) -> dict:
     if "demo_atlas" in filled:
         confined_output(filled["source"]["uri"], "source.uri")
     analysis = filled.get("analysis", {})
+    if "engine" in analysis:
+        problem = engine_flavor_problem(analysis["engine"], analysis["flavor"])
+        if problem:
+            raise ChunkatlasError(f"config analysis: {problem}")
     if analysis.get("n_comps", 0) >= analysis.get("n_top_genes", 0):
         raise ChunkatlasError(
             f"config analysis.n_comps: {analysis['n_comps']} must be below "

@@ -43,6 +43,7 @@ import numpy as np
 import zarr
 
 from chunkatlas.checks import block_problems, refuse_problems
+from chunkatlas.config import FLAVORS as CONFIG_FLAVORS
 from chunkatlas.errors import ChunkatlasError
 
 if TYPE_CHECKING:  # the workers never import pandas or scipy.sparse: they start faster
@@ -50,7 +51,7 @@ if TYPE_CHECKING:  # the workers never import pandas or scipy.sparse: they start
 
 log = logging.getLogger(__name__)
 
-FLAVORS = ("seurat", "cell_ranger", "seurat_v3")
+FLAVORS = CONFIG_FLAVORS["fused"]
 #: Stored integer counts 1..TABLE_COUNTS are normalised through a per-cell table of values.
 TABLE_COUNTS = 32
 #: Above this share of non-zero HVG values a task accumulates the Gram matrix with dense BLAS.
