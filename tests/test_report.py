@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import tomllib
 
+import anndata as ad
 import numpy as np
 import pytest
 import yaml
@@ -91,5 +92,11 @@ def test_outputs_record_version_and_config_hash(test_run):
         entry = yaml.safe_load(manifest.read_text())
         assert entry["config_hash"] == record["config_hash"]
         assert entry["chunkatlas_version"] == record["chunkatlas_version"]
+    results = list((workdir / "results").rglob("hvg_pca.zarr"))
+    assert results
+    for result in results:
+        uns = ad.read_zarr(result).uns["chunkatlas"]
+        assert uns["config_hash"] == record["config_hash"]
+        assert uns["version"] == record["chunkatlas_version"]
     versions = (workdir / "results/provenance/versions.tsv").read_text()
     assert "\nscanpy\t1.11.5\n" in versions and "\nanndata\t0.12.19\n" in versions
