@@ -45,9 +45,9 @@ def cmd_rechunk(args: argparse.Namespace) -> None:
 
 
 def cmd_consolidate(args: argparse.Namespace) -> None:
-    from chunkatlas.manifest import consolidate_store
+    from chunkatlas.manifest import consolidate_store, manifest_location
 
-    manifest_path = args.manifest or f"{args.store.rstrip('/')}.manifest.json"
+    manifest_path = args.manifest or manifest_location(args.store)
     manifest = consolidate_store(args.store, manifest_path)
     print(f"{args.store}: {len(manifest['arrays'])} arrays, {manifest['stored_bytes']:,} bytes")
 
@@ -104,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     consolidate = sub.add_parser("consolidate", help="consolidate metadata, write the manifest")
     consolidate.add_argument("store")
     consolidate.add_argument("--manifest", default=None,
-                             help="manifest path (default: STORE.manifest.json)")
+                             help="manifest path (default: NAME.manifest.json beside NAME.zarr, "
+                             "where `chunkatlas analyze` looks for it)")
     consolidate.set_defaults(func=cmd_consolidate)
 
     analyze = sub.add_parser("analyze", help="normalize, log1p, HVG and PCA on Dask")

@@ -38,9 +38,11 @@ def report_errors(action: Callable[[], T], *, console: TextIO | None = None) -> 
     try:
         return action()
     except ChunkatlasError as err:
-        message = redact(f"chunkatlas: error: {err}")
-        logging.getLogger("chunkatlas").error("%s", err)
-        print(message, file=console or sys.__stderr__, flush=True)
+        console = console or sys.__stderr__
+        # Into the log as well, unless the log is the console (the CLI): one line there.
+        if not any(getattr(h, "stream", None) is console for h in logging.getLogger().handlers):
+            logging.getLogger("chunkatlas").error("%s", err)
+        print(redact(f"chunkatlas: error: {err}"), file=console, flush=True)
         raise SystemExit(1) from None
 
 

@@ -4,6 +4,7 @@ import sys
 
 import anndata as ad
 import numpy as np
+import pytest
 import scipy.sparse as sp
 
 from chunkatlas.cli import main
@@ -21,13 +22,20 @@ def test_every_stage_runs_outside_snakemake(atlas, tmp_path):
     assert main(["fetch", atlas, "blood", str(fetched), "--chunk-rows", "250"]) == 0
     assert main(["rechunk", str(fetched), str(store), "--chunk", "120"]) == 0
     assert main(["consolidate", str(store)]) == 0
-    manifest = json.loads((tmp_path / "store.zarr.manifest.json").read_text())
+    manifest = json.loads((tmp_path / "store.manifest.json").read_text())
     assert manifest["consolidated"]
     out, plot = tmp_path / "hvg_pca.zarr", tmp_path / "pca.png"
     assert main(["analyze", str(store), str(out), "--chunk", "120", "--workers", "2",
                  "--n-top-genes", "120", "--n-comps", "20", "--plot", str(plot)]) == 0
     assert_matches_reference(ad.read_zarr(out), in_memory_reference(store, "seurat", 120, 20))
     assert plot.read_bytes()[:4] == b"\x89PNG"
+
+    # a chunk damaged after consolidation: analyze refuses the store, naming the chunk
+    chunk = store / "X" / "data" / "1"
+    chunk.write_bytes(chunk.read_bytes()[:-3])
+    with pytest.raises(SystemExit):
+        main(["analyze", str(store), str(tmp_path / "again.zarr"), "--chunk", "120"])
+    assert not (tmp_path / "again.zarr").exists()
 
 
 def test_analyze_accepts_any_anndata_store_with_counts(tmp_path):
@@ -48,9 +56,9 @@ def test_bad_input_is_one_line_without_traceback(tmp_path):
     done = run_cli("analyze", str(tmp_path / "missing.zarr"), str(tmp_path / "o.zarr"),
                    "--chunk", "10")
     assert done.returncode == 1
-    assert done.stderr.strip().splitlines()[-1] == (
+    assert done.stderr.strip().splitlines() == [
         f"chunkatlas: error: store not found: {tmp_path / 'missing.zarr'}"
-    )
+    ]
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "o.zarr").exists()
     bad = run_cli("rechunk", "a", "b", "--chunk", "0")
