@@ -11,6 +11,7 @@ import logging
 import os
 import time
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
@@ -143,34 +144,41 @@ def analyze_store(
 
         layout = fused.open_layout(store)
         shape = (layout.n_obs, layout.n_vars)
+        preload = ("chunkatlas.fused",)  # workers load numba as they start
     else:
         from chunkatlas.lazy import read_lazy
 
         adata = read_lazy(store, rows)
         shape = adata.shape
+        preload = ()
     params.check(*shape)
     log.info("store %s: %d cells x %d genes, %d rows per task, engine %s", store, *shape, rows,
              params.engine)
     provenance = {"version": __version__, "rows_per_task": rows, **asdict(params),
                   **(provenance or {})}
-    with dask_client(
-        workers,
-        memory_mb,
-        scheduler_address=scheduler_address,
-        connect_timeout=connect_timeout,
-        large_graph_warning_threshold=large_graph_warning_threshold,
-        cluster=cluster,
-        slurm_options=slurm_options,
-    ) as client:
-        if params.engine == "fused":
-            return fused.analyze(
-                store, out, client=client, rows=rows, flavor=params.flavor,
-                n_top_genes=params.n_top_genes, n_comps=params.n_comps, layout=layout,
-                uns={"chunkatlas": provenance},
-            )
-        with step("check that X holds counts"):  # the fused engine checks in its first pass
-            check_counts(adata.X, integers=params.flavor == "seurat_v3", where=store)
-        result = hvg_pca(adata, params)
+    frames = None
+    with ThreadPoolExecutor(1) as pool:
+        if params.engine == "fused":  # obs, var and anndata's import while the cluster starts
+            frames = pool.submit(fused.read_frames, store)
+        with dask_client(
+            workers,
+            memory_mb,
+            scheduler_address=scheduler_address,
+            connect_timeout=connect_timeout,
+            large_graph_warning_threshold=large_graph_warning_threshold,
+            cluster=cluster,
+            slurm_options=slurm_options,
+            preload=preload,
+        ) as client:
+            if frames is not None:
+                return fused.analyze(
+                    store, out, client=client, rows=rows, flavor=params.flavor,
+                    n_top_genes=params.n_top_genes, n_comps=params.n_comps, layout=layout,
+                    uns={"chunkatlas": provenance}, frames=frames,
+                )
+            with step("check that X holds counts"):  # the fused engine checks in pass 1
+                check_counts(adata.X, integers=params.flavor == "seurat_v3", where=store)
+            result = hvg_pca(adata, params)
     result.uns["chunkatlas"] = provenance
     write_result(result, out)
     return result

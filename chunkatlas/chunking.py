@@ -10,14 +10,9 @@ import zarr
 from anndata.experimental import write_dispatched
 
 from chunkatlas.errors import ChunkatlasError
-from chunkatlas.lazy import (
-    is_matrix_element,
-    is_sparse,
-    matrix_shape,
-    open_anndata_group,
-    read_lazy,
-)
+from chunkatlas.lazy import read_lazy
 from chunkatlas.storeio import atomic_directory
+from chunkatlas.stores import is_matrix_element, is_sparse, matrix_shape, open_anndata_group
 
 DENSE_AXES = ("obs", "var")
 # Cells per block read while rechunking: large enough to keep appends few, small enough to

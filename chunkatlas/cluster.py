@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import shlex
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 
@@ -185,6 +185,7 @@ def dask_client(
     large_graph_warning_threshold: str = "10MB",
     cluster: str = "local",
     slurm_options: SlurmOptions | Mapping[str, object] | None = None,
+    preload: Sequence[str] = (),
 ) -> Iterator[Client]:
     """A Client on a new Dask cluster (one thread per worker), or on ``scheduler_address``.
 
@@ -204,6 +205,9 @@ def dask_client(
         ``"local"``: a LocalCluster; ``"slurm"``: workers as SLURM jobs (dask-jobqueue).
     slurm_options
         :class:`SlurmOptions`, or the config's ``dask.slurm`` mapping.
+    preload
+        Modules a new LocalCluster's workers import as they start (Dask's worker preload, which
+        calls their ``dask_setup``); running and SLURM clusters import what tasks need lazily.
 
     Notes
     -----
@@ -243,6 +247,7 @@ def dask_client(
             processes=True,
             memory_limit=f"{per_worker_mb}MB",
             dashboard_address=":0",
+            preload=list(preload),
         ) as local, Client(local) as client:
             log.info("Dask LocalCluster: %d workers x 1 thread, %d MB each; dashboard: %s",
                      n_workers, per_worker_mb, client.dashboard_link)

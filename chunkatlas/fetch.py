@@ -15,9 +15,10 @@ import zarr
 from anndata.io import write_elem
 
 from chunkatlas.errors import ChunkatlasError
-from chunkatlas.lazy import is_matrix_element, is_sparse, matrix_shape, read_lazy
+from chunkatlas.lazy import read_lazy
 from chunkatlas.remote import RemoteSettings, is_remote, open_remote_group, storage_options_for
 from chunkatlas.storeio import atomic_directory, redact
+from chunkatlas.stores import is_matrix_element, is_sparse, matrix_shape
 
 log = logging.getLogger(__name__)
 

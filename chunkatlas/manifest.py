@@ -12,8 +12,8 @@ import zarr
 
 from chunkatlas import __version__
 from chunkatlas.errors import ChunkatlasError
-from chunkatlas.lazy import matrix_shape, open_anndata_group
 from chunkatlas.storeio import write_json_atomic
+from chunkatlas.stores import matrix_shape, open_anndata_group
 
 METADATA_FILES = {".zarray", ".zattrs", ".zgroup", ".zmetadata", "zarr.json"}
 

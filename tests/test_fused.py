@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -358,3 +361,26 @@ def test_csc_x_is_refused_with_the_way_out(tmp_path):
     store = write_store(tmp_path / "csc.zarr", x)
     with pytest.raises(ChunkatlasError, match="csr_matrix or dense, not 'csc_matrix'; use engine"):
         fused.open_layout(store)
+
+
+# ----------------------------------------------------------------------------- start-up
+
+
+def test_driver_opens_stores_without_importing_anndata():
+    """The analysis driver imports anndata in a thread while the cluster starts; opening the
+    store and checking its manifest must not import it first."""
+    code = ("import sys; import chunkatlas.fused, chunkatlas.manifest; "
+            "print(sorted(m for m in ('anndata', 'pandas', 'scanpy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_local_workers_load_the_kernels_as_they_start():
+    def loaded():
+        return "numba" in sys.modules
+
+    with dask_client(1, 1024, preload=("chunkatlas.fused",)) as warm:
+        assert all(warm.run(loaded).values())
+    with dask_client(1, 1024) as cold:
+        assert not any(cold.run(loaded).values())
