@@ -9,22 +9,20 @@ from __future__ import annotations
 
 import logging
 import os
-import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-import zarr
 
 from chunkatlas import __version__
 from chunkatlas.checks import check_counts
 from chunkatlas.cluster import dask_client
 from chunkatlas.config import engine_flavor_problem
 from chunkatlas.errors import ChunkatlasError
-from chunkatlas.storeio import atomic_directory
+from chunkatlas.logs import timed
+from chunkatlas.storeio import DEFAULT_ZARR_FORMAT, new_zarr_store
 
 if TYPE_CHECKING:
     import anndata as ad
@@ -56,29 +54,12 @@ class AnalysisParams:
             )
 
 
-@contextmanager
-def step(name: str) -> Iterator[None]:
-    """Log the start and duration of one analysis step (the rule's progress record)."""
-    log.info("%s ...", name)
-    start = time.perf_counter()
-    yield
-    log.info("%s done in %.1f s", name, time.perf_counter() - start)
-
-
-def hvg_pca(adata: ad.AnnData, params: AnalysisParams) -> ad.AnnData:
-    """Run the scanpy pipeline on ``adata`` (in memory or Dask-backed) and return the results.
-
-    The result has no X: obs, var with the highly-variable columns, obsm['X_pca'] (computed),
-    varm['PCs'], uns['hvg'] and uns['pca'].
-    """
-    import anndata as ad
+def select_hvgs(adata: ad.AnnData, params: AnalysisParams, seconds: dict[str, float]) -> None:
+    """scanpy's highly_variable_genes, with its bin-edge failure said in one line."""
     import scanpy as sc
 
-    with step("normalize_total"):
-        sc.pp.normalize_total(adata)
-    with step("log1p"):
-        sc.pp.log1p(adata)
-    with step(f"highly_variable_genes (flavor={params.flavor}, n_top_genes={params.n_top_genes})"):
+    detail = f"flavor {params.flavor}, n_top_genes {params.n_top_genes}"
+    with timed("highly_variable_genes", seconds, detail):
         try:
             sc.pp.highly_variable_genes(
                 adata, flavor=params.flavor, n_top_genes=params.n_top_genes
@@ -91,8 +72,34 @@ def hvg_pca(adata: ad.AnnData, params: AnalysisParams) -> ad.AnnData:
                 f"HVG flavor {params.flavor!r} failed: too many genes without counts to form "
                 "its mean-expression bins; use flavor 'seurat'"
             ) from None
-    with step(f"pca (n_comps={params.n_comps}, on highly variable genes)"):
-        sc.pp.pca(adata, n_comps=params.n_comps, mask_var="highly_variable")
+
+
+def hvg_pca(
+    adata: ad.AnnData, params: AnalysisParams, seconds: dict[str, float] | None = None
+) -> ad.AnnData:
+    """Run the scanpy pipeline on ``adata`` (in memory or Dask-backed) and return the results.
+
+    The result has no X: obs, var with the highly-variable columns, obsm['X_pca'] (computed),
+    varm['PCs'], uns['hvg'] and uns['pca'].  Each step's duration goes into ``seconds``.
+    """
+    import anndata as ad
+    import scanpy as sc
+
+    seconds = {} if seconds is None else seconds
+    on_counts = params.flavor == "seurat_v3"  # its HVGs come from the raw counts
+    if on_counts:
+        select_hvgs(adata, params, seconds)
+    with timed("normalize_total", seconds):
+        sc.pp.normalize_total(adata)
+    with timed("log1p", seconds):
+        sc.pp.log1p(adata)
+    if not on_counts:
+        select_hvgs(adata, params, seconds)
+    with timed("pca", seconds, f"n_comps {params.n_comps}, on the highly variable genes"):
+        # On Dask, the covariance eigendecomposition (exact, n_hvg^2 memory) for dense X too,
+        # as scanpy already does for sparse X: no dask-ml needed.
+        solver = "covariance_eigh" if hasattr(adata.X, "dask") else None
+        sc.pp.pca(adata, n_comps=params.n_comps, mask_var="highly_variable", svd_solver=solver)
         x_pca = adata.obsm["X_pca"]
         if hasattr(x_pca, "compute"):
             x_pca = x_pca.compute()
@@ -105,12 +112,14 @@ def hvg_pca(adata: ad.AnnData, params: AnalysisParams) -> ad.AnnData:
     )
 
 
-def write_result(result: ad.AnnData, out: str | os.PathLike) -> None:
+def write_result(
+    result: ad.AnnData, out: str | os.PathLike, zarr_format: int = DEFAULT_ZARR_FORMAT
+) -> None:
     """Write the analysis result as a zarr store, atomically."""
     from anndata.io import write_elem
 
-    with atomic_directory(out) as tmp:
-        write_elem(zarr.open_group(tmp, mode="w", zarr_format=2), "/", result)
+    with new_zarr_store(out, zarr_format) as root:
+        write_elem(root, "/", result)
 
 
 def analyze_store(
@@ -127,6 +136,7 @@ def analyze_store(
     cluster: str = "local",
     slurm_options: Mapping[str, object] | None = None,
     provenance: dict | None = None,
+    zarr_format: int = DEFAULT_ZARR_FORMAT,
 ) -> ad.AnnData:
     """Analyze the AnnData store ``store`` on Dask, ``rows`` cells per task, and write ``out``.
 
@@ -174,11 +184,12 @@ def analyze_store(
                 return fused.analyze(
                     store, out, client=client, rows=rows, flavor=params.flavor,
                     n_top_genes=params.n_top_genes, n_comps=params.n_comps, layout=layout,
-                    uns={"chunkatlas": provenance}, frames=frames,
+                    uns={"chunkatlas": provenance}, frames=frames, zarr_format=zarr_format,
                 )
-            with step("check that X holds counts"):  # the fused engine checks in pass 1
+            seconds: dict[str, float] = {}
+            with timed("check_counts", seconds):  # the fused engine checks in pass 1
                 check_counts(adata.X, integers=params.flavor == "seurat_v3", where=store)
-            result = hvg_pca(adata, params)
-    result.uns["chunkatlas"] = provenance
-    write_result(result, out)
+            result = hvg_pca(adata, params, seconds)
+    result.uns["chunkatlas"] = {**provenance, "seconds": seconds}
+    write_result(result, out, zarr_format)
     return result

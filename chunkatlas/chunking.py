@@ -11,7 +11,7 @@ from anndata.experimental import write_dispatched
 
 from chunkatlas.errors import ChunkatlasError
 from chunkatlas.lazy import read_lazy
-from chunkatlas.storeio import atomic_directory
+from chunkatlas.storeio import DEFAULT_ZARR_FORMAT, new_zarr_store
 from chunkatlas.stores import is_matrix_element, is_sparse, matrix_shape, open_anndata_group
 
 DENSE_AXES = ("obs", "var")
@@ -95,7 +95,7 @@ def rechunk_store(
     *,
     dense_axis: str = "obs",
     read_rows: int | None = None,
-    zarr_format: int = 2,
+    zarr_format: int = DEFAULT_ZARR_FORMAT,
 ) -> None:
     """Re-write the AnnData store ``source`` as ``dest`` with X and layers chunked by ``size``.
 
@@ -105,8 +105,7 @@ def rechunk_store(
     """
     planned = plan_chunks(open_anndata_group(source), size, dense_axis)
     adata = read_lazy(source, read_rows or max(size, READ_ROWS))
-    with atomic_directory(dest) as tmp:
-        out = zarr.open_group(tmp, mode="w", zarr_format=zarr_format)
+    with new_zarr_store(dest, zarr_format) as out:
         # Every chunk is materialised, even an all-zero one, so "missing" always means lost.
         with zarr.config.set({"array.write_empty_chunks": True}):
             write_dispatched(out, "/", adata, callback=chunk_callback(planned))

@@ -33,7 +33,7 @@ def cmd_fetch(args: argparse.Namespace) -> None:
 
     fetched = fetch_tissue(
         args.source, args.tissue, args.out, measurement=args.measurement, layer=args.layer,
-        obs_filter=args.obs_filter, chunk_rows=args.chunk_rows,
+        obs_filter=args.obs_filter, chunk_rows=args.chunk_rows, zarr_format=args.zarr_format,
     )
     print(f"{args.tissue}: {fetched['n_obs']} cells x {fetched['n_vars']} genes -> {args.out}")
 
@@ -41,7 +41,8 @@ def cmd_fetch(args: argparse.Namespace) -> None:
 def cmd_rechunk(args: argparse.Namespace) -> None:
     from chunkatlas.chunking import rechunk_store
 
-    rechunk_store(args.source, args.out, args.chunk, dense_axis=args.dense_axis)
+    rechunk_store(args.source, args.out, args.chunk, dense_axis=args.dense_axis,
+                  zarr_format=args.zarr_format)
 
 
 def cmd_consolidate(args: argparse.Namespace) -> None:
@@ -64,11 +65,17 @@ def cmd_analyze(args: argparse.Namespace) -> None:
     result = analyze_store(
         args.store, args.out, rows=args.chunk, params=params, workers=args.workers,
         memory_mb=args.memory_mb, scheduler_address=args.scheduler_address,
+        zarr_format=args.zarr_format,
     )
     if args.plot:
         from chunkatlas.plot import plot_pca
 
         plot_pca(result, args.plot, label_key=args.label_key)
+
+
+def add_zarr_format(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--zarr-format", type=int, choices=(2, 3), default=3,
+                        help="zarr format of the store written (default 3; 2 for older readers)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--layer", default="raw")
     fetch.add_argument("--obs-filter", default=None, help="template with {tissue}")
     fetch.add_argument("--chunk-rows", type=positive_int, default=10_000)
+    add_zarr_format(fetch)
     fetch.set_defaults(func=cmd_fetch)
 
     rechunk = sub.add_parser("rechunk", help="re-write a store with X and layers chunked")
@@ -99,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     rechunk.add_argument("--chunk", type=positive_int, required=True,
                          help="cells per chunk (genes per chunk with --dense-axis var)")
     rechunk.add_argument("--dense-axis", choices=("obs", "var"), default="obs")
+    add_zarr_format(rechunk)
     rechunk.set_defaults(func=cmd_rechunk)
 
     consolidate = sub.add_parser("consolidate", help="consolidate metadata, write the manifest")
@@ -117,12 +126,13 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--engine", default="fused",
                          help="fused (default) or scanpy (scanpy's Dask code paths)")
     analyze.add_argument("--flavor", default="seurat",
-                         help="seurat, cell_ranger or seurat_v3 (fused engine only)")
+                         help="seurat, cell_ranger or seurat_v3")
     analyze.add_argument("--n-top-genes", type=positive_int, default=2000)
     analyze.add_argument("--n-comps", type=positive_int, default=50)
     analyze.add_argument("--scheduler-address", default=None)
     analyze.add_argument("--plot", default=None, help="also write the PCA plot to this PNG")
     analyze.add_argument("--label-key", default="cell_type")
+    add_zarr_format(analyze)
     analyze.set_defaults(func=cmd_analyze)
     return parser
 

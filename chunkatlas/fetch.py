@@ -11,13 +11,12 @@ from collections.abc import Mapping
 import anndata as ad
 import numpy as np
 import tiledbsoma
-import zarr
 from anndata.io import write_elem
 
 from chunkatlas.errors import ChunkatlasError
 from chunkatlas.lazy import read_lazy
 from chunkatlas.remote import RemoteSettings, is_remote, open_remote_group, storage_options_for
-from chunkatlas.storeio import atomic_directory, redact
+from chunkatlas.storeio import DEFAULT_ZARR_FORMAT, new_zarr_store, redact
 from chunkatlas.stores import is_matrix_element, is_sparse, matrix_shape
 
 log = logging.getLogger(__name__)
@@ -58,7 +57,7 @@ def fetch_tissue(
     chunk_rows: int = 10_000,
     var_index: str | None = "feature_id",
     tiledb_config: Mapping[str, object] | None = None,
-    zarr_format: int = 2,
+    zarr_format: int = DEFAULT_ZARR_FORMAT,
 ) -> dict:
     """Stream the cells of one tissue from a SOMA Experiment into an AnnData zarr store.
 
@@ -112,10 +111,12 @@ def fetch_tissue(
     return {"n_obs": int(n_obs), "n_vars": int(adata.n_vars), "filter": value_filter}
 
 
-def write_fetched(adata: ad.AnnData, dest: str | os.PathLike, zarr_format: int = 2) -> None:
+def write_fetched(
+    adata: ad.AnnData, dest: str | os.PathLike, zarr_format: int = DEFAULT_ZARR_FORMAT
+) -> None:
     """Stream an AnnData (Dask-backed X and layers) into a new zarr store, atomically."""
-    with atomic_directory(dest) as tmp:
-        write_elem(zarr.open_group(tmp, mode="w", zarr_format=zarr_format), "/", adata)
+    with new_zarr_store(dest, zarr_format) as root:
+        write_elem(root, "/", adata)
 
 
 SCANPY_PREFIX = "scanpy:"
@@ -221,7 +222,9 @@ def prepare_anndata(
             raise ChunkatlasError(f"{where} has no .raw to take X from (source.use_raw)")
         adata = ad.AnnData(X=adata.raw.X, obs=adata.obs, var=adata.raw.var)
     else:
-        adata = ad.AnnData(X=adata.X, obs=adata.obs, var=adata.var, layers=dict(adata.layers))
+        # anndata 0.13 lists X among the layers, under the key None
+        layers = {key: value for key, value in adata.layers.items() if key is not None}
+        adata = ad.AnnData(X=adata.X, obs=adata.obs, var=adata.var, layers=layers)
     if dense:
         adata.X = densify(adata.X)
     if scaled_layer:
@@ -249,7 +252,7 @@ def fetch_anndata(
     scaled_layer: bool = False,
     chunk_rows: int = 10_000,
     settings: RemoteSettings | None = None,
-    zarr_format: int = 2,
+    zarr_format: int = DEFAULT_ZARR_FORMAT,
 ) -> dict:
     """Copy one tissue of an AnnData source into a zarr store, streamed block by block.
 

@@ -14,11 +14,13 @@ genes):
    more), streamed into the result store in row order: memory is flat in the number of cells.
 
 Library sizes come first because normalize_total's target is the median library size over all
-cells, known only after a full pass, and the log1p'd moments do not factor it out.
+cells with counts, known only after a full pass, and the log1p'd moments do not factor it out.
 
-Results are those of in-memory scanpy 1.11.5 on the same store: every stored value goes through
-the same float32 operations (library sizes summed in float64 and rounded to X's float type, the
-same division, numpy's log1p and expm1, squares in X's float type, sums in float64); the HVG
+Results are those of in-memory scanpy 1.12.4 on the same store (scanpy 1.12 changed one formula
+here: the median library size leaves out cells without counts, ``_compute_nnz_median``): every
+stored value goes through the same float32 operations (library sizes summed in float64 and
+rounded to X's float type, the same division, numpy's log1p and expm1, squares in X's float
+type, sums in float64); the HVG
 statistics use scanpy's formulas, binning, 1e-12 substitution and NaN handling; seurat_v3 fits the
 same loess (scikit-misc) and clips as scanpy does.  The PCA is the eigendecomposition of the
 covariance of the HVGs (accumulated in float64) with sklearn's sign convention (the largest
@@ -33,10 +35,8 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -46,6 +46,7 @@ import zarr
 from chunkatlas.checks import block_problems, refuse_problems
 from chunkatlas.config import FLAVORS as CONFIG_FLAVORS
 from chunkatlas.errors import ChunkatlasError
+from chunkatlas.logs import timed
 from chunkatlas.stores import open_anndata_group
 
 if TYPE_CHECKING:  # the workers never import pandas or scipy.sparse: they start faster
@@ -770,16 +771,6 @@ def pca_from_gram(gram: np.ndarray, sums: np.ndarray, n_obs: int, n_comps: int) 
 # --------------------------------------------------------------------------- driver
 
 
-@contextmanager
-def timed(name: str, seconds: dict[str, float]) -> Iterator[None]:
-    """Log one step and record its duration in ``seconds``."""
-    log.info("%s ...", name)
-    start = time.perf_counter()
-    yield
-    seconds[name] = round(time.perf_counter() - start, 3)
-    log.info("%s done in %.1f s", name, seconds[name])
-
-
 def in_order(futures: Sequence) -> Iterator[tuple[int, object]]:
     """(index, result) of each future in submission order, each released once fetched.
 
@@ -808,12 +799,13 @@ def sum_results(futures: Sequence) -> tuple | GramPart:
 
 
 def library_scale(library: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """Per-cell divisor of normalize_total(target_sum=None): size / median size, in X's float
-    type, 1 for empty cells (scanpy's in-memory arithmetic)."""
+    """Per-cell divisor of normalize_total(target_sum=None): size / the median size of the cells
+    with counts (scanpy 1.12 leaves empty cells out of the median), in X's float type, 1 for
+    empty cells (scanpy's in-memory arithmetic)."""
     counts = library.astype(dtype)
-    target = np.median(counts)
-    if target == 0:
-        raise ChunkatlasError("the median library size is 0: most cells have no counts")
+    if not (counts > 0).any():
+        raise ChunkatlasError("no cell has counts: X holds only zeros")
+    target = np.median(counts[counts > 0])
     scale = counts / target
     return scale + (scale == 0)
 
@@ -899,26 +891,26 @@ def select_hvgs(client, layout: Layout, blocks: list[Block], flavor: str, n_top_
     path, n_obs, n_vars = layout.path, layout.n_obs, layout.n_vars
     dtype = work_dtype(layout.dtype)
     if flavor == "seurat_v3":
-        with timed("pass 1: library sizes and count moments", seconds):
+        with timed("count_moments", seconds, "pass 1: library sizes and moments of the counts"):
             futures = client.map(task_count_moments, [path] * len(blocks), blocks,
                                  n_vars=n_vars, pure=False)
             library, sums, squares, stored = gather_pass_one(futures, blocks, layout,
                                                              integers=True)
         mean, var = mean_var(sums, squares, n_obs)
-        with timed("seurat_v3 loess", seconds):
+        with timed("loess", seconds, "seurat_v3 variance fit"):
             reg_std, clip = seurat_v3_clip(mean, var, n_obs)
-        with timed("pass 2: clipped count moments", seconds):
+        with timed("clipped_moments", seconds, "pass 2: moments of the clipped counts"):
             clipped = sum_results(client.map(task_clipped, [path] * len(blocks), blocks,
                                              clip=client.scatter(clip, broadcast=True),
                                              pure=False))
         table = seurat_v3_table(mean, var, reg_std, *clipped, n_obs, n_top_genes)
         return table, library_scale(library, dtype), stored
-    with timed("pass 1: library sizes", seconds):
+    with timed("library_sizes", seconds, "pass 1"):
         futures = client.map(task_library_sizes, [path] * len(blocks), blocks, pure=False)
         library, = gather_pass_one(futures, blocks, layout, integers=False)
         scale = library_scale(library, dtype)
     kind = "log1p_expm1" if flavor == "seurat" else "log1p"
-    with timed(f"pass 2: moments of normalised values ({kind})", seconds):
+    with timed("moments", seconds, f"pass 2: moments of the normalised values, {kind}"):
         futures = client.map(task_moments, [path] * len(blocks), blocks, scales(scale, blocks),
                              kind=kind, n_vars=n_vars, pure=False)
         sums, squares, stored = sum_results(futures)
@@ -980,8 +972,8 @@ def run(client, layout: Layout, blocks: list[Block], *, flavor: str, n_top_genes
     block_scales = scales(scale, blocks)
     positions = client.scatter(position, broadcast=True)
     kept: dict[int, object] = {}
-    with timed(f"pass 3: Gram matrix of {width} HVGs (keeping the HVG values of "
-               f"{keep.sum()} of {len(blocks)} tasks, of {kept_mb:.0f} MB in all)", seconds):
+    with timed("gram", seconds, f"pass 3: Gram matrix of {width} HVGs, keeping the HVG "
+               f"values of {keep.sum()} of {len(blocks)} tasks, of {kept_mb:.0f} MB in all"):
         for i in np.flatnonzero(keep):
             kept[i] = client.submit(task_select, path, blocks[i], block_scales[i],
                                     position=positions, pure=False)
@@ -993,13 +985,13 @@ def run(client, layout: Layout, blocks: list[Block], *, flavor: str, n_top_genes
             for group in np.array_split(np.arange(len(blocks)), min(len(blocks), 4 * n_workers))
         ]
         gram, sums = sum_results(grams).total()
-    with timed(f"PCA: eigendecomposition ({n_comps} of {width})", seconds):
+    with timed("eigh", seconds, f"PCA: {n_comps} eigenpairs of {width}"):
         fit = pca_from_gram(gram, sums, layout.n_obs, n_comps)
     del gram
 
     def project(array: zarr.Array) -> None:
         loadings = fit.components.T.copy()
-        with timed("pass 4: projection", seconds):
+        with timed("projection", seconds, "pass 4"):
             shared = client.scatter(loadings, broadcast=True)
             futures = [
                 client.submit(task_project, kept[i], loadings=shared, pure=False) if i in kept
@@ -1066,6 +1058,7 @@ def analyze(
     uns: dict | None = None,
     keep_mb: float = KEEP_MB,
     frames: Future | None = None,
+    zarr_format: int = 3,
 ):
     """Analyze the AnnData store ``store`` on the Dask cluster of ``client``; write ``out``.
 
@@ -1073,7 +1066,7 @@ def analyze(
     None: read obs and var while the passes run.
     Returns the result as an AnnData whose ``obsm['X_pca']`` is a Dask array over ``out``.
     """
-    from chunkatlas.storeio import atomic_directory
+    from chunkatlas.storeio import new_zarr_store
 
     layout = layout or open_layout(store)
     blocks = plan_blocks(layout, rows)
@@ -1089,8 +1082,7 @@ def analyze(
 
     result = result_anndata(obs, var, done, flavor, work_dtype(layout.dtype), uns)
     result.uns.setdefault("chunkatlas", {})["seconds"] = done.seconds
-    with atomic_directory(out) as tmp:
-        root = zarr.open_group(tmp, mode="w", zarr_format=2)
+    with new_zarr_store(out, zarr_format) as root:
         write_elem(root, "/", result)
         array = root["obsm"].create_array(
             "X_pca", shape=(layout.n_obs, n_comps), dtype="float32",
@@ -1098,7 +1090,7 @@ def analyze(
         )
         array.attrs.update({"encoding-type": "array", "encoding-version": "0.2.0"})
         project(array)
-        write_elem(root, "uns/chunkatlas/seconds", done.seconds)
+        write_elem(root["uns"]["chunkatlas"], "seconds", done.seconds)
     result.obsm["X_pca"] = da.from_zarr(zarr.open_array(os.path.join(out, "obsm", "X_pca"),
                                                         mode="r"))
     return result

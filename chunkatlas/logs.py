@@ -4,15 +4,32 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 import warnings
-from collections.abc import Callable
-from typing import TextIO, TypeVar
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TextIO
 
 from chunkatlas.errors import ChunkatlasError
 from chunkatlas.storeio import redact
 
-T = TypeVar("T")
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+log = logging.getLogger("chunkatlas")
+
+
+@contextmanager
+def timed(step: str, seconds: dict[str, float], detail: str = "") -> Iterator[None]:
+    """Log the start and duration of one step and record it in ``seconds`` under ``step``.
+
+    ``step`` is a short identifier (it becomes a key of ``uns['chunkatlas']['seconds']``, where
+    anndata refuses "/"); the log line adds the ``detail``.
+    """
+    label = f"{step} ({detail})" if detail else step
+    log.info("%s ...", label)
+    start = time.perf_counter()
+    yield
+    seconds[step] = round(time.perf_counter() - start, 3)
+    log.info("%s done in %.1f s", label, seconds[step])
 
 
 class RedactingFormatter(logging.Formatter):
@@ -33,7 +50,7 @@ def configure_logging(stream: TextIO) -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
 
 
-def report_errors(action: Callable[[], T], *, console: TextIO | None = None) -> T:
+def report_errors[T](action: Callable[[], T], *, console: TextIO | None = None) -> T:
     """Run ``action``; a ChunkatlasError becomes one line on stderr (and in the log) and exit 1."""
     try:
         return action()
@@ -46,7 +63,7 @@ def report_errors(action: Callable[[], T], *, console: TextIO | None = None) -> 
         raise SystemExit(1) from None
 
 
-def run_snakemake_step(snakemake, action: Callable[[], T]) -> T:
+def run_snakemake_step[T](snakemake, action: Callable[[], T]) -> T:
     """Run one workflow step with stdout/stderr and logging in the rule's log file."""
     log_file = open(snakemake.log[0], "a", buffering=1)  # noqa: SIM115 - lives as long as the job
     sys.stderr = log_file

@@ -12,6 +12,10 @@ from pathlib import Path
 
 from chunkatlas.errors import ChunkatlasError
 
+#: zarr formats chunkatlas writes; 3 by default (anndata 0.13's), 2 for readers on older tools.
+ZARR_FORMATS = (2, 3)
+DEFAULT_ZARR_FORMAT = 3
+
 
 def temporary_sibling(path: Path) -> Path:
     """A hidden path next to ``path`` (same file system, so renaming it into place is atomic)."""
@@ -45,6 +49,25 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+@contextmanager
+def new_zarr_store(path: str | os.PathLike, zarr_format: int = DEFAULT_ZARR_FORMAT) -> Iterator:
+    """Yield the root group of a new zarr store written in ``zarr_format``, moved to ``path``
+    only when the block succeeds (:func:`atomic_directory`).
+
+    anndata's automatic sharding of v3 arrays is off inside the block: chunkatlas sets every
+    matrix's geometry itself, and a chunk is then one object that the manifest lists.
+    """
+    import anndata as ad
+    import zarr
+
+    if zarr_format not in ZARR_FORMATS:
+        raise ChunkatlasError(
+            f"zarr_format {zarr_format!r} is not one of {', '.join(map(str, ZARR_FORMATS))}"
+        )
+    with atomic_directory(path) as tmp, ad.settings.override(auto_shard_zarr_v3=False):
+        yield zarr.open_group(tmp, mode="w", zarr_format=zarr_format)
 
 
 def write_json_atomic(path: str | os.PathLike, payload: dict) -> None:

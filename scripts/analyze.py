@@ -31,6 +31,7 @@ def main(snakemake):
         cluster=dask["cluster"],
         slurm_options=dask["slurm"],
         provenance={"config_hash": run_record(snakemake.config)["config_hash"]},
+        zarr_format=snakemake.params.zarr_format,
     )
 
 

@@ -42,6 +42,16 @@ def consolidated(fetched, tmp_path_factory) -> tuple[Path, Path]:
     return store, manifest
 
 
+@pytest.fixture(scope="session", params=[2, 3], ids=["zarr-v2", "zarr-v3"])
+def each_format(request, fetched, tmp_path_factory) -> tuple[Path, Path]:
+    """``consolidated`` written in each zarr format: what must work on both."""
+    where = tmp_path_factory.mktemp(f"store-v{request.param}")
+    store, manifest = where / "store.zarr", where / "store.manifest.json"
+    rechunk_store(fetched, store, 200, zarr_format=request.param)
+    consolidate_store(store, manifest)
+    return store, manifest
+
+
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
 
 

@@ -9,7 +9,7 @@ from .oracle import assert_matches_reference, in_memory_reference
 
 
 @pytest.mark.parametrize("engine", ["fused", "scanpy"])
-@pytest.mark.parametrize("flavor", ["seurat", "cell_ranger"])
+@pytest.mark.parametrize("flavor", ["seurat", "cell_ranger", "seurat_v3"])
 def test_dask_analysis_matches_in_memory_scanpy(consolidated, tmp_path, flavor, engine):
     store, _ = consolidated
     params = AnalysisParams(flavor=flavor, n_top_genes=150, n_comps=25, engine=engine)
@@ -66,3 +66,15 @@ def test_cell_ranger_on_mostly_unexpressed_genes_explains_itself(tmp_path):
                           params=AnalysisParams(flavor="cell_ranger", n_top_genes=30, n_comps=5,
                                                 engine=engine))
         assert not (tmp_path / "out.zarr").exists()
+
+
+@pytest.mark.parametrize("engine", ["fused", "scanpy"])
+def test_dense_x_matches_in_memory_scanpy(tmp_path, engine):
+    # scanpy's Dask PCA of dense X takes the covariance route here, not dask-ml's
+    rng = np.random.default_rng(5)
+    counts = rng.negative_binomial(2, 0.4, size=(300, 80)).astype(np.float32)
+    ad.AnnData(counts).write_zarr(tmp_path / "dense.zarr")
+    params = AnalysisParams(n_top_genes=40, n_comps=8, engine=engine)
+    analyze_store(tmp_path / "dense.zarr", tmp_path / "out.zarr", rows=70, params=params)
+    reference = in_memory_reference(tmp_path / "dense.zarr", "seurat", 40, 8)
+    assert_matches_reference(ad.read_zarr(tmp_path / "out.zarr"), reference, n_pcs=5)

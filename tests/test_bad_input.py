@@ -143,8 +143,6 @@ def test_secrets_in_config_never_reach_outputs_or_logs(tmp_path):
 def test_analysis_refuses_values_that_are_not_counts(tmp_path, engine, value, flavor, needle):
     from chunkatlas.analyze import AnalysisParams, analyze_store
 
-    if flavor not in ("seurat", "cell_ranger") and engine == "scanpy":
-        pytest.skip("scanpy's Dask code paths have no seurat_v3")
     rng = np.random.default_rng(1)
     counts = rng.poisson(2, (60, 30)).astype(np.float32)
     counts[7, 3] = value

@@ -10,6 +10,7 @@ import scipy.sparse as sp
 from chunkatlas.cli import main
 
 from .oracle import assert_matches_reference, in_memory_reference
+from .stores import chunk_key
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -31,7 +32,7 @@ def test_every_stage_runs_outside_snakemake(atlas, tmp_path):
     assert plot.read_bytes()[:4] == b"\x89PNG"
 
     # a chunk damaged after consolidation: analyze refuses the store, naming the chunk
-    chunk = store / "X" / "data" / "1"
+    chunk = store / "X" / "data" / chunk_key(store, "X/data", 1)
     chunk.write_bytes(chunk.read_bytes()[:-3])
     with pytest.raises(SystemExit):
         main(["analyze", str(store), str(tmp_path / "again.zarr"), "--chunk", "120"])

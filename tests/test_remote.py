@@ -23,6 +23,8 @@ from chunkatlas.manifest import consolidate_store
 from chunkatlas.remote import CredentialsRefused, RemoteSettings, open_remote_group
 from chunkatlas.serve import Faults, aiohttp_serving, nginx_serving
 
+from .stores import chunk_key
+
 FAST = RemoteSettings(attempts=6, backoff_seconds=0.01, timeout_seconds=20)
 
 
@@ -82,7 +84,7 @@ def test_request_counts_follow_the_chunk_layout(gene_chunked):
         assert table.loc["one_gene", "requests"] == 1  # the tutorial's observation
     # one gene costs no more than the stored bytes of the chunk that holds it (+5%)
     column = pattern_genes(x_entry(manifest)["shape"][1])["one_gene"][0] // size
-    stored = x_entry(manifest)["chunk_files"][f"0.{column}"][0]
+    stored = x_entry(manifest)["chunk_files"][chunk_key(store, "X", 0, column)][0]
     assert table.loc["one_gene", "bytes"] <= 1.05 * stored
 
 
@@ -117,8 +119,8 @@ def local_x(store) -> np.ndarray:
 
 
 @pytest.mark.parametrize("mode", ["503", "reset"])
-def test_failing_server_gives_identical_data(consolidated, tmp_path, mode):
-    store, _ = consolidated
+def test_failing_server_gives_identical_data(each_format, tmp_path, mode):
+    store, _ = each_format
     faults = Faults(fail_rate=0.3, fail_mode=mode, seed=4)
     with aiohttp_serving(store.parent, tmp_path / "log.jsonl", faults) as url:
         remote = read_remote_x(f"{url}/store.zarr")
@@ -127,48 +129,52 @@ def test_failing_server_gives_identical_data(consolidated, tmp_path, mode):
     assert statuses.count(503 if mode == "503" else 0) > 0  # faults did happen
 
 
-def test_a_404_once_is_retried_never_read_as_zeros(consolidated, tmp_path):
-    store, _ = consolidated
-    faults = Faults(missing_once={"/store.zarr/X/data/1"})
+def test_a_404_once_is_retried_never_read_as_zeros(each_format, tmp_path):
+    store, _ = each_format
+    path = f"/store.zarr/X/data/{chunk_key(store, 'X/data', 1)}"
+    faults = Faults(missing_once={path})
     with aiohttp_serving(store.parent, tmp_path / "log.jsonl", faults) as url:
         remote = read_remote_x(f"{url}/store.zarr")
     np.testing.assert_array_equal(remote, local_x(store))
     log = [json.loads(line) for line in (tmp_path / "log.jsonl").open()]
-    assert [e["status"] for e in log if e["path"] == "/store.zarr/X/data/1"][:2] == [404, 200]
+    assert [e["status"] for e in log if e["path"] == path][:2] == [404, 200]
 
 
-def test_a_chunk_lost_on_the_server_is_an_error_not_zeros(consolidated, tmp_path):
+def test_a_chunk_lost_on_the_server_is_an_error_not_zeros(each_format, tmp_path):
     import shutil
 
-    store, _ = consolidated
+    store, _ = each_format
     served = tmp_path / "served"
     shutil.copytree(store.parent, served)
-    (served / "store.zarr" / "X" / "data" / "1").unlink()
+    key = chunk_key(store, "X/data", 1)
+    (served / "store.zarr" / "X" / "data" / key).unlink()
     with aiohttp_serving(served, tmp_path / "log.jsonl") as url, pytest.raises(
-        ChunkatlasError, match=r"chunk 'X/data/1' .* missing, but the manifest lists it"
+        ChunkatlasError, match=rf"chunk 'X/data/{key}' .* missing, but the manifest lists it"
     ):
         read_remote_x(f"{url}/store.zarr", RemoteSettings(attempts=2, backoff_seconds=0.01))
 
 
-def test_a_stalled_server_fails_within_the_timeout(consolidated, tmp_path):
-    store, _ = consolidated
-    faults = Faults(stall={"/store.zarr/X/data/0"})
+def test_a_stalled_server_fails_within_the_timeout(each_format, tmp_path):
+    store, _ = each_format
+    key = f"X/data/{chunk_key(store, 'X/data', 0)}"
+    faults = Faults(stall={f"/store.zarr/{key}"})
     settings = RemoteSettings(attempts=3, backoff_seconds=0.01, timeout_seconds=2)
     with aiohttp_serving(store.parent, tmp_path / "log.jsonl", faults) as url:
         start = time.monotonic()
-        with pytest.raises(ChunkatlasError, match=r"chunk 'X/data/0' .* within 2 s"):
+        with pytest.raises(ChunkatlasError, match=rf"chunk '{key}' .* within 2 s"):
             read_remote_x(f"{url}/store.zarr", settings)
         assert time.monotonic() - start < 30  # bounded by the timeout, not aiohttp's 300 s
 
 
 @pytest.mark.parametrize("mode", ["full", "short"])
-def test_wrong_answers_to_range_requests_are_errors(consolidated, tmp_path, mode):
-    store, _ = consolidated
+def test_wrong_answers_to_range_requests_are_errors(each_format, tmp_path, mode):
+    store, _ = each_format
     with aiohttp_serving(store.parent, tmp_path / "log.jsonl", Faults(bad_range=mode)) as url:
         group, _ = open_remote_group(f"{url}/store.zarr", FAST)
         guarded = group.store
         with pytest.raises(ChunkatlasError, match=r"asked 10 bytes, got \d+"):
-            zarr.core.sync.sync(guarded.get("X/data/0", default_buffer_prototype(),
+            key = f"X/data/{chunk_key(store, 'X/data', 0)}"
+            zarr.core.sync.sync(guarded.get(key, default_buffer_prototype(),
                                             RangeByteRequest(5, 15)))
 
 

@@ -9,6 +9,7 @@ rule analyze:
         chunk=analysis_rows,
         analysis=config["analysis"],
         dask=config["dask"],
+        zarr_format=config["zarr_format"],
     log:
         "results/logs/analyze/{tissue}-{chunk}.log",
     benchmark:

@@ -13,7 +13,7 @@ rule fetch:
             for k, v in config["source"].items()
             if k not in ("tiledb_config", "storage_options")
         },
-        zarr_format=config["rechunk"]["zarr_format"],
+        zarr_format=config["zarr_format"],
     log:
         "results/logs/fetch/{tissue}.log",
     benchmark:

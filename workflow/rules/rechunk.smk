@@ -7,7 +7,7 @@ rule rechunk:
     params:
         chunk=lambda wildcards: int(wildcards.chunk),
         dense_axis=config["rechunk"]["dense_axis"],
-        zarr_format=config["rechunk"]["zarr_format"],
+        zarr_format=config["zarr_format"],
     log:
         "results/logs/rechunk/{tissue}-{chunk}.log",
     benchmark:
