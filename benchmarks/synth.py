@@ -5,7 +5,8 @@ A pool of distinct cells is simulated with chunkatlas's count model
 ~6 % non-zero at 20,000 genes); a store of any size is then made by drawing cells from the pool
 and thinning each one's counts binomially (a random sequencing depth per cell), so every cell is
 distinct while generation costs O(nnz).  X is written with anndata as CSR in row blocks, data and
-indices chunked to hold ``chunk`` cells, as ``chunkatlas rechunk`` would.
+indices chunked to hold ``chunk`` cells, in zarr v3 with anndata's codecs, as ``chunkatlas rechunk``
+would.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import zarr
 from anndata.io import sparse_dataset, write_elem
 
 from chunkatlas.atlas import AtlasSpec, simulate_counts, simulate_obs
+from chunkatlas.storeio import new_zarr_store
 
 
 @dataclass(frozen=True)
@@ -67,10 +69,14 @@ def write_store(path: str | Path, pool: Pool, n_cells: int, *, chunk: int = 10_0
                 seed: int = 1) -> Path:
     """Write an AnnData zarr store of ``n_cells`` cells drawn from ``pool``; return its path."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    rng = np.random.default_rng(seed)
-    root = zarr.open_group(tmp, mode="w", zarr_format=2)
+    shutil.rmtree(path, ignore_errors=True)
+    with new_zarr_store(path) as root:  # zarr v3, codecs as chunkatlas rechunk writes them
+        fill_store(root, pool, n_cells, chunk, np.random.default_rng(seed))
+    return path
+
+
+def fill_store(root: zarr.Group, pool: Pool, n_cells: int, chunk: int,
+               rng: np.random.Generator) -> None:
     per_cell = pool.counts.nnz / pool.counts.shape[0] * 0.75
     chunk_nnz = max(1, math.ceil(per_cell * chunk))
     cell_types = []
@@ -92,6 +98,3 @@ def write_store(path: str | Path, pool: Pool, n_cells: int, *, chunk: int = 10_0
     for key in ("obsm", "varm", "obsp", "varp", "layers", "uns"):
         write_elem(root, key, {})
     root.attrs.update({"encoding-type": "anndata", "encoding-version": "0.1.0"})
-    shutil.rmtree(path, ignore_errors=True)
-    tmp.rename(path)
-    return path

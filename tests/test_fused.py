@@ -340,9 +340,6 @@ def test_hvg_tables_equal_scanpys_on_the_same_moments():
 @pytest.mark.parametrize(
     ("params", "needle"),
     [
-        (AnalysisParams(flavor="seurat_v3", engine="scanpy"),
-         "HVG flavor 'seurat_v3' is not one of seurat, cell_ranger for engine 'scanpy' "
-         "(engine 'fused' has it)"),
         (AnalysisParams(engine="gpu"), "analysis engine 'gpu' is not one of fused, scanpy"),
         (AnalysisParams(flavor="pearson"),
          "HVG flavor 'pearson' is not one of seurat, cell_ranger, seurat_v3 for engine 'fused'"),

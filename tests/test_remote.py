@@ -36,13 +36,16 @@ def pbmc_fetched(tmp_path_factory):
     return dest
 
 
-@pytest.fixture(scope="module", params=[5, 25])
+@pytest.fixture(scope="module", params=[(5, 3), (25, 3), (5, 2)],
+                ids=["5-zarr-v3", "25-zarr-v3", "5-zarr-v2"])
 def gene_chunked(request, pbmc_fetched, tmp_path_factory):
     """The tutorial's layout: dense X chunked (n_obs, C); returns (store, manifest dict, C)."""
-    where = tmp_path_factory.mktemp(f"chunks-{request.param}")
-    rechunk_store(pbmc_fetched, where / "store.zarr", request.param, dense_axis="var")
+    size, zarr_format = request.param
+    where = tmp_path_factory.mktemp(f"chunks-{size}-v{zarr_format}")
+    rechunk_store(pbmc_fetched, where / "store.zarr", size, dense_axis="var",
+                  zarr_format=zarr_format)
     manifest = consolidate_store(where / "store.zarr", where / "store.manifest.json")
-    return where / "store.zarr", manifest, request.param
+    return where / "store.zarr", manifest, size
 
 
 def x_entry(manifest):

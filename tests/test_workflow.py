@@ -65,6 +65,10 @@ def test_end_to_end_outputs(test_run):
         per_cell = group["X/data"].shape[0] / n_obs
         assert group["X/data"].chunks == (int(np.ceil(per_cell * chunk)),)
         assert manifest["consolidated"] and manifest["n_obs"] == n_obs
+        # every store of the run is zarr v3 (the default zarr_format)
+        assert manifest["zarr_format"] == group.metadata.zarr_format == 3
+        for written in (workdir / "results" / tissue / "fetched.zarr", here / "hvg_pca.zarr"):
+            assert zarr.open_group(written, mode="r").metadata.zarr_format == 3
         assert {a["path"] for a in manifest["arrays"]} >= {"X/data", "X/indices", "X/indptr"}
         result = ad.read_zarr(here / "hvg_pca.zarr")
         assert result.X is None
