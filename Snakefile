@@ -26,8 +26,8 @@ include: "workflow/rules/summary.smk"
 
 
 rule all:
+    default_target: True
     input:
         grid_outputs(),
         "results/summary.tsv",
         "results/provenance/config.yaml",
-    default_target: True

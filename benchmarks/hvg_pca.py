@@ -69,17 +69,29 @@ class Plan:
 
 FULL = Plan(
     pool_cells=20_000,
-    scales=(Scale("70k", 70_000, 20_000, 10_000, 2000, ENGINES),
-            Scale("500k", 500_000, 20_000, 10_000, 2000, ENGINES)),
-    atlas_cells=80_000, atlas_genes=8_000, e2e_rows=10_000, e2e_top_genes=2000,
-    repeats=3, slow_repeats=1,
+    scales=(
+        Scale("70k", 70_000, 20_000, 10_000, 2000, ENGINES),
+        Scale("500k", 500_000, 20_000, 10_000, 2000, ENGINES),
+    ),
+    atlas_cells=80_000,
+    atlas_genes=8_000,
+    e2e_rows=10_000,
+    e2e_top_genes=2000,
+    repeats=3,
+    slow_repeats=1,
 )
 QUICK = Plan(
     pool_cells=4_000,
-    scales=(Scale("10k", 10_000, 5_000, 2_500, 500, ENGINES),
-            Scale("40k", 40_000, 5_000, 2_500, 500, ("fused",))),
-    atlas_cells=12_000, atlas_genes=2_000, e2e_rows=2_000, e2e_top_genes=500,
-    repeats=1, slow_repeats=1,
+    scales=(
+        Scale("10k", 10_000, 5_000, 2_500, 500, ENGINES),
+        Scale("40k", 40_000, 5_000, 2_500, 500, ("fused",)),
+    ),
+    atlas_cells=12_000,
+    atlas_genes=2_000,
+    e2e_rows=2_000,
+    e2e_top_genes=500,
+    repeats=1,
+    slow_repeats=1,
 )
 
 
@@ -157,8 +169,15 @@ def measure(label: str, argv: list[str], interval: float = 0.05) -> Run:
             detail = json.loads(line)
     if proc.returncode:
         sys.stderr.write(f"{label} failed ({proc.returncode}):\n{err[-3000:]}\n")
-    return Run(label, round(seconds, 2), round(cpu_seconds, 2), round(peak[0] / 2**20),
-               round(peak[1] / 2**20), proc.returncode, detail)
+    return Run(
+        label,
+        round(seconds, 2),
+        round(cpu_seconds, 2),
+        round(peak[0] / 2**20),
+        round(peak[1] / 2**20),
+        proc.returncode,
+        detail,
+    )
 
 
 def fits_in_memory(store: Path) -> bool:
@@ -171,8 +190,11 @@ def fits_in_memory(store: Path) -> bool:
     need = 4 * nnz * 8
     available = psutil.virtual_memory().available
     if need > 0.75 * available:
-        print(f"  in-memory scanpy skipped: needs ~{need / 2**30:.0f} GiB, "
-              f"{available / 2**30:.0f} GiB available", flush=True)
+        print(
+            f"  in-memory scanpy skipped: needs ~{need / 2**30:.0f} GiB, "
+            f"{available / 2**30:.0f} GiB available",
+            flush=True,
+        )
         return False
     return True
 
@@ -203,16 +225,23 @@ def run_engine(engine: str, store: str, out: str, rows: int, n_top_genes: int) -
         from chunkatlas.lazy import read_lazy
 
         with dask_client(2, 8192):
-            result = hvg_pca(read_lazy(store, rows),
-                             AnalysisParams(n_top_genes=n_top_genes, engine="scanpy"))
+            result = hvg_pca(
+                read_lazy(store, rows), AnalysisParams(n_top_genes=n_top_genes, engine="scanpy")
+            )
         write_result(result, out)
     else:
         if engine == ZARRS:  # before zarr is imported here or in a worker
             os.environ["ZARR_CODEC_PIPELINE__PATH"] = "zarrs.ZarrsCodecPipeline"
         from chunkatlas.analyze import AnalysisParams, analyze_store
 
-        analyze_store(store, out, rows=rows, workers=2, memory_mb=8192,
-                      params=AnalysisParams(n_top_genes=n_top_genes, engine="fused"))
+        analyze_store(
+            store,
+            out,
+            rows=rows,
+            workers=2,
+            memory_mb=8192,
+            params=AnalysisParams(n_top_genes=n_top_genes, engine="fused"),
+        )
     return {"analysis_seconds": round(time.perf_counter() - start, 2)}
 
 
@@ -232,8 +261,14 @@ def run_chunkatlas_e2e(atlas: str, work: str, rows: int, n_top_genes: int) -> di
     steps["rechunk"] = round(time.perf_counter() - start - sum(steps.values()), 2)
     consolidate_store(work / "store.zarr", work / "store.manifest.json")
     steps["consolidate"] = round(time.perf_counter() - start - sum(steps.values()), 2)
-    analyze_store(work / "store.zarr", work / "hvg_pca.zarr", rows=rows, workers=2,
-                  memory_mb=8192, params=AnalysisParams(n_top_genes=n_top_genes, engine="fused"))
+    analyze_store(
+        work / "store.zarr",
+        work / "hvg_pca.zarr",
+        rows=rows,
+        workers=2,
+        memory_mb=8192,
+        params=AnalysisParams(n_top_genes=n_top_genes, engine="fused"),
+    )
     steps["analyze"] = round(time.perf_counter() - start - sum(steps.values()), 2)
     return {"steps": steps}
 
@@ -249,8 +284,11 @@ def run_tutorial_e2e(atlas: str, work: str, rows: int, n_top_genes: int) -> dict
     start = time.perf_counter()
     with dask_client(2, 8192), tiledbsoma.Experiment.open(atlas) as experiment:
         query = experiment.axis_query(
-            "RNA", obs_query=tiledbsoma.AxisQuery(
-                value_filter=build_obs_filter(DEFAULT_OBS_FILTER, "lung")))
+            "RNA",
+            obs_query=tiledbsoma.AxisQuery(
+                value_filter=build_obs_filter(DEFAULT_OBS_FILTER, "lung")
+            ),
+        )
         adata = query.to_anndata("raw", dask={"chunk_size": rows})
         adata.obs.index = adata.obs.index.astype(str)
         adata.var.index = adata.var["feature_id"].astype(str).to_numpy()
@@ -274,7 +312,8 @@ class StepLog:
                 message = record.getMessage()
                 if record.name == "chunkatlas.cluster":
                     collector.steps["(cluster up at)"] = round(
-                        time.perf_counter() - collector.start, 2)
+                        time.perf_counter() - collector.start, 2
+                    )
                 elif " done in " in message and isinstance(record.args, tuple):
                     collector.steps[str(record.args[0])] = float(record.args[-1])
 
@@ -317,8 +356,11 @@ def make_stores(plan: Plan, data: Path) -> dict[str, Path]:
         if scale.n_genes not in pools:
             start = time.perf_counter()
             pools[scale.n_genes] = make_pool(plan.pool_cells, scale.n_genes)
-            print(f"  pool of {plan.pool_cells:,} cells x {scale.n_genes:,} genes: "
-                  f"{time.perf_counter() - start:.0f} s", flush=True)
+            print(
+                f"  pool of {plan.pool_cells:,} cells x {scale.n_genes:,} genes: "
+                f"{time.perf_counter() - start:.0f} s",
+                flush=True,
+            )
         start = time.perf_counter()
         write_store(stores[scale.name], pools[scale.n_genes], scale.n_cells, chunk=scale.rows)
         print(f"  store {scale.name}: {time.perf_counter() - start:.0f} s", flush=True)
@@ -332,10 +374,14 @@ def make_atlas(plan: Plan, data: Path) -> Path:
     atlas = data / f"atlas-{plan.atlas_cells}-{plan.atlas_genes}.soma"
     if not atlas.exists():
         start = time.perf_counter()
-        write_demo_atlas(str(atlas), AtlasSpec(n_cells=plan.atlas_cells,
-                                               n_genes=plan.atlas_genes, seed=0))
-        print(f"  demo atlas {plan.atlas_cells:,} x {plan.atlas_genes:,}: "
-              f"{time.perf_counter() - start:.0f} s", flush=True)
+        write_demo_atlas(
+            str(atlas), AtlasSpec(n_cells=plan.atlas_cells, n_genes=plan.atlas_genes, seed=0)
+        )
+        print(
+            f"  demo atlas {plan.atlas_cells:,} x {plan.atlas_genes:,}: "
+            f"{time.perf_counter() - start:.0f} s",
+            flush=True,
+        )
     return atlas
 
 
@@ -362,9 +408,11 @@ def summarise(runs: list[Run]) -> dict:
 
 def print_table(title: str, rows: dict[str, dict], base: str) -> None:
     print(f"\n{title}")
-    print(f"{'':12s} {'runs':>4s} {'median s':>9s} {'min s':>7s} {'CPU s':>7s} "
-          f"{'peak RSS MB':>12s} {'peak PSS MB':>12s} {'time/' + base:>12s} "
-          f"{'CPU/' + base:>12s}")
+    print(
+        f"{'':12s} {'runs':>4s} {'median s':>9s} {'min s':>7s} {'CPU s':>7s} "
+        f"{'peak RSS MB':>12s} {'peak PSS MB':>12s} {'time/' + base:>12s} "
+        f"{'CPU/' + base:>12s}"
+    )
     ref = rows.get(base, {}).get("seconds_median")
     ref_cpu = rows.get(base, {}).get("cpu_seconds_median")
     for name, row in rows.items():
@@ -373,33 +421,45 @@ def print_table(title: str, rows: dict[str, dict], base: str) -> None:
             continue
         ratio = f"{row['seconds_median'] / ref:.2f}x" if ref else "-"
         cpu_ratio = f"{row['cpu_seconds_median'] / ref_cpu:.2f}x" if ref_cpu else "-"
-        print(f"{name:12s} {row['runs']:4d} {row['seconds_median']:9.1f} {row['seconds_min']:7.1f} "
-              f"{row['cpu_seconds_median']:7.1f} {row['peak_rss_mb']:12.0f} "
-              f"{row['peak_pss_mb']:12.0f} {ratio:>12s} {cpu_ratio:>12s}")
+        print(
+            f"{name:12s} {row['runs']:4d} {row['seconds_median']:9.1f} {row['seconds_min']:7.1f} "
+            f"{row['cpu_seconds_median']:7.1f} {row['peak_rss_mb']:12.0f} "
+            f"{row['peak_pss_mb']:12.0f} {ratio:>12s} {cpu_ratio:>12s}"
+        )
 
 
 def machine() -> dict:
     model = ""
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        model = next((line.split(":", 1)[1].strip() for line in out.splitlines()
-                      if line.startswith("Model name")), "")
+        model = next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in out.splitlines()
+                if line.startswith("Model name")
+            ),
+            "",
+        )
     except OSError:
         pass
     return {"cpus": os.cpu_count(), "model": model, "python": platform.python_version()}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes: under 3 minutes")
     parser.add_argument("--repeats", type=int, default=None, help="runs of each engine")
     parser.add_argument("--data", default=str(HERE / "data"), help="where stores are cached")
     parser.add_argument("--json", default=None, help="also write the figures to this file")
     parser.add_argument("--skip-e2e", action="store_true", help="only part 1")
     parser.add_argument("--only", default=None, help="scales to run, e.g. 70k,500k")
-    parser.add_argument("--engines", default=",".join(ENGINES),
-                        help=f"engines to run, of {', '.join((*ENGINES, ZARRS))}")
+    parser.add_argument(
+        "--engines",
+        default=",".join(ENGINES),
+        help=f"engines to run, of {', '.join((*ENGINES, ZARRS))}",
+    )
     parser.add_argument("--child", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -409,9 +469,13 @@ def main() -> None:
     if args.only:
         plan = replace(plan, scales=tuple(s for s in plan.scales if s.name in args.only.split(",")))
     chosen = set(args.engines.split(","))
-    plan = replace(plan, scales=tuple(
-        replace(s, engines=tuple(e for e in (*s.engines, ZARRS) if e in chosen))
-        for s in plan.scales))
+    plan = replace(
+        plan,
+        scales=tuple(
+            replace(s, engines=tuple(e for e in (*s.engines, ZARRS) if e in chosen))
+            for s in plan.scales
+        ),
+    )
     repeats = args.repeats or plan.repeats
     data = Path(args.data)
     data.mkdir(parents=True, exist_ok=True)
@@ -433,35 +497,59 @@ def main() -> None:
                     continue
                 shutil.rmtree(scratch, ignore_errors=True)
                 scratch.mkdir()
-                run = measure(engine, child("engine", engine, str(stores[scale.name]),
-                                            str(scratch / "out.zarr"), str(scale.rows),
-                                            str(scale.n_top_genes)))
+                run = measure(
+                    engine,
+                    child(
+                        "engine",
+                        engine,
+                        str(stores[scale.name]),
+                        str(scratch / "out.zarr"),
+                        str(scale.rows),
+                        str(scale.n_top_genes),
+                    ),
+                )
                 runs[engine].append(run)
-                print(f"  {scale.name} {engine:7s} run {rep + 1}: {run.seconds:6.1f} s "
-                      f"(CPU {run.cpu_seconds:6.1f} s, load {os.getloadavg()[0]:.1f}), "
-                      f"peak RSS {run.peak_rss_mb:5.0f} MB, PSS {run.peak_pss_mb:5.0f} MB",
-                      flush=True)
+                print(
+                    f"  {scale.name} {engine:7s} run {rep + 1}: {run.seconds:6.1f} s "
+                    f"(CPU {run.cpu_seconds:6.1f} s, load {os.getloadavg()[0]:.1f}), "
+                    f"peak RSS {run.peak_rss_mb:5.0f} MB, PSS {run.peak_pss_mb:5.0f} MB",
+                    flush=True,
+                )
         rows = {engine: summarise(r) for engine, r in runs.items()}
-        report["scales"][scale.name] = {"n_cells": scale.n_cells, "n_genes": scale.n_genes,
-                                        "rows": scale.rows, "n_top_genes": scale.n_top_genes,
-                                        "engines": rows}
-        print_table(f"{scale.name}: {scale.n_cells:,} cells x {scale.n_genes:,} genes, "
-                    f"{scale.rows:,} cells per task", rows, "fused")
+        report["scales"][scale.name] = {
+            "n_cells": scale.n_cells,
+            "n_genes": scale.n_genes,
+            "rows": scale.rows,
+            "n_top_genes": scale.n_top_genes,
+            "engines": rows,
+        }
+        print_table(
+            f"{scale.name}: {scale.n_cells:,} cells x {scale.n_genes:,} genes, "
+            f"{scale.rows:,} cells per task",
+            rows,
+            "fused",
+        )
         for engine, row in rows.items():
             if row.get("steps"):
-                print(f"  {engine}, fastest run: " + ", ".join(f"{k} {v:.1f} s"
-                                                          for k, v in row["steps"].items()))
+                print(
+                    f"  {engine}, fastest run: "
+                    + ", ".join(f"{k} {v:.1f} s" for k, v in row["steps"].items())
+                )
 
-    first, last = (report["scales"][s.name]["engines"].get("fused", {}) for s in
-                   (plan.scales[0], plan.scales[-1]))
+    first, last = (
+        report["scales"][s.name]["engines"].get("fused", {})
+        for s in (plan.scales[0], plan.scales[-1])
+    )
     if len(plan.scales) > 1 and "peak_rss_mb" in first and "peak_rss_mb" in last:
         report["fused_memory_growth"] = {
             "rss": round(last["peak_rss_mb"] / first["peak_rss_mb"], 2),
             "pss": round(last["peak_pss_mb"] / first["peak_pss_mb"], 2),
         }
-        print(f"\nfused peak memory {plan.scales[-1].name} / {plan.scales[0].name}: "
-              f"RSS {report['fused_memory_growth']['rss']}x, "
-              f"PSS {report['fused_memory_growth']['pss']}x")
+        print(
+            f"\nfused peak memory {plan.scales[-1].name} / {plan.scales[0].name}: "
+            f"RSS {report['fused_memory_growth']['rss']}x, "
+            f"PSS {report['fused_memory_growth']['pss']}x"
+        )
 
     if atlas is not None:
         runs = {p: [] for p in E2E_PATHS}
@@ -469,17 +557,37 @@ def main() -> None:
             for path in E2E_PATHS:
                 shutil.rmtree(scratch, ignore_errors=True)
                 scratch.mkdir()
-                run = measure(path, child("e2e", path, str(atlas), str(scratch),
-                                          str(plan.e2e_rows), str(plan.e2e_top_genes)))
+                run = measure(
+                    path,
+                    child(
+                        "e2e",
+                        path,
+                        str(atlas),
+                        str(scratch),
+                        str(plan.e2e_rows),
+                        str(plan.e2e_top_genes),
+                    ),
+                )
                 runs[path].append(run)
-                print(f"  e2e {path:10s} run {rep + 1}: {run.seconds:6.1f} s "
-                      f"(CPU {run.cpu_seconds:6.1f} s, load {os.getloadavg()[0]:.1f}), "
-                      f"peak RSS {run.peak_rss_mb:5.0f} MB", flush=True)
+                print(
+                    f"  e2e {path:10s} run {rep + 1}: {run.seconds:6.1f} s "
+                    f"(CPU {run.cpu_seconds:6.1f} s, load {os.getloadavg()[0]:.1f}), "
+                    f"peak RSS {run.peak_rss_mb:5.0f} MB",
+                    flush=True,
+                )
         rows = {p: summarise(r) for p, r in runs.items()}
-        report["e2e"] = {"atlas_cells": plan.atlas_cells, "atlas_genes": plan.atlas_genes,
-                         "rows": plan.e2e_rows, "paths": rows}
-        print_table(f"end to end from SOMA (tissue lung of a {plan.atlas_cells:,} x "
-                    f"{plan.atlas_genes:,} demo atlas)", rows, "chunkatlas")
+        report["e2e"] = {
+            "atlas_cells": plan.atlas_cells,
+            "atlas_genes": plan.atlas_genes,
+            "rows": plan.e2e_rows,
+            "paths": rows,
+        }
+        print_table(
+            f"end to end from SOMA (tissue lung of a {plan.atlas_cells:,} x "
+            f"{plan.atlas_genes:,} demo atlas)",
+            rows,
+            "chunkatlas",
+        )
     shutil.rmtree(scratch, ignore_errors=True)
     report["total_seconds"] = round(time.perf_counter() - t0)
     print(f"\ntotal {report['total_seconds']} s")

@@ -34,7 +34,7 @@ def one_pass(group) -> int:
         array = group["X"][name]
         step = array.chunks[0]
         for start in range(0, array.shape[0], step):
-            total += len(array[start:start + step])
+            total += len(array[start : start + step])
     return total
 
 
@@ -48,8 +48,7 @@ def child(kind: str, variant: str, where: str) -> None:
     if kind == "decode":
         group = zarr.open_group(where, mode="r")
     elif variant == "fsspec":
-        group = zarr.open_group(zarr.storage.FsspecStore.from_url(where, read_only=True),
-                                mode="r")
+        group = zarr.open_group(zarr.storage.FsspecStore.from_url(where, read_only=True), mode="r")
     else:
         from obstore.store import HTTPStore
 
@@ -61,8 +60,12 @@ def child(kind: str, variant: str, where: str) -> None:
 
 
 def measure(kind: str, variant: str, where: str) -> float:
-    out = subprocess.run([sys.executable, __file__, "--child", kind, variant, where],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", kind, variant, where],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return float(out.stdout.split()[-1])
 
 
@@ -79,8 +82,9 @@ def compare(kind: str, where: str, repeats: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("store", nargs="?")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
@@ -92,9 +96,10 @@ def main() -> None:
     compare("decode", str(store), args.repeats)
     from chunkatlas.serve import nginx_serving
 
-    with tempfile.TemporaryDirectory() as tmp, nginx_serving(
-        store.parent, Path(tmp) / "requests.jsonl"
-    ) as url:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        nginx_serving(store.parent, Path(tmp) / "requests.jsonl") as url,
+    ):
         compare("http", f"{url}/{store.name}", args.repeats)
 
 

@@ -40,8 +40,9 @@ def make_pool(n_cells: int, n_genes: int, seed: int = 0) -> Pool:
     """Simulate ``n_cells`` cells x ``n_genes`` genes with the demo atlas's count model."""
     spec = AtlasSpec(n_cells=n_cells, n_genes=n_genes, seed=seed)
     obs = simulate_obs(spec)
-    blocks = [simulate_counts(spec, obs, lo, min(lo + 4096, n_cells))
-              for lo in range(0, n_cells, 4096)]
+    blocks = [
+        simulate_counts(spec, obs, lo, min(lo + 4096, n_cells)) for lo in range(0, n_cells, 4096)
+    ]
     counts = sp.csr_matrix(sp.vstack(blocks, format="csr"), dtype=np.float32)
     var_names = pd.Index([f"ENSG{i:011d}" for i in range(1, n_genes + 1)])
     return Pool(counts, obs["cell_type"].to_numpy(dtype=object), var_names)
@@ -65,8 +66,9 @@ def draw_block(pool: Pool, rng: np.random.Generator, n: int) -> tuple[sp.csr_mat
     return block, pool.cell_type[rows]
 
 
-def write_store(path: str | Path, pool: Pool, n_cells: int, *, chunk: int = 10_000,
-                seed: int = 1) -> Path:
+def write_store(
+    path: str | Path, pool: Pool, n_cells: int, *, chunk: int = 10_000, seed: int = 1
+) -> Path:
     """Write an AnnData zarr store of ``n_cells`` cells drawn from ``pool``; return its path."""
     path = Path(path)
     shutil.rmtree(path, ignore_errors=True)
@@ -75,8 +77,9 @@ def write_store(path: str | Path, pool: Pool, n_cells: int, *, chunk: int = 10_0
     return path
 
 
-def fill_store(root: zarr.Group, pool: Pool, n_cells: int, chunk: int,
-               rng: np.random.Generator) -> None:
+def fill_store(
+    root: zarr.Group, pool: Pool, n_cells: int, chunk: int, rng: np.random.Generator
+) -> None:
     per_cell = pool.counts.nnz / pool.counts.shape[0] * 0.75
     chunk_nnz = max(1, math.ceil(per_cell * chunk))
     cell_types = []

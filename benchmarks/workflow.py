@@ -20,9 +20,11 @@ from hvg_pca import measure  # noqa: E402
 def main() -> None:
     args = sys.argv[1:] or ["--cores", "2"]
     run = measure("workflow", [sys.executable, "-m", "snakemake", *args])
-    print(f"snakemake {' '.join(args)}: exit {run.returncode}, wall {run.seconds:.1f} s, "
-          f"CPU {run.cpu_seconds:.1f} s, peak RSS {run.peak_rss_mb:,.0f} MB, "
-          f"peak PSS {run.peak_pss_mb:,.0f} MB")
+    print(
+        f"snakemake {' '.join(args)}: exit {run.returncode}, wall {run.seconds:.1f} s, "
+        f"CPU {run.cpu_seconds:.1f} s, peak RSS {run.peak_rss_mb:,.0f} MB, "
+        f"peak PSS {run.peak_pss_mb:,.0f} MB"
+    )
     sys.exit(run.returncode)
 
 

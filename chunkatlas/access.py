@@ -56,7 +56,7 @@ class RequestLog:
         before = f"{MARK_PREFIX}{self.count - 1}"
         previous = [i for i, e in enumerate(entries) if e["path"] == before]
         start = previous[0] + 1 if previous else 0
-        return [e for e in entries[start:at[0]] if not e["path"].startswith(MARK_PREFIX)]
+        return [e for e in entries[start : at[0]] if not e["path"].startswith(MARK_PREFIX)]
 
 
 def total(x) -> float:
@@ -73,8 +73,9 @@ class Measurement:
     seconds: float
 
 
-def run_patterns(url: str, log: RequestLog, rows: int,
-                 settings: RemoteSettings | None = None) -> list[Measurement]:
+def run_patterns(
+    url: str, log: RequestLog, rows: int, settings: RemoteSettings | None = None
+) -> list[Measurement]:
     """Open the store at ``url`` lazily and read each pattern once, counting server requests."""
     results = []
     log.mark()
@@ -84,8 +85,9 @@ def run_patterns(url: str, log: RequestLog, rows: int,
         value = action()
         seconds = time.perf_counter() - start
         entries = log.mark()
-        results.append(Measurement(name, len(entries), sum(e["bytes"] for e in entries),
-                                   round(seconds, 4)))
+        results.append(
+            Measurement(name, len(entries), sum(e["bytes"] for e in entries), round(seconds, 4))
+        )
         return value
 
     def open_store():
@@ -103,9 +105,15 @@ def run_patterns(url: str, log: RequestLog, rows: int,
     return results
 
 
-def measure_store(store: str | os.PathLike, rows: int, *, server: str = "aiohttp",
-                  faults: Faults | None = None, workdir: str | os.PathLike | None = None,
-                  settings: RemoteSettings | None = None) -> pd.DataFrame:
+def measure_store(
+    store: str | os.PathLike,
+    rows: int,
+    *,
+    server: str = "aiohttp",
+    faults: Faults | None = None,
+    workdir: str | os.PathLike | None = None,
+    settings: RemoteSettings | None = None,
+) -> pd.DataFrame:
     """Serve ``store`` (and its manifest) over HTTP on loopback and measure every pattern."""
     import tempfile
 

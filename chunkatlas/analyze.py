@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class AnalysisParams:
     """What to compute and how: HVG flavor and count, number of principal components, engine."""
@@ -61,9 +62,7 @@ def select_hvgs(adata: ad.AnnData, params: AnalysisParams, seconds: dict[str, fl
     detail = f"flavor {params.flavor}, n_top_genes {params.n_top_genes}"
     with timed("highly_variable_genes", seconds, detail):
         try:
-            sc.pp.highly_variable_genes(
-                adata, flavor=params.flavor, n_top_genes=params.n_top_genes
-            )
+            sc.pp.highly_variable_genes(adata, flavor=params.flavor, n_top_genes=params.n_top_genes)
         except ValueError as err:
             if "Bin edges must be unique" not in str(err):
                 raise
@@ -162,10 +161,19 @@ def analyze_store(
         shape = adata.shape
         preload = ()
     params.check(*shape)
-    log.info("store %s: %d cells x %d genes, %d rows per task, engine %s", store, *shape, rows,
-             params.engine)
-    provenance = {"version": __version__, "rows_per_task": rows, **asdict(params),
-                  **(provenance or {})}
+    log.info(
+        "store %s: %d cells x %d genes, %d rows per task, engine %s",
+        store,
+        *shape,
+        rows,
+        params.engine,
+    )
+    provenance = {
+        "version": __version__,
+        "rows_per_task": rows,
+        **asdict(params),
+        **(provenance or {}),
+    }
     frames = None
     with ThreadPoolExecutor(1) as pool:
         if params.engine == "fused":  # obs, var and anndata's import while the cluster starts
@@ -182,9 +190,17 @@ def analyze_store(
         ) as client:
             if frames is not None:
                 return fused.analyze(
-                    store, out, client=client, rows=rows, flavor=params.flavor,
-                    n_top_genes=params.n_top_genes, n_comps=params.n_comps, layout=layout,
-                    uns={"chunkatlas": provenance}, frames=frames, zarr_format=zarr_format,
+                    store,
+                    out,
+                    client=client,
+                    rows=rows,
+                    flavor=params.flavor,
+                    n_top_genes=params.n_top_genes,
+                    n_comps=params.n_comps,
+                    layout=layout,
+                    uns={"chunkatlas": provenance},
+                    frames=frames,
+                    zarr_format=zarr_format,
                 )
             seconds: dict[str, float] = {}
             with timed("check_counts", seconds):  # the fused engine checks in pass 1

@@ -44,11 +44,16 @@ def refuse_problems(problems, *, integers: bool, where: str) -> None:
     """Raise for the counts of :func:`block_problems` (summed over blocks) that are not zero."""
     negative, not_finite, fractional = (int(n) for n in problems)
     if not_finite:
-        raise ChunkatlasError(f"{where}: X has {not_finite} NaN or infinite values; counts must "
-                              "be finite and non-negative")
+        raise ChunkatlasError(
+            f"{where}: X has {not_finite} NaN or infinite values; counts must "
+            "be finite and non-negative"
+        )
     if negative:
-        raise ChunkatlasError(f"{where}: X has {negative} negative values; counts must be "
-                              "non-negative")
+        raise ChunkatlasError(
+            f"{where}: X has {negative} negative values; counts must be non-negative"
+        )
     if integers and fractional:
-        raise ChunkatlasError(f"{where}: X has {fractional} non-integer values; this HVG flavor "
-                              "needs raw integer counts")
+        raise ChunkatlasError(
+            f"{where}: X has {fractional} non-integer values; this HVG flavor "
+            "needs raw integer counts"
+        )

@@ -32,8 +32,14 @@ def cmd_fetch(args: argparse.Namespace) -> None:
     from chunkatlas.fetch import fetch_tissue
 
     fetched = fetch_tissue(
-        args.source, args.tissue, args.out, measurement=args.measurement, layer=args.layer,
-        obs_filter=args.obs_filter, chunk_rows=args.chunk_rows, zarr_format=args.zarr_format,
+        args.source,
+        args.tissue,
+        args.out,
+        measurement=args.measurement,
+        layer=args.layer,
+        obs_filter=args.obs_filter,
+        chunk_rows=args.chunk_rows,
+        zarr_format=args.zarr_format,
     )
     print(f"{args.tissue}: {fetched['n_obs']} cells x {fetched['n_vars']} genes -> {args.out}")
 
@@ -41,8 +47,9 @@ def cmd_fetch(args: argparse.Namespace) -> None:
 def cmd_rechunk(args: argparse.Namespace) -> None:
     from chunkatlas.chunking import rechunk_store
 
-    rechunk_store(args.source, args.out, args.chunk, dense_axis=args.dense_axis,
-                  zarr_format=args.zarr_format)
+    rechunk_store(
+        args.source, args.out, args.chunk, dense_axis=args.dense_axis, zarr_format=args.zarr_format
+    )
 
 
 def cmd_consolidate(args: argparse.Namespace) -> None:
@@ -60,11 +67,17 @@ def cmd_analyze(args: argparse.Namespace) -> None:
     # A store written by `chunkatlas consolidate` is checked against its manifest first.
     if os.path.exists(manifest_location(args.store)):
         verify_store(args.store, manifest_location(args.store))
-    params = AnalysisParams(flavor=args.flavor, n_top_genes=args.n_top_genes, n_comps=args.n_comps,
-                            engine=args.engine)
+    params = AnalysisParams(
+        flavor=args.flavor, n_top_genes=args.n_top_genes, n_comps=args.n_comps, engine=args.engine
+    )
     result = analyze_store(
-        args.store, args.out, rows=args.chunk, params=params, workers=args.workers,
-        memory_mb=args.memory_mb, scheduler_address=args.scheduler_address,
+        args.store,
+        args.out,
+        rows=args.chunk,
+        params=params,
+        workers=args.workers,
+        memory_mb=args.memory_mb,
+        scheduler_address=args.scheduler_address,
         zarr_format=args.zarr_format,
     )
     if args.plot:
@@ -74,8 +87,13 @@ def cmd_analyze(args: argparse.Namespace) -> None:
 
 
 def add_zarr_format(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--zarr-format", type=int, choices=(2, 3), default=3,
-                        help="zarr format of the store written (default 3; 2 for older readers)")
+    parser.add_argument(
+        "--zarr-format",
+        type=int,
+        choices=(2, 3),
+        default=3,
+        help="zarr format of the store written (default 3; 2 for older readers)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,17 +122,24 @@ def build_parser() -> argparse.ArgumentParser:
     rechunk = sub.add_parser("rechunk", help="re-write a store with X and layers chunked")
     rechunk.add_argument("source")
     rechunk.add_argument("out")
-    rechunk.add_argument("--chunk", type=positive_int, required=True,
-                         help="cells per chunk (genes per chunk with --dense-axis var)")
+    rechunk.add_argument(
+        "--chunk",
+        type=positive_int,
+        required=True,
+        help="cells per chunk (genes per chunk with --dense-axis var)",
+    )
     rechunk.add_argument("--dense-axis", choices=("obs", "var"), default="obs")
     add_zarr_format(rechunk)
     rechunk.set_defaults(func=cmd_rechunk)
 
     consolidate = sub.add_parser("consolidate", help="consolidate metadata, write the manifest")
     consolidate.add_argument("store")
-    consolidate.add_argument("--manifest", default=None,
-                             help="manifest path (default: NAME.manifest.json beside NAME.zarr, "
-                             "where `chunkatlas analyze` looks for it)")
+    consolidate.add_argument(
+        "--manifest",
+        default=None,
+        help="manifest path (default: NAME.manifest.json beside NAME.zarr, "
+        "where `chunkatlas analyze` looks for it)",
+    )
     consolidate.set_defaults(func=cmd_consolidate)
 
     analyze = sub.add_parser("analyze", help="normalize, log1p, HVG and PCA on Dask")
@@ -123,10 +148,10 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--chunk", type=positive_int, required=True, help="cells per Dask task")
     analyze.add_argument("--workers", type=positive_int, default=1)
     analyze.add_argument("--memory-mb", type=positive_int, default=4096)
-    analyze.add_argument("--engine", default="fused",
-                         help="fused (default) or scanpy (scanpy's Dask code paths)")
-    analyze.add_argument("--flavor", default="seurat",
-                         help="seurat, cell_ranger or seurat_v3")
+    analyze.add_argument(
+        "--engine", default="fused", help="fused (default) or scanpy (scanpy's Dask code paths)"
+    )
+    analyze.add_argument("--flavor", default="seurat", help="seurat, cell_ranger or seurat_v3")
     analyze.add_argument("--n-top-genes", type=positive_int, default=2000)
     analyze.add_argument("--n-comps", type=positive_int, default=50)
     analyze.add_argument("--scheduler-address", default=None)

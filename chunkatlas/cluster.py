@@ -111,8 +111,9 @@ def dask_variables(settings: Mapping[str, object]) -> dict[str, str]:
 
 def dask_environment(settings: Mapping[str, object]) -> list[str]:
     """Shell lines that give worker jobs the same Dask settings (``export DASK_...``)."""
-    return [f"export {name}={shlex.quote(value)}"
-            for name, value in dask_variables(settings).items()]
+    return [
+        f"export {name}={shlex.quote(value)}" for name, value in dask_variables(settings).items()
+    ]
 
 
 def check_cluster(cluster: str, scheduler_address: str | None) -> None:
@@ -149,21 +150,30 @@ def slurm_client(
             "dask.cluster 'slurm' needs the package dask-jobqueue, which is not installed"
         ) from err
     memory = options.memory or f"{max(256, memory_mb // n_workers)}MB"
-    with SLURMCluster(
-        cores=options.cores,
-        processes=1,
-        memory=memory,
-        queue=options.queue,
-        walltime=options.walltime,
-        job_extra_directives=list(options.job_extra_directives),
-        job_script_prologue=dask_environment(settings),
-        log_directory=options.log_directory,
-        scheduler_options={"host": options.scheduler_host, "dashboard_address": ":0"},
-    ) as cluster, Client(cluster) as client:
+    with (
+        SLURMCluster(
+            cores=options.cores,
+            processes=1,
+            memory=memory,
+            queue=options.queue,
+            walltime=options.walltime,
+            job_extra_directives=list(options.job_extra_directives),
+            job_script_prologue=dask_environment(settings),
+            log_directory=options.log_directory,
+            scheduler_options={"host": options.scheduler_host, "dashboard_address": ":0"},
+        ) as cluster,
+        Client(cluster) as client,
+    ):
         cluster.scale(jobs=n_workers)
-        log.info("Dask SLURMCluster: %d worker jobs x %d thread(s), %s each, partition %s; "
-                 "dashboard: %s", n_workers, options.cores, memory,
-                 options.queue or "(default)", client.dashboard_link)
+        log.info(
+            "Dask SLURMCluster: %d worker jobs x %d thread(s), %s each, partition %s; "
+            "dashboard: %s",
+            n_workers,
+            options.cores,
+            memory,
+            options.queue or "(default)",
+            client.dashboard_link,
+        )
         log.debug("worker job script:\n%s", cluster.job_script())
         try:
             client.wait_for_workers(n_workers, timeout=options.start_timeout)
@@ -236,19 +246,29 @@ def dask_client(
                     f"{connect_timeout:g} s"
                 ) from err
             with client:
-                log.info("connected to Dask scheduler %s; dashboard: %s", scheduler_address,
-                         client.dashboard_link)
+                log.info(
+                    "connected to Dask scheduler %s; dashboard: %s",
+                    scheduler_address,
+                    client.dashboard_link,
+                )
                 yield client
             return
         per_worker_mb = max(256, memory_mb // n_workers)
-        with LocalCluster(
-            n_workers=n_workers,
-            threads_per_worker=1,
-            processes=True,
-            memory_limit=f"{per_worker_mb}MB",
-            dashboard_address=":0",
-            preload=list(preload),
-        ) as local, Client(local) as client:
-            log.info("Dask LocalCluster: %d workers x 1 thread, %d MB each; dashboard: %s",
-                     n_workers, per_worker_mb, client.dashboard_link)
+        with (
+            LocalCluster(
+                n_workers=n_workers,
+                threads_per_worker=1,
+                processes=True,
+                memory_limit=f"{per_worker_mb}MB",
+                dashboard_address=":0",
+                preload=list(preload),
+            ) as local,
+            Client(local) as client,
+        ):
+            log.info(
+                "Dask LocalCluster: %d workers x 1 thread, %d MB each; dashboard: %s",
+                n_workers,
+                per_worker_mb,
+                client.dashboard_link,
+            )
             yield client

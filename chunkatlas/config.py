@@ -58,8 +58,7 @@ def engine_flavor_problem(engine: str, flavor: str) -> str | None:
         return None
     others = [e for e in FLAVORS if flavor in FLAVORS[e]]
     hint = f" (engine {others[0]!r} has it)" if others else ""
-    return (f"HVG flavor {flavor!r} is not one of {', '.join(allowed)} for engine {engine!r}"
-            f"{hint}")
+    return f"HVG flavor {flavor!r} is not one of {', '.join(allowed)} for engine {engine!r}{hint}"
 
 
 def validate_config(config: dict, schema: dict) -> dict:

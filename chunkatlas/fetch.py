@@ -95,8 +95,9 @@ def fetch_tissue(
             raise ChunkatlasError(
                 f"tissue {tissue!r} matches no cells in {uri} (filter: {value_filter})"
             )
-        log.info("tissue %s: %d cells x %d genes (filter: %s)", tissue, n_obs, query.n_vars,
-                 value_filter)
+        log.info(
+            "tissue %s: %d cells x %d genes (filter: %s)", tissue, n_obs, query.n_vars, value_filter
+        )
         adata = query.to_anndata(layer, dask={"chunk_size": chunk_rows})
         adata.obs.index = adata.obs.index.astype(str)
         if var_index:
@@ -131,7 +132,7 @@ def open_anndata_source(uri: str, rows: int, settings: RemoteSettings | None = N
     and read whole.  Returns (adata, resources to keep open while it is used).
     """
     if uri.startswith(SCANPY_PREFIX):
-        name = uri[len(SCANPY_PREFIX):]
+        name = uri[len(SCANPY_PREFIX) :]
         if name not in SCANPY_DATASETS:
             raise ChunkatlasError(
                 f"scanpy dataset {name!r} is not one of {', '.join(SCANPY_DATASETS)}"
@@ -185,8 +186,14 @@ def read_h5_rows(h5, rows: int) -> ad.AnnData:
         blocks = []
         for start in range(0, n_obs, rows):
             stop = min(start + rows, n_obs)
-            blocks.append(da.from_delayed(read(slice(start, stop)), shape=(stop - start, n_vars),
-                                          dtype=matrix.dtype, meta=empty.astype(matrix.dtype)))
+            blocks.append(
+                da.from_delayed(
+                    read(slice(start, stop)),
+                    shape=(stop - start, n_vars),
+                    dtype=matrix.dtype,
+                    meta=empty.astype(matrix.dtype),
+                )
+            )
         return da.concatenate(blocks, axis=0)
 
     def callback(func, elem_name, elem, iospec):
@@ -214,8 +221,10 @@ def prepare_anndata(
             raise ChunkatlasError(f"obs of {where} has no column {tissue_column!r}; has: {allowed}")
         mask = (adata.obs[tissue_column].astype(str) == tissue).to_numpy()
         if not mask.any():
-            raise ChunkatlasError(f"tissue {tissue!r} matches no cells in {where} "
-                                  f"(filter: {tissue_column} == {tissue!r})")
+            raise ChunkatlasError(
+                f"tissue {tissue!r} matches no cells in {where} "
+                f"(filter: {tissue_column} == {tissue!r})"
+            )
         adata = adata[mask]
     if use_raw:
         if adata.raw is None:
@@ -236,8 +245,11 @@ def prepare_anndata(
 
 def densify(x):
     if hasattr(x, "map_blocks"):
-        return x.map_blocks(lambda b: b.toarray() if hasattr(b, "toarray") else b,
-                            dtype=x.dtype, meta=np.empty((0, 0), dtype=x.dtype))
+        return x.map_blocks(
+            lambda b: b.toarray() if hasattr(b, "toarray") else b,
+            dtype=x.dtype,
+            meta=np.empty((0, 0), dtype=x.dtype),
+        )
     return x.toarray() if hasattr(x, "toarray") else np.asarray(x)
 
 
@@ -260,10 +272,18 @@ def fetch_anndata(
     """
     adata, keep_open = open_anndata_source(uri, chunk_rows, settings)
     try:
-        prepared = prepare_anndata(adata, tissue, tissue_column=tissue_column, use_raw=use_raw,
-                                   dense=dense, scaled_layer=scaled_layer, where=redact(uri))
-        log.info("%s: %d cells x %d genes from %s", tissue, prepared.n_obs, prepared.n_vars,
-                 redact(uri))
+        prepared = prepare_anndata(
+            adata,
+            tissue,
+            tissue_column=tissue_column,
+            use_raw=use_raw,
+            dense=dense,
+            scaled_layer=scaled_layer,
+            where=redact(uri),
+        )
+        log.info(
+            "%s: %d cells x %d genes from %s", tissue, prepared.n_obs, prepared.n_vars, redact(uri)
+        )
         write_fetched(prepared, dest, zarr_format)
     finally:
         for resource in reversed(keep_open):

@@ -31,8 +31,7 @@ def _lines(ax, table: pd.DataFrame, column: str, ylabel: str, title: str) -> Non
 
 def _save_panels(panels: list[tuple[tuple, tuple]], title: str, out: str | os.PathLike) -> None:
     """A figure of two rows of :func:`_lines` panels, one column per (top, bottom) pair."""
-    fig, axes = plt.subplots(2, len(panels), figsize=(3.2 * len(panels), 6), dpi=110,
-                             squeeze=False)
+    fig, axes = plt.subplots(2, len(panels), figsize=(3.2 * len(panels), 6), dpi=110, squeeze=False)
     for col, (top, bottom) in enumerate(panels):
         _lines(axes[0, col], *top)
         _lines(axes[1, col], *bottom)
@@ -45,28 +44,41 @@ def _save_panels(panels: list[tuple[tuple, tuple]], title: str, out: str | os.Pa
 
 def plot_remote(remote: pd.DataFrame, out: str | os.PathLike) -> None:
     """Requests and bytes per access pattern (columns) against chunk size."""
-    patterns = [p for p in ("one_gene", "fifty_genes", "cell_block", "all_x", "open")
-                if p in set(remote["pattern"])]
+    patterns = [
+        p
+        for p in ("one_gene", "fifty_genes", "cell_block", "all_x", "open")
+        if p in set(remote["pattern"])
+    ]
     panels = []
     for pattern in patterns:
         rows = remote[remote["pattern"] == pattern]
-        panels.append(((rows, "requests", "HTTP requests", pattern.replace("_", " ")),
-                       (rows.assign(mb=rows["bytes"] / 1e6), "mb", "MB transferred", "")))
+        panels.append(
+            (
+                (rows, "requests", "HTTP requests", pattern.replace("_", " ")),
+                (rows.assign(mb=rows["bytes"] / 1e6), "mb", "MB transferred", ""),
+            )
+        )
     _save_panels(panels, "Remote reads: what each chunk size costs per access pattern", out)
 
 
 def plot_steps(summary: pd.DataFrame, out: str | os.PathLike) -> None:
     """Seconds and peak memory of each workflow step against chunk size."""
     steps = [s for s in STEPS if f"{s}_seconds" in summary]
-    panels = [((summary, f"{step}_seconds", "seconds", step),
-               (summary, f"{step}_max_rss_mb", "peak memory (MB)", "")) for step in steps]
+    panels = [
+        (
+            (summary, f"{step}_seconds", "seconds", step),
+            (summary, f"{step}_max_rss_mb", "peak memory (MB)", ""),
+        )
+        for step in steps
+    ]
     _save_panels(panels, "Workflow steps: time and peak memory per chunk size", out)
 
 
 def plot_store_size(summary: pd.DataFrame, out: str | os.PathLike) -> None:
     fig, ax = plt.subplots(figsize=(5, 4), dpi=110)
-    _lines(ax, summary.assign(mb=summary["store_bytes"] / 1e6), "mb", "stored MB",
-           "Store size on disk")
+    _lines(
+        ax, summary.assign(mb=summary["store_bytes"] / 1e6), "mb", "stored MB", "Store size on disk"
+    )
     ax.legend(title="tissue", fontsize=8)
     fig.tight_layout()
     fig.savefig(out)

@@ -134,8 +134,14 @@ def open_layout(store: str | os.PathLike) -> Layout:
     n_obs, n_vars = (int(n) for n in x.attrs["shape"])
     indptr = np.asarray(x["indptr"][:], dtype=np.int64)
     return Layout(
-        str(store), n_obs, n_vars, True, np.dtype(x["data"].dtype), nnz=int(indptr[-1]),
-        data_chunk=int(x["data"].chunks[0]), indptr=indptr,
+        str(store),
+        n_obs,
+        n_vars,
+        True,
+        np.dtype(x["data"].dtype),
+        nnz=int(indptr[-1]),
+        data_chunk=int(x["data"].chunks[0]),
+        indptr=indptr,
     )
 
 
@@ -173,10 +179,18 @@ def plan_blocks(layout: Layout, rows: int) -> list[Block]:
             continue
         first = int(np.searchsorted(indptr, lo, side="right")) - 1
         stop = int(np.searchsorted(indptr, hi, side="left"))
-        row_ptr = np.clip(indptr[first:stop + 1], lo, hi) - lo
-        blocks.append(Block(first, stop, int(lo), int(hi), row_ptr,
-                            first_partial=bool(indptr[first] < lo),
-                            last_partial=bool(indptr[stop] > hi)))
+        row_ptr = np.clip(indptr[first : stop + 1], lo, hi) - lo
+        blocks.append(
+            Block(
+                first,
+                stop,
+                int(lo),
+                int(hi),
+                row_ptr,
+                first_partial=bool(indptr[first] < lo),
+                last_partial=bool(indptr[stop] > hi),
+            )
+        )
     return blocks
 
 
@@ -195,7 +209,7 @@ def read_piece(path: str, block: Block, *, indices: bool = True) -> Piece:
     if block.entry_start is None:
         import scipy.sparse as sp
 
-        csr = sp.csr_matrix(np.asarray(x[block.row_start:block.row_stop]))
+        csr = sp.csr_matrix(np.asarray(x[block.row_start : block.row_stop]))
         return Piece(csr.indptr.astype(np.int64), csr.indices, csr.data)
     lo, hi = block.entry_start, block.entry_stop
     return Piece(block.row_ptr, x["indices"][lo:hi] if indices else None, x["data"][lo:hi])
@@ -231,7 +245,6 @@ def jit(func: Callable) -> Callable:
         return compiled(*args)
 
     return call
-
 
 
 @jit
@@ -410,8 +423,14 @@ def normalized_values(
     return values
 
 
-def gram_update(row_ptr: np.ndarray, cols: np.ndarray, values: np.ndarray, gram: np.ndarray,
-                *, dense: bool | None = None) -> None:
+def gram_update(
+    row_ptr: np.ndarray,
+    cols: np.ndarray,
+    values: np.ndarray,
+    gram: np.ndarray,
+    *,
+    dense: bool | None = None,
+) -> None:
     """Add X^T X of a CSR piece to ``gram`` (one triangle per pair; see :func:`symmetric`).
 
     Sparse pieces go through a tiled numba kernel (cost: squared non-zeros per row; columns
@@ -441,7 +460,7 @@ def symmetric(gram: np.ndarray, tile: int = 512) -> np.ndarray:
     width = gram.shape[0]
     for i in range(0, width, tile):
         for j in range(i, width, tile):
-            upper, lower = gram[i:i + tile, j:j + tile], gram[j:j + tile, i:i + tile]
+            upper, lower = gram[i : i + tile, j : j + tile], gram[j : j + tile, i : i + tile]
             if i == j:
                 diagonal = np.diag(upper).copy()
                 upper += upper.T.copy()
@@ -478,8 +497,11 @@ def task_library_sizes(path: str, block: Block) -> tuple:
 def task_count_moments(path: str, block: Block, n_vars: int) -> tuple:
     """Pass 1 of seurat_v3: as :func:`task_library_sizes`, and per-gene moments of the counts."""
     piece = read_piece(path, block)
-    return (_row_sums(piece.row_ptr, piece.data), block_problems(piece.data),
-            *_column_moments(piece.indices, piece.data, n_vars))
+    return (
+        _row_sums(piece.row_ptr, piece.data),
+        block_problems(piece.data),
+        *_column_moments(piece.indices, piece.data, n_vars),
+    )
 
 
 def task_moments(path: str, block: Block, scale: np.ndarray, kind: str, n_vars: int) -> tuple:
@@ -487,11 +509,12 @@ def task_moments(path: str, block: Block, scale: np.ndarray, kind: str, n_vars: 
     piece = read_piece(path, block)
     totals = [np.zeros(n_vars), np.zeros(n_vars), np.zeros(n_vars, dtype=np.int64)]
     for lo, hi in row_batches(piece.row_ptr, MOMENT_BATCH):  # bounded temporaries
-        row_ptr = piece.row_ptr[lo:hi + 1]
+        row_ptr = piece.row_ptr[lo : hi + 1]
         first, last = row_ptr[0], row_ptr[-1]
         values = normalized_values(row_ptr - first, piece.data[first:last], scale[lo:hi], kind)
-        for total, part in zip(totals, _column_moments(piece.indices[first:last], values,
-                                                        n_vars), strict=True):
+        for total, part in zip(
+            totals, _column_moments(piece.indices[first:last], values, n_vars), strict=True
+        ):
             total += part
     return tuple(totals)
 
@@ -555,23 +578,31 @@ def add_gram(kept: Kept, block: Block, part: GramPart) -> None:
     """Add one block's HVG values to ``part``: its whole rows to the Gram matrix, all values to
     the column sums, its shared rows' values aside."""
     first, stop = block.whole_rows()
-    gram_update(kept.row_ptr[first:stop + 1], kept.cols, kept.values, part.gram)
+    gram_update(kept.row_ptr[first : stop + 1], kept.cols, kept.values, part.gram)
     part.sums += np.bincount(kept.cols, weights=kept.values, minlength=len(part.sums))
     for row in block.partial_rows():
         lo, hi = kept.row_ptr[row], kept.row_ptr[row + 1]
         part.shared.setdefault(block.row_start + row, []).append(
-            (kept.cols[lo:hi].copy(), kept.values[lo:hi].copy()))
+            (kept.cols[lo:hi].copy(), kept.values[lo:hi].copy())
+        )
 
 
-def task_gram(path: str, blocks: Sequence[Block], scales: Sequence[np.ndarray],
-              kept: Sequence[Kept | None], position: np.ndarray, width: int) -> GramPart:
+def task_gram(
+    path: str,
+    blocks: Sequence[Block],
+    scales: Sequence[np.ndarray],
+    kept: Sequence[Kept | None],
+    position: np.ndarray,
+    width: int,
+) -> GramPart:
     """Pass 3 for consecutive blocks: one Gram matrix for them all (a few n_hvg^2 results to
     gather instead of one per block).  A block's HVG values come from ``kept`` or, where that is
     None, from reading X."""
     part = GramPart(np.zeros((width, width)), np.zeros(width), {})
     for block, scale, values in zip(blocks, scales, kept, strict=True):
-        add_gram(values if values is not None else task_select(path, block, scale, position),
-                 block, part)
+        add_gram(
+            values if values is not None else task_select(path, block, scale, position), block, part
+        )
     return part
 
 
@@ -580,8 +611,9 @@ def task_project(kept: Kept, loadings: np.ndarray) -> np.ndarray:
     return _project(kept.row_ptr, kept.cols, kept.values, loadings)
 
 
-def task_select_project(path: str, block: Block, scale: np.ndarray, position: np.ndarray,
-                        loadings: np.ndarray) -> np.ndarray:
+def task_select_project(
+    path: str, block: Block, scale: np.ndarray, position: np.ndarray, loadings: np.ndarray
+) -> np.ndarray:
     """Pass 4 reading X again (the HVG values were not kept)."""
     return task_project(task_select(path, block, scale, position), loadings)
 
@@ -637,8 +669,9 @@ def top_genes(dispersion_norm: np.ndarray, n_top_genes: int) -> np.ndarray:
     return np.nan_to_num(dispersion_norm, nan=-np.inf) >= finite[n - 1]
 
 
-def dispersion_table(mean: np.ndarray, var: np.ndarray, flavor: str,
-                     n_top_genes: int) -> pd.DataFrame:
+def dispersion_table(
+    mean: np.ndarray, var: np.ndarray, flavor: str, n_top_genes: int
+) -> pd.DataFrame:
     """HVG columns of flavor seurat or cell_ranger from the moments of the log1p'd data
     (seurat: of its expm1), as scanpy computes them."""
     import pandas as pd
@@ -664,12 +697,14 @@ def dispersion_table(mean: np.ndarray, var: np.ndarray, flavor: str,
     stats = stats.loc[df["mean_bin"]].set_index(df.index)
     df["dispersions_norm"] = (df["dispersions"] - stats["avg"]) / stats["dev"]
     highly_variable = top_genes(df["dispersions_norm"].to_numpy(), n_top_genes)
-    return pd.DataFrame({
-        "highly_variable": highly_variable,
-        "means": df["means"].to_numpy(),
-        "dispersions": df["dispersions"].to_numpy(),
-        "dispersions_norm": df["dispersions_norm"].to_numpy().astype(np.float32),
-    })
+    return pd.DataFrame(
+        {
+            "highly_variable": highly_variable,
+            "means": df["means"].to_numpy(),
+            "dispersions": df["dispersions"].to_numpy(),
+            "dispersions_norm": df["dispersions_norm"].to_numpy().astype(np.float32),
+        }
+    )
 
 
 def seurat_v3_clip(mean: np.ndarray, var: np.ndarray, n_obs: int) -> tuple[np.ndarray, np.ndarray]:
@@ -692,9 +727,15 @@ def seurat_v3_clip(mean: np.ndarray, var: np.ndarray, n_obs: int) -> tuple[np.nd
     return reg_std, reg_std * np.sqrt(n_obs) + mean
 
 
-def seurat_v3_table(mean: np.ndarray, var: np.ndarray, reg_std: np.ndarray,
-                    clipped_sums: np.ndarray, clipped_squares: np.ndarray, n_obs: int,
-                    n_top_genes: int) -> pd.DataFrame:
+def seurat_v3_table(
+    mean: np.ndarray,
+    var: np.ndarray,
+    reg_std: np.ndarray,
+    clipped_sums: np.ndarray,
+    clipped_squares: np.ndarray,
+    n_obs: int,
+    n_top_genes: int,
+) -> pd.DataFrame:
     """HVG columns of flavor seurat_v3 (one batch), as scanpy computes them."""
     import pandas as pd
 
@@ -705,13 +746,15 @@ def seurat_v3_table(mean: np.ndarray, var: np.ndarray, reg_std: np.ndarray,
     ranked = np.argsort(np.argsort(-norm_vars, axis=1), axis=1).astype(np.float32)
     ranked[ranked >= n_top_genes] = np.nan
     rank = np.ma.median(np.ma.masked_invalid(ranked), axis=0).filled(np.nan)
-    return pd.DataFrame({
-        "highly_variable": ~np.isnan(rank),
-        "highly_variable_rank": rank,
-        "means": mean,
-        "variances": var,
-        "variances_norm": np.mean(norm_vars, axis=0).astype(np.float64),
-    })
+    return pd.DataFrame(
+        {
+            "highly_variable": ~np.isnan(rank),
+            "highly_variable_rank": rank,
+            "means": mean,
+            "variances": var,
+            "variances_norm": np.mean(norm_vars, axis=0).astype(np.float64),
+        }
+    )
 
 
 # --------------------------------------------------------------------------- PCA
@@ -759,7 +802,7 @@ def pca_from_gram(gram: np.ndarray, sums: np.ndarray, n_obs: int, n_comps: int) 
     mean = sums / n_obs
     cov = gram  # in place, row block by row block: the Gram matrix is not needed afterwards
     for lo in range(0, len(mean), 256):
-        cov[lo:lo + 256] -= n_obs * np.outer(mean[lo:lo + 256], mean)
+        cov[lo : lo + 256] -= n_obs * np.outer(mean[lo : lo + 256], mean)
     cov /= n_obs - 1
     variance, vectors = top_eigenpairs(cov, n_comps)
     components = vectors.T.copy()
@@ -788,8 +831,9 @@ def sum_results(futures: Sequence) -> tuple | GramPart:
     total = None
     for _, part in in_order(futures):
         if isinstance(part, tuple):
-            part = list(part) if total is None else [a + b for a, b in zip(total, part,
-                                                                            strict=True)]
+            part = (
+                list(part) if total is None else [a + b for a, b in zip(total, part, strict=True)]
+            )
             total = part
         elif total is None:
             total = part
@@ -869,7 +913,7 @@ class RowWriter:
         rows = np.concatenate(self.buffer) if self.buffer else np.zeros((0, self.array.shape[1]))
         keep = len(rows) if final else len(rows) // chunk * chunk
         if keep:
-            self.array[self.written:self.written + keep] = rows[:keep]
+            self.array[self.written : self.written + keep] = rows[:keep]
             self.written += keep
         self.buffer = [rows[keep:]] if keep < len(rows) else []
         self.buffered = len(rows) - keep
@@ -885,41 +929,61 @@ class FusedResult:
     seconds: dict[str, float]
 
 
-def select_hvgs(client, layout: Layout, blocks: list[Block], flavor: str, n_top_genes: int,
-                seconds: dict[str, float]) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+def select_hvgs(
+    client,
+    layout: Layout,
+    blocks: list[Block],
+    flavor: str,
+    n_top_genes: int,
+    seconds: dict[str, float],
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """Passes 1 and 2: the HVG table, per-cell scale and per-gene stored counts."""
     path, n_obs, n_vars = layout.path, layout.n_obs, layout.n_vars
     dtype = work_dtype(layout.dtype)
     if flavor == "seurat_v3":
         with timed("count_moments", seconds, "pass 1: library sizes and moments of the counts"):
-            futures = client.map(task_count_moments, [path] * len(blocks), blocks,
-                                 n_vars=n_vars, pure=False)
-            library, sums, squares, stored = gather_pass_one(futures, blocks, layout,
-                                                             integers=True)
+            futures = client.map(
+                task_count_moments, [path] * len(blocks), blocks, n_vars=n_vars, pure=False
+            )
+            library, sums, squares, stored = gather_pass_one(futures, blocks, layout, integers=True)
         mean, var = mean_var(sums, squares, n_obs)
         with timed("loess", seconds, "seurat_v3 variance fit"):
             reg_std, clip = seurat_v3_clip(mean, var, n_obs)
         with timed("clipped_moments", seconds, "pass 2: moments of the clipped counts"):
-            clipped = sum_results(client.map(task_clipped, [path] * len(blocks), blocks,
-                                             clip=client.scatter(clip, broadcast=True),
-                                             pure=False))
+            clipped = sum_results(
+                client.map(
+                    task_clipped,
+                    [path] * len(blocks),
+                    blocks,
+                    clip=client.scatter(clip, broadcast=True),
+                    pure=False,
+                )
+            )
         table = seurat_v3_table(mean, var, reg_std, *clipped, n_obs, n_top_genes)
         return table, library_scale(library, dtype), stored
     with timed("library_sizes", seconds, "pass 1"):
         futures = client.map(task_library_sizes, [path] * len(blocks), blocks, pure=False)
-        library, = gather_pass_one(futures, blocks, layout, integers=False)
+        (library,) = gather_pass_one(futures, blocks, layout, integers=False)
         scale = library_scale(library, dtype)
     kind = "log1p_expm1" if flavor == "seurat" else "log1p"
     with timed("moments", seconds, f"pass 2: moments of the normalised values, {kind}"):
-        futures = client.map(task_moments, [path] * len(blocks), blocks, scales(scale, blocks),
-                             kind=kind, n_vars=n_vars, pure=False)
+        futures = client.map(
+            task_moments,
+            [path] * len(blocks),
+            blocks,
+            scales(scale, blocks),
+            kind=kind,
+            n_vars=n_vars,
+            pure=False,
+        )
         sums, squares, stored = sum_results(futures)
     mean, var = mean_var(sums, squares, n_obs)
     return dispersion_table(mean, var, flavor, n_top_genes), scale, stored
 
 
-def gather_pass_one(futures: Sequence, blocks: Sequence[Block], layout: Layout, *,
-                    integers: bool) -> tuple:
+def gather_pass_one(
+    futures: Sequence, blocks: Sequence[Block], layout: Layout, *, integers: bool
+) -> tuple:
     """Library sizes (shared rows added up) and any summed per-gene moments from pass 1's
     futures, after refusing X if it holds values that are not counts."""
     library = np.zeros(layout.n_obs, dtype=np.float64)
@@ -927,7 +991,7 @@ def gather_pass_one(futures: Sequence, blocks: Sequence[Block], layout: Layout, 
     totals: list = []
     for index, (rows, found, *parts) in in_order(futures):
         block = blocks[index]
-        library[block.row_start:block.row_stop] += rows
+        library[block.row_start : block.row_stop] += rows
         problems += found
         totals = parts if not totals else [a + b for a, b in zip(totals, parts, strict=True)]
     refuse_problems(problems, integers=integers, where=layout.path)
@@ -938,19 +1002,34 @@ def keep_blocks(blocks: Sequence[Block], total_mb: float, budget_mb: float) -> n
     """Which tasks keep their HVG values for the projection: the first ones whose share of
     ``total_mb`` (in proportion to their stored values) fits ``budget_mb``; the rest read X
     again."""
-    sizes = np.array([(b.entry_stop - b.entry_start) if b.entry_start is not None
-                      else (b.row_stop - b.row_start) for b in blocks], dtype=np.float64)
+    sizes = np.array(
+        [
+            (b.entry_stop - b.entry_start)
+            if b.entry_start is not None
+            else (b.row_stop - b.row_start)
+            for b in blocks
+        ],
+        dtype=np.float64,
+    )
     estimate = total_mb * sizes / max(sizes.sum(), 1.0)
     return np.cumsum(estimate) <= budget_mb
 
 
 def scales(scale: np.ndarray, blocks: Sequence[Block]) -> list[np.ndarray]:
     """Each block's slice of the per-cell scale."""
-    return [scale[b.row_start:b.row_stop] for b in blocks]
+    return [scale[b.row_start : b.row_stop] for b in blocks]
 
 
-def run(client, layout: Layout, blocks: list[Block], *, flavor: str, n_top_genes: int,
-        n_comps: int, keep_mb: float = KEEP_MB) -> tuple[FusedResult, Callable]:
+def run(
+    client,
+    layout: Layout,
+    blocks: list[Block],
+    *,
+    flavor: str,
+    n_top_genes: int,
+    n_comps: int,
+    keep_mb: float = KEEP_MB,
+) -> tuple[FusedResult, Callable]:
     """Passes 1-3 and the PCA on the cluster of ``client``.
 
     Returns the result and a function that runs pass 4, streaming the projection into a zarr
@@ -972,16 +1051,28 @@ def run(client, layout: Layout, blocks: list[Block], *, flavor: str, n_top_genes
     block_scales = scales(scale, blocks)
     positions = client.scatter(position, broadcast=True)
     kept: dict[int, object] = {}
-    with timed("gram", seconds, f"pass 3: Gram matrix of {width} HVGs, keeping the HVG "
-               f"values of {keep.sum()} of {len(blocks)} tasks, of {kept_mb:.0f} MB in all"):
+    with timed(
+        "gram",
+        seconds,
+        f"pass 3: Gram matrix of {width} HVGs, keeping the HVG "
+        f"values of {keep.sum()} of {len(blocks)} tasks, of {kept_mb:.0f} MB in all",
+    ):
         for i in np.flatnonzero(keep):
-            kept[i] = client.submit(task_select, path, blocks[i], block_scales[i],
-                                    position=positions, pure=False)
+            kept[i] = client.submit(
+                task_select, path, blocks[i], block_scales[i], position=positions, pure=False
+            )
         n_workers = max(1, len(client.scheduler_info().get("workers", {})))
         grams = [
-            client.submit(task_gram, path, [blocks[i] for i in group],
-                          [block_scales[i] for i in group], [kept.get(i) for i in group],
-                          position=positions, width=width, pure=False)
+            client.submit(
+                task_gram,
+                path,
+                [blocks[i] for i in group],
+                [block_scales[i] for i in group],
+                [kept.get(i) for i in group],
+                position=positions,
+                width=width,
+                pure=False,
+            )
             for group in np.array_split(np.arange(len(blocks)), min(len(blocks), 4 * n_workers))
         ]
         gram, sums = sum_results(grams).total()
@@ -994,9 +1085,17 @@ def run(client, layout: Layout, blocks: list[Block], *, flavor: str, n_top_genes
         with timed("projection", seconds, "pass 4"):
             shared = client.scatter(loadings, broadcast=True)
             futures = [
-                client.submit(task_project, kept[i], loadings=shared, pure=False) if i in kept
-                else client.submit(task_select_project, path, block, block_scale,
-                                   position=positions, loadings=shared, pure=False)
+                client.submit(task_project, kept[i], loadings=shared, pure=False)
+                if i in kept
+                else client.submit(
+                    task_select_project,
+                    path,
+                    block,
+                    block_scale,
+                    position=positions,
+                    loadings=shared,
+                    pure=False,
+                )
                 for i, (block, block_scale) in enumerate(zip(blocks, block_scales, strict=True))
             ]
             writer = RowWriter(array, fit.mean @ loadings)
@@ -1012,8 +1111,14 @@ def run(client, layout: Layout, blocks: list[Block], *, flavor: str, n_top_genes
 # --------------------------------------------------------------------------- the result store
 
 
-def result_anndata(obs: pd.DataFrame, var: pd.DataFrame, done: FusedResult, flavor: str,
-                   dtype: np.dtype, uns: dict | None = None):
+def result_anndata(
+    obs: pd.DataFrame,
+    var: pd.DataFrame,
+    done: FusedResult,
+    flavor: str,
+    dtype: np.dtype,
+    uns: dict | None = None,
+):
     """The AnnData written to hvg_pca.zarr, without obsm['X_pca'] (streamed in afterwards):
     scanpy's var columns, varm['PCs'] (zeros outside the HVGs), uns['hvg'] and uns['pca']."""
     import anndata as ad
@@ -1024,13 +1129,16 @@ def result_anndata(obs: pd.DataFrame, var: pd.DataFrame, done: FusedResult, flav
     loadings = np.zeros((len(var), len(done.fit.variance)), dtype=np.float64)
     loadings[done.hvg] = done.fit.components.T
     pca = {
-        "params": {"zero_center": True, "use_highly_variable": True,
-                   "mask_var": "highly_variable"},
+        "params": {"zero_center": True, "use_highly_variable": True, "mask_var": "highly_variable"},
         "variance": done.fit.variance.astype(dtype),
         "variance_ratio": done.fit.variance_ratio.astype(dtype),
     }
-    return ad.AnnData(obs=obs, var=var, varm={"PCs": loadings},
-                      uns={"hvg": {"flavor": flavor}, "pca": pca, **(uns or {})})
+    return ad.AnnData(
+        obs=obs,
+        var=var,
+        varm={"PCs": loadings},
+        uns={"hvg": {"flavor": flavor}, "pca": pca, **(uns or {})},
+    )
 
 
 def read_frames(path: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -1074,8 +1182,15 @@ def analyze(
     with ThreadPoolExecutor(1) as pool:
         # anndata's import and obs/var overlap the passes: the driver mostly waits during them
         frames = frames or pool.submit(read_frames, layout.path)
-        done, project = run(client, layout, blocks, flavor=flavor, n_top_genes=n_top_genes,
-                            n_comps=n_comps, keep_mb=keep_mb)
+        done, project = run(
+            client,
+            layout,
+            blocks,
+            flavor=flavor,
+            n_top_genes=n_top_genes,
+            n_comps=n_comps,
+            keep_mb=keep_mb,
+        )
         obs, var = frames.result()
     import dask.array as da
     from anndata.io import write_elem
@@ -1085,12 +1200,15 @@ def analyze(
     with new_zarr_store(out, zarr_format) as root:
         write_elem(root, "/", result)
         array = root["obsm"].create_array(
-            "X_pca", shape=(layout.n_obs, n_comps), dtype="float32",
+            "X_pca",
+            shape=(layout.n_obs, n_comps),
+            dtype="float32",
             chunks=(max(1, min(layout.n_obs, 10_000)), n_comps),
         )
         array.attrs.update({"encoding-type": "array", "encoding-version": "0.2.0"})
         project(array)
         write_elem(root["uns"]["chunkatlas"], "seconds", done.seconds)
-    result.obsm["X_pca"] = da.from_zarr(zarr.open_array(os.path.join(out, "obsm", "X_pca"),
-                                                        mode="r"))
+    result.obsm["X_pca"] = da.from_zarr(
+        zarr.open_array(os.path.join(out, "obsm", "X_pca"), mode="r")
+    )
     return result

@@ -51,14 +51,21 @@ def plot_pca(
         ax.scatter(*pcs[mask].T, s=size, c="lightgrey", lw=0, label=f"{OTHER} ({mask.sum()})")
     for i, name in enumerate(named):
         mask = (labels == name).to_numpy()
-        ax.scatter(*pcs[mask].T, s=size, color=colours(i % 10), lw=0,
-                   label=f"{name} ({mask.sum()})")
+        ax.scatter(
+            *pcs[mask].T, s=size, color=colours(i % 10), lw=0, label=f"{name} ({mask.sum()})"
+        )
     for axis, label in ((0, ax.set_xlabel), (1, ax.set_ylabel)):
         share = f" ({100 * variance[axis]:.1f}%)" if variance is not None else ""
         label(f"PC{axis + 1}{share}")
     ax.set_title(title or f"PCA of {result.n_obs:,} cells")
-    ax.legend(title=label_key.replace("_", " "), loc="center left", bbox_to_anchor=(1.01, 0.5),
-              fontsize=8, markerscale=max(1.0, 8 / size), frameon=False)
+    ax.legend(
+        title=label_key.replace("_", " "),
+        loc="center left",
+        bbox_to_anchor=(1.01, 0.5),
+        fontsize=8,
+        markerscale=max(1.0, 8 / size),
+        frameon=False,
+    )
     fig.tight_layout()
     fig.savefig(out)
     plt.close(fig)

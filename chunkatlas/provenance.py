@@ -33,8 +33,7 @@ def public_config(config: dict) -> dict:
 def run_record(config: dict) -> dict:
     """The config as run, its hash and the chunkatlas version: recorded beside the results."""
     public = public_config(config)
-    return {"chunkatlas_version": __version__, "config_hash": config_hash(public),
-            "config": public}
+    return {"chunkatlas_version": __version__, "config_hash": config_hash(public), "config": public}
 
 
 def software_versions() -> pd.DataFrame:

@@ -56,7 +56,7 @@ class NoManifest(ChunkatlasError):
 
 
 def classify(err: BaseException) -> str:
-    """"credentials", "transient" or "fatal" for an exception raised by a fetch."""
+    """ "credentials", "transient" or "fatal" for an exception raised by a fetch."""
     status = getattr(err, "status", None) or getattr(err, "status_code", None)
     if isinstance(err, PermissionError) or status in (401, 403):
         return "credentials"
@@ -83,8 +83,9 @@ class GuardedStore(WrapperStore):
         For messages (credentials are redacted).
     """
 
-    def __init__(self, store, expected: Mapping[str, list], url: str,
-                 settings: RemoteSettings) -> None:
+    def __init__(
+        self, store, expected: Mapping[str, list], url: str, settings: RemoteSettings
+    ) -> None:
         super().__init__(store)
         self._expected = dict(expected)
         self._url = redact(url)
@@ -183,8 +184,9 @@ def fetch_manifest(url: str, settings: RemoteSettings) -> dict:
                 raise
             problem = f"{type(err).__name__}"
             time.sleep(settings.backoff_seconds * 2**attempt)
-    raise ChunkatlasError(f"reading {redact(location)} failed after {settings.attempts} "
-                          f"attempts: {problem}")
+    raise ChunkatlasError(
+        f"reading {redact(location)} failed after {settings.attempts} attempts: {problem}"
+    )
 
 
 def open_remote_group(
@@ -205,8 +207,10 @@ def open_remote_group(
         log.warning("no manifest beside %s: missing chunks cannot be detected", redact(url))
         manifest = {"consolidated": True, "arrays": [], "zarr_format": None}
     if not manifest.get("consolidated"):
-        raise ChunkatlasError(f"remote store {redact(url)} has no consolidated metadata "
-                              "(run chunkatlas consolidate on it)")
+        raise ChunkatlasError(
+            f"remote store {redact(url)} has no consolidated metadata "
+            "(run chunkatlas consolidate on it)"
+        )
     expected = {
         f"{array['path']}/{chunk}": entry
         for array in manifest["arrays"]
@@ -221,8 +225,10 @@ def open_remote_group(
     except ChunkatlasError:
         raise
     except Exception as err:
-        raise ChunkatlasError(f"cannot open {redact(url)} as a zarr store with consolidated "
-                              f"metadata: {type(err).__name__}") from None
+        raise ChunkatlasError(
+            f"cannot open {redact(url)} as a zarr store with consolidated "
+            f"metadata: {type(err).__name__}"
+        ) from None
     if group.attrs.get("encoding-type") != "anndata" or "X" not in group:
         raise ChunkatlasError(f"not an AnnData store with X: {redact(url)}")
     return group, manifest

@@ -53,8 +53,13 @@ def make_app(root: Path, log_path: Path, faults: Faults):
     log = open(log_path, "a", buffering=1)  # noqa: SIM115 - open for the server's life
 
     def record(request, status: int, sent: int) -> None:
-        entry = {"method": request.method, "path": request.path, "status": status,
-                 "bytes": sent, "range": request.headers.get("Range", "")}
+        entry = {
+            "method": request.method,
+            "path": request.path,
+            "status": status,
+            "bytes": sent,
+            "range": request.headers.get("Range", ""),
+        }
         log.write(json.dumps(entry) + "\n")
 
     async def on_prepare(request, response) -> None:
@@ -91,9 +96,14 @@ def make_app(root: Path, log_path: Path, faults: Faults):
             if faults.bad_range == "full":
                 return web.Response(body=body, status=200)
             part = body[byte_range][:-1]  # one byte short, consistently declared
-            return web.Response(body=part, status=206, headers={
-                "Content-Range": f"bytes {byte_range.start}-{byte_range.start + len(part) - 1}/"
-                                 f"{len(body)}"})
+            return web.Response(
+                body=part,
+                status=206,
+                headers={
+                    "Content-Range": f"bytes {byte_range.start}-{byte_range.start + len(part) - 1}/"
+                    f"{len(body)}"
+                },
+            )
         return web.FileResponse(target)
 
     app = web.Application()
@@ -128,14 +138,33 @@ def serve_forever(root: Path, log_path: Path, port: int, faults: Faults) -> None
 
 
 @contextmanager
-def aiohttp_serving(root: str | os.PathLike, log_path: str | os.PathLike,
-                    faults: Faults | None = None, *, start_timeout: float = 60) -> Iterator[str]:
+def aiohttp_serving(
+    root: str | os.PathLike,
+    log_path: str | os.PathLike,
+    faults: Faults | None = None,
+    *,
+    start_timeout: float = 60,
+) -> Iterator[str]:
     """Serve ``root`` from a subprocess on a free loopback port; yield its base URL."""
     faults = faults or Faults()
-    args = [sys.executable, "-m", "chunkatlas.serve", str(root), "--log", str(log_path),
-            "--fail-rate", str(faults.fail_rate), "--fail-mode", faults.fail_mode,
-            "--bad-range", faults.bad_range, "--seed", str(faults.seed),
-            "--require-auth", faults.require_auth]
+    args = [
+        sys.executable,
+        "-m",
+        "chunkatlas.serve",
+        str(root),
+        "--log",
+        str(log_path),
+        "--fail-rate",
+        str(faults.fail_rate),
+        "--fail-mode",
+        faults.fail_mode,
+        "--bad-range",
+        faults.bad_range,
+        "--seed",
+        str(faults.seed),
+        "--require-auth",
+        faults.require_auth,
+    ]
     for path in sorted(faults.missing_once):
         args += ["--missing-once", path]
     for path in sorted(faults.stall):
@@ -199,23 +228,35 @@ http {{
 
 
 @contextmanager
-def nginx_serving(root: str | os.PathLike, log_path: str | os.PathLike,
-                  *, start_timeout: float = 30) -> Iterator[str]:
+def nginx_serving(
+    root: str | os.PathLike, log_path: str | os.PathLike, *, start_timeout: float = 30
+) -> Iterator[str]:
     """Serve ``root`` with nginx (Debian package) on a free loopback port; yield its base URL."""
-    binary = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists()
-                                       else None)
+    binary = shutil.which("nginx") or (
+        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
+    )
     if binary is None:
-        raise ChunkatlasError("nginx not found (install the Debian package nginx), or use "
-                              "remote.server: aiohttp")
+        raise ChunkatlasError(
+            "nginx not found (install the Debian package nginx), or use remote.server: aiohttp"
+        )
     with tempfile.TemporaryDirectory(prefix="chunkatlas-nginx-") as tmp:
         port = free_port()
         conf = Path(tmp) / "nginx.conf"
         # As root, nginx's workers would drop to www-data and could not read private dirs.
         user = "user root;" if os.geteuid() == 0 else ""
-        conf.write_text(NGINX_CONF.format(user=user, tmp=tmp, port=port, root=Path(root).resolve(),
-                                          log=Path(log_path).resolve(), mark=MARK_PREFIX))
-        server = subprocess.Popen([binary, "-c", str(conf), "-p", tmp],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        conf.write_text(
+            NGINX_CONF.format(
+                user=user,
+                tmp=tmp,
+                port=port,
+                root=Path(root).resolve(),
+                log=Path(log_path).resolve(),
+                mark=MARK_PREFIX,
+            )
+        )
+        server = subprocess.Popen(
+            [binary, "-c", str(conf), "-p", tmp], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
         try:
             _wait_for_port(port, server, start_timeout)
             yield f"http://127.0.0.1:{port}"
@@ -263,9 +304,15 @@ def main(argv=None) -> None:
     parser.add_argument("--require-auth", default="")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    faults = Faults(fail_rate=args.fail_rate, fail_mode=args.fail_mode,
-                    missing_once=set(args.missing_once), stall=set(args.stall),
-                    bad_range=args.bad_range, require_auth=args.require_auth, seed=args.seed)
+    faults = Faults(
+        fail_rate=args.fail_rate,
+        fail_mode=args.fail_mode,
+        missing_once=set(args.missing_once),
+        stall=set(args.stall),
+        bad_range=args.bad_range,
+        require_auth=args.require_auth,
+        seed=args.seed,
+    )
     serve_forever(args.root, args.log, args.port, faults)
 
 

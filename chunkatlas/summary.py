@@ -69,8 +69,9 @@ def remote_table(points: Sequence[GridPoint]) -> pd.DataFrame:
         if p.remote
     ]
     if not frames:
-        return pd.DataFrame(columns=["tissue", "chunk", "pattern", "server", "requests", "bytes",
-                                     "seconds"])
+        return pd.DataFrame(
+            columns=["tissue", "chunk", "pattern", "server", "requests", "bytes", "seconds"]
+        )
     table = pd.concat(frames, ignore_index=True)
     first = ["tissue", "chunk", "pattern"]
     return table[first + [c for c in table.columns if c not in first]]

@@ -57,8 +57,12 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snake
 
 def snakemake(workdir: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
     """Run the workflow in ``workdir`` (its results/ goes there)."""
-    return subprocess.run([*SNAKEMAKE, "--directory", str(workdir), *args], capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [*SNAKEMAKE, "--directory", str(workdir), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture(scope="session")

@@ -13,8 +13,9 @@ from .oracle import assert_matches_reference, in_memory_reference
 def test_dask_analysis_matches_in_memory_scanpy(consolidated, tmp_path, flavor, engine):
     store, _ = consolidated
     params = AnalysisParams(flavor=flavor, n_top_genes=150, n_comps=25, engine=engine)
-    analyze_store(store, tmp_path / "hvg_pca.zarr", rows=200, params=params, workers=2,
-                  memory_mb=2048)
+    analyze_store(
+        store, tmp_path / "hvg_pca.zarr", rows=200, params=params, workers=2, memory_mb=2048
+    )
     result = ad.read_zarr(tmp_path / "hvg_pca.zarr")
     assert result.X is None
     assert result.var["highly_variable"].sum() == 150
@@ -47,9 +48,14 @@ def test_bad_parameters_fail_before_work(consolidated, tmp_path, params, needle)
 def test_unanswering_scheduler_fails_fast(consolidated, tmp_path):
     store, _ = consolidated
     with pytest.raises(ChunkatlasError, match="did not answer within 2 s"):
-        analyze_store(store, tmp_path / "out.zarr", rows=100,
-                      params=AnalysisParams(n_top_genes=100, n_comps=10),
-                      scheduler_address="tcp://127.0.0.1:9", connect_timeout=2)
+        analyze_store(
+            store,
+            tmp_path / "out.zarr",
+            rows=100,
+            params=AnalysisParams(n_top_genes=100, n_comps=10),
+            scheduler_address="tcp://127.0.0.1:9",
+            connect_timeout=2,
+        )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -62,9 +68,14 @@ def test_cell_ranger_on_mostly_unexpressed_genes_explains_itself(tmp_path):
     ad.AnnData(sp.csr_matrix(counts)).write_zarr(tmp_path / "in.zarr")
     for engine in ("fused", "scanpy"):
         with pytest.raises(ChunkatlasError, match="flavor 'cell_ranger' failed: too many genes"):
-            analyze_store(tmp_path / "in.zarr", tmp_path / "out.zarr", rows=50,
-                          params=AnalysisParams(flavor="cell_ranger", n_top_genes=30, n_comps=5,
-                                                engine=engine))
+            analyze_store(
+                tmp_path / "in.zarr",
+                tmp_path / "out.zarr",
+                rows=50,
+                params=AnalysisParams(
+                    flavor="cell_ranger", n_top_genes=30, n_comps=5, engine=engine
+                ),
+            )
         assert not (tmp_path / "out.zarr").exists()
 
 

@@ -75,9 +75,19 @@ def test_redact_masks_credentials():
 
 def test_cli_error_redacts_credentials(tmp_path):
     done = subprocess.run(
-        [sys.executable, "-m", "chunkatlas.cli", "rechunk", "https://user:hunter2@host/x.zarr",
-         str(tmp_path / "o.zarr"), "--chunk", "5"],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "chunkatlas.cli",
+            "rechunk",
+            "https://user:hunter2@host/x.zarr",
+            str(tmp_path / "o.zarr"),
+            "--chunk",
+            "5",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 1
     assert "hunter2" not in done.stderr
@@ -95,8 +105,10 @@ def test_snakemake_job_with_bad_input_fails_with_one_line_and_no_output(tmp_path
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
     done = snakemake(tmp_path, "--cores", "1", "--configfile", str(tmp_path / "c.yaml"))
     assert done.returncode != 0
-    expected = ("chunkatlas: error: tissue 'liver' matches no cells in results/demo_atlas.soma "
-                "(filter: tissue_general == \"liver\" and is_primary_data == True)")
+    expected = (
+        "chunkatlas: error: tissue 'liver' matches no cells in results/demo_atlas.soma "
+        '(filter: tissue_general == "liver" and is_primary_data == True)'
+    )
     assert expected in done.stderr.splitlines()
     assert not (tmp_path / "results" / "liver" / "fetched.zarr").exists()
     assert not list((tmp_path / "results").rglob(".*.tmp-*"))
@@ -122,8 +134,14 @@ def test_secrets_in_config_never_reach_outputs_or_logs(tmp_path):
     config["demo_atlas"]["n_cells"] = 600
     config["source"]["tiledb_config"] = {"vfs.s3.aws_secret_access_key": secret}
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
-    done = snakemake(tmp_path, "results/lung/chunks-150/store.manifest.json", "--cores", "1",
-                     "--configfile", str(tmp_path / "c.yaml"))
+    done = snakemake(
+        tmp_path,
+        "results/lung/chunks-150/store.manifest.json",
+        "--cores",
+        "1",
+        "--configfile",
+        str(tmp_path / "c.yaml"),
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert secret not in done.stdout + done.stderr
     for path in [*(tmp_path / "results").rglob("*"), *(tmp_path / ".snakemake").rglob("*")]:
@@ -148,9 +166,13 @@ def test_analysis_refuses_values_that_are_not_counts(tmp_path, engine, value, fl
     counts[7, 3] = value
     ad.AnnData(sp.csr_matrix(counts)).write_zarr(tmp_path / "in.zarr")
     with pytest.raises(ChunkatlasError, match=needle):
-        analyze_store(tmp_path / "in.zarr", tmp_path / "out.zarr", rows=20, workers=1,
-                      params=AnalysisParams(flavor=flavor, n_top_genes=10, n_comps=3,
-                                            engine=engine))
+        analyze_store(
+            tmp_path / "in.zarr",
+            tmp_path / "out.zarr",
+            rows=20,
+            workers=1,
+            params=AnalysisParams(flavor=flavor, n_top_genes=10, n_comps=3, engine=engine),
+        )
     assert not (tmp_path / "out.zarr").exists()
 
 
@@ -163,6 +185,11 @@ def test_fused_engine_refuses_duplicate_names(tmp_path):
         warnings.simplefilter("ignore")
         store = counts_store(tmp_path / "dup.zarr", var_names=["g1", "g2", "g2", "g3"])
     with pytest.raises(ChunkatlasError, match="duplicate var names \\(first: 'g2'\\)"):
-        analyze_store(store, tmp_path / "out.zarr", rows=2, workers=1,
-                      params=AnalysisParams(n_top_genes=3, n_comps=2))
+        analyze_store(
+            store,
+            tmp_path / "out.zarr",
+            rows=2,
+            workers=1,
+            params=AnalysisParams(n_top_genes=3, n_comps=2),
+        )
     assert not (tmp_path / "out.zarr").exists()

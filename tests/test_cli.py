@@ -14,8 +14,9 @@ from .stores import chunk_key
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "chunkatlas.cli", *args], capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "chunkatlas.cli", *args], capture_output=True, text=True, timeout=300
+    )
 
 
 def test_every_stage_runs_outside_snakemake(atlas, tmp_path):
@@ -26,8 +27,26 @@ def test_every_stage_runs_outside_snakemake(atlas, tmp_path):
     manifest = json.loads((tmp_path / "store.manifest.json").read_text())
     assert manifest["consolidated"]
     out, plot = tmp_path / "hvg_pca.zarr", tmp_path / "pca.png"
-    assert main(["analyze", str(store), str(out), "--chunk", "120", "--workers", "2",
-                 "--n-top-genes", "120", "--n-comps", "20", "--plot", str(plot)]) == 0
+    assert (
+        main(
+            [
+                "analyze",
+                str(store),
+                str(out),
+                "--chunk",
+                "120",
+                "--workers",
+                "2",
+                "--n-top-genes",
+                "120",
+                "--n-comps",
+                "20",
+                "--plot",
+                str(plot),
+            ]
+        )
+        == 0
+    )
     assert_matches_reference(ad.read_zarr(out), in_memory_reference(store, "seurat", 120, 20))
     assert plot.read_bytes()[:4] == b"\x89PNG"
 
@@ -46,16 +65,29 @@ def test_analyze_accepts_any_anndata_store_with_counts(tmp_path):
     adata.obs["cell_type"] = rng.choice(["x", "y", "z"], 300)
     adata.write_zarr(tmp_path / "any.zarr")
     out = tmp_path / "res.zarr"
-    done = run_cli("analyze", str(tmp_path / "any.zarr"), str(out), "--chunk", "64",
-                   "--workers", "1", "--n-top-genes", "40", "--n-comps", "10")
+    done = run_cli(
+        "analyze",
+        str(tmp_path / "any.zarr"),
+        str(out),
+        "--chunk",
+        "64",
+        "--workers",
+        "1",
+        "--n-top-genes",
+        "40",
+        "--n-comps",
+        "10",
+    )
     assert done.returncode == 0, done.stderr
-    assert_matches_reference(ad.read_zarr(out), in_memory_reference(tmp_path / "any.zarr",
-                                                                    "seurat", 40, 10), n_pcs=10)
+    assert_matches_reference(
+        ad.read_zarr(out), in_memory_reference(tmp_path / "any.zarr", "seurat", 40, 10), n_pcs=10
+    )
 
 
 def test_bad_input_is_one_line_without_traceback(tmp_path):
-    done = run_cli("analyze", str(tmp_path / "missing.zarr"), str(tmp_path / "o.zarr"),
-                   "--chunk", "10")
+    done = run_cli(
+        "analyze", str(tmp_path / "missing.zarr"), str(tmp_path / "o.zarr"), "--chunk", "10"
+    )
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
         f"chunkatlas: error: store not found: {tmp_path / 'missing.zarr'}"

@@ -46,17 +46,50 @@ def scheduler(tmp_path_factory) -> Iterator[str]:
     env = {**os.environ, **dask_variables(worker_settings())}
     started: list[subprocess.Popen] = []
     try:
-        started.append(subprocess.Popen(
-            [str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", "0",
-             "--dashboard-address", "127.0.0.1:0", "--scheduler-file", str(scheduler_file)],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        started.append(
+            subprocess.Popen(
+                [
+                    str(BIN / "dask"),
+                    "scheduler",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    "0",
+                    "--dashboard-address",
+                    "127.0.0.1:0",
+                    "--scheduler-file",
+                    str(scheduler_file),
+                ],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
         wait_for_file(scheduler_file, 60, started)
         for name in ("w1", "w2"):
-            started.append(subprocess.Popen(
-                [str(BIN / "dask"), "worker", "--scheduler-file", str(scheduler_file),
-                 "--nthreads", "1", "--host", "127.0.0.1", "--name", name,
-                 "--memory-limit", "2GiB", "--local-directory", str(where / name)],
-                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            started.append(
+                subprocess.Popen(
+                    [
+                        str(BIN / "dask"),
+                        "worker",
+                        "--scheduler-file",
+                        str(scheduler_file),
+                        "--nthreads",
+                        "1",
+                        "--host",
+                        "127.0.0.1",
+                        "--name",
+                        name,
+                        "--memory-limit",
+                        "2GiB",
+                        "--local-directory",
+                        str(where / name),
+                    ],
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
         with Client(scheduler_file=str(scheduler_file), timeout=60) as client:
             client.wait_for_workers(2, timeout=120)
         yield json.loads(scheduler_file.read_text())["address"]
@@ -69,15 +102,35 @@ def test_workers_import_chunkatlas(scheduler):
     with Client(scheduler, timeout=30) as client:
         where = client.run(lambda: __import__("chunkatlas").__file__)
         assert sorted(w["name"] for w in client.scheduler_info()["workers"].values()) == [
-            "w1", "w2"]
+            "w1",
+            "w2",
+        ]
     assert set(where.values()) == {str(REPO / "chunkatlas" / "__init__.py")}
 
 
 def analyze(store: Path, out: Path, *extra: str) -> None:
     done = subprocess.run(
-        [str(BIN / "chunkatlas"), "analyze", str(store), str(out), "--chunk", "200",
-         "--workers", "2", "--memory-mb", "2048", "--n-top-genes", "150", "--n-comps", "20",
-         *extra], capture_output=True, text=True, timeout=600)
+        [
+            str(BIN / "chunkatlas"),
+            "analyze",
+            str(store),
+            str(out),
+            "--chunk",
+            "200",
+            "--workers",
+            "2",
+            "--memory-mb",
+            "2048",
+            "--n-top-genes",
+            "150",
+            "--n-comps",
+            "20",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
 
 
@@ -92,18 +145,19 @@ def assert_same_analysis(ours: ad.AnnData, reference: ad.AnnData) -> None:
 def test_cli_on_external_cluster_equals_local_cluster(scheduler, consolidated, tmp_path, engine):
     store, _ = consolidated
     analyze(store, tmp_path / "local.zarr", "--engine", engine)
-    analyze(store, tmp_path / "external.zarr", "--engine", engine,
-            "--scheduler-address", scheduler)
-    assert_same_analysis(ad.read_zarr(tmp_path / "external.zarr"),
-                         ad.read_zarr(tmp_path / "local.zarr"))
+    analyze(store, tmp_path / "external.zarr", "--engine", engine, "--scheduler-address", scheduler)
+    assert_same_analysis(
+        ad.read_zarr(tmp_path / "external.zarr"), ad.read_zarr(tmp_path / "local.zarr")
+    )
 
 
 def test_workflow_on_external_cluster_equals_local_run(scheduler, test_run, tmp_path):
     workdir, config = test_run
     config = {**config, "dask": {**config["dask"], "scheduler_address": scheduler}}
     (tmp_path / "external.yaml").write_text(yaml.safe_dump(config))
-    done = snakemake(tmp_path / "run", "--cores", "2", "--configfile",
-                     str(tmp_path / "external.yaml"))
+    done = snakemake(
+        tmp_path / "run", "--cores", "2", "--configfile", str(tmp_path / "external.yaml")
+    )
     assert done.returncode == 0, done.stderr[-5000:]
     for tissue in config["tissues"]:
         for chunk in config["chunks"]:
@@ -111,5 +165,7 @@ def test_workflow_on_external_cluster_equals_local_run(scheduler, test_run, tmp_
             log = tmp_path / "run" / "results/logs/analyze" / f"{tissue}-{chunk}.log"
             assert f"connected to Dask scheduler {scheduler}" in log.read_text()
             assert "LocalCluster" not in log.read_text()
-            assert_same_analysis(ad.read_zarr(tmp_path / "run" / here / "hvg_pca.zarr"),
-                                 ad.read_zarr(workdir / here / "hvg_pca.zarr"))
+            assert_same_analysis(
+                ad.read_zarr(tmp_path / "run" / here / "hvg_pca.zarr"),
+                ad.read_zarr(workdir / here / "hvg_pca.zarr"),
+            )

@@ -13,8 +13,9 @@ from chunkatlas.manifest import consolidate_store
 
 
 def chunk_bytes(store):
-    return {str(p.relative_to(store)): p.read_bytes() for p in sorted(store.rglob("*"))
-            if p.is_file()}
+    return {
+        str(p.relative_to(store)): p.read_bytes() for p in sorted(store.rglob("*")) if p.is_file()
+    }
 
 
 def test_rechunk_twice_gives_byte_identical_stores(fetched, tmp_path):

@@ -53,36 +53,53 @@ def wait_for(predicate, timeout: float, what: str) -> None:
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
 def test_rechunk_killed_at_random_points_leaves_nothing_readable(big_source, tmp_path, seed):
     dest = tmp_path / "store.zarr"
-    writer = subprocess.Popen([*CLI, "rechunk", str(big_source), str(dest), "--chunk", "40"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    writer = subprocess.Popen(
+        [*CLI, "rechunk", str(big_source), str(dest), "--chunk", "40"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     # Kill once the writer has started writing (its temporary exists), at a random moment.
-    wait_for(lambda: any(tmp_path.glob(".store.zarr.tmp-*")) or writer.poll() is not None, 120,
-             "the writer to start")
+    wait_for(
+        lambda: any(tmp_path.glob(".store.zarr.tmp-*")) or writer.poll() is not None,
+        120,
+        "the writer to start",
+    )
     time.sleep(random.Random(seed).uniform(0.0, 1.5))
     writer.send_signal(signal.SIGKILL)
     writer.wait()
     if dest.exists():  # finished before the kill: then it must be whole
         consolidate_store(dest, tmp_path / "m.json")
-        np.testing.assert_array_equal(ad.read_zarr(dest).X.toarray(),
-                                      ad.read_zarr(big_source).X.toarray())
+        np.testing.assert_array_equal(
+            ad.read_zarr(dest).X.toarray(), ad.read_zarr(big_source).X.toarray()
+        )
         return
     with pytest.raises(ChunkatlasError, match="store not found"):
         read_lazy(dest, 100)
     with pytest.raises(ChunkatlasError, match="never completed"):
         verify_store(dest, tmp_path / "store.manifest.json")
     # and the next writer cleans up after the killed one
-    subprocess.run([*CLI, "rechunk", str(big_source), str(dest), "--chunk", "4000"], check=True,
-                   capture_output=True, timeout=300)
+    subprocess.run(
+        [*CLI, "rechunk", str(big_source), str(dest), "--chunk", "4000"],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["store.zarr"]
 
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_fetch_killed_at_random_points_leaves_nothing(atlas, tmp_path, seed):
     dest = tmp_path / "lung.zarr"
-    writer = subprocess.Popen([*CLI, "fetch", atlas, "lung", str(dest), "--chunk-rows", "20"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_for(lambda: any(tmp_path.glob(".lung.zarr.tmp-*")) or writer.poll() is not None, 120,
-             "the writer to start")
+    writer = subprocess.Popen(
+        [*CLI, "fetch", atlas, "lung", str(dest), "--chunk-rows", "20"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_for(
+        lambda: any(tmp_path.glob(".lung.zarr.tmp-*")) or writer.poll() is not None,
+        120,
+        "the writer to start",
+    )
     time.sleep(random.Random(seed).uniform(0.0, 0.5))
     writer.send_signal(signal.SIGKILL)
     writer.wait()
@@ -94,49 +111,83 @@ def test_fetch_killed_at_random_points_leaves_nothing(atlas, tmp_path, seed):
 
 
 def analysis_args(store: Path, out: Path) -> list[str]:
-    return [*CLI, "analyze", str(store), str(out), "--chunk", "250", "--workers", "2",
-            "--n-top-genes", "100", "--n-comps", "10"]
+    return [
+        *CLI,
+        "analyze",
+        str(store),
+        str(out),
+        "--chunk",
+        "250",
+        "--workers",
+        "2",
+        "--n-top-genes",
+        "100",
+        "--n-comps",
+        "10",
+    ]
 
 
 def test_worker_killed_during_analysis_changes_nothing(big_source, tmp_path):
-    calm = subprocess.run(analysis_args(big_source, tmp_path / "calm.zarr"), capture_output=True,
-                          text=True, timeout=600)
+    calm = subprocess.run(
+        analysis_args(big_source, tmp_path / "calm.zarr"),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert calm.returncode == 0, calm.stderr
 
     log = tmp_path / "disturbed.log"
     with log.open("w") as stderr:
-        run = subprocess.Popen(analysis_args(big_source, tmp_path / "disturbed.zarr"),
-                               stdout=subprocess.DEVNULL, stderr=stderr)
+        run = subprocess.Popen(
+            analysis_args(big_source, tmp_path / "disturbed.zarr"),
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
         # the fused engine (the default) logs each pass over X as it starts
-        wait_for(lambda: "library_sizes (pass 1) ..." in log.read_text(), 300,
-                 "analysis to start")
+        wait_for(lambda: "library_sizes (pass 1) ..." in log.read_text(), 300, "analysis to start")
         # The nannies live in the analysis process; each spawns one worker process.
-        workers = [p for p in psutil.Process(run.pid).children(recursive=True)
-                   if "spawn_main" in " ".join(p.cmdline())]
+        workers = [
+            p
+            for p in psutil.Process(run.pid).children(recursive=True)
+            if "spawn_main" in " ".join(p.cmdline())
+        ]
         assert workers, "no Dask worker process found"
         os.kill(workers[0].pid, signal.SIGKILL)
         assert run.wait(timeout=600) == 0, log.read_text()[-3000:]
     assert "Restarting worker" in log.read_text()  # the kill did hit a running worker
     calm_result = ad.read_zarr(tmp_path / "calm.zarr")
     disturbed = ad.read_zarr(tmp_path / "disturbed.zarr")
-    np.testing.assert_array_equal(calm_result.var["highly_variable"],
-                                  disturbed.var["highly_variable"])
-    np.testing.assert_allclose(calm_result.obsm["X_pca"], disturbed.obsm["X_pca"], rtol=1e-5,
-                               atol=1e-5)
+    np.testing.assert_array_equal(
+        calm_result.var["highly_variable"], disturbed.var["highly_variable"]
+    )
+    np.testing.assert_allclose(
+        calm_result.obsm["X_pca"], disturbed.obsm["X_pca"], rtol=1e-5, atol=1e-5
+    )
 
 
 def chunk_files(store: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(store)): p.read_bytes() for p in sorted(store.rglob("*"))
-            if p.is_file() and p.name != ".snakemake_timestamp"}
+    return {
+        str(p.relative_to(store)): p.read_bytes()
+        for p in sorted(store.rglob("*"))
+        if p.is_file() and p.name != ".snakemake_timestamp"
+    }
 
 
 @pytest.mark.parametrize("stage", ["rechunk", "analyze"])
 def test_snakemake_killed_mid_stage_then_rerun_gives_identical_results(test_run, tmp_path, stage):
     workdir, config = test_run
-    args = [*SNAKEMAKE, "--directory", str(tmp_path), "--cores", "2", "--configfile",
-            str(REPO / "config/test.yaml")]
-    run = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                           start_new_session=True)
+    args = [
+        *SNAKEMAKE,
+        "--directory",
+        str(tmp_path),
+        "--cores",
+        "2",
+        "--configfile",
+        str(REPO / "config/test.yaml"),
+    ]
+    run = subprocess.Popen(
+        args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     logs = tmp_path / "results" / "logs" / stage
     wait_for(lambda: logs.exists() and any(logs.iterdir()), 600, f"a {stage} job to start")
     os.killpg(run.pid, signal.SIGKILL)  # Snakemake, its jobs and their Dask workers
@@ -144,17 +195,20 @@ def test_snakemake_killed_mid_stage_then_rerun_gives_identical_results(test_run,
     # A killed Snakemake leaves its lock; the documented recovery is --unlock, then the same
     # command again (with --rerun-incomplete should Snakemake ask for it).
     subprocess.run([*args, "--unlock"], check=True, capture_output=True, timeout=300)
-    again = subprocess.run([*args, "--rerun-incomplete"], capture_output=True, text=True,
-                           timeout=900)
+    again = subprocess.run(
+        [*args, "--rerun-incomplete"], capture_output=True, text=True, timeout=900
+    )
     assert again.returncode == 0, again.stderr[-3000:]
     for tissue in config["tissues"]:
         for chunk in config["chunks"]:
             here = Path("results") / tissue / f"chunks-{chunk}"
             assert chunk_files(tmp_path / here / "store.zarr") == chunk_files(
-                workdir / here / "store.zarr")
+                workdir / here / "store.zarr"
+            )
             ours = ad.read_zarr(tmp_path / here / "hvg_pca.zarr")
             reference = ad.read_zarr(workdir / here / "hvg_pca.zarr")
-            np.testing.assert_array_equal(ours.var["highly_variable"],
-                                          reference.var["highly_variable"])
+            np.testing.assert_array_equal(
+                ours.var["highly_variable"], reference.var["highly_variable"]
+            )
             np.testing.assert_array_equal(ours.obsm["X_pca"], reference.obsm["X_pca"])
     assert not list((tmp_path / "results").rglob(".*.tmp-*"))

@@ -44,8 +44,10 @@ def test_fetch_takes_primary_cells_of_one_tissue(atlas, fetched):
 def test_fetch_matches_the_in_memory_query(atlas, fetched):
     with tiledbsoma.Experiment.open(atlas) as exp:
         query = exp.axis_query(
-            "RNA", obs_query=tiledbsoma.AxisQuery(value_filter=build_obs_filter(
-                DEFAULT_OBS_FILTER, "lung"))
+            "RNA",
+            obs_query=tiledbsoma.AxisQuery(
+                value_filter=build_obs_filter(DEFAULT_OBS_FILTER, "lung")
+            ),
         )
         memory = query.to_anndata("raw")
     streamed = ad.read_zarr(fetched)

@@ -24,10 +24,16 @@ from .oracle import assert_matches_reference, in_memory_reference
 
 def random_csr(rng, n_rows, n_cols, density=0.2, dtype=np.float32, high=60):
     """Counts-like CSR: small integers, a few large ones and (for floats) a few non-integers."""
-    matrix = sp.random(n_rows, n_cols, density=density, format="csr", random_state=rng,
-                       data_rvs=lambda n: rng.integers(1, high, n)).astype(dtype)
+    matrix = sp.random(
+        n_rows,
+        n_cols,
+        density=density,
+        format="csr",
+        random_state=rng,
+        data_rvs=lambda n: rng.integers(1, high, n),
+    ).astype(dtype)
     if np.issubdtype(dtype, np.floating) and matrix.nnz:
-        matrix.data[:: 7] += dtype(0.25)
+        matrix.data[::7] += dtype(0.25)
     matrix.sort_indices()
     return matrix
 
@@ -74,8 +80,16 @@ def client():
 
 
 def run_fused(client, store, out, *, rows, flavor, n_top_genes, n_comps, **kwargs):
-    fused.analyze(store, out, client=client, rows=rows, flavor=flavor, n_top_genes=n_top_genes,
-                  n_comps=n_comps, **kwargs)
+    fused.analyze(
+        store,
+        out,
+        client=client,
+        rows=rows,
+        flavor=flavor,
+        n_top_genes=n_top_genes,
+        n_comps=n_comps,
+        **kwargs,
+    )
     return ad.read_zarr(out)
 
 
@@ -86,8 +100,9 @@ def run_fused(client, store, out, *, rows, flavor, n_top_genes, n_comps, **kwarg
 def test_row_sums_and_column_moments_match_numpy(dtype):
     rng = np.random.default_rng(0)
     x = random_csr(rng, 50, 30, dtype=dtype)
-    np.testing.assert_array_equal(fused._row_sums(x.indptr, x.data),
-                                  np.asarray(x.sum(axis=1), dtype=np.float64).ravel())
+    np.testing.assert_array_equal(
+        fused._row_sums(x.indptr, x.data), np.asarray(x.sum(axis=1), dtype=np.float64).ravel()
+    )
     sums, squares, stored = fused._column_moments(x.indices, x.data, 30)
     dense = x.toarray()
     np.testing.assert_allclose(sums, dense.sum(axis=0, dtype=np.float64), rtol=1e-12)
@@ -126,8 +141,8 @@ def test_unsorted_rows_are_sorted_for_the_gram_kernel():
     shuffled_cols, shuffled_vals = x.indices.copy(), x.data.copy()
     for r in range(40):
         order = rng.permutation(x.indptr[r + 1] - x.indptr[r]) + x.indptr[r]
-        shuffled_cols[x.indptr[r]:x.indptr[r + 1]] = x.indices[order]
-        shuffled_vals[x.indptr[r]:x.indptr[r + 1]] = x.data[order]
+        shuffled_cols[x.indptr[r] : x.indptr[r + 1]] = x.indices[order]
+        shuffled_vals[x.indptr[r] : x.indptr[r + 1]] = x.data[order]
     fused._sort_rows(x.indptr, shuffled_cols, shuffled_vals)
     np.testing.assert_array_equal(shuffled_cols, x.indices)
     np.testing.assert_array_equal(shuffled_vals, x.data)
@@ -148,8 +163,9 @@ def test_select_columns_matches_scipy_indexing():
     position = np.full(25, -1, dtype=np.int32)
     position[keep] = np.arange(9)
     row_ptr, cols, vals = fused._select_columns(x.indptr, x.indices, x.data, position)
-    np.testing.assert_array_equal(sp.csr_matrix((vals, cols, row_ptr), shape=(30, 9)).toarray(),
-                                  x[:, keep].toarray())
+    np.testing.assert_array_equal(
+        sp.csr_matrix((vals, cols, row_ptr), shape=(30, 9)).toarray(), x[:, keep].toarray()
+    )
 
 
 @pytest.mark.parametrize("dense", [False, True])
@@ -184,8 +200,9 @@ def test_top_eigenpairs_lanczos_agrees_with_lapack():
     values, vectors = fused.top_eigenpairs(matrix, 10)  # 520 > 500: the Lanczos path
     full, basis = np.linalg.eigh(matrix)
     np.testing.assert_allclose(values, full[::-1][:10], rtol=1e-10)
-    np.testing.assert_allclose(np.abs(np.sum(vectors * basis[:, ::-1][:, :10], axis=0)), 1,
-                               rtol=1e-8)
+    np.testing.assert_allclose(
+        np.abs(np.sum(vectors * basis[:, ::-1][:, :10], axis=0)), 1, rtol=1e-8
+    )
 
 
 @pytest.mark.parametrize(("rows", "chunk"), [(1, 1000), (7, 10), (25, 3), (1000, 64)])
@@ -194,8 +211,16 @@ def test_blocks_cover_every_value_once(rows, chunk):
     x = random_csr(rng, 120, 30, density=0.1)
     x[[5, 6, 50]] = 0  # empty cells, possibly on block boundaries
     x.eliminate_zeros()
-    layout = fused.Layout("x", 120, 30, True, np.dtype(np.float32), nnz=x.nnz, data_chunk=chunk,
-                          indptr=x.indptr.astype(np.int64))
+    layout = fused.Layout(
+        "x",
+        120,
+        30,
+        True,
+        np.dtype(np.float32),
+        nnz=x.nnz,
+        data_chunk=chunk,
+        indptr=x.indptr.astype(np.int64),
+    )
     blocks = fused.plan_blocks(layout, rows)
     assert blocks[0].entry_start == 0 and blocks[-1].entry_stop == x.nnz
     row_sums = np.zeros(120)
@@ -204,16 +229,17 @@ def test_blocks_cover_every_value_once(rows, chunk):
         assert before.last_partial == after.first_partial
     for block in blocks:
         assert (block.entry_start % chunk == 0) or chunk > rows * x.nnz / 120
-        piece = x.data[block.entry_start:block.entry_stop]
-        row_sums[block.row_start:block.row_stop] += fused._row_sums(block.row_ptr, piece)
+        piece = x.data[block.entry_start : block.entry_stop]
+        row_sums[block.row_start : block.row_stop] += fused._row_sums(block.row_ptr, piece)
     np.testing.assert_array_equal(row_sums, np.asarray(x.sum(axis=1)).ravel())
 
 
 def test_row_writer_adds_shared_rows_and_fills_empty_ones(tmp_path):
     import zarr
 
-    array = zarr.open_array(tmp_path / "a.zarr", mode="w", shape=(10, 2), chunks=(3, 2),
-                            dtype="float32")
+    array = zarr.open_array(
+        tmp_path / "a.zarr", mode="w", shape=(10, 2), chunks=(3, 2), dtype="float32"
+    )
     writer = fused.RowWriter(array, np.array([1.0, 1.0]))
     writer.add(1, np.ones((3, 2)))  # rows 1-3, row 3 shared
     writer.add(3, np.ones((2, 2)))  # rows 3-4
@@ -238,11 +264,19 @@ def test_row_writer_adds_shared_rows_and_fills_empty_ones(tmp_path):
         ("seurat_v3", 200, 40, 90),
     ],
 )
-def test_fused_matches_in_memory_scanpy(client, consolidated, tmp_path, flavor, n_top_genes,
-                                        n_comps, rows):
+def test_fused_matches_in_memory_scanpy(
+    client, consolidated, tmp_path, flavor, n_top_genes, n_comps, rows
+):
     store, _ = consolidated
-    result = run_fused(client, store, tmp_path / "hvg_pca.zarr", rows=rows, flavor=flavor,
-                       n_top_genes=n_top_genes, n_comps=n_comps)
+    result = run_fused(
+        client,
+        store,
+        tmp_path / "hvg_pca.zarr",
+        rows=rows,
+        flavor=flavor,
+        n_top_genes=n_top_genes,
+        n_comps=n_comps,
+    )
     reference = in_memory_reference(store, flavor, n_top_genes, n_comps)
     assert_matches_reference(result, reference)
     assert_same_var(result, reference)
@@ -253,10 +287,12 @@ def test_fused_matches_in_memory_scanpy(client, consolidated, tmp_path, flavor, 
     assert np.all(result.varm["PCs"][~result.var["highly_variable"].to_numpy()] == 0)
     assert result.uns["hvg"] == {"flavor": flavor}
     assert result.uns["pca"]["params"] == reference.uns["pca"]["params"]
-    np.testing.assert_allclose(result.uns["pca"]["variance"], reference.uns["pca"]["variance"],
-                               rtol=1e-3)
-    np.testing.assert_allclose(result.uns["pca"]["variance_ratio"],
-                               reference.uns["pca"]["variance_ratio"], rtol=1e-3)
+    np.testing.assert_allclose(
+        result.uns["pca"]["variance"], reference.uns["pca"]["variance"], rtol=1e-3
+    )
+    np.testing.assert_allclose(
+        result.uns["pca"]["variance_ratio"], reference.uns["pca"]["variance_ratio"], rtol=1e-3
+    )
     # deterministic signs: each PC's largest loading is positive, as in-memory scanpy's
     pcs = result.varm["PCs"]
     assert np.all(pcs[np.argmax(np.abs(pcs), axis=0), np.arange(n_comps)] > 0)
@@ -266,22 +302,33 @@ def test_fused_matches_in_memory_scanpy(client, consolidated, tmp_path, flavor, 
 @pytest.mark.parametrize("flavor", ["seurat", "seurat_v3"])
 def test_one_cell_per_task_unexpressed_genes_and_empty_cells(client, tmp_path, flavor):
     rng = np.random.default_rng(8)
-    counts, types = counts_with_types(rng, 48, 70, zero_genes=(3, 4, 5),
-                                      zero_block=(slice(0, 24), slice(10, 20)))
+    counts, types = counts_with_types(
+        rng, 48, 70, zero_genes=(3, 4, 5), zero_block=(slice(0, 24), slice(10, 20))
+    )
     counts[[0, 23, 47]] = 0  # cells without counts, at the edges and on a boundary
     store = write_store(tmp_path / "in.zarr", sp.csr_matrix(counts), types)
     with pytest.warns(UserWarning, match="zero counts"):
         reference = in_memory_reference(store, flavor, 30, 6)
     for rows in (1, 13):
-        result = run_fused(client, store, tmp_path / f"out-{rows}.zarr", rows=rows,
-                           flavor=flavor, n_top_genes=30, n_comps=6)
+        result = run_fused(
+            client,
+            store,
+            tmp_path / f"out-{rows}.zarr",
+            rows=rows,
+            flavor=flavor,
+            n_top_genes=30,
+            n_comps=6,
+        )
         assert_same_var(result, reference)
         assert_matches_reference(result, reference, n_pcs=4)
 
 
 def test_keep_blocks_fills_the_budget_in_order():
-    blocks = [fused.Block(0, 10, 0, 100), fused.Block(10, 20, 100, 300),
-              fused.Block(20, 30, 300, 400)]
+    blocks = [
+        fused.Block(0, 10, 0, 100),
+        fused.Block(10, 20, 100, 300),
+        fused.Block(20, 30, 300, 400),
+    ]
     np.testing.assert_array_equal(fused.keep_blocks(blocks, 40.0, 30.0), [True, True, False])
     np.testing.assert_array_equal(fused.keep_blocks(blocks, 40.0, 0.0), [False, False, False])
 
@@ -291,17 +338,46 @@ def test_keeping_or_rereading_hvg_values_and_dense_x_agree(client, tmp_path, mon
     counts, types = counts_with_types(rng, 300, 120)
     sparse_store = write_store(tmp_path / "csr.zarr", sp.csr_matrix(counts), types)
     dense_store = write_store(tmp_path / "dense.zarr", counts, types)
-    kept = run_fused(client, sparse_store, tmp_path / "kept.zarr", rows=40, flavor="seurat",
-                     n_top_genes=50, n_comps=8)
-    reread = run_fused(client, sparse_store, tmp_path / "reread.zarr", rows=40,
-                       flavor="seurat", n_top_genes=50, n_comps=8, keep_mb=0)
+    kept = run_fused(
+        client,
+        sparse_store,
+        tmp_path / "kept.zarr",
+        rows=40,
+        flavor="seurat",
+        n_top_genes=50,
+        n_comps=8,
+    )
+    reread = run_fused(
+        client,
+        sparse_store,
+        tmp_path / "reread.zarr",
+        rows=40,
+        flavor="seurat",
+        n_top_genes=50,
+        n_comps=8,
+        keep_mb=0,
+    )
     with monkeypatch.context() as patch:  # every other task keeps its values
         patch.setattr(fused, "keep_blocks", lambda blocks, *_: np.arange(len(blocks)) % 2 == 0)
-        partly = run_fused(client, sparse_store, tmp_path / "partly.zarr", rows=40,
-                           flavor="seurat", n_top_genes=50, n_comps=8)
+        partly = run_fused(
+            client,
+            sparse_store,
+            tmp_path / "partly.zarr",
+            rows=40,
+            flavor="seurat",
+            n_top_genes=50,
+            n_comps=8,
+        )
     np.testing.assert_array_equal(kept.obsm["X_pca"], partly.obsm["X_pca"])
-    dense = run_fused(client, dense_store, tmp_path / "dense-out.zarr", rows=70,
-                      flavor="seurat", n_top_genes=50, n_comps=8)
+    dense = run_fused(
+        client,
+        dense_store,
+        tmp_path / "dense-out.zarr",
+        rows=70,
+        flavor="seurat",
+        n_top_genes=50,
+        n_comps=8,
+    )
     np.testing.assert_array_equal(kept.obsm["X_pca"], reread.obsm["X_pca"])
     assert_same_var(dense, kept)
     np.testing.assert_allclose(dense.obsm["X_pca"], kept.obsm["X_pca"], rtol=1e-4, atol=1e-4)
@@ -317,15 +393,15 @@ def test_hvg_tables_equal_scanpys_on_the_same_moments():
     x = adata.X
     mean, var = fused.mean_var(*fused._column_moments(x.indices, x.data, 150)[:2], 400)
     reg_std, clip = fused.seurat_v3_clip(mean, var, 400)
-    table = fused.seurat_v3_table(mean, var, reg_std,
-                                  *fused._clipped_moments(x.indices, x.data, clip), 400, 40)
+    table = fused.seurat_v3_table(
+        mean, var, reg_std, *fused._clipped_moments(x.indices, x.data, clip), 400, 40
+    )
     for column in table.columns:
         np.testing.assert_array_equal(table[column].to_numpy(), v3[column].to_numpy())
     sc.pp.normalize_total(adata)
     sc.pp.log1p(adata)
     for flavor in ("seurat", "cell_ranger"):
-        expected = sc.pp.highly_variable_genes(adata, flavor=flavor, n_top_genes=40,
-                                               inplace=False)
+        expected = sc.pp.highly_variable_genes(adata, flavor=flavor, n_top_genes=40, inplace=False)
         values = adata.X.data if flavor == "cell_ranger" else np.expm1(adata.X.data)
         sums, squares, _ = fused._column_moments(adata.X.indices, values, 150)
         table = fused.dispersion_table(*fused.mean_var(sums, squares, 400), flavor, 40)
@@ -341,8 +417,10 @@ def test_hvg_tables_equal_scanpys_on_the_same_moments():
     ("params", "needle"),
     [
         (AnalysisParams(engine="gpu"), "analysis engine 'gpu' is not one of fused, scanpy"),
-        (AnalysisParams(flavor="pearson"),
-         "HVG flavor 'pearson' is not one of seurat, cell_ranger, seurat_v3 for engine 'fused'"),
+        (
+            AnalysisParams(flavor="pearson"),
+            "HVG flavor 'pearson' is not one of seurat, cell_ranger, seurat_v3 for engine 'fused'",
+        ),
     ],
 )
 def test_bad_engine_or_flavor_is_one_line(consolidated, tmp_path, params, needle):
@@ -366,10 +444,13 @@ def test_csc_x_is_refused_with_the_way_out(tmp_path):
 def test_driver_opens_stores_without_importing_anndata():
     """The analysis driver imports anndata in a thread while the cluster starts; opening the
     store and checking its manifest must not import it first."""
-    code = ("import sys; import chunkatlas.fused, chunkatlas.manifest; "
-            "print(sorted(m for m in ('anndata', 'pandas', 'scanpy') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout
+    code = (
+        "import sys; import chunkatlas.fused, chunkatlas.manifest; "
+        "print(sorted(m for m in ('anndata', 'pandas', 'scanpy') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     assert out.strip() == "[]"
 
 

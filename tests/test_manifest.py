@@ -21,8 +21,9 @@ def test_manifest_lists_every_array(each_format):
     assert data["chunks"] == list(group["X/data"].chunks)
     assert data["dtype"] == "float32"
     assert data["compressors"]
-    files = [p for p in (store / "X" / "data").rglob("*")
-             if p.is_file() and p.name not in METADATA_FILES]
+    files = [
+        p for p in (store / "X" / "data").rglob("*") if p.is_file() and p.name not in METADATA_FILES
+    ]
     assert data["stored_bytes"] == sum(p.stat().st_size for p in files)
     assert data["stored_chunks"] == data["n_chunks"] == len(files) > 1
     assert manifest["consolidated"] is True

@@ -13,7 +13,10 @@ def test_top_labels_keeps_the_commonest_and_greys_the_rest():
     labels = pd.Series(list("a" * 5 + "b" * 4 + "c" * 3 + "d" * 3 + "e"))
     kept = top_labels(labels, top=3)
     assert list(kept.value_counts().sort_index().items()) == [
-        ("a", 5), ("b", 4), ("c", 3), (OTHER, 4)
+        ("a", 5),
+        ("b", 4),
+        ("c", 3),
+        (OTHER, 4),
     ]
 
 

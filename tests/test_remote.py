@@ -31,19 +31,22 @@ FAST = RemoteSettings(attempts=6, backoff_seconds=0.01, timeout_seconds=20)
 @pytest.fixture(scope="module")
 def pbmc_fetched(tmp_path_factory):
     dest = tmp_path_factory.mktemp("pbmc") / "fetched.zarr"
-    fetch_anndata("scanpy:pbmc68k_reduced", "pbmc", dest, use_raw=True, dense=True,
-                  scaled_layer=True)
+    fetch_anndata(
+        "scanpy:pbmc68k_reduced", "pbmc", dest, use_raw=True, dense=True, scaled_layer=True
+    )
     return dest
 
 
-@pytest.fixture(scope="module", params=[(5, 3), (25, 3), (5, 2)],
-                ids=["5-zarr-v3", "25-zarr-v3", "5-zarr-v2"])
+@pytest.fixture(
+    scope="module", params=[(5, 3), (25, 3), (5, 2)], ids=["5-zarr-v3", "25-zarr-v3", "5-zarr-v2"]
+)
 def gene_chunked(request, pbmc_fetched, tmp_path_factory):
     """The tutorial's layout: dense X chunked (n_obs, C); returns (store, manifest dict, C)."""
     size, zarr_format = request.param
     where = tmp_path_factory.mktemp(f"chunks-{size}-v{zarr_format}")
-    rechunk_store(pbmc_fetched, where / "store.zarr", size, dense_axis="var",
-                  zarr_format=zarr_format)
+    rechunk_store(
+        pbmc_fetched, where / "store.zarr", size, dense_axis="var", zarr_format=zarr_format
+    )
     manifest = consolidate_store(where / "store.zarr", where / "store.manifest.json")
     return where / "store.zarr", manifest, size
 
@@ -62,8 +65,9 @@ def test_pbmc_store_is_the_tutorial_layout(gene_chunked, pbmc_fetched):
 
     pbmc = sc.datasets.pbmc68k_reduced()
     np.testing.assert_array_equal(group["X"][:], pbmc.raw.X.toarray())
-    np.testing.assert_allclose(group["layers/scaled"][:],
-                               sc.pp.scale(pbmc.raw.X.toarray(), copy=True), rtol=1e-6)
+    np.testing.assert_allclose(
+        group["layers/scaled"][:], sc.pp.scale(pbmc.raw.X.toarray(), copy=True), rtol=1e-6
+    )
 
 
 def expected_requests(manifest, pattern: str) -> int:
@@ -73,8 +77,9 @@ def expected_requests(manifest, pattern: str) -> int:
     if pattern in ("one_gene", "fifty_genes"):
         genes = pattern_genes(n_vars)[pattern]
         return len({g // cols for g in genes})
-    row_blocks = math.ceil(min(1000, n_obs) / rows) if pattern == "cell_block" else math.ceil(
-        n_obs / rows)
+    row_blocks = (
+        math.ceil(min(1000, n_obs) / rows) if pattern == "cell_block" else math.ceil(n_obs / rows)
+    )
     return row_blocks * math.ceil(n_vars / cols)
 
 
@@ -95,8 +100,9 @@ def test_wider_chunks_mean_fewer_requests_but_more_bytes_for_a_gene_panel(pbmc_f
     costs = {}
     for size in (5, 25):
         rechunk_store(pbmc_fetched, tmp_path / f"c{size}" / "store.zarr", size, dense_axis="var")
-        consolidate_store(tmp_path / f"c{size}" / "store.zarr",
-                          tmp_path / f"c{size}" / "store.manifest.json")
+        consolidate_store(
+            tmp_path / f"c{size}" / "store.zarr", tmp_path / f"c{size}" / "store.manifest.json"
+        )
         table = measure_store(tmp_path / f"c{size}" / "store.zarr", 100).set_index("pattern")
         costs[size] = table.loc["fifty_genes"]
     assert costs[25]["requests"] < costs[5]["requests"]
@@ -151,8 +157,11 @@ def test_a_chunk_lost_on_the_server_is_an_error_not_zeros(each_format, tmp_path)
     shutil.copytree(store.parent, served)
     key = chunk_key(store, "X/data", 1)
     (served / "store.zarr" / "X" / "data" / key).unlink()
-    with aiohttp_serving(served, tmp_path / "log.jsonl") as url, pytest.raises(
-        ChunkatlasError, match=rf"chunk 'X/data/{key}' .* missing, but the manifest lists it"
+    with (
+        aiohttp_serving(served, tmp_path / "log.jsonl") as url,
+        pytest.raises(
+            ChunkatlasError, match=rf"chunk 'X/data/{key}' .* missing, but the manifest lists it"
+        ),
     ):
         read_remote_x(f"{url}/store.zarr", RemoteSettings(attempts=2, backoff_seconds=0.01))
 
@@ -177,8 +186,9 @@ def test_wrong_answers_to_range_requests_are_errors(each_format, tmp_path, mode)
         guarded = group.store
         with pytest.raises(ChunkatlasError, match=r"asked 10 bytes, got \d+"):
             key = f"X/data/{chunk_key(store, 'X/data', 0)}"
-            zarr.core.sync.sync(guarded.get(key, default_buffer_prototype(),
-                                            RangeByteRequest(5, 15)))
+            zarr.core.sync.sync(
+                guarded.get(key, default_buffer_prototype(), RangeByteRequest(5, 15))
+            )
 
 
 def test_bad_credentials_fail_at_once_and_are_redacted(consolidated, tmp_path):
@@ -201,8 +211,9 @@ def test_remote_store_without_manifest_is_refused(consolidated, tmp_path):
 
     store, _ = consolidated
     shutil.copytree(store, tmp_path / "lonely.zarr")
-    with aiohttp_serving(tmp_path, tmp_path / "log.jsonl") as url, pytest.raises(
-        ChunkatlasError, match="no manifest at"
+    with (
+        aiohttp_serving(tmp_path, tmp_path / "log.jsonl") as url,
+        pytest.raises(ChunkatlasError, match="no manifest at"),
     ):
         open_remote_group(f"{url}/lonely.zarr", FAST)
 
@@ -210,8 +221,9 @@ def test_remote_store_without_manifest_is_refused(consolidated, tmp_path):
 def test_fetch_reads_an_anndata_store_over_http(consolidated, tmp_path):
     store, _ = consolidated
     with nginx_serving(store.parent, tmp_path / "log.jsonl") as url:
-        fetch_anndata(f"{url}/store.zarr", "lung", tmp_path / "copy.zarr", chunk_rows=100,
-                      settings=FAST)
+        fetch_anndata(
+            f"{url}/store.zarr", "lung", tmp_path / "copy.zarr", chunk_rows=100, settings=FAST
+        )
     np.testing.assert_array_equal(local_x(tmp_path / "copy.zarr"), local_x(store))
 
 
@@ -220,6 +232,12 @@ def test_fetch_reads_h5ad_over_http(consolidated, tmp_path):
     adata = ad.read_zarr(store)
     adata.write_h5ad(tmp_path / "atlas.h5ad")
     with nginx_serving(tmp_path, tmp_path / "log.jsonl") as url:
-        fetch_anndata(f"{url}/atlas.h5ad", "lung", tmp_path / "copy.zarr", chunk_rows=100,
-                      tissue_column="tissue_general", settings=FAST)
+        fetch_anndata(
+            f"{url}/atlas.h5ad",
+            "lung",
+            tmp_path / "copy.zarr",
+            chunk_rows=100,
+            tissue_column="tissue_general",
+            settings=FAST,
+        )
     np.testing.assert_array_equal(local_x(tmp_path / "copy.zarr"), adata.X.toarray())

@@ -17,16 +17,23 @@ from PIL import Image
 from .conftest import REPO, snakemake
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture(scope="module")
 def report(test_run, tmp_path_factory):
     workdir, _ = test_run
     out = workdir / "report.html"
-    done = snakemake(workdir, "--configfile", str(REPO / "config/test.yaml"), "--report",
-                     str(out))
+    done = snakemake(workdir, "--configfile", str(REPO / "config/test.yaml"), "--report", str(out))
     assert done.returncode == 0, done.stderr[-3000:]
     return out
 
@@ -35,12 +42,22 @@ def report(test_run, tmp_path_factory):
 def test_report_renders_with_every_figure(report, test_run, tmp_path):
     _, config = test_run
     profile = ["--user-data-dir=" + str(tmp_path / "profile"), "--virtual-time-budget=15000"]
-    dom = subprocess.run([CHROMIUM, *FLAGS, *profile, "--dump-dom", report.as_uri()],
-                         capture_output=True, text=True, timeout=180).stdout
+    dom = subprocess.run(
+        [CHROMIUM, *FLAGS, *profile, "--dump-dom", report.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    ).stdout
     n_points = len(config["tissues"]) * len(config["chunks"])
-    for name, count in (("pca.png", n_points), ("steps.png", 1), ("store_size.png", 1),
-                        ("remote.png", 1), ("summary.tsv", 1), ("config.yaml", 1),
-                        ("versions.tsv", 1)):
+    for name, count in (
+        ("pca.png", n_points),
+        ("steps.png", 1),
+        ("store_size.png", 1),
+        ("remote.png", 1),
+        ("summary.tsv", 1),
+        ("config.yaml", 1),
+        ("versions.tsv", 1),
+    ):
         assert len(re.findall(rf'"filename": "{re.escape(name)}"', dom)) == count, name
     # every figure is embedded as PNG data
     assert dom.count(";base64,iVBORw0KGgo") >= n_points + 3
@@ -50,8 +67,18 @@ def test_report_renders_with_every_figure(report, test_run, tmp_path):
     for category in ("Chunk-size study", "PCA", "Provenance"):
         assert category in dom
     shot = tmp_path / "report.png"
-    subprocess.run([CHROMIUM, *FLAGS, *profile, "--window-size=1400,1000",
-                    f"--screenshot={shot}", report.as_uri()], capture_output=True, timeout=180)
+    subprocess.run(
+        [
+            CHROMIUM,
+            *FLAGS,
+            *profile,
+            "--window-size=1400,1000",
+            f"--screenshot={shot}",
+            report.as_uri(),
+        ],
+        capture_output=True,
+        timeout=180,
+    )
     pixels = np.asarray(Image.open(shot).convert("RGB"))
     assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 50  # a rendered page, not blank
 

@@ -23,9 +23,12 @@ REGION = "us-west-2"
 def start_moto(env_extra: dict | None = None):
     port = free_port()
     env = {**os.environ, **(env_extra or {})}
-    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
-                               str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              env=env)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         with socket.socket() as probe:
@@ -37,9 +40,12 @@ def start_moto(env_extra: dict | None = None):
 
 
 def s3_options(endpoint: str, key: str = "testing", secret: str = "testing") -> dict:
-    return {"key": key, "secret": secret,
-            "client_kwargs": {"endpoint_url": endpoint, "region_name": REGION},
-            "config_kwargs": {"s3": {"addressing_style": "path"}}}
+    return {
+        "key": key,
+        "secret": secret,
+        "client_kwargs": {"endpoint_url": endpoint, "region_name": REGION},
+        "config_kwargs": {"s3": {"addressing_style": "path"}},
+    }
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +78,13 @@ def test_zarr_store_reads_back_over_s3(s3, consolidated):
 
 def test_fetch_anndata_from_s3(s3, consolidated, tmp_path):
     store, _ = consolidated
-    fetch_anndata("s3://atlas-bucket/lung/store.zarr", "lung", tmp_path / "copy.zarr",
-                  chunk_rows=100, settings=RemoteSettings(storage_options=s3_options(s3)))
+    fetch_anndata(
+        "s3://atlas-bucket/lung/store.zarr",
+        "lung",
+        tmp_path / "copy.zarr",
+        chunk_rows=100,
+        settings=RemoteSettings(storage_options=s3_options(s3)),
+    )
     assert (ad.read_zarr(tmp_path / "copy.zarr").X != ad.read_zarr(store).X).nnz == 0
 
 
@@ -87,8 +98,13 @@ def test_soma_fetch_from_s3(s3, fetched, tmp_path):
         "vfs.s3.aws_access_key_id": "testing",
         "vfs.s3.aws_secret_access_key": "testing",
     }
-    fetch_tissue("s3://atlas-bucket/atlas.soma", "lung", tmp_path / "lung.zarr", chunk_rows=300,
-                 tiledb_config=tiledb_config)
+    fetch_tissue(
+        "s3://atlas-bucket/atlas.soma",
+        "lung",
+        tmp_path / "lung.zarr",
+        chunk_rows=300,
+        tiledb_config=tiledb_config,
+    )
     ours, local = ad.read_zarr(tmp_path / "lung.zarr"), ad.read_zarr(fetched)
     assert (ours.X != local.X).nnz == 0
     assert list(ours.obs_names) == list(local.obs_names)

@@ -33,8 +33,7 @@ from .conftest import REPO, SNAKEMAKE
 
 DAEMONS = ("munged", "slurmctld", "slurmd")
 CLIENTS = ("sbatch", "squeue", "srun", "scontrol", "sinfo", "scancel")
-SUBMITTED = re.compile(
-    r"Job (\d+) has been submitted with SLURM jobid (\d+) \(log: (\S+?)\)\.")
+SUBMITTED = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+) \(log: (\S+?)\)\.")
 HEADROOM_MB = 4096
 
 
@@ -52,8 +51,9 @@ def local_rules() -> set[str]:
 def job_counts(output: str) -> dict[str, int]:
     """Snakemake's "Job stats" table: jobs per rule."""
     table = output.split("Job stats:")[1].split("\n\n")[0]
-    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)
-            if m[1] != "total"}
+    return {
+        m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m[1] != "total"
+    }
 
 
 def find(program: str) -> str | None:
@@ -76,8 +76,9 @@ def real_memory_mb() -> int:
 def cgroup_plugin() -> str:
     """cgroup/v2 on a pure cgroup-v2 host; cgroup/v1 where v1 hierarchies are mounted (hybrid)."""
     lines = Path("/proc/self/cgroup").read_text().split()
-    return "cgroup/v2" if lines == [line for line in lines if line.startswith("0::")] \
-        else "cgroup/v1"
+    return (
+        "cgroup/v2" if lines == [line for line in lines if line.startswith("0::")] else "cgroup/v1"
+    )
 
 
 def slurm_conf(base: Path, node: str) -> str:
@@ -121,8 +122,7 @@ class Slurm:
     env: dict[str, str]
 
     def run(self, *args: str, timeout: int = 60) -> subprocess.CompletedProcess:
-        return subprocess.run(args, env=self.env, capture_output=True, text=True,
-                              timeout=timeout)
+        return subprocess.run(args, env=self.env, capture_output=True, text=True, timeout=timeout)
 
     def job_state(self, job_id: str) -> str:
         shown = self.run("scontrol", "show", "job", job_id).stdout
@@ -133,16 +133,20 @@ class Slurm:
         return self.run("squeue", "-h", "-t", "PD,R,CG", "-o", "%i").stdout.split()
 
     def logs(self) -> str:
-        return "\n".join(f"== {p.name}\n{p.read_text()[-3000:]}"
-                         for p in sorted((self.base / "log").glob("*.log")))
+        return "\n".join(
+            f"== {p.name}\n{p.read_text()[-3000:]}"
+            for p in sorted((self.base / "log").glob("*.log"))
+        )
 
 
 def unavailable() -> str | None:
     """Why this machine cannot start the cluster, or None."""
     missing = [p for p in (*DAEMONS, *CLIENTS) if find(p) is None]
     if missing:
-        return (f"SLURM not installed (no {', '.join(missing)}): "
-                "run `bash .ci/install-slurm.sh` (Debian: slurmctld slurmd slurm-client munge)")
+        return (
+            f"SLURM not installed (no {', '.join(missing)}): "
+            "run `bash .ci/install-slurm.sh` (Debian: slurmctld slurmd slurm-client munge)"
+        )
     if os.geteuid() != 0:
         return "slurmd of the one-node test cluster must run as root"
     return None
@@ -180,13 +184,21 @@ def slurm(tmp_path_factory) -> Iterator[Slurm]:
     srun.write_text(f'#!/bin/sh\nSLURM_CONF={conf} exec {find("srun")} "$@"\n')
     srun.chmod(0o755)
     # Jobs inherit this environment (sbatch --export=ALL): this Python's bin first on PATH.
-    path = os.pathsep.join([str(base / "bin"), str(Path(sys.executable).parent),
-                            os.environ.get("PATH", "")])
+    path = os.pathsep.join(
+        [str(base / "bin"), str(Path(sys.executable).parent), os.environ.get("PATH", "")]
+    )
     env = {**os.environ, "SLURM_CONF": str(conf), "PATH": path}
     commands = [
-        [find("munged"), "--foreground", "--force", f"--key-file={key}",
-         f"--socket={base}/munge/munge.sock", f"--pid-file={base}/munge/munged.pid",
-         f"--log-file={base}/log/munged.log", f"--seed-file={base}/munge/seed"],
+        [
+            find("munged"),
+            "--foreground",
+            "--force",
+            f"--key-file={key}",
+            f"--socket={base}/munge/munge.sock",
+            f"--pid-file={base}/munge/munged.pid",
+            f"--log-file={base}/log/munged.log",
+            f"--seed-file={base}/munge/seed",
+        ],
         [find("slurmctld"), "-D"],
         [find("slurmd"), "-D", "-N", node],
     ]
@@ -194,12 +206,19 @@ def slurm(tmp_path_factory) -> Iterator[Slurm]:
     started: list[subprocess.Popen] = []
     try:
         for command in commands:
-            started.append(subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
-                                            stderr=subprocess.DEVNULL))
+            started.append(
+                subprocess.Popen(
+                    command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+                )
+            )
             if command[0].endswith("munged"):
                 wait_for((base / "munge" / "munge.sock").exists, 30, "munged", cluster.logs)
-        wait_for(lambda: cluster.run("sinfo", "-h", "-o", "%T").stdout.strip() == "idle", 60,
-                 "the node to be idle", cluster.logs)
+        wait_for(
+            lambda: cluster.run("sinfo", "-h", "-o", "%T").stdout.strip() == "idle",
+            60,
+            "the node to be idle",
+            cluster.logs,
+        )
         yield cluster
     finally:
         if started:
@@ -213,8 +232,11 @@ def slurm(tmp_path_factory) -> Iterator[Slurm]:
 
 
 def chunk_files(store: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(store)): p.read_bytes() for p in sorted(store.rglob("*"))
-            if p.is_file() and p.name != ".snakemake_timestamp"}
+    return {
+        str(p.relative_to(store)): p.read_bytes()
+        for p in sorted(store.rglob("*"))
+        if p.is_file() and p.name != ".snakemake_timestamp"
+    }
 
 
 def assert_same_analysis(ours: ad.AnnData, reference: ad.AnnData) -> None:
@@ -226,15 +248,21 @@ def assert_same_analysis(ours: ad.AnnData, reference: ad.AnnData) -> None:
 
 def test_jobs_find_this_python_and_its_commands(slurm, tmp_path):
     out = tmp_path / "env.txt"
-    done = slurm.run("sbatch", "--wait", "--export=ALL", "-o", str(out), "--wrap",
-                     "for c in python snakemake dask chunkatlas; do command -v $c; done; "
-                     "python -c 'import chunkatlas, dask_jobqueue; print(chunkatlas.__file__)'",
-                     timeout=120)
+    done = slurm.run(
+        "sbatch",
+        "--wait",
+        "--export=ALL",
+        "-o",
+        str(out),
+        "--wrap",
+        "for c in python snakemake dask chunkatlas; do command -v $c; done; "
+        "python -c 'import chunkatlas, dask_jobqueue; print(chunkatlas.__file__)'",
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr + slurm.logs()
     found = out.read_text().split()
     here = Path(sys.executable).parent
-    assert found[:4] == [str(here / name) for name in ("python", "snakemake", "dask",
-                                                       "chunkatlas")]
+    assert found[:4] == [str(here / name) for name in ("python", "snakemake", "dask", "chunkatlas")]
     assert found[4] == str(REPO / "chunkatlas" / "__init__.py")
 
 
@@ -242,18 +270,32 @@ def test_workflow_on_slurm_equals_the_local_run(slurm, test_run, tmp_path):
     workdir, config = test_run
     start = time.monotonic()
     done = subprocess.run(
-        [*SNAKEMAKE, "--directory", str(tmp_path), "--profile", str(REPO / "profiles/slurm"),
-         "--configfile", str(REPO / "config/test.yaml"),
-         # polling every few seconds instead of the profile's 40 s keeps the test short
-         "--slurm-init-seconds-before-status-checks", "2"],
-        env=slurm.env, capture_output=True, text=True, timeout=900)
+        [
+            *SNAKEMAKE,
+            "--directory",
+            str(tmp_path),
+            "--profile",
+            str(REPO / "profiles/slurm"),
+            "--configfile",
+            str(REPO / "config/test.yaml"),
+            # polling every few seconds instead of the profile's 40 s keeps the test short
+            "--slurm-init-seconds-before-status-checks",
+            "2",
+        ],
+        env=slurm.env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-5000:] + slurm.logs()
     print(f"SLURM run of config/test.yaml: {time.monotonic() - start:.0f} s")
 
     submitted = SUBMITTED.findall(output)
-    rules = Counter(Path(log).relative_to(tmp_path / ".snakemake/slurm_logs").parts[0]
-                    for _, _, log in submitted)
+    rules = Counter(
+        Path(log).relative_to(tmp_path / ".snakemake/slurm_logs").parts[0]
+        for _, _, log in submitted
+    )
     local = local_rules()
     assert {"consolidate", "plot_pca", "summary"} <= local
     counts = job_counts(output)
@@ -277,9 +319,12 @@ def test_workflow_on_slurm_equals_the_local_run(slurm, test_run, tmp_path):
         for chunk in config["chunks"]:
             here = Path("results") / tissue / f"chunks-{chunk}"
             assert chunk_files(tmp_path / here / "store.zarr") == chunk_files(
-                workdir / here / "store.zarr")
-            assert_same_analysis(ad.read_zarr(tmp_path / here / "hvg_pca.zarr"),
-                                 ad.read_zarr(workdir / here / "hvg_pca.zarr"))
+                workdir / here / "store.zarr"
+            )
+            assert_same_analysis(
+                ad.read_zarr(tmp_path / here / "hvg_pca.zarr"),
+                ad.read_zarr(workdir / here / "hvg_pca.zarr"),
+            )
 
 
 def squeue_while(slurm: Slurm, seen: list[str]) -> None:
@@ -288,8 +333,9 @@ def squeue_while(slurm: Slurm, seen: list[str]) -> None:
     seen.extend(line for line in listed if line.split()[1].startswith("dask-worker"))
 
 
-def test_dask_workers_as_slurm_jobs_equal_the_local_cluster(slurm, consolidated, tmp_path,
-                                                           monkeypatch):
+def test_dask_workers_as_slurm_jobs_equal_the_local_cluster(
+    slurm, consolidated, tmp_path, monkeypatch
+):
     from chunkatlas import fused
     from chunkatlas.analyze import AnalysisParams, hvg_pca
     from chunkatlas.lazy import read_lazy
@@ -298,8 +344,11 @@ def test_dask_workers_as_slurm_jobs_equal_the_local_cluster(slurm, consolidated,
     params = AnalysisParams(flavor="seurat", n_top_genes=150, n_comps=20, engine="scanpy")
     for name, value in slurm.env.items():  # this process submits the worker jobs
         monkeypatch.setenv(name, value)
-    options = {"queue": "debug", "log_directory": str(tmp_path / "worker-logs"),
-               "start_timeout": 120}
+    options = {
+        "queue": "debug",
+        "log_directory": str(tmp_path / "worker-logs"),
+        "start_timeout": 120,
+    }
     results = {}
     seen: list[str] = []
     for cluster in ("local", "slurm"):
@@ -308,19 +357,29 @@ def test_dask_workers_as_slurm_jobs_equal_the_local_cluster(slurm, consolidated,
                 squeue_while(slurm, seen)
                 assert len(client.scheduler_info()["workers"]) == 2
             scanpy_result = hvg_pca(read_lazy(store, 200), params)
-            fused_result = fused.analyze(store, tmp_path / f"{cluster}.zarr", client=client,
-                                         rows=200, flavor="seurat", n_top_genes=150,
-                                         n_comps=20)
-        results[cluster] = (scanpy_result, ad.read_zarr(tmp_path / f"{cluster}.zarr"),
-                            fused_result)
+            fused_result = fused.analyze(
+                store,
+                tmp_path / f"{cluster}.zarr",
+                client=client,
+                rows=200,
+                flavor="seurat",
+                n_top_genes=150,
+                n_comps=20,
+            )
+        results[cluster] = (scanpy_result, ad.read_zarr(tmp_path / f"{cluster}.zarr"), fused_result)
     assert len(seen) == 2, seen  # two worker jobs, running while the analysis ran
     worker_jobs = [line.split()[0] for line in seen]
-    wait_for(lambda: not set(worker_jobs) & set(slurm.active_jobs()), 60,
-             "the worker jobs to be cancelled when the client closed")
+    wait_for(
+        lambda: not set(worker_jobs) & set(slurm.active_jobs()),
+        60,
+        "the worker jobs to be cancelled when the client closed",
+    )
     assert sorted(p.name for p in (tmp_path / "worker-logs").iterdir()) == sorted(
-        f"dask-worker-{job}.{ext}" for job in worker_jobs for ext in ("err", "out"))
-    for engine, ours, reference in zip(("scanpy", "fused"), results["slurm"][:2],
-                                       results["local"][:2], strict=False):
+        f"dask-worker-{job}.{ext}" for job in worker_jobs for ext in ("err", "out")
+    )
+    for engine, ours, reference in zip(
+        ("scanpy", "fused"), results["slurm"][:2], results["local"][:2], strict=False
+    ):
         print(f"checking engine {engine}")
         assert_same_analysis(ours, reference)
 
@@ -332,11 +391,16 @@ def test_slurm_options_from_the_config(tmp_path):
     assert filled["cluster"] == "local"
     options = SlurmOptions.from_mapping(filled["slurm"])
     assert options == SlurmOptions(log_directory="results/logs/dask-workers", start_timeout=600)
-    config["dask"].update(cluster="slurm", slurm={"queue": "short", "memory": "4GB",
-                                                   "job_extra_directives": ["--qos=low"]})
+    config["dask"].update(
+        cluster="slurm",
+        slurm={"queue": "short", "memory": "4GB", "job_extra_directives": ["--qos=low"]},
+    )
     options = SlurmOptions.from_mapping(validate_config(config, schema)["dask"]["slurm"])
     assert (options.queue, options.memory, options.job_extra_directives) == (
-        "short", "4GB", ("--qos=low",))
+        "short",
+        "4GB",
+        ("--qos=low",),
+    )
     config["dask"]["cluster"] = "kubernetes"
     with pytest.raises(ChunkatlasError, match="dask.cluster: 'kubernetes' is not one of"):
         validate_config(config, schema)
@@ -356,7 +420,13 @@ def test_slurm_cluster_errors_name_the_bad_value(monkeypatch, tmp_path):
 
 
 def test_worker_jobs_get_the_same_dask_settings():
-    lines = dask_environment({"distributed.worker.memory.spill": False,
-                              "distributed.admin.large-graph-warning-threshold": "10MB"})
-    assert lines == ["export DASK_DISTRIBUTED__WORKER__MEMORY__SPILL=False",
-                     "export DASK_DISTRIBUTED__ADMIN__LARGE_GRAPH_WARNING_THRESHOLD=10MB"]
+    lines = dask_environment(
+        {
+            "distributed.worker.memory.spill": False,
+            "distributed.admin.large-graph-warning-threshold": "10MB",
+        }
+    )
+    assert lines == [
+        "export DASK_DISTRIBUTED__WORKER__MEMORY__SPILL=False",
+        "export DASK_DISTRIBUTED__ADMIN__LARGE_GRAPH_WARNING_THRESHOLD=10MB",
+    ]

@@ -76,8 +76,12 @@ def test_end_to_end_outputs(test_run):
         assert {"hvg", "pca"} <= set(result.uns)
         assert result.obsm["X_pca"].shape[1] == config["analysis"]["n_comps"]
         assert (here / "pca.png").read_bytes()[:4] == b"\x89PNG"
-        assert_matches_reference(result, in_memory_reference(
-            store, "seurat", config["analysis"]["n_top_genes"], config["analysis"]["n_comps"]))
+        assert_matches_reference(
+            result,
+            in_memory_reference(
+                store, "seurat", config["analysis"]["n_top_genes"], config["analysis"]["n_comps"]
+            ),
+        )
 
 
 def test_summary_has_one_row_per_grid_point(test_run):

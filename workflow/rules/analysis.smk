@@ -5,23 +5,23 @@ rule analyze:
         manifest="results/{tissue}/chunks-{chunk}/store.manifest.json",
     output:
         result=directory("results/{tissue}/chunks-{chunk}/hvg_pca.zarr"),
-    params:
-        chunk=analysis_rows,
-        analysis=config["analysis"],
-        dask=config["dask"],
-        zarr_format=config["zarr_format"],
     log:
         "results/logs/analyze/{tissue}-{chunk}.log",
     benchmark:
         "results/benchmarks/analyze/{tissue}-{chunk}.tsv"
+    conda:
+        "../../envs/chunkatlas.yaml"
     threads: 2
     resources:
         mem_mb=lambda wildcards, threads, attempt: threads
         * config["dask"]["memory_mb_per_worker"]
         * attempt,
         runtime=runtime(60),
-    conda:
-        "../../envs/chunkatlas.yaml"
+    params:
+        chunk=analysis_rows,
+        analysis=config["analysis"],
+        dask=config["dask"],
+        zarr_format=config["zarr_format"],
     script:
         "../../scripts/analyze.py"
 
@@ -38,16 +38,16 @@ rule plot_pca:
             subcategory="{tissue}",
             labels={"tissue": "{tissue}", "chunk size": "{chunk}"},
         ),
-    params:
-        label_key=config["analysis"]["label_key"],
-        title=lambda wildcards: f"{TISSUES[wildcards.tissue]}, chunks of {wildcards.chunk}",
     log:
         "results/logs/plot_pca/{tissue}-{chunk}.log",
     localrule: True
+    conda:
+        "../../envs/chunkatlas.yaml"
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        "../../envs/chunkatlas.yaml"
+    params:
+        label_key=config["analysis"]["label_key"],
+        title=lambda wildcards: f"{TISSUES[wildcards.tissue]}, chunks of {wildcards.chunk}",
     script:
         "../../scripts/plot_pca.py"

@@ -4,16 +4,16 @@ if "demo_atlas" in config and config["source"]["kind"] == "soma":
         """Build the embedded, Census-shaped demo atlas (a TileDB-SOMA Experiment) from a seed."""
         output:
             atlas=directory(config["source"]["uri"]),
-        params:
-            spec=config["demo_atlas"],
         log:
             "results/logs/demo_atlas.log",
         benchmark:
             "results/benchmarks/demo_atlas.tsv"
+        conda:
+            "../../envs/chunkatlas.yaml"
         resources:
             mem_mb=lambda wildcards, attempt: 2000 * attempt,
             runtime=runtime(15),
-        conda:
-            "../../envs/chunkatlas.yaml"
+        params:
+            spec=config["demo_atlas"],
         script:
             "../../scripts/atlas.py"

@@ -6,7 +6,9 @@ from chunkatlas.config import load_schema, tissue_folders, validate_config
 from chunkatlas.errors import ChunkatlasError
 
 try:
-    _validated = validate_config(config, load_schema(workflow.source_path("../schemas/config.schema.yaml")))
+    _validated = validate_config(
+        config, load_schema(workflow.source_path("../schemas/config.schema.yaml"))
+    )
     TISSUES = tissue_folders(_validated["tissues"])  # folder name -> tissue name
 except ChunkatlasError as err:
     sys.exit(f"chunkatlas: error: {err}")

@@ -9,10 +9,10 @@ rule consolidate:
     benchmark:
         "results/benchmarks/consolidate/{tissue}-{chunk}.tsv"
     localrule: True
+    conda:
+        "../../envs/chunkatlas.yaml"
     resources:
         mem_mb=500,
         runtime=10,
-    conda:
-        "../../envs/chunkatlas.yaml"
     script:
         "../../scripts/consolidate.py"

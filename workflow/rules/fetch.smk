@@ -4,6 +4,16 @@ rule fetch:
         source=get_fetch_source,
     output:
         store=directory("results/{tissue}/fetched.zarr"),
+    log:
+        "results/logs/fetch/{tissue}.log",
+    benchmark:
+        "results/benchmarks/fetch/{tissue}.tsv"
+    conda:
+        "../../envs/chunkatlas.yaml"
+    threads: 1
+    resources:
+        mem_mb=lambda wildcards, attempt: 3000 * attempt,
+        runtime=runtime(60),
     params:
         tissue=lambda wildcards: TISSUES[wildcards.tissue],
         # tiledb_config may hold S3 keys: the script reads it from the config, not from params,
@@ -14,15 +24,5 @@ rule fetch:
             if k not in ("tiledb_config", "storage_options")
         },
         zarr_format=config["zarr_format"],
-    log:
-        "results/logs/fetch/{tissue}.log",
-    benchmark:
-        "results/benchmarks/fetch/{tissue}.tsv"
-    threads: 1
-    resources:
-        mem_mb=lambda wildcards, attempt: 3000 * attempt,
-        runtime=runtime(60),
-    conda:
-        "../../envs/chunkatlas.yaml"
     script:
         "../../scripts/fetch.py"

@@ -4,19 +4,19 @@ rule rechunk:
         store="results/{tissue}/fetched.zarr",
     output:
         store=directory("results/{tissue}/chunks-{chunk}/store.zarr"),
-    params:
-        chunk=lambda wildcards: int(wildcards.chunk),
-        dense_axis=config["rechunk"]["dense_axis"],
-        zarr_format=config["zarr_format"],
     log:
         "results/logs/rechunk/{tissue}-{chunk}.log",
     benchmark:
         "results/benchmarks/rechunk/{tissue}-{chunk}.tsv"
+    conda:
+        "../../envs/chunkatlas.yaml"
     threads: 1
     resources:
         mem_mb=mem_mb(1000, 0.5),
         runtime=runtime(30),
-    conda:
-        "../../envs/chunkatlas.yaml"
+    params:
+        chunk=lambda wildcards: int(wildcards.chunk),
+        dense_axis=config["rechunk"]["dense_axis"],
+        zarr_format=config["zarr_format"],
     script:
         "../../scripts/rechunk.py"

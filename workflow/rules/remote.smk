@@ -5,18 +5,18 @@ rule remote:
         manifest="results/{tissue}/chunks-{chunk}/store.manifest.json",
     output:
         table="results/{tissue}/chunks-{chunk}/remote.tsv",
-    params:
-        chunk=lambda wildcards: int(wildcards.chunk),
-        remote=config["remote"],
     log:
         "results/logs/remote/{tissue}-{chunk}.log",
     benchmark:
         "results/benchmarks/remote/{tissue}-{chunk}.tsv"
+    conda:
+        "../../envs/chunkatlas.yaml"
     threads: 1
     resources:
         mem_mb=mem_mb(1000, 2),
         runtime=runtime(30),
-    conda:
-        "../../envs/chunkatlas.yaml"
+    params:
+        chunk=lambda wildcards: int(wildcards.chunk),
+        remote=config["remote"],
     script:
         "../../scripts/remote.py"

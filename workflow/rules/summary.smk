@@ -4,9 +4,7 @@ rule summary:
         manifests=expand(
             "results/{tissue}/chunks-{chunk}/store.manifest.json", tissue=TISSUES, chunk=CHUNKS
         ),
-        results=expand(
-            "results/{tissue}/chunks-{chunk}/hvg_pca.zarr", tissue=TISSUES, chunk=CHUNKS
-        ),
+        results=expand("results/{tissue}/chunks-{chunk}/hvg_pca.zarr", tissue=TISSUES, chunk=CHUNKS),
         remote=expand(
             "results/{tissue}/chunks-{chunk}/remote.tsv",
             tissue=TISSUES,
@@ -43,16 +41,16 @@ rule summary:
             category="Chunk-size study",
             labels={"content": "remote requests and bytes"},
         ),
-    params:
-        points=grid_points(),
     log:
         "results/logs/summary.log",
     localrule: True
+    conda:
+        "../../envs/chunkatlas.yaml"
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        "../../envs/chunkatlas.yaml"
+    params:
+        points=grid_points(),
     script:
         "../../scripts/summary.py"
 
@@ -75,10 +73,10 @@ rule provenance:
     log:
         "results/logs/provenance.log",
     localrule: True
+    conda:
+        "../../envs/chunkatlas.yaml"
     resources:
         mem_mb=500,
         runtime=5,
-    conda:
-        "../../envs/chunkatlas.yaml"
     script:
         "../../scripts/provenance.py"
