@@ -16,6 +16,7 @@ from chunkatlas import fused
 from chunkatlas.analyze import AnalysisParams, analyze_store
 from chunkatlas.cluster import dask_client
 from chunkatlas.errors import ChunkatlasError
+from chunkatlas.fused import hvg, kernels, passes, pca, plan, tasks
 
 from .oracle import assert_matches_reference, in_memory_reference
 
@@ -101,9 +102,9 @@ def test_row_sums_and_column_moments_match_numpy(dtype):
     rng = np.random.default_rng(0)
     x = random_csr(rng, 50, 30, dtype=dtype)
     np.testing.assert_array_equal(
-        fused._row_sums(x.indptr, x.data), np.asarray(x.sum(axis=1), dtype=np.float64).ravel()
+        kernels._row_sums(x.indptr, x.data), np.asarray(x.sum(axis=1), dtype=np.float64).ravel()
     )
-    sums, squares, stored = fused._column_moments(x.indices, x.data, 30)
+    sums, squares, stored = kernels._column_moments(x.indices, x.data, 30)
     dense = x.toarray()
     np.testing.assert_allclose(sums, dense.sum(axis=0, dtype=np.float64), rtol=1e-12)
     # squares are taken in the values' own type, as scanpy's kernel does
@@ -115,7 +116,7 @@ def test_clipped_moments_match_numpy():
     rng = np.random.default_rng(1)
     x = random_csr(rng, 40, 20)
     clip = rng.uniform(1, 50, 20)
-    sums, squares = fused._clipped_moments(x.indices, x.data, clip)
+    sums, squares = kernels._clipped_moments(x.indices, x.data, clip)
     dense = np.minimum(x.toarray().astype(np.float64), clip)
     np.testing.assert_allclose(sums, dense.sum(axis=0), rtol=1e-12)
     np.testing.assert_allclose(squares, (dense**2).sum(axis=0), rtol=1e-12)
@@ -125,12 +126,12 @@ def test_clipped_moments_match_numpy():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_normalized_values_are_scanpys_bit_for_bit(kind, dtype):
     rng = np.random.default_rng(2)
-    x = random_csr(rng, 60, 40, dtype=dtype, high=3 * fused.TABLE_COUNTS)  # table and beyond
+    x = random_csr(rng, 60, 40, dtype=dtype, high=3 * kernels.TABLE_COUNTS)  # table and beyond
     scale = rng.uniform(0.2, 3.0, 60).astype(dtype)
     expected = np.log1p(x.data / np.repeat(scale, np.diff(x.indptr)))
     if kind == "log1p_expm1":
         expected = np.expm1(expected)
-    got = fused.normalized_values(x.indptr, x.data, scale, kind)
+    got = kernels.normalized_values(x.indptr, x.data, scale, kind)
     assert got.dtype == dtype
     np.testing.assert_array_equal(got, expected)
 
@@ -143,17 +144,17 @@ def test_unsorted_rows_are_sorted_for_the_gram_kernel():
         order = rng.permutation(x.indptr[r + 1] - x.indptr[r]) + x.indptr[r]
         shuffled_cols[x.indptr[r] : x.indptr[r + 1]] = x.indices[order]
         shuffled_vals[x.indptr[r] : x.indptr[r + 1]] = x.data[order]
-    fused._sort_rows(x.indptr, shuffled_cols, shuffled_vals)
+    kernels._sort_rows(x.indptr, shuffled_cols, shuffled_vals)
     np.testing.assert_array_equal(shuffled_cols, x.indices)
     np.testing.assert_array_equal(shuffled_vals, x.data)
 
 
 def test_row_batches_cover_all_rows():
     row_ptr = np.array([0, 5, 5, 9, 30, 31, 40, 40])
-    batches = fused.row_batches(row_ptr, 10)
+    batches = tasks.row_batches(row_ptr, 10)
     assert batches[0][0] == 0 and batches[-1][1] == 7
     assert all(a[1] == b[0] for a, b in zip(batches[:-1], batches[1:], strict=True))
-    assert fused.row_batches(np.array([0]), 10) == []
+    assert tasks.row_batches(np.array([0]), 10) == []
 
 
 def test_select_columns_matches_scipy_indexing():
@@ -162,7 +163,7 @@ def test_select_columns_matches_scipy_indexing():
     keep = np.sort(rng.choice(25, 9, replace=False))
     position = np.full(25, -1, dtype=np.int32)
     position[keep] = np.arange(9)
-    row_ptr, cols, vals = fused._select_columns(x.indptr, x.indices, x.data, position)
+    row_ptr, cols, vals = kernels._select_columns(x.indptr, x.indices, x.data, position)
     np.testing.assert_array_equal(
         sp.csr_matrix((vals, cols, row_ptr), shape=(30, 9)).toarray(), x[:, keep].toarray()
     )
@@ -171,18 +172,18 @@ def test_select_columns_matches_scipy_indexing():
 @pytest.mark.parametrize("dense", [False, True])
 def test_gram_update_matches_dense_product(dense):
     rng = np.random.default_rng(4)
-    width = 2 * fused.GRAM_TILE + 5  # several tiles, the last one partial
-    x = random_csr(rng, 2 * fused.DENSE_BLOCK_ROWS + 7, width, density=0.05)
+    width = 2 * kernels.GRAM_TILE + 5  # several tiles, the last one partial
+    x = random_csr(rng, 2 * kernels.DENSE_BLOCK_ROWS + 7, width, density=0.05)
     gram = np.zeros((width, width))
-    fused.gram_update(x.indptr.astype(np.int64), x.indices, x.data, gram, dense=dense)
+    kernels.gram_update(x.indptr.astype(np.int64), x.indices, x.data, gram, dense=dense)
     dense_x = x.toarray().astype(np.float64)
-    np.testing.assert_allclose(fused.symmetric(gram), dense_x.T @ dense_x, rtol=1e-10)
+    np.testing.assert_allclose(kernels.symmetric(gram), dense_x.T @ dense_x, rtol=1e-10)
 
 
 def test_pca_from_gram_is_sklearns_pca():
     rng = np.random.default_rng(5)
     x = rng.normal(size=(300, 8)) * np.arange(8, 0, -1)
-    fit = fused.pca_from_gram(x.T @ x, x.sum(axis=0), 300, 3)  # overwrites its first argument
+    fit = pca.pca_from_gram(x.T @ x, x.sum(axis=0), 300, 3)  # overwrites its first argument
     cov = np.cov(x, rowvar=False)
     values, vectors = np.linalg.eigh(cov)
     np.testing.assert_allclose(fit.variance, values[::-1][:3], rtol=1e-10)
@@ -197,7 +198,7 @@ def test_top_eigenpairs_lanczos_agrees_with_lapack():
     rng = np.random.default_rng(6)
     a = rng.normal(size=(700, 520))
     matrix = a.T @ a
-    values, vectors = fused.top_eigenpairs(matrix, 10)  # 520 > 500: the Lanczos path
+    values, vectors = pca.top_eigenpairs(matrix, 10)  # 520 > 500: the Lanczos path
     full, basis = np.linalg.eigh(matrix)
     np.testing.assert_allclose(values, full[::-1][:10], rtol=1e-10)
     np.testing.assert_allclose(
@@ -211,7 +212,7 @@ def test_blocks_cover_every_value_once(rows, chunk):
     x = random_csr(rng, 120, 30, density=0.1)
     x[[5, 6, 50]] = 0  # empty cells, possibly on block boundaries
     x.eliminate_zeros()
-    layout = fused.Layout(
+    layout = plan.Layout(
         "x",
         120,
         30,
@@ -221,7 +222,7 @@ def test_blocks_cover_every_value_once(rows, chunk):
         data_chunk=chunk,
         indptr=x.indptr.astype(np.int64),
     )
-    blocks = fused.plan_blocks(layout, rows)
+    blocks = plan.plan_blocks(layout, rows)
     assert blocks[0].entry_start == 0 and blocks[-1].entry_stop == x.nnz
     row_sums = np.zeros(120)
     for before, after in zip(blocks[:-1], blocks[1:], strict=True):
@@ -230,7 +231,7 @@ def test_blocks_cover_every_value_once(rows, chunk):
     for block in blocks:
         assert (block.entry_start % chunk == 0) or chunk > rows * x.nnz / 120
         piece = x.data[block.entry_start : block.entry_stop]
-        row_sums[block.row_start : block.row_stop] += fused._row_sums(block.row_ptr, piece)
+        row_sums[block.row_start : block.row_stop] += kernels._row_sums(block.row_ptr, piece)
     np.testing.assert_array_equal(row_sums, np.asarray(x.sum(axis=1)).ravel())
 
 
@@ -240,7 +241,7 @@ def test_row_writer_adds_shared_rows_and_fills_empty_ones(tmp_path):
     array = zarr.open_array(
         tmp_path / "a.zarr", mode="w", shape=(10, 2), chunks=(3, 2), dtype="float32"
     )
-    writer = fused.RowWriter(array, np.array([1.0, 1.0]))
+    writer = passes.RowWriter(array, np.array([1.0, 1.0]))
     writer.add(1, np.ones((3, 2)))  # rows 1-3, row 3 shared
     writer.add(3, np.ones((2, 2)))  # rows 3-4
     writer.add(4, np.ones((1, 2)))  # row 4 again (a row spread over three blocks)
@@ -325,12 +326,12 @@ def test_one_cell_per_task_unexpressed_genes_and_empty_cells(client, tmp_path, f
 
 def test_keep_blocks_fills_the_budget_in_order():
     blocks = [
-        fused.Block(0, 10, 0, 100),
-        fused.Block(10, 20, 100, 300),
-        fused.Block(20, 30, 300, 400),
+        plan.Block(0, 10, 0, 100),
+        plan.Block(10, 20, 100, 300),
+        plan.Block(20, 30, 300, 400),
     ]
-    np.testing.assert_array_equal(fused.keep_blocks(blocks, 40.0, 30.0), [True, True, False])
-    np.testing.assert_array_equal(fused.keep_blocks(blocks, 40.0, 0.0), [False, False, False])
+    np.testing.assert_array_equal(passes.keep_blocks(blocks, 40.0, 30.0), [True, True, False])
+    np.testing.assert_array_equal(passes.keep_blocks(blocks, 40.0, 0.0), [False, False, False])
 
 
 def test_keeping_or_rereading_hvg_values_and_dense_x_agree(client, tmp_path, monkeypatch):
@@ -355,10 +356,10 @@ def test_keeping_or_rereading_hvg_values_and_dense_x_agree(client, tmp_path, mon
         flavor="seurat",
         n_top_genes=50,
         n_comps=8,
-        keep_mb=0,
+        keep_budget_mb=0,
     )
     with monkeypatch.context() as patch:  # every other task keeps its values
-        patch.setattr(fused, "keep_blocks", lambda blocks, *_: np.arange(len(blocks)) % 2 == 0)
+        patch.setattr(passes, "keep_blocks", lambda blocks, *_: np.arange(len(blocks)) % 2 == 0)
         partly = run_fused(
             client,
             sparse_store,
@@ -391,10 +392,10 @@ def test_hvg_tables_equal_scanpys_on_the_same_moments():
     adata = ad.AnnData(sp.csr_matrix(counts))
     v3 = sc.pp.highly_variable_genes(adata, flavor="seurat_v3", n_top_genes=40, inplace=False)
     x = adata.X
-    mean, var = fused.mean_var(*fused._column_moments(x.indices, x.data, 150)[:2], 400)
-    reg_std, clip = fused.seurat_v3_clip(mean, var, 400)
-    table = fused.seurat_v3_table(
-        mean, var, reg_std, *fused._clipped_moments(x.indices, x.data, clip), 400, 40
+    mean, var = hvg.mean_var(*kernels._column_moments(x.indices, x.data, 150)[:2], 400)
+    reg_std, clip = hvg.seurat_v3_clip(mean, var, 400)
+    table = hvg.seurat_v3_table(
+        mean, var, reg_std, *kernels._clipped_moments(x.indices, x.data, clip), 400, 40
     )
     for column in table.columns:
         np.testing.assert_array_equal(table[column].to_numpy(), v3[column].to_numpy())
@@ -403,8 +404,8 @@ def test_hvg_tables_equal_scanpys_on_the_same_moments():
     for flavor in ("seurat", "cell_ranger"):
         expected = sc.pp.highly_variable_genes(adata, flavor=flavor, n_top_genes=40, inplace=False)
         values = adata.X.data if flavor == "cell_ranger" else np.expm1(adata.X.data)
-        sums, squares, _ = fused._column_moments(adata.X.indices, values, 150)
-        table = fused.dispersion_table(*fused.mean_var(sums, squares, 400), flavor, 40)
+        sums, squares, _ = kernels._column_moments(adata.X.indices, values, 150)
+        table = hvg.dispersion_table(*hvg.mean_var(sums, squares, 400), flavor, 40)
         for column in table.columns:  # inplace=False leaves dispersions_norm in float64
             theirs = expected[column].to_numpy().astype(table[column].dtype)
             np.testing.assert_array_equal(table[column].to_numpy(), theirs, err_msg=column)
