@@ -1,10 +1,10 @@
 rule analyze:
     """normalize_total, log1p, highly-variable genes and PCA on a Dask cluster, {chunk} cells per task."""
     input:
-        store="results/{tissue}/chunks-{chunk}/store.zarr",
-        manifest="results/{tissue}/chunks-{chunk}/store.manifest.json",
+        store=f"{GRID}/store.zarr",
+        manifest=f"{GRID}/store.manifest.json",
     output:
-        result=directory("results/{tissue}/chunks-{chunk}/hvg_pca.zarr"),
+        result=directory(f"{GRID}/hvg_pca.zarr"),
     log:
         "results/logs/analyze/{tissue}-{chunk}.log",
     benchmark:
@@ -29,10 +29,10 @@ rule analyze:
 rule plot_pca:
     """PC1 against PC2, the ten commonest cell types in colour."""
     input:
-        result="results/{tissue}/chunks-{chunk}/hvg_pca.zarr",
+        result=f"{GRID}/hvg_pca.zarr",
     output:
         plot=report(
-            "results/{tissue}/chunks-{chunk}/pca.png",
+            f"{GRID}/pca.png",
             caption="../report/pca.rst",
             category="PCA",
             subcategory="{tissue}",

@@ -27,12 +27,12 @@ wildcard_constraints:
 def grid_outputs():
     """Every per-tissue x chunk output of the default target."""
     outputs = [
-        "results/{tissue}/chunks-{chunk}/store.manifest.json",
-        "results/{tissue}/chunks-{chunk}/hvg_pca.zarr",
-        "results/{tissue}/chunks-{chunk}/pca.png",
+        f"{GRID}/store.manifest.json",
+        f"{GRID}/hvg_pca.zarr",
+        f"{GRID}/pca.png",
     ]
     if config["remote"]["enabled"]:
-        outputs.append("results/{tissue}/chunks-{chunk}/remote.tsv")
+        outputs.append(f"{GRID}/remote.tsv")
     return expand(outputs, tissue=TISSUES, chunk=CHUNKS)
 
 
@@ -92,11 +92,8 @@ def grid_points():
                     result=f"{here}/hvg_pca.zarr",
                     remote=f"{here}/remote.tsv" if config["remote"]["enabled"] else None,
                     benchmarks={
-                        "fetch": f"results/benchmarks/fetch/{folder}.tsv",
-                        "rechunk": f"results/benchmarks/rechunk/{folder}-{chunk}.tsv",
-                        "consolidate": f"results/benchmarks/consolidate/{folder}-{chunk}.tsv",
-                        "analyze": f"results/benchmarks/analyze/{folder}-{chunk}.tsv",
-                        "remote": f"results/benchmarks/remote/{folder}-{chunk}.tsv",
+                        step: str(getattr(rules, step).benchmark).format(tissue=folder, chunk=chunk)
+                        for step in ("fetch", "rechunk", "consolidate", "analyze", "remote")
                     },
                 )
             )

@@ -1,9 +1,9 @@
 rule consolidate:
     """Consolidate the store's metadata and write its manifest (the store's completion record)."""
     input:
-        store="results/{tissue}/chunks-{chunk}/store.zarr",
+        store=f"{GRID}/store.zarr",
     output:
-        manifest="results/{tissue}/chunks-{chunk}/store.manifest.json",
+        manifest=f"{GRID}/store.manifest.json",
     log:
         "results/logs/consolidate/{tissue}-{chunk}.log",
     benchmark:

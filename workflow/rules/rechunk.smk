@@ -3,7 +3,7 @@ rule rechunk:
     input:
         store="results/{tissue}/fetched.zarr",
     output:
-        store=directory("results/{tissue}/chunks-{chunk}/store.zarr"),
+        store=directory(f"{GRID}/store.zarr"),
     log:
         "results/logs/rechunk/{tissue}-{chunk}.log",
     benchmark:

@@ -1,10 +1,10 @@
 rule remote:
     """Serve the store over HTTP on loopback and count requests, bytes and seconds per access pattern."""
     input:
-        store="results/{tissue}/chunks-{chunk}/store.zarr",
-        manifest="results/{tissue}/chunks-{chunk}/store.manifest.json",
+        store=f"{GRID}/store.zarr",
+        manifest=f"{GRID}/store.manifest.json",
     output:
-        table="results/{tissue}/chunks-{chunk}/remote.tsv",
+        table=f"{GRID}/remote.tsv",
     log:
         "results/logs/remote/{tissue}-{chunk}.log",
     benchmark:

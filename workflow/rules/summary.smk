@@ -1,12 +1,10 @@
 rule summary:
     """One row per tissue x chunk size: sizes, HVGs, remote costs, seconds and memory per step."""
     input:
-        manifests=expand(
-            "results/{tissue}/chunks-{chunk}/store.manifest.json", tissue=TISSUES, chunk=CHUNKS
-        ),
-        results=expand("results/{tissue}/chunks-{chunk}/hvg_pca.zarr", tissue=TISSUES, chunk=CHUNKS),
+        manifests=expand(f"{GRID}/store.manifest.json", tissue=TISSUES, chunk=CHUNKS),
+        results=expand(f"{GRID}/hvg_pca.zarr", tissue=TISSUES, chunk=CHUNKS),
         remote=expand(
-            "results/{tissue}/chunks-{chunk}/remote.tsv",
+            f"{GRID}/remote.tsv",
             tissue=TISSUES,
             chunk=CHUNKS if config["remote"]["enabled"] else [],
         ),
