@@ -94,6 +94,7 @@ def test_cli_error_redacts_credentials(tmp_path):
     assert "https://***@host/x.zarr" in done.stderr.splitlines()[-1]
 
 
+@pytest.mark.workflow
 def test_snakemake_job_with_bad_input_fails_with_one_line_and_no_output(tmp_path):
     import yaml
 
@@ -124,6 +125,7 @@ def test_profiles_never_keep_incomplete_outputs():
         assert not settings.get("keep-incomplete"), profile
 
 
+@pytest.mark.workflow
 def test_secrets_in_config_never_reach_outputs_or_logs(tmp_path):
     import yaml
 

@@ -25,6 +25,8 @@ from chunkatlas.serve import stop_process
 
 from .conftest import REPO, snakemake
 
+pytestmark = pytest.mark.servers
+
 BIN = Path(sys.executable).parent  # the dask and chunkatlas commands of this environment
 
 

@@ -23,6 +23,8 @@ from chunkatlas.manifest import consolidate_store, verify_store
 
 from .conftest import REPO, SNAKEMAKE
 
+pytestmark = pytest.mark.slow
+
 CLI = [sys.executable, "-m", "chunkatlas.cli"]
 
 

@@ -109,6 +109,7 @@ def test_wider_chunks_mean_fewer_requests_but_more_bytes_for_a_gene_panel(pbmc_f
     assert costs[25]["bytes"] > costs[5]["bytes"]
 
 
+@pytest.mark.servers
 def test_nginx_and_aiohttp_count_the_same(gene_chunked):
     store, _, _ = gene_chunked
     ours = measure_store(store, 100, server="aiohttp")
@@ -218,6 +219,7 @@ def test_remote_store_without_manifest_is_refused(consolidated, tmp_path):
         open_remote_group(f"{url}/lonely.zarr", FAST)
 
 
+@pytest.mark.servers
 def test_fetch_reads_an_anndata_store_over_http(consolidated, tmp_path):
     store, _ = consolidated
     with nginx_serving(store.parent, tmp_path / "log.jsonl") as url:
@@ -227,6 +229,7 @@ def test_fetch_reads_an_anndata_store_over_http(consolidated, tmp_path):
     np.testing.assert_array_equal(local_x(tmp_path / "copy.zarr"), local_x(store))
 
 
+@pytest.mark.servers
 def test_fetch_reads_h5ad_over_http(consolidated, tmp_path):
     store, _ = consolidated
     adata = ad.read_zarr(store)

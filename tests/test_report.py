@@ -16,6 +16,8 @@ from PIL import Image
 
 from .conftest import REPO, snakemake
 
+pytestmark = pytest.mark.workflow
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = [
     "--headless",

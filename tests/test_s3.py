@@ -17,6 +17,8 @@ from chunkatlas.lazy import read_lazy
 from chunkatlas.remote import CredentialsRefused, RemoteSettings, open_remote_group
 from chunkatlas.serve import free_port
 
+pytestmark = pytest.mark.servers
+
 REGION = "us-west-2"
 
 

@@ -31,6 +31,8 @@ from chunkatlas.serve import stop_process
 
 from .conftest import REPO, SNAKEMAKE
 
+pytestmark = [pytest.mark.servers, pytest.mark.workflow]
+
 DAEMONS = ("munged", "slurmctld", "slurmd")
 CLIENTS = ("sbatch", "squeue", "srun", "scontrol", "sinfo", "scancel")
 SUBMITTED = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+) \(log: (\S+?)\)\.")

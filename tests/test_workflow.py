@@ -15,6 +15,8 @@ import zarr
 from .conftest import REPO, snakemake
 from .oracle import assert_matches_reference, in_memory_reference
 
+pytestmark = pytest.mark.workflow
+
 PER_GRID_POINT = ("rechunk", "consolidate", "analyze", "plot_pca")
 
 
