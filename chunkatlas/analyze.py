@@ -21,6 +21,7 @@ from chunkatlas.checks import check_counts
 from chunkatlas.cluster import dask_client
 from chunkatlas.config import engine_flavor_problem
 from chunkatlas.errors import ChunkatlasError
+from chunkatlas.fused.hvg import bins_explained
 from chunkatlas.logs import timed
 from chunkatlas.storeio import DEFAULT_ZARR_FORMAT, new_zarr_store
 
@@ -60,17 +61,8 @@ def select_hvgs(adata: ad.AnnData, params: AnalysisParams, seconds: dict[str, fl
     import scanpy as sc
 
     detail = f"flavor {params.flavor}, n_top_genes {params.n_top_genes}"
-    with timed("highly_variable_genes", seconds, detail):
-        try:
-            sc.pp.highly_variable_genes(adata, flavor=params.flavor, n_top_genes=params.n_top_genes)
-        except ValueError as err:
-            if "Bin edges must be unique" not in str(err):
-                raise
-            # scanpy's cell_ranger bins genes by mean deciles; unexpressed genes collapse them
-            raise ChunkatlasError(
-                f"HVG flavor {params.flavor!r} failed: too many genes without counts to form "
-                "its mean-expression bins; use flavor 'seurat'"
-            ) from None
+    with timed("highly_variable_genes", seconds, detail), bins_explained(params.flavor):
+        sc.pp.highly_variable_genes(adata, flavor=params.flavor, n_top_genes=params.n_top_genes)
 
 
 def hvg_pca(

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -46,8 +48,16 @@ def mean_bins(means: pd.Series, flavor: str) -> pd.Series:
         bins = N_BINS
     else:
         bins = np.r_[-np.inf, np.percentile(means, np.arange(10, 105, 5)), np.inf]
-    try:
+    with bins_explained(flavor):
         return pd.cut(means, bins=bins)
+
+
+@contextmanager
+def bins_explained(flavor: str) -> Iterator[None]:
+    """pandas' "Bin edges must be unique" said in one line: cell_ranger bins genes by mean
+    deciles, which unexpressed genes collapse (scanpy's own and this engine's binning alike)."""
+    try:
+        yield
     except ValueError as err:
         if "Bin edges must be unique" not in str(err):
             raise
