@@ -43,7 +43,15 @@ def _save_panels(panels: list[tuple[tuple, tuple]], title: str, out: str | os.Pa
 
 
 def plot_remote(remote: pd.DataFrame, out: str | os.PathLike) -> None:
-    """Requests and bytes per access pattern (columns) against chunk size."""
+    """Requests and bytes per access pattern (columns) against chunk size; with no
+    measurements (remote accounting off), a figure that says so in their place."""
+    if remote.empty:
+        fig, ax = plt.subplots(figsize=(5, 2))
+        ax.text(0.5, 0.5, "remote accounting disabled (remote.enabled: false)", ha="center")
+        ax.axis("off")
+        fig.savefig(out)
+        plt.close(fig)
+        return
     patterns = [
         p
         for p in ("one_gene", "fifty_genes", "cell_block", "all_x", "open")

@@ -13,16 +13,7 @@ def main(snakemake):
     remote.to_csv(snakemake.output.remote, sep="\t", index=False)
     plot_steps(summary, snakemake.output.steps)
     plot_store_size(summary, snakemake.output.store_size)
-    if len(remote):
-        plot_remote(remote, snakemake.output.remote_plot)
-    else:  # remote accounting switched off: say so in the figure's place
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(5, 2))
-        ax.text(0.5, 0.5, "remote accounting disabled (remote.enabled: false)", ha="center")
-        ax.axis("off")
-        fig.savefig(snakemake.output.remote_plot)
-        plt.close(fig)
+    plot_remote(remote, snakemake.output.remote_plot)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ import pytest
 from PIL import Image
 
 from chunkatlas.errors import ChunkatlasError
+from chunkatlas.figures import plot_remote
 from chunkatlas.plot import OTHER, plot_pca, top_labels
 from chunkatlas.summary import read_benchmark
 
@@ -48,3 +49,11 @@ def test_read_benchmark_averages_repeats(tmp_path):
     path = tmp_path / "b.tsv"
     path.write_text("s\th:m:s\tmax_rss\tmax_vms\n2.0\t0:00:02\t100.0\t1\n4.0\t0:00:04\t300.0\t1\n")
     assert read_benchmark(path) == {"seconds": 3.0, "max_rss_mb": 200.0}
+
+
+def test_plot_remote_without_measurements_says_why(tmp_path):
+    empty = pd.DataFrame(columns=["tissue", "chunk", "pattern", "requests", "bytes", "seconds"])
+    plot_remote(empty, tmp_path / "remote.png")
+    with Image.open(tmp_path / "remote.png") as image:
+        pixels = np.asarray(image.convert("L"))
+    assert (pixels < 128).any()  # the sentence is drawn, not an empty canvas
