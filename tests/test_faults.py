@@ -52,23 +52,26 @@ def wait_for(predicate, timeout: float, what: str) -> None:
         time.sleep(0.05)
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2, 3])
-def test_rechunk_killed_at_random_points_leaves_nothing_readable(big_source, tmp_path, seed):
-    dest = tmp_path / "store.zarr"
-    writer = subprocess.Popen(
-        [*CLI, "rechunk", str(big_source), str(dest), "--chunk", "40"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    # Kill once the writer has started writing (its temporary exists), at a random moment.
+def kill_writer_at_random(argv: list[str], dest: Path, seed: int, max_delay: float) -> None:
+    """Start the writer of ``dest``; once it writes (its temporary exists), kill it at a random
+    moment within ``max_delay`` seconds."""
+    writer = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for(
-        lambda: any(tmp_path.glob(".store.zarr.tmp-*")) or writer.poll() is not None,
+        lambda: any(dest.parent.glob(f".{dest.name}.tmp-*")) or writer.poll() is not None,
         120,
         "the writer to start",
     )
-    time.sleep(random.Random(seed).uniform(0.0, 1.5))
+    time.sleep(random.Random(seed).uniform(0.0, max_delay))
     writer.send_signal(signal.SIGKILL)
     writer.wait()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_rechunk_killed_at_random_points_leaves_nothing_readable(big_source, tmp_path, seed):
+    dest = tmp_path / "store.zarr"
+    kill_writer_at_random(
+        [*CLI, "rechunk", str(big_source), str(dest), "--chunk", "40"], dest, seed, 1.5
+    )
     if dest.exists():  # finished before the kill: then it must be whole
         consolidate_store(dest, tmp_path / "m.json")
         np.testing.assert_array_equal(
@@ -92,19 +95,9 @@ def test_rechunk_killed_at_random_points_leaves_nothing_readable(big_source, tmp
 @pytest.mark.parametrize("seed", [0, 1])
 def test_fetch_killed_at_random_points_leaves_nothing(atlas, tmp_path, seed):
     dest = tmp_path / "lung.zarr"
-    writer = subprocess.Popen(
-        [*CLI, "fetch", atlas, "lung", str(dest), "--chunk-rows", "20"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    kill_writer_at_random(
+        [*CLI, "fetch", atlas, "lung", str(dest), "--chunk-rows", "20"], dest, seed, 0.5
     )
-    wait_for(
-        lambda: any(tmp_path.glob(".lung.zarr.tmp-*")) or writer.poll() is not None,
-        120,
-        "the writer to start",
-    )
-    time.sleep(random.Random(seed).uniform(0.0, 0.5))
-    writer.send_signal(signal.SIGKILL)
-    writer.wait()
     if not dest.exists():
         with pytest.raises(ChunkatlasError, match="store not found"):
             read_lazy(dest, 100)

@@ -70,7 +70,7 @@ def test_consolidate_refuses_incomplete_store(each_format, tmp_path):
     else:  # v3 keeps the consolidated metadata inside the root's zarr.json
         raw.pop("consolidated_metadata", None)
         (copy / metadata).write_text(json.dumps(raw))
-    (copy / "X" / "indices" / chunk_key(store, "X/data", 0)).unlink()
+    (copy / "X" / "indices" / chunk_key(store, "X/indices", 0)).unlink()
     with pytest.raises(ChunkatlasError, match="missing chunks of: X/indices"):
         consolidate_store(copy, tmp_path / "m.json")
     assert not (tmp_path / "m.json").exists()
@@ -80,14 +80,14 @@ def test_consolidate_refuses_incomplete_store(each_format, tmp_path):
 def damaged_copy(store, tmp_path, change):
     copy = tmp_path / "copy.zarr"
     shutil.copytree(store, copy)
-    change(copy / "X" / "indices" / chunk_key(store, "X/data", 2))
+    change(copy / "X" / "indices" / chunk_key(store, "X/indices", 2))
     return copy
 
 
 def test_verify_names_a_truncated_chunk(each_format, tmp_path):
     store, manifest = each_format
     copy = damaged_copy(store, tmp_path, lambda p: p.write_bytes(p.read_bytes()[:-7]))
-    key = chunk_key(store, "X/data", 2)
+    key = chunk_key(store, "X/indices", 2)
     needle = rf"array 'X/indices' chunk '{key}' is \d+ bytes, manifest says \d+ \(truncated"
     with pytest.raises(ChunkatlasError, match=needle):
         verify_store(copy, manifest)
@@ -102,7 +102,7 @@ def test_verify_names_a_corrupt_chunk_of_the_same_size(each_format, tmp_path):
         p.write_bytes(bytes(raw))
 
     copy = damaged_copy(store, tmp_path, flip)
-    key = chunk_key(store, "X/data", 2)
+    key = chunk_key(store, "X/indices", 2)
     needle = f"array 'X/indices' chunk '{key}' fails its checksum"
     with pytest.raises(ChunkatlasError, match=needle):
         verify_store(copy, manifest)
