@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from chunkatlas import __version__
+from chunkatlas.storeio import DEFAULT_ZARR_FORMAT, ZARR_FORMATS
 
 
 def positive_int(text: str) -> int:
@@ -90,8 +91,8 @@ def add_zarr_format(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--zarr-format",
         type=int,
-        choices=(2, 3),
-        default=3,
+        choices=ZARR_FORMATS,
+        default=DEFAULT_ZARR_FORMAT,
         help="zarr format of the store written (default 3; 2 for older readers)",
     )
 

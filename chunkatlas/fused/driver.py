@@ -13,6 +13,7 @@ import zarr
 
 from chunkatlas.fused.passes import KEEP_MB, FusedResult, run_passes
 from chunkatlas.fused.plan import Layout, open_layout, plan_blocks, work_dtype
+from chunkatlas.storeio import DEFAULT_ZARR_FORMAT, new_zarr_store
 
 if TYPE_CHECKING:  # the workers never import pandas or scipy.sparse: they start faster
     import pandas as pd
@@ -75,7 +76,7 @@ def analyze(
     uns: dict | None = None,
     keep_budget_mb: float = KEEP_MB,
     frames: Future | None = None,
-    zarr_format: int = 3,
+    zarr_format: int = DEFAULT_ZARR_FORMAT,
 ):
     """Analyze the AnnData store ``store`` on the Dask cluster of ``client``; write ``out``.
 
@@ -83,7 +84,6 @@ def analyze(
     None: read obs and var while the passes run.
     Returns the result as an AnnData whose ``obsm['X_pca']`` is a Dask array over ``out``.
     """
-    from chunkatlas.storeio import new_zarr_store
 
     layout = layout or open_layout(store)
     blocks = plan_blocks(layout, rows)

@@ -12,7 +12,7 @@ import numpy as np
 import zarr
 
 from chunkatlas.checks import refuse_problems
-from chunkatlas.config import FLAVORS as CONFIG_FLAVORS
+from chunkatlas.config import FLAVORS
 from chunkatlas.errors import ChunkatlasError
 from chunkatlas.fused.hvg import dispersion_table, mean_var, seurat_v3_clip, seurat_v3_table
 from chunkatlas.fused.pca import PcaFit, pca_from_gram
@@ -34,7 +34,6 @@ if TYPE_CHECKING:  # the workers never import pandas or scipy.sparse: they start
     import pandas as pd
 
 
-FLAVORS = CONFIG_FLAVORS["fused"]
 #: Default memory (all workers together) for keeping the HVG values between Gram and projection.
 KEEP_MB = 128
 
@@ -72,9 +71,10 @@ def library_scale(library: np.ndarray, dtype: np.dtype) -> np.ndarray:
     with counts (scanpy 1.12 leaves empty cells out of the median), in X's float type, 1 for
     empty cells (scanpy's in-memory arithmetic)."""
     counts = library.astype(dtype)
-    if not (counts > 0).any():
+    with_counts = counts[counts > 0]
+    if not with_counts.size:
         raise ChunkatlasError("no cell has counts: X holds only zeros")
-    target = np.median(counts[counts > 0])
+    target = np.median(with_counts)
     scale = counts / target
     return scale + (scale == 0)
 
