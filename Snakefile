@@ -16,7 +16,7 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
-include: "workflow/rules/atlas.smk"
+include: "workflow/rules/demo.smk"
 include: "workflow/rules/fetch.smk"
 include: "workflow/rules/rechunk.smk"
 include: "workflow/rules/consolidate.smk"

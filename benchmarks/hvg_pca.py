@@ -221,10 +221,10 @@ def run_engine(engine: str, store: str, out: str, rows: int, n_top_genes: int) -
         del sc
     elif engine == "scanpy":  # stock: scanpy's Dask code paths on the lazily read store
         from chunkatlas.analyze import AnalysisParams, hvg_pca, write_result
-        from chunkatlas.cluster import dask_client
-        from chunkatlas.lazy import read_lazy
+        from chunkatlas.cluster import ClusterSettings, dask_client
+        from chunkatlas.store.lazy import read_lazy
 
-        with dask_client(2, 8192):
+        with dask_client(ClusterSettings(workers=2, memory_mb=8192)):
             result = hvg_pca(
                 read_lazy(store, rows), AnalysisParams(n_top_genes=n_top_genes, engine="scanpy")
             )
@@ -233,13 +233,13 @@ def run_engine(engine: str, store: str, out: str, rows: int, n_top_genes: int) -
         if engine == ZARRS:  # before zarr is imported here or in a worker
             os.environ["ZARR_CODEC_PIPELINE__PATH"] = "zarrs.ZarrsCodecPipeline"
         from chunkatlas.analyze import AnalysisParams, analyze_store
+        from chunkatlas.cluster import ClusterSettings
 
         analyze_store(
             store,
             out,
             rows=rows,
-            workers=2,
-            memory_mb=8192,
+            cluster=ClusterSettings(workers=2, memory_mb=8192),
             params=AnalysisParams(n_top_genes=n_top_genes, engine="fused"),
         )
     return {"analysis_seconds": round(time.perf_counter() - start, 2)}
@@ -248,9 +248,10 @@ def run_engine(engine: str, store: str, out: str, rows: int, n_top_genes: int) -
 def run_chunkatlas_e2e(atlas: str, work: str, rows: int, n_top_genes: int) -> dict:
     """chunkatlas from the SOMA source: fetch, rechunk, consolidate, fused analysis."""
     from chunkatlas.analyze import AnalysisParams, analyze_store
-    from chunkatlas.chunking import rechunk_store
+    from chunkatlas.cluster import ClusterSettings
+    from chunkatlas.consolidate import consolidate_store
     from chunkatlas.fetch import fetch_tissue
-    from chunkatlas.manifest import consolidate_store
+    from chunkatlas.rechunk import rechunk_store
 
     work = Path(work)
     steps = {}
@@ -265,8 +266,7 @@ def run_chunkatlas_e2e(atlas: str, work: str, rows: int, n_top_genes: int) -> di
         work / "store.zarr",
         work / "hvg_pca.zarr",
         rows=rows,
-        workers=2,
-        memory_mb=8192,
+        cluster=ClusterSettings(workers=2, memory_mb=8192),
         params=AnalysisParams(n_top_genes=n_top_genes, engine="fused"),
     )
     steps["analyze"] = round(time.perf_counter() - start - sum(steps.values()), 2)
@@ -278,11 +278,14 @@ def run_tutorial_e2e(atlas: str, work: str, rows: int, n_top_genes: int) -> dict
     import tiledbsoma
 
     from chunkatlas.analyze import AnalysisParams, hvg_pca, write_result
-    from chunkatlas.cluster import dask_client
+    from chunkatlas.cluster import ClusterSettings, dask_client
     from chunkatlas.fetch import DEFAULT_OBS_FILTER, build_obs_filter
 
     start = time.perf_counter()
-    with dask_client(2, 8192), tiledbsoma.Experiment.open(atlas) as experiment:
+    with (
+        dask_client(ClusterSettings(workers=2, memory_mb=8192)),
+        tiledbsoma.Experiment.open(atlas) as experiment,
+    ):
         query = experiment.axis_query(
             "RNA",
             obs_query=tiledbsoma.AxisQuery(
@@ -369,13 +372,13 @@ def make_stores(plan: Plan, data: Path) -> dict[str, Path]:
 
 def make_atlas(plan: Plan, data: Path) -> Path:
     """The demo atlas (a SOMA Experiment) of part 2."""
-    from chunkatlas.atlas import AtlasSpec, write_demo_atlas
+    from chunkatlas.demo import DemoSpec, write_demo_atlas
 
     atlas = data / f"atlas-{plan.atlas_cells}-{plan.atlas_genes}.soma"
     if not atlas.exists():
         start = time.perf_counter()
         write_demo_atlas(
-            str(atlas), AtlasSpec(n_cells=plan.atlas_cells, n_genes=plan.atlas_genes, seed=0)
+            str(atlas), DemoSpec(n_cells=plan.atlas_cells, n_genes=plan.atlas_genes, seed=0)
         )
         print(
             f"  demo atlas {plan.atlas_cells:,} x {plan.atlas_genes:,}: "
@@ -386,6 +389,18 @@ def make_atlas(plan: Plan, data: Path) -> Path:
 
 
 # ----------------------------------------------------------------------------- report
+
+
+def print_run(label: str, rep: int, run, *, pss: bool = False) -> None:
+    """One line of progress per measured run."""
+    memory = f"peak RSS {run.peak_rss_mb:5.0f} MB"
+    if pss:
+        memory += f", PSS {run.peak_pss_mb:5.0f} MB"
+    print(
+        f"  {label} run {rep + 1}: {run.seconds:6.1f} s "
+        f"(CPU {run.cpu_seconds:6.1f} s, load {os.getloadavg()[0]:.1f}), {memory}",
+        flush=True,
+    )
 
 
 def summarise(runs: list[Run]) -> dict:
@@ -509,12 +524,7 @@ def main() -> None:
                     ),
                 )
                 runs[engine].append(run)
-                print(
-                    f"  {scale.name} {engine:7s} run {rep + 1}: {run.seconds:6.1f} s "
-                    f"(CPU {run.cpu_seconds:6.1f} s, load {os.getloadavg()[0]:.1f}), "
-                    f"peak RSS {run.peak_rss_mb:5.0f} MB, PSS {run.peak_pss_mb:5.0f} MB",
-                    flush=True,
-                )
+                print_run(f"{scale.name} {engine:7s}", rep, run, pss=True)
         rows = {engine: summarise(r) for engine, r in runs.items()}
         report["scales"][scale.name] = {
             "n_cells": scale.n_cells,
@@ -569,12 +579,7 @@ def main() -> None:
                     ),
                 )
                 runs[path].append(run)
-                print(
-                    f"  e2e {path:10s} run {rep + 1}: {run.seconds:6.1f} s "
-                    f"(CPU {run.cpu_seconds:6.1f} s, load {os.getloadavg()[0]:.1f}), "
-                    f"peak RSS {run.peak_rss_mb:5.0f} MB",
-                    flush=True,
-                )
+                print_run(f"e2e {path:10s}", rep, run)
         rows = {p: summarise(r) for p, r in runs.items()}
         report["e2e"] = {
             "atlas_cells": plan.atlas_cells,

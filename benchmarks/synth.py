@@ -1,7 +1,7 @@
 """Synthetic atlas-sized AnnData zarr stores for the benchmarks.
 
 A pool of distinct cells is simulated with chunkatlas's count model
-(:func:`chunkatlas.atlas.simulate_counts`: negative-binomial counts over cell-type profiles,
+(:func:`chunkatlas.demo.simulate_counts`: negative-binomial counts over cell-type profiles,
 ~6 % non-zero at 20,000 genes); a store of any size is then made by drawing cells from the pool
 and thinning each one's counts binomially (a random sequencing depth per cell), so every cell is
 distinct while generation costs O(nnz).  X is written with anndata as CSR in row blocks, data and
@@ -23,8 +23,8 @@ import scipy.sparse as sp
 import zarr
 from anndata.io import sparse_dataset, write_elem
 
-from chunkatlas.atlas import AtlasSpec, simulate_counts, simulate_obs
-from chunkatlas.storeio import new_zarr_store
+from chunkatlas.demo import DemoSpec, simulate_counts, simulate_obs
+from chunkatlas.store.write import new_zarr_store
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class Pool:
 
 def make_pool(n_cells: int, n_genes: int, seed: int = 0) -> Pool:
     """Simulate ``n_cells`` cells x ``n_genes`` genes with the demo atlas's count model."""
-    spec = AtlasSpec(n_cells=n_cells, n_genes=n_genes, seed=seed)
+    spec = DemoSpec(n_cells=n_cells, n_genes=n_genes, seed=seed)
     obs = simulate_obs(spec)
     blocks = [
         simulate_counts(spec, obs, lo, min(lo + 4096, n_cells)) for lo in range(0, n_cells, 4096)

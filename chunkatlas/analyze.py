@@ -11,19 +11,19 @@ import logging
 import os
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from chunkatlas import __version__
 from chunkatlas.checks import check_counts
-from chunkatlas.cluster import dask_client
+from chunkatlas.cluster import ClusterSettings, dask_client
 from chunkatlas.config import engine_flavor_problem
 from chunkatlas.errors import ChunkatlasError
 from chunkatlas.fused.hvg import bins_explained
 from chunkatlas.logs import timed
-from chunkatlas.storeio import DEFAULT_ZARR_FORMAT, new_zarr_store
+from chunkatlas.store.write import DEFAULT_ZARR_FORMAT, new_zarr_store
 
 if TYPE_CHECKING:
     import anndata as ad
@@ -39,6 +39,11 @@ class AnalysisParams:
     n_top_genes: int = 2000
     n_comps: int = 50
     engine: str = "fused"
+
+    @classmethod
+    def from_config(cls, config: Mapping) -> AnalysisParams:
+        """The config's ``analysis`` section without what only the plot uses."""
+        return cls(**{f.name: config["analysis"][f.name] for f in fields(cls)})
 
     def check(self, n_obs: int, n_vars: int) -> None:
         """Refuse parameters the data cannot support, before any heavy work."""
@@ -119,13 +124,7 @@ def analyze_store(
     *,
     rows: int,
     params: AnalysisParams,
-    workers: int = 1,
-    memory_mb: int = 2048,
-    scheduler_address: str | None = None,
-    connect_timeout: float = 30.0,
-    large_graph_warning_threshold: str = "10MB",
-    cluster: str = "local",
-    slurm_options: Mapping[str, object] | None = None,
+    cluster: ClusterSettings = ClusterSettings(),  # noqa: B008 - frozen, so safe to share
     provenance: dict | None = None,
     zarr_format: int = DEFAULT_ZARR_FORMAT,
 ) -> ad.AnnData:
@@ -147,7 +146,7 @@ def analyze_store(
         shape = (layout.n_obs, layout.n_vars)
         preload = ("chunkatlas.fused",)  # workers load numba as they start
     else:
-        from chunkatlas.lazy import read_lazy
+        from chunkatlas.store.lazy import read_lazy
 
         adata = read_lazy(store, rows)
         shape = adata.shape
@@ -170,16 +169,7 @@ def analyze_store(
     with ThreadPoolExecutor(1) as pool:
         if params.engine == "fused":  # obs, var and anndata's import while the cluster starts
             frames = pool.submit(fused.read_frames, store)
-        with dask_client(
-            workers,
-            memory_mb,
-            scheduler_address=scheduler_address,
-            connect_timeout=connect_timeout,
-            large_graph_warning_threshold=large_graph_warning_threshold,
-            cluster=cluster,
-            slurm_options=slurm_options,
-            preload=preload,
-        ) as client:
+        with dask_client(cluster, preload) as client:
             if frames is not None:
                 return fused.analyze(
                     store,

@@ -1,14 +1,208 @@
-"""``chunkatlas``: every workflow step as a command, so any step runs outside Snakemake."""
+"""``chunkatlas``: every workflow step as a command, so any step runs outside Snakemake.
+
+Every option is a key of the workflow's config: its name, default, allowed values and help come
+from the config schema, and ``--configfile`` reads a workflow config (options override it), so a
+step run by hand does what the workflow does with the same config.
+"""
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+
+import yaml
 
 from chunkatlas import __version__
-from chunkatlas.storeio import DEFAULT_ZARR_FORMAT, ZARR_FORMATS
+from chunkatlas.errors import ChunkatlasError
+
+# The config keys each command takes as options (the flag is the last part, dashed).
+COMMAND_KEYS = {
+    "demo": ("demo_atlas.n_cells", "demo_atlas.n_genes", "demo_atlas.seed"),
+    "fetch": (
+        "source.kind",
+        "source.fetch_chunk_rows",
+        "source.measurement",
+        "source.layer",
+        "source.obs_filter",
+        "source.var_index",
+        "source.tiledb_config",
+        "source.tissue_column",
+        "source.use_raw",
+        "source.dense",
+        "source.scaled_layer",
+        "source.storage_options",
+        "remote.attempts",
+        "remote.timeout_seconds",
+        "zarr_format",
+    ),
+    "rechunk": ("rechunk.dense_axis", "zarr_format"),
+    "analyze": (
+        "analysis.engine",
+        "analysis.flavor",
+        "analysis.n_top_genes",
+        "analysis.n_comps",
+        "analysis.label_key",
+        "dask.memory_mb_per_worker",
+        "dask.cluster",
+        "dask.scheduler_address",
+        "dask.connect_timeout",
+        "dask.large_graph_warning_threshold",
+        "dask.slurm",
+        "zarr_format",
+    ),
+}
+CONFIG_DEST = "config:"  # argparse destinations of config options start with this
+
+
+def flag(key: str) -> str:
+    return "--" + key.rsplit(".", 1)[-1].replace("_", "-")
+
+
+def schema_of(schema: Mapping, key: str) -> Mapping:
+    for part in key.split("."):
+        schema = schema["properties"][part]
+    return schema
+
+
+def key_value(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` with VALUE read as YAML (``anon=true``, ``cores=2``, ``x=[a, b]``)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
+    return key, yaml.safe_load(value) if value else ""
+
+
+def add_config_option(parser: argparse.ArgumentParser, key: str, schema: Mapping) -> None:
+    """An option for config ``key``; unset options leave the config (file or default) alone."""
+    sub = schema_of(schema, key)
+    kinds = sub.get("type", "string")
+    kinds = [kinds] if isinstance(kinds, str) else kinds
+    default = sub.get("default")
+    shown = "" if default in (None, {}, []) else f" (default: {default})"
+    help_text = f"{sub['description']}{shown}; config {key}".replace("%", "%%")
+    options: dict = {"dest": CONFIG_DEST + key, "default": argparse.SUPPRESS, "help": help_text}
+    if "enum" in sub:
+        values = sub["enum"]
+        options.update(choices=values, type=type(values[0]))
+    elif "boolean" in kinds:
+        options["action"] = argparse.BooleanOptionalAction
+    elif "object" in kinds:
+        options.update(type=key_value, action="append", metavar="KEY=VALUE")
+        options["help"] = help_text + " (repeat for more keys)"
+    elif "integer" in kinds:
+        options.update(type=int, metavar="N")
+    elif "number" in kinds:
+        options.update(type=float, metavar="X")
+    else:
+        options["metavar"] = "TEXT"
+    parser.add_argument(flag(key), **options)
+
+
+def set_key(config: dict, key: str, value: object) -> None:
+    *parents, last = key.split(".")
+    for part in parents:
+        config = config.setdefault(part, {})
+    if isinstance(value, list) and value and isinstance(value[0], tuple):  # KEY=VALUE pairs
+        value = {**config.get(last, {}), **dict(value)}
+    config[last] = value
+
+
+def command_config(args: argparse.Namespace, sections: Sequence[str]) -> dict:
+    """The validated config of one command: ``--configfile``, then the options given."""
+    from chunkatlas.config import load_schema, read_configfile, validate_config
+
+    config = read_configfile(args.configfile) if args.configfile else {}
+    config = {k: v for k, v in config.items() if k in sections}
+    for dest, value in vars(args).items():
+        if dest.startswith(CONFIG_DEST):
+            set_key(config, dest.removeprefix(CONFIG_DEST), value)
+    try:
+        return validate_config(config, load_schema(), sections=sections)
+    except ChunkatlasError as err:  # name the option, not the config key, where there is one
+        message = str(err)
+        for key in COMMAND_KEYS.get(args.command, ()):
+            message = message.replace(f"config {key}:", f"{flag(key)}:")
+        raise ChunkatlasError(message) from None
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from chunkatlas.demo import DemoSpec, write_demo_atlas
+
+    config = command_config(args, ["demo_atlas"])
+    summary = write_demo_atlas(args.out, DemoSpec(**config["demo_atlas"]))
+    print(f"demo atlas written to {args.out}: {summary}")
+
+
+def guess_source_kind(uri: str) -> str:
+    """anndata for h5ad, zarr and scanpy: sources; a TileDB-SOMA Experiment otherwise."""
+    anndata_like = uri.startswith("scanpy:") or uri.rstrip("/").endswith((".h5ad", ".zarr"))
+    return "anndata" if anndata_like else "soma"
+
+
+def cmd_fetch(args: argparse.Namespace) -> None:
+    from chunkatlas.fetch import SourceSettings, fetch
+    from chunkatlas.remote.reader import RemoteSettings
+
+    setattr(args, CONFIG_DEST + "source.uri", args.source)
+    if not hasattr(args, CONFIG_DEST + "source.kind") and not args.configfile:
+        setattr(args, CONFIG_DEST + "source.kind", guess_source_kind(args.source))
+    config = command_config(args, ["source", "remote", "zarr_format"])
+    fetched = fetch(
+        SourceSettings.from_config(config),
+        args.tissue,
+        args.out,
+        remote=RemoteSettings.from_config(config),
+        zarr_format=config["zarr_format"],
+    )
+    print(f"{args.tissue}: {fetched['n_obs']} cells x {fetched['n_vars']} genes -> {args.out}")
+
+
+def cmd_rechunk(args: argparse.Namespace) -> None:
+    from chunkatlas.rechunk import rechunk_store
+
+    config = command_config(args, ["rechunk", "zarr_format"])
+    rechunk_store(
+        args.source,
+        args.out,
+        args.chunk,
+        dense_axis=config["rechunk"]["dense_axis"],
+        zarr_format=config["zarr_format"],
+    )
+
+
+def cmd_consolidate(args: argparse.Namespace) -> None:
+    from chunkatlas.consolidate import consolidate_store, manifest_location
+
+    manifest_path = args.manifest or manifest_location(args.store)
+    manifest = consolidate_store(args.store, manifest_path)
+    print(f"{args.store}: {len(manifest['arrays'])} arrays, {manifest['stored_bytes']:,} bytes")
+
+
+def cmd_analyze(args: argparse.Namespace) -> None:
+    import os
+
+    from chunkatlas.analyze import AnalysisParams, analyze_store
+    from chunkatlas.cluster import ClusterSettings
+    from chunkatlas.consolidate import manifest_location, verify_store
+
+    config = command_config(args, ["analysis", "dask", "zarr_format"])
+    # A store written by `chunkatlas consolidate` is checked against its manifest first.
+    if os.path.exists(manifest_location(args.store)):
+        verify_store(args.store, manifest_location(args.store))
+    memory_mb = args.workers * config["dask"]["memory_mb_per_worker"]
+    result = analyze_store(
+        args.store,
+        args.out,
+        rows=args.chunk,
+        params=AnalysisParams.from_config(config),
+        cluster=ClusterSettings.from_config(config, workers=args.workers, memory_mb=memory_mb),
+        zarr_format=config["zarr_format"],
+    )
+    if args.plot:
+        from chunkatlas.plot_pca import plot_pca
+
+        plot_pca(result, args.plot, label_key=config["analysis"]["label_key"])
 
 
 def positive_int(text: str) -> int:
@@ -21,145 +215,73 @@ def positive_int(text: str) -> int:
     return value
 
 
-def cmd_atlas(args: argparse.Namespace) -> None:
-    from chunkatlas.atlas import AtlasSpec, write_demo_atlas
-
-    spec = AtlasSpec(n_cells=args.n_cells, n_genes=args.n_genes, seed=args.seed)
-    summary = write_demo_atlas(args.out, spec)
-    print(f"demo atlas written to {args.out}: {summary}")
-
-
-def cmd_fetch(args: argparse.Namespace) -> None:
-    from chunkatlas.fetch import fetch_tissue
-
-    fetched = fetch_tissue(
-        args.source,
-        args.tissue,
-        args.out,
-        measurement=args.measurement,
-        layer=args.layer,
-        obs_filter=args.obs_filter,
-        chunk_rows=args.chunk_rows,
-        zarr_format=args.zarr_format,
-    )
-    print(f"{args.tissue}: {fetched['n_obs']} cells x {fetched['n_vars']} genes -> {args.out}")
-
-
-def cmd_rechunk(args: argparse.Namespace) -> None:
-    from chunkatlas.chunking import rechunk_store
-
-    rechunk_store(
-        args.source, args.out, args.chunk, dense_axis=args.dense_axis, zarr_format=args.zarr_format
-    )
-
-
-def cmd_consolidate(args: argparse.Namespace) -> None:
-    from chunkatlas.manifest import consolidate_store, manifest_location
-
-    manifest_path = args.manifest or manifest_location(args.store)
-    manifest = consolidate_store(args.store, manifest_path)
-    print(f"{args.store}: {len(manifest['arrays'])} arrays, {manifest['stored_bytes']:,} bytes")
-
-
-def cmd_analyze(args: argparse.Namespace) -> None:
-    from chunkatlas.analyze import AnalysisParams, analyze_store
-    from chunkatlas.manifest import manifest_location, verify_store
-
-    # A store written by `chunkatlas consolidate` is checked against its manifest first.
-    if os.path.exists(manifest_location(args.store)):
-        verify_store(args.store, manifest_location(args.store))
-    params = AnalysisParams(
-        flavor=args.flavor, n_top_genes=args.n_top_genes, n_comps=args.n_comps, engine=args.engine
-    )
-    result = analyze_store(
-        args.store,
-        args.out,
-        rows=args.chunk,
-        params=params,
-        workers=args.workers,
-        memory_mb=args.memory_mb,
-        scheduler_address=args.scheduler_address,
-        zarr_format=args.zarr_format,
-    )
-    if args.plot:
-        from chunkatlas.plot import plot_pca
-
-        plot_pca(result, args.plot, label_key=args.label_key)
-
-
-def add_zarr_format(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--zarr-format",
-        type=int,
-        choices=ZARR_FORMATS,
-        default=DEFAULT_ZARR_FORMAT,
-        help="zarr format of the store written (default 3; 2 for older readers)",
-    )
-
-
 def build_parser() -> argparse.ArgumentParser:
+    from chunkatlas.config import load_schema
+
+    schema = load_schema()
     parser = argparse.ArgumentParser(prog="chunkatlas", description=__doc__)
     parser.add_argument("--version", action="version", version=f"chunkatlas {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+    commands = {
+        "demo": (cmd_demo, "write the embedded demo atlas (a TileDB-SOMA Experiment)"),
+        "fetch": (cmd_fetch, "stream one tissue of a source (SOMA or AnnData) to a zarr store"),
+        "rechunk": (cmd_rechunk, "re-write a store with X and layers chunked"),
+        "consolidate": (cmd_consolidate, "consolidate metadata, write the manifest"),
+        "analyze": (cmd_analyze, "normalize, log1p, HVG and PCA on Dask"),
+    }
+    parsers = {}
+    for name, (func, help_text) in commands.items():
+        parsers[name] = sub.add_parser(name, help=help_text, description=help_text)
+        parsers[name].set_defaults(func=func)
 
-    atlas = sub.add_parser("atlas", help="write the embedded demo atlas (a SOMA Experiment)")
-    atlas.add_argument("out", help="path of the SOMA Experiment to create")
-    atlas.add_argument("--n-cells", type=positive_int, default=30_000)
-    atlas.add_argument("--n-genes", type=positive_int, default=2_000)
-    atlas.add_argument("--seed", type=int, default=0)
-    atlas.set_defaults(func=cmd_atlas)
+    parsers["demo"].add_argument("out", help="path of the SOMA Experiment to create")
 
-    fetch = sub.add_parser("fetch", help="stream one tissue of a SOMA Experiment to zarr")
-    fetch.add_argument("source", help="SOMA Experiment URI (path or s3://)")
-    fetch.add_argument("tissue", help="value of tissue_general to fetch")
+    fetch = parsers["fetch"]
+    fetch.add_argument(
+        "source",
+        help="SOMA Experiment, .h5ad or .zarr store (path, http(s):// or s3://) or scanpy:NAME; "
+        "--kind defaults to anndata for .h5ad, .zarr and scanpy:, soma otherwise",
+    )
+    fetch.add_argument("tissue", help="the tissue to fetch (with --tissue-column or obs_filter)")
     fetch.add_argument("out", help="AnnData zarr store to create")
-    fetch.add_argument("--measurement", default="RNA")
-    fetch.add_argument("--layer", default="raw")
-    fetch.add_argument("--obs-filter", default=None, help="template with {tissue}")
-    fetch.add_argument("--chunk-rows", type=positive_int, default=10_000)
-    add_zarr_format(fetch)
-    fetch.set_defaults(func=cmd_fetch)
 
-    rechunk = sub.add_parser("rechunk", help="re-write a store with X and layers chunked")
-    rechunk.add_argument("source")
-    rechunk.add_argument("out")
+    rechunk = parsers["rechunk"]
+    rechunk.add_argument("source", help="AnnData zarr store")
+    rechunk.add_argument("out", help="AnnData zarr store to create")
     rechunk.add_argument(
         "--chunk",
         type=positive_int,
         required=True,
         help="cells per chunk (genes per chunk with --dense-axis var)",
     )
-    rechunk.add_argument("--dense-axis", choices=("obs", "var"), default="obs")
-    add_zarr_format(rechunk)
-    rechunk.set_defaults(func=cmd_rechunk)
 
-    consolidate = sub.add_parser("consolidate", help="consolidate metadata, write the manifest")
-    consolidate.add_argument("store")
+    consolidate = parsers["consolidate"]
+    consolidate.add_argument("store", help="AnnData zarr store")
     consolidate.add_argument(
         "--manifest",
         default=None,
         help="manifest path (default: NAME.manifest.json beside NAME.zarr, "
         "where `chunkatlas analyze` looks for it)",
     )
-    consolidate.set_defaults(func=cmd_consolidate)
 
-    analyze = sub.add_parser("analyze", help="normalize, log1p, HVG and PCA on Dask")
+    analyze = parsers["analyze"]
     analyze.add_argument("store", help="AnnData zarr store with raw counts in X")
     analyze.add_argument("out", help="hvg_pca.zarr to create")
     analyze.add_argument("--chunk", type=positive_int, required=True, help="cells per Dask task")
-    analyze.add_argument("--workers", type=positive_int, default=1)
-    analyze.add_argument("--memory-mb", type=positive_int, default=4096)
     analyze.add_argument(
-        "--engine", default="fused", help="fused (default) or scanpy (scanpy's Dask code paths)"
+        "--workers", type=positive_int, default=1, help="Dask workers, one thread each (default: 1)"
     )
-    analyze.add_argument("--flavor", default="seurat", help="seurat, cell_ranger or seurat_v3")
-    analyze.add_argument("--n-top-genes", type=positive_int, default=2000)
-    analyze.add_argument("--n-comps", type=positive_int, default=50)
-    analyze.add_argument("--scheduler-address", default=None)
     analyze.add_argument("--plot", default=None, help="also write the PCA plot to this PNG")
-    analyze.add_argument("--label-key", default="cell_type")
-    add_zarr_format(analyze)
-    analyze.set_defaults(func=cmd_analyze)
+
+    for name, keys in COMMAND_KEYS.items():
+        parsers[name].add_argument(
+            "--configfile",
+            default=None,
+            help="a workflow config (YAML) to take this step's settings from; "
+            "options given here override it",
+        )
+        for key in keys:
+            add_config_option(parsers[name], key, schema)
     return parser
 
 
@@ -167,10 +289,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     from chunkatlas.logs import configure_logging, report_errors
 
     args = build_parser().parse_args(argv)
-    if getattr(args, "obs_filter", "") is None:
-        from chunkatlas.fetch import DEFAULT_OBS_FILTER
-
-        args.obs_filter = DEFAULT_OBS_FILTER
     configure_logging(sys.stderr)
     report_errors(lambda: args.func(args))
     return 0

@@ -97,6 +97,35 @@ class SlurmOptions:
         return slurm
 
 
+@dataclass(frozen=True)
+class ClusterSettings:
+    """Where analysis runs: ``workers`` single-threaded Dask workers sharing ``memory_mb``, on a
+    new LocalCluster (``cluster="local"``), the running one at ``scheduler_address``, or SLURM
+    jobs (``cluster="slurm"``, :class:`SlurmOptions`).  The config's ``dask`` section, typed;
+    the workers and memory are the analyze rule's threads and ``mem_mb``."""
+
+    workers: int = 1
+    memory_mb: int = 2048
+    cluster: str = "local"
+    scheduler_address: str | None = None
+    connect_timeout: float = 30.0
+    large_graph_warning_threshold: str = "10MB"
+    slurm: SlurmOptions = field(default_factory=SlurmOptions)
+
+    @classmethod
+    def from_config(cls, config: Mapping, *, workers: int, memory_mb: int) -> ClusterSettings:
+        dask = config["dask"]
+        return cls(
+            workers=workers,
+            memory_mb=memory_mb,
+            cluster=dask["cluster"],
+            scheduler_address=dask["scheduler_address"],
+            connect_timeout=dask["connect_timeout"],
+            large_graph_warning_threshold=dask["large_graph_warning_threshold"],
+            slurm=SlurmOptions.from_mapping(dask["slurm"]),
+        )
+
+
 def dask_variables(settings: Mapping[str, object]) -> dict[str, str]:
     """Dask settings as ``DASK_*`` environment variables (how Dask reads config at start-up).
 
@@ -186,55 +215,25 @@ def slurm_client(
 
 
 @contextmanager
-def dask_client(
-    n_workers: int,
-    memory_mb: int,
-    *,
-    scheduler_address: str | None = None,
-    connect_timeout: float = 30.0,
-    large_graph_warning_threshold: str = "10MB",
-    cluster: str = "local",
-    slurm_options: SlurmOptions | Mapping[str, object] | None = None,
-    preload: Sequence[str] = (),
-) -> Iterator[Client]:
-    """A Client on a new Dask cluster (one thread per worker), or on ``scheduler_address``.
+def dask_client(settings: ClusterSettings, preload: Sequence[str] = ()) -> Iterator[Client]:
+    """A Client on the cluster ``settings`` describe (one thread per worker).
 
-    Parameters
-    ----------
-    n_workers
-        Workers to start: processes of a LocalCluster, or SLURM jobs.
-    memory_mb
-        Memory shared between the workers (unless ``slurm_options.memory`` sets it per job).
-    scheduler_address
-        Connect to this running scheduler instead of starting workers (``cluster="local"``).
-    connect_timeout
-        Seconds to wait for ``scheduler_address``.
-    large_graph_warning_threshold
-        Dask's ``distributed.admin.large-graph-warning-threshold``.
-    cluster
-        ``"local"``: a LocalCluster; ``"slurm"``: workers as SLURM jobs (dask-jobqueue).
-    slurm_options
-        :class:`SlurmOptions`, or the config's ``dask.slurm`` mapping.
-    preload
-        Modules a new LocalCluster's workers import as they start (Dask's worker preload, which
-        calls their ``dask_setup``); running and SLURM clusters import what tasks need lazily.
-
-    Notes
-    -----
-    The LocalCluster's and the SLURM scheduler's dashboards listen on free ports, so
-    concurrent jobs never collide.
+    ``preload`` names modules a new LocalCluster's workers import as they start (Dask's worker
+    preload, which calls their ``dask_setup``); running and SLURM clusters import what tasks
+    need lazily.  The LocalCluster's and the SLURM scheduler's dashboards listen on free ports,
+    so concurrent jobs never collide.
     """
+    n_workers, memory_mb = settings.workers, settings.memory_mb
     if n_workers < 1:
         raise ChunkatlasError(f"workers must be a positive integer, got {n_workers}")
-    check_cluster(cluster, scheduler_address)
+    check_cluster(settings.cluster, settings.scheduler_address)
     # distributed sets its loggers to INFO on import; keep the rule's log to what matters.
     logging.getLogger("distributed").setLevel(logging.WARNING)
-    settings = worker_settings(large_graph_warning_threshold)
-    with dask.config.set(settings):
-        if cluster == "slurm":
-            if not isinstance(slurm_options, SlurmOptions):
-                slurm_options = SlurmOptions.from_mapping(slurm_options)
-            with slurm_client(n_workers, memory_mb, slurm_options, settings) as client:
+    dask_settings = worker_settings(settings.large_graph_warning_threshold)
+    scheduler_address, connect_timeout = settings.scheduler_address, settings.connect_timeout
+    with dask.config.set(dask_settings):
+        if settings.cluster == "slurm":
+            with slurm_client(n_workers, memory_mb, settings.slurm, dask_settings) as client:
                 yield client
             return
         if scheduler_address:

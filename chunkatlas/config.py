@@ -14,8 +14,12 @@ import yaml
 
 from chunkatlas.errors import ChunkatlasError
 
+# The one description of every config key, its default and what is allowed: read by the
+# workflow (validation) and by the CLI (its options, their defaults and help).
+SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
 
-def load_schema(path: str | os.PathLike) -> dict:
+
+def load_schema(path: str | os.PathLike = SCHEMA_PATH) -> dict:
     return yaml.safe_load(Path(path).read_text())
 
 
@@ -56,27 +60,51 @@ def engine_flavor_problem(engine: str, flavor: str) -> str | None:
     return None
 
 
-def validate_config(config: dict, schema: dict) -> dict:
+def read_configfile(path: str | os.PathLike) -> dict:
+    """A YAML config file as a mapping, or one line saying why it cannot be."""
+    try:
+        config = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise ChunkatlasError(f"config file {str(path)!r} does not exist") from None
+    except (OSError, yaml.YAMLError) as err:
+        problem = str(err).splitlines()[0]
+        raise ChunkatlasError(
+            f"config file {str(path)!r} is not readable YAML: {problem}"
+        ) from None
+    if not isinstance(config, dict):
+        raise ChunkatlasError(f"config file {str(path)!r} must hold a mapping of config keys")
+    return config
+
+
+def validate_config(config: dict, schema: dict, sections: list[str] | None = None) -> dict:
     """Validate ``config`` against ``schema``; return it with defaults filled in.
+
+    With ``sections``, only those top-level keys are allowed and checked (one CLI command's).
 
     Raises
     ------
     ChunkatlasError
         One line naming the first bad key or value and what is allowed.
     """
+    if sections is not None:
+        schema = {
+            **schema,
+            "properties": {k: schema["properties"][k] for k in sections},
+            "required": [k for k in schema.get("required", []) if k in sections],
+        }
     filled = fill_defaults(config or {}, schema)
     validator = jsonschema.Draft202012Validator(schema)
     error = jsonschema.exceptions.best_match(validator.iter_errors(filled))
     if error is not None:
         raise ChunkatlasError(describe_error(error))
-    if "demo_atlas" in filled:
+    if "demo_atlas" in filled and "source" in filled:
         confined_output(filled["source"]["uri"], "source.uri")
     analysis = filled.get("analysis", {})
     if "engine" in analysis:
         problem = engine_flavor_problem(analysis["engine"], analysis["flavor"])
         if problem:
             raise ChunkatlasError(f"config analysis: {problem}")
-    if analysis.get("n_comps", 0) >= analysis.get("n_top_genes", 0):
+    if analysis and analysis["n_comps"] >= analysis["n_top_genes"]:
         raise ChunkatlasError(
             f"config analysis.n_comps: {analysis['n_comps']} must be below "
             f"analysis.n_top_genes ({analysis['n_top_genes']})"

@@ -3,10 +3,12 @@ or from any AnnData store (h5ad or zarr, local, http(s) or s3; or a scanpy datas
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import string
 from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 
 import anndata as ad
 import numpy as np
@@ -14,14 +16,96 @@ import tiledbsoma
 from anndata.io import write_elem
 
 from chunkatlas.errors import ChunkatlasError
-from chunkatlas.lazy import read_lazy
-from chunkatlas.remote import RemoteSettings, is_remote, open_remote_group, storage_options_for
-from chunkatlas.storeio import DEFAULT_ZARR_FORMAT, new_zarr_store, redact
-from chunkatlas.stores import is_matrix_element, is_sparse, matrix_shape
+from chunkatlas.remote.reader import (
+    RemoteSettings,
+    is_remote,
+    open_remote_group,
+    storage_options_for,
+)
+from chunkatlas.store.layout import is_matrix_element, is_sparse, matrix_shape
+from chunkatlas.store.lazy import read_lazy
+from chunkatlas.store.write import DEFAULT_ZARR_FORMAT, new_zarr_store, redact
 
 log = logging.getLogger(__name__)
 
 DEFAULT_OBS_FILTER = 'tissue_general == "{tissue}" and is_primary_data == True'
+
+
+# The source kinds, and the settings each passes on to its reader.
+SOURCE_KINDS = {
+    "soma": ("measurement", "layer", "obs_filter", "var_index", "tiledb_config"),
+    "anndata": ("tissue_column", "use_raw", "dense", "scaled_layer"),
+}
+
+
+@dataclass(frozen=True)
+class SourceSettings:
+    """Where tissues are fetched from and how: the config's ``source`` section, typed.
+
+    ``kind`` "soma" reads a TileDB-SOMA Experiment (``measurement``, ``layer``, ``obs_filter``,
+    ``var_index``, ``tiledb_config``); "anndata" an h5ad/zarr store or ``scanpy:NAME``
+    (``tissue_column``, ``use_raw``, ``dense``, ``scaled_layer``, ``storage_options``).
+    """
+
+    uri: str
+    kind: str = "soma"
+    measurement: str = "RNA"
+    layer: str = "raw"
+    obs_filter: str = DEFAULT_OBS_FILTER
+    var_index: str | None = "feature_id"
+    tiledb_config: Mapping[str, object] = field(default_factory=dict)
+    tissue_column: str | None = None
+    use_raw: bool = False
+    dense: bool = False
+    scaled_layer: bool = False
+    storage_options: Mapping[str, object] = field(default_factory=dict)
+    fetch_chunk_rows: int = 10_000
+
+    # May hold keys; they never go into Snakemake params (stored in .snakemake/metadata).
+    SECRETS = ("tiledb_config", "storage_options")
+
+    @classmethod
+    def from_config(cls, config: Mapping) -> SourceSettings:
+        return cls(**config["source"])
+
+    def output_params(self) -> dict:
+        """What decides the fetched store's content, without the secrets."""
+        return {k: v for k, v in asdict(self).items() if k not in self.SECRETS}
+
+
+def fetch(
+    source: SourceSettings,
+    tissue: str,
+    dest: str | os.PathLike,
+    *,
+    remote: RemoteSettings | None = None,
+    zarr_format: int = DEFAULT_ZARR_FORMAT,
+) -> dict:
+    """Fetch one tissue of ``source`` into the AnnData zarr store ``dest``."""
+    if source.kind not in SOURCE_KINDS:
+        raise ChunkatlasError(
+            f"source kind {source.kind!r} is not one of {', '.join(SOURCE_KINDS)}"
+        )
+    options = {key: getattr(source, key) for key in SOURCE_KINDS[source.kind]}
+    if source.kind == "soma":
+        return fetch_tissue(
+            source.uri,
+            tissue,
+            dest,
+            chunk_rows=source.fetch_chunk_rows,
+            zarr_format=zarr_format,
+            **options,
+        )
+    remote = dataclasses.replace(remote or RemoteSettings(), storage_options=source.storage_options)
+    return fetch_anndata(
+        source.uri,
+        tissue,
+        dest,
+        chunk_rows=source.fetch_chunk_rows,
+        settings=remote,
+        zarr_format=zarr_format,
+        **options,
+    )
 
 
 def build_obs_filter(template: str, tissue: str) -> str:

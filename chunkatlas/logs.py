@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from typing import TextIO
 
 from chunkatlas.errors import ChunkatlasError
-from chunkatlas.storeio import redact
+from chunkatlas.store.write import redact
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 log = logging.getLogger("chunkatlas")

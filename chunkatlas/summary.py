@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import anndata as ad
 import pandas as pd
 
-from chunkatlas.manifest import load_manifest
+from chunkatlas.consolidate import load_manifest
 
 STEPS = ("fetch", "rechunk", "consolidate", "analyze", "remote")
 

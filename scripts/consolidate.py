@@ -1,7 +1,7 @@
 """Snakemake entry point: consolidate a store's metadata and write its manifest."""
 
+from chunkatlas.consolidate import consolidate_store
 from chunkatlas.logs import run_snakemake_step
-from chunkatlas.manifest import consolidate_store
 from chunkatlas.provenance import run_record
 
 if __name__ == "__main__":

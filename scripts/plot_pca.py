@@ -3,7 +3,7 @@
 import anndata as ad
 
 from chunkatlas.logs import run_snakemake_step
-from chunkatlas.plot import plot_pca
+from chunkatlas.plot_pca import plot_pca
 
 if __name__ == "__main__":
     run_snakemake_step(

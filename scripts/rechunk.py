@@ -1,7 +1,7 @@
 """Snakemake entry point: re-write a store with X and layers chunked by the chunk wildcard."""
 
-from chunkatlas.chunking import rechunk_store
 from chunkatlas.logs import run_snakemake_step
+from chunkatlas.rechunk import rechunk_store
 
 if __name__ == "__main__":
     run_snakemake_step(
@@ -9,8 +9,8 @@ if __name__ == "__main__":
         lambda: rechunk_store(
             snakemake.input.store,
             snakemake.output.store,
-            snakemake.params.chunk,
-            dense_axis=snakemake.params.dense_axis,
-            zarr_format=snakemake.params.zarr_format,
+            int(snakemake.wildcards.chunk),
+            dense_axis=snakemake.config["rechunk"]["dense_axis"],
+            zarr_format=snakemake.config["zarr_format"],
         ),
     )

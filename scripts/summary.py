@@ -1,8 +1,8 @@
 """Snakemake entry point: the tissue x chunk size summary table, remote table and figures."""
 
-from chunkatlas.figures import plot_remote, plot_steps, plot_store_size
 from chunkatlas.logs import run_snakemake_step
 from chunkatlas.summary import GridPoint, build_summary, remote_table
+from chunkatlas.summary_figures import plot_remote, plot_steps, plot_store_size
 
 
 def main(snakemake):

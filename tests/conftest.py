@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from chunkatlas.atlas import AtlasSpec, write_demo_atlas
-from chunkatlas.chunking import rechunk_store
+from chunkatlas.consolidate import consolidate_store
+from chunkatlas.demo import DemoSpec, write_demo_atlas
 from chunkatlas.fetch import fetch_tissue
-from chunkatlas.manifest import consolidate_store
+from chunkatlas.rechunk import rechunk_store
 
-REPO = Path(__file__).resolve().parents[1]
-TINY = AtlasSpec(n_cells=2400, n_genes=400, seed=3)
+from .workflow_runs import REPO, snakemake
+
+TINY = DemoSpec(n_cells=2400, n_genes=400, seed=3)
 
 
 @pytest.fixture(scope="session")
@@ -50,19 +49,6 @@ def each_format(request, fetched, tmp_path_factory) -> tuple[Path, Path]:
     rechunk_store(fetched, store, 200, zarr_format=request.param)
     consolidate_store(store, manifest)
     return store, manifest
-
-
-SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
-
-
-def snakemake(workdir: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    """Run the workflow in ``workdir`` (its results/ goes there)."""
-    return subprocess.run(
-        [*SNAKEMAKE, "--directory", str(workdir), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from chunkatlas.analyze import AnalysisParams, analyze_store
+from chunkatlas.cluster import ClusterSettings
 from chunkatlas.errors import ChunkatlasError
 
 from .oracle import assert_matches_reference, in_memory_reference
@@ -14,7 +15,11 @@ def test_dask_analysis_matches_in_memory_scanpy(consolidated, tmp_path, flavor, 
     store, _ = consolidated
     params = AnalysisParams(flavor=flavor, n_top_genes=150, n_comps=25, engine=engine)
     analyze_store(
-        store, tmp_path / "hvg_pca.zarr", rows=200, params=params, workers=2, memory_mb=2048
+        store,
+        tmp_path / "hvg_pca.zarr",
+        rows=200,
+        params=params,
+        cluster=ClusterSettings(workers=2),
     )
     result = ad.read_zarr(tmp_path / "hvg_pca.zarr")
     assert result.X is None
@@ -53,8 +58,7 @@ def test_unanswering_scheduler_fails_fast(consolidated, tmp_path):
             tmp_path / "out.zarr",
             rows=100,
             params=AnalysisParams(n_top_genes=100, n_comps=10),
-            scheduler_address="tcp://127.0.0.1:9",
-            connect_timeout=2,
+            cluster=ClusterSettings(scheduler_address="tcp://127.0.0.1:9", connect_timeout=2),
         )
     assert list(tmp_path.iterdir()) == []
 

@@ -10,10 +10,10 @@ import pytest
 import scipy.sparse as sp
 import zarr
 
-from chunkatlas.chunking import rechunk_store
 from chunkatlas.errors import ChunkatlasError
-from chunkatlas.lazy import read_lazy
-from chunkatlas.storeio import atomic_directory, redact
+from chunkatlas.rechunk import rechunk_store
+from chunkatlas.store.lazy import read_lazy
+from chunkatlas.store.write import atomic_directory, redact
 
 
 def counts_store(path, obs_names=None, var_names=None):
@@ -98,7 +98,7 @@ def test_cli_error_redacts_credentials(tmp_path):
 def test_snakemake_job_with_bad_input_fails_with_one_line_and_no_output(tmp_path):
     import yaml
 
-    from .conftest import REPO, snakemake
+    from .workflow_runs import REPO, snakemake
 
     config = yaml.safe_load((REPO / "config/test.yaml").read_text())
     config["demo_atlas"]["n_cells"] = 600
@@ -118,7 +118,7 @@ def test_snakemake_job_with_bad_input_fails_with_one_line_and_no_output(tmp_path
 def test_profiles_never_keep_incomplete_outputs():
     import yaml
 
-    from .conftest import REPO
+    from .workflow_runs import REPO
 
     for profile in (REPO / "profiles").glob("*/config.yaml"):
         settings = yaml.safe_load(profile.read_text()) or {}
@@ -129,7 +129,7 @@ def test_profiles_never_keep_incomplete_outputs():
 def test_secrets_in_config_never_reach_outputs_or_logs(tmp_path):
     import yaml
 
-    from .conftest import REPO, snakemake
+    from .workflow_runs import REPO, snakemake
 
     secret = "wJalrXUtnFEMI-K7MDENG-not-a-real-key"
     config = yaml.safe_load((REPO / "config/test.yaml").read_text())
@@ -172,7 +172,6 @@ def test_analysis_refuses_values_that_are_not_counts(tmp_path, engine, value, fl
             tmp_path / "in.zarr",
             tmp_path / "out.zarr",
             rows=20,
-            workers=1,
             params=AnalysisParams(flavor=flavor, n_top_genes=10, n_comps=3, engine=engine),
         )
     assert not (tmp_path / "out.zarr").exists()
@@ -191,7 +190,6 @@ def test_fused_engine_refuses_duplicate_names(tmp_path):
             store,
             tmp_path / "out.zarr",
             rows=2,
-            workers=1,
             params=AnalysisParams(n_top_genes=3, n_comps=2),
         )
     assert not (tmp_path / "out.zarr").exists()

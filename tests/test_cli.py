@@ -21,7 +21,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 
 def test_every_stage_runs_outside_snakemake(atlas, tmp_path):
     fetched, store = tmp_path / "blood.zarr", tmp_path / "store.zarr"
-    assert main(["fetch", atlas, "blood", str(fetched), "--chunk-rows", "250"]) == 0
+    assert main(["fetch", atlas, "blood", str(fetched), "--fetch-chunk-rows", "250"]) == 0
     assert main(["rechunk", str(fetched), str(store), "--chunk", "120"]) == 0
     assert main(["consolidate", str(store)]) == 0
     manifest = json.loads((tmp_path / "store.manifest.json").read_text())
@@ -96,3 +96,62 @@ def test_bad_input_is_one_line_without_traceback(tmp_path):
     assert not (tmp_path / "o.zarr").exists()
     bad = run_cli("rechunk", "a", "b", "--chunk", "0")
     assert bad.returncode == 2 and "'0' is not a positive integer" in bad.stderr
+
+
+def test_the_cli_takes_every_setting_the_workflow_uses():
+    """Each stage's settings are config keys the CLI offers: nothing only the workflow can do."""
+    from dataclasses import fields
+
+    from chunkatlas.analyze import AnalysisParams
+    from chunkatlas.cli import COMMAND_KEYS
+    from chunkatlas.cluster import ClusterSettings
+    from chunkatlas.config import load_schema
+    from chunkatlas.fetch import SourceSettings
+
+    fetch_keys = {f"source.{f.name}" for f in fields(SourceSettings)} - {"source.uri"}
+    assert fetch_keys | {"remote.attempts", "remote.timeout_seconds"} <= set(COMMAND_KEYS["fetch"])
+    assert {f"analysis.{f.name}" for f in fields(AnalysisParams)} <= set(COMMAND_KEYS["analyze"])
+    dask = set(load_schema()["properties"]["dask"]["properties"])
+    assert {f"dask.{key}" for key in dask} <= set(COMMAND_KEYS["analyze"])
+    assert {f.name for f in fields(ClusterSettings)} - {"workers", "memory_mb", "slurm"} <= dask
+
+
+def test_help_shows_the_config_defaults():
+    from chunkatlas.config import load_schema
+
+    schema = load_schema()["properties"]["analysis"]["properties"]
+    done = run_cli("analyze", "--help")
+    assert done.returncode == 0
+    text = " ".join(done.stdout.split())
+    assert f"(default: {schema['n_top_genes']['default']}); config analysis.n_top_genes" in text
+    assert "--flavor {seurat,cell_ranger,seurat_v3}" in text
+
+
+def test_fetch_reads_an_h5ad_source_and_options_override_the_configfile(fetched, tmp_path):
+    import yaml
+
+    adata = ad.read_zarr(fetched)
+    adata.obs["part"] = np.where(np.arange(adata.n_obs) % 3 == 0, "a", "b")
+    adata.write_h5ad(tmp_path / "source.h5ad")
+    config = {"source": {"uri": "ignored", "kind": "anndata", "tissue_column": "cell_type"}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    out = tmp_path / "a.zarr"
+    args = ["fetch", str(tmp_path / "source.h5ad"), "a", str(out)]
+    args += ["--configfile", str(tmp_path / "config.yaml"), "--tissue-column", "part", "--dense"]
+    assert main(args) == 0
+    copy = ad.read_zarr(out)
+    assert copy.n_obs == int((adata.obs["part"] == "a").sum())
+    assert isinstance(copy.X, np.ndarray)  # --dense was applied
+    np.testing.assert_array_equal(copy.X, adata[adata.obs["part"] == "a"].X.toarray())
+
+
+def test_bad_option_values_name_the_option(tmp_path):
+    done = run_cli("analyze", "in.zarr", "out.zarr", "--chunk", "5", "--n-top-genes", "0")
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        "chunkatlas: error: --n-top-genes: 0 is less than the minimum of 1"
+    ]
+    missing = run_cli("analyze", "in.zarr", "out.zarr", "--chunk", "5", "--configfile", "no.yaml")
+    assert missing.stderr.strip().splitlines() == [
+        "chunkatlas: error: config file 'no.yaml' does not exist"
+    ]

@@ -10,9 +10,9 @@ from chunkatlas.config import (
 )
 from chunkatlas.errors import ChunkatlasError
 
-from .conftest import REPO
+from .workflow_runs import REPO
 
-SCHEMA = load_schema(REPO / "workflow/schemas/config.schema.yaml")
+SCHEMA = load_schema()
 
 
 def minimal(**extra):

@@ -21,9 +21,9 @@ import yaml
 from distributed import Client
 
 from chunkatlas.cluster import dask_variables, worker_settings
-from chunkatlas.serve import stop_process
+from chunkatlas.remote.serve import stop_process
 
-from .conftest import REPO, snakemake
+from .workflow_runs import REPO, snakemake
 
 pytestmark = pytest.mark.servers
 

@@ -8,8 +8,9 @@ import anndata as ad
 import numpy as np
 
 from chunkatlas.analyze import AnalysisParams, analyze_store
-from chunkatlas.chunking import rechunk_store
-from chunkatlas.manifest import consolidate_store
+from chunkatlas.cluster import ClusterSettings
+from chunkatlas.consolidate import consolidate_store
+from chunkatlas.rechunk import rechunk_store
 
 
 def chunk_bytes(store):
@@ -30,7 +31,13 @@ def test_analysis_twice_gives_identical_results(consolidated, tmp_path):
     store, _ = consolidated
     params = AnalysisParams(n_top_genes=120, n_comps=15)
     for name in ("a", "b"):
-        analyze_store(store, tmp_path / f"{name}.zarr", rows=130, params=params, workers=2)
+        analyze_store(
+            store,
+            tmp_path / f"{name}.zarr",
+            rows=130,
+            params=params,
+            cluster=ClusterSettings(workers=2),
+        )
     first, second = ad.read_zarr(tmp_path / "a.zarr"), ad.read_zarr(tmp_path / "b.zarr")
     np.testing.assert_array_equal(first.var["highly_variable"], second.var["highly_variable"])
     np.testing.assert_array_equal(first.obsm["X_pca"], second.obsm["X_pca"])

@@ -17,11 +17,11 @@ import psutil
 import pytest
 import scipy.sparse as sp
 
+from chunkatlas.consolidate import consolidate_store, verify_store
 from chunkatlas.errors import ChunkatlasError
-from chunkatlas.lazy import read_lazy
-from chunkatlas.manifest import consolidate_store, verify_store
+from chunkatlas.store.lazy import read_lazy
 
-from .conftest import REPO, SNAKEMAKE
+from .workflow_runs import REPO, SNAKEMAKE
 
 pytestmark = pytest.mark.slow
 

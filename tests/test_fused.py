@@ -14,7 +14,7 @@ import scipy.sparse as sp
 
 from chunkatlas import fused
 from chunkatlas.analyze import AnalysisParams, analyze_store
-from chunkatlas.cluster import dask_client
+from chunkatlas.cluster import ClusterSettings, dask_client
 from chunkatlas.errors import ChunkatlasError
 from chunkatlas.fused import hvg, kernels, passes, pca, plan, tasks
 
@@ -76,7 +76,7 @@ def assert_same_var(result, reference):
 
 @pytest.fixture(scope="module")
 def client():
-    with dask_client(2, 2048) as shared:
+    with dask_client(ClusterSettings(workers=2)) as shared:
         yield shared
 
 
@@ -446,7 +446,7 @@ def test_driver_opens_stores_without_importing_anndata():
     """The analysis driver imports anndata in a thread while the cluster starts; opening the
     store and checking its manifest must not import it first."""
     code = (
-        "import sys; import chunkatlas.fused, chunkatlas.manifest; "
+        "import sys; import chunkatlas.fused, chunkatlas.consolidate; "
         "print(sorted(m for m in ('anndata', 'pandas', 'scanpy') if m in sys.modules))"
     )
     out = subprocess.run(
@@ -459,7 +459,7 @@ def test_local_workers_load_the_kernels_as_they_start():
     def loaded():
         return "numba" in sys.modules
 
-    with dask_client(1, 1024, preload=("chunkatlas.fused",)) as warm:
+    with dask_client(ClusterSettings(memory_mb=1024), preload=("chunkatlas.fused",)) as warm:
         assert all(warm.run(loaded).values())
-    with dask_client(1, 1024) as cold:
+    with dask_client(ClusterSettings(memory_mb=1024)) as cold:
         assert not any(cold.run(loaded).values())

@@ -5,9 +5,9 @@ import pytest
 from PIL import Image
 
 from chunkatlas.errors import ChunkatlasError
-from chunkatlas.figures import plot_remote
-from chunkatlas.plot import OTHER, plot_pca, top_labels
+from chunkatlas.plot_pca import OTHER, plot_pca, top_labels
 from chunkatlas.summary import read_benchmark
+from chunkatlas.summary_figures import plot_remote
 
 
 def test_top_labels_keeps_the_commonest_and_greys_the_rest():

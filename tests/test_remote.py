@@ -14,15 +14,16 @@ import zarr
 from zarr.abc.store import RangeByteRequest
 from zarr.core.buffer import default_buffer_prototype
 
-from chunkatlas.access import measure_store, pattern_genes
-from chunkatlas.chunking import rechunk_store
+from chunkatlas.consolidate import consolidate_store
 from chunkatlas.errors import ChunkatlasError
 from chunkatlas.fetch import fetch_anndata
-from chunkatlas.lazy import read_lazy
-from chunkatlas.manifest import consolidate_store
-from chunkatlas.remote import CredentialsRefused, RemoteSettings, open_remote_group
-from chunkatlas.serve import Faults, aiohttp_serving, nginx_serving
+from chunkatlas.rechunk import rechunk_store
+from chunkatlas.remote.measure import measure_store, pattern_genes
+from chunkatlas.remote.reader import CredentialsRefused, RemoteSettings, open_remote_group
+from chunkatlas.remote.serve import aiohttp_serving, nginx_serving
+from chunkatlas.store.lazy import read_lazy
 
+from .faulty_server import Faults, faulty_serving
 from .stores import chunk_key
 
 FAST = RemoteSettings(attempts=6, backoff_seconds=0.01, timeout_seconds=20)
@@ -132,7 +133,7 @@ def local_x(store) -> np.ndarray:
 def test_failing_server_gives_identical_data(each_format, tmp_path, mode):
     store, _ = each_format
     faults = Faults(fail_rate=0.3, fail_mode=mode, seed=4)
-    with aiohttp_serving(store.parent, tmp_path / "log.jsonl", faults) as url:
+    with faulty_serving(store.parent, tmp_path / "log.jsonl", faults) as url:
         remote = read_remote_x(f"{url}/store.zarr")
     np.testing.assert_array_equal(remote, local_x(store))
     statuses = [json.loads(line)["status"] for line in (tmp_path / "log.jsonl").open()]
@@ -143,7 +144,7 @@ def test_a_404_once_is_retried_never_read_as_zeros(each_format, tmp_path):
     store, _ = each_format
     path = f"/store.zarr/X/data/{chunk_key(store, 'X/data', 1)}"
     faults = Faults(missing_once={path})
-    with aiohttp_serving(store.parent, tmp_path / "log.jsonl", faults) as url:
+    with faulty_serving(store.parent, tmp_path / "log.jsonl", faults) as url:
         remote = read_remote_x(f"{url}/store.zarr")
     np.testing.assert_array_equal(remote, local_x(store))
     log = [json.loads(line) for line in (tmp_path / "log.jsonl").open()]
@@ -172,7 +173,7 @@ def test_a_stalled_server_fails_within_the_timeout(each_format, tmp_path):
     key = f"X/data/{chunk_key(store, 'X/data', 0)}"
     faults = Faults(stall={f"/store.zarr/{key}"})
     settings = RemoteSettings(attempts=3, backoff_seconds=0.01, timeout_seconds=2)
-    with aiohttp_serving(store.parent, tmp_path / "log.jsonl", faults) as url:
+    with faulty_serving(store.parent, tmp_path / "log.jsonl", faults) as url:
         start = time.monotonic()
         with pytest.raises(ChunkatlasError, match=rf"chunk '{key}' .* within 2 s"):
             read_remote_x(f"{url}/store.zarr", settings)
@@ -182,7 +183,7 @@ def test_a_stalled_server_fails_within_the_timeout(each_format, tmp_path):
 @pytest.mark.parametrize("mode", ["full", "short"])
 def test_wrong_answers_to_range_requests_are_errors(each_format, tmp_path, mode):
     store, _ = each_format
-    with aiohttp_serving(store.parent, tmp_path / "log.jsonl", Faults(bad_range=mode)) as url:
+    with faulty_serving(store.parent, tmp_path / "log.jsonl", Faults(bad_range=mode)) as url:
         group, _ = open_remote_group(f"{url}/store.zarr", FAST)
         guarded = group.store
         with pytest.raises(ChunkatlasError, match=r"asked 10 bytes, got \d+"):
@@ -195,7 +196,7 @@ def test_wrong_answers_to_range_requests_are_errors(each_format, tmp_path, mode)
 def test_bad_credentials_fail_at_once_and_are_redacted(consolidated, tmp_path):
     store, _ = consolidated
     faults = Faults(require_auth="reader:right")
-    with aiohttp_serving(store.parent, tmp_path / "log.jsonl", faults) as url:
+    with faulty_serving(store.parent, tmp_path / "log.jsonl", faults) as url:
         good = url.replace("http://", "http://reader:right@")
         np.testing.assert_array_equal(read_remote_x(f"{good}/store.zarr"), local_x(store))
         bad = url.replace("http://", "http://reader:wrong@")

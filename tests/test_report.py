@@ -14,7 +14,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from .conftest import REPO, snakemake
+from .workflow_runs import REPO, snakemake
 
 pytestmark = pytest.mark.workflow
 

@@ -13,9 +13,9 @@ import pytest
 
 from chunkatlas.errors import ChunkatlasError
 from chunkatlas.fetch import fetch_anndata, fetch_tissue
-from chunkatlas.lazy import read_lazy
-from chunkatlas.remote import CredentialsRefused, RemoteSettings, open_remote_group
-from chunkatlas.serve import free_port
+from chunkatlas.remote.reader import CredentialsRefused, RemoteSettings, open_remote_group
+from chunkatlas.remote.serve import free_port
+from chunkatlas.store.lazy import read_lazy
 
 pytestmark = pytest.mark.servers
 

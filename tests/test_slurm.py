@@ -24,12 +24,18 @@ import numpy as np
 import pytest
 import yaml
 
-from chunkatlas.cluster import SlurmOptions, check_cluster, dask_client, dask_environment
+from chunkatlas.cluster import (
+    ClusterSettings,
+    SlurmOptions,
+    check_cluster,
+    dask_client,
+    dask_environment,
+)
 from chunkatlas.config import load_schema, validate_config
 from chunkatlas.errors import ChunkatlasError
-from chunkatlas.serve import stop_process
+from chunkatlas.remote.serve import stop_process
 
-from .conftest import REPO, SNAKEMAKE
+from .workflow_runs import REPO, SNAKEMAKE
 
 pytestmark = [pytest.mark.servers, pytest.mark.workflow]
 
@@ -340,7 +346,7 @@ def test_dask_workers_as_slurm_jobs_equal_the_local_cluster(
 ):
     from chunkatlas import fused
     from chunkatlas.analyze import AnalysisParams, hvg_pca
-    from chunkatlas.lazy import read_lazy
+    from chunkatlas.store.lazy import read_lazy
 
     store, _ = consolidated
     params = AnalysisParams(flavor="seurat", n_top_genes=150, n_comps=20, engine="scanpy")
@@ -354,7 +360,9 @@ def test_dask_workers_as_slurm_jobs_equal_the_local_cluster(
     results = {}
     seen: list[str] = []
     for cluster in ("local", "slurm"):
-        with dask_client(2, 2048, cluster=cluster, slurm_options=options) as client:
+        with dask_client(
+            ClusterSettings(workers=2, cluster=cluster, slurm=SlurmOptions.from_mapping(options))
+        ) as client:
             if cluster == "slurm":
                 squeue_while(slurm, seen)
                 assert len(client.scheduler_info()["workers"]) == 2
@@ -387,7 +395,7 @@ def test_dask_workers_as_slurm_jobs_equal_the_local_cluster(
 
 
 def test_slurm_options_from_the_config(tmp_path):
-    schema = load_schema(REPO / "workflow/schemas/config.schema.yaml")
+    schema = load_schema()
     config = yaml.safe_load((REPO / "config/test.yaml").read_text())
     filled = validate_config(config, schema)["dask"]
     assert filled["cluster"] == "local"
@@ -417,7 +425,7 @@ def test_slurm_cluster_errors_name_the_bad_value(monkeypatch, tmp_path):
         check_cluster("slurm", "tcp://h:1")
     monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch here
     with pytest.raises(ChunkatlasError, match="needs SLURM's sbatch on PATH"):
-        with dask_client(2, 2048, cluster="slurm"):
+        with dask_client(ClusterSettings(workers=2, cluster="slurm")):
             pass
 
 

@@ -12,8 +12,8 @@ import pytest
 import yaml
 import zarr
 
-from .conftest import REPO, snakemake
 from .oracle import assert_matches_reference, in_memory_reference
+from .workflow_runs import REPO, snakemake
 
 pytestmark = pytest.mark.workflow
 

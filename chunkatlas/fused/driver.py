@@ -13,7 +13,7 @@ import zarr
 
 from chunkatlas.fused.passes import KEEP_MB, FusedResult, run_passes
 from chunkatlas.fused.plan import Layout, open_layout, plan_blocks, work_dtype
-from chunkatlas.storeio import DEFAULT_ZARR_FORMAT, new_zarr_store
+from chunkatlas.store.write import DEFAULT_ZARR_FORMAT, new_zarr_store
 
 if TYPE_CHECKING:  # the workers never import pandas or scipy.sparse: they start faster
     import pandas as pd
@@ -55,7 +55,7 @@ def read_frames(path: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """obs and var of the store at ``path`` (their names unique)."""
     from anndata.io import read_elem
 
-    from chunkatlas.lazy import check_unique_names
+    from chunkatlas.store.lazy import check_unique_names
 
     source = zarr.open_group(path, mode="r")
     obs, var = read_elem(source["obs"]), read_elem(source["var"])

@@ -10,7 +10,7 @@ import numpy as np
 import zarr
 
 from chunkatlas.errors import ChunkatlasError
-from chunkatlas.stores import open_anndata_group
+from chunkatlas.store.layout import open_anndata_group
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,8 @@ rule analyze:
         * attempt,
         runtime=runtime(60),
     params:
-        chunk=analysis_rows,
-        analysis=config["analysis"],
-        dask=config["dask"],
+        rows=analysis_rows,
+        analysis=asdict(AnalysisParams.from_config(config)),
         zarr_format=config["zarr_format"],
     script:
         "../../scripts/analyze.py"

@@ -1,14 +1,15 @@
 import os
 import re
 import sys
+from dataclasses import asdict
 
+from chunkatlas.analyze import AnalysisParams
 from chunkatlas.config import load_schema, tissue_folders, validate_config
 from chunkatlas.errors import ChunkatlasError
+from chunkatlas.fetch import SourceSettings
 
 try:
-    _validated = validate_config(
-        config, load_schema(workflow.source_path("../schemas/config.schema.yaml"))
-    )
+    _validated = validate_config(config, load_schema())
     TISSUES = tissue_folders(_validated["tissues"])  # folder name -> tissue name
 except ChunkatlasError as err:
     sys.exit(f"chunkatlas: error: {err}")

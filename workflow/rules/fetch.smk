@@ -16,13 +16,7 @@ rule fetch:
         runtime=runtime(60),
     params:
         tissue=lambda wildcards: TISSUES[wildcards.tissue],
-        # tiledb_config may hold S3 keys: the script reads it from the config, not from params,
-        # which Snakemake records in .snakemake/metadata.
-        source={
-            k: v
-            for k, v in config["source"].items()
-            if k not in ("tiledb_config", "storage_options")
-        },
+        source=SourceSettings.from_config(config).output_params(),
         zarr_format=config["zarr_format"],
     script:
         "../../scripts/fetch.py"

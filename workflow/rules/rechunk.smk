@@ -15,7 +15,6 @@ rule rechunk:
         mem_mb=mem_mb(1000, 0.5),
         runtime=runtime(30),
     params:
-        chunk=lambda wildcards: int(wildcards.chunk),
         dense_axis=config["rechunk"]["dense_axis"],
         zarr_format=config["zarr_format"],
     script:

@@ -16,7 +16,7 @@ rule remote:
         mem_mb=mem_mb(1000, 2),
         runtime=runtime(30),
     params:
-        chunk=lambda wildcards: int(wildcards.chunk),
-        remote=config["remote"],
+        rows=lambda wildcards: int(wildcards.chunk),
+        server=config["remote"]["server"],
     script:
         "../../scripts/remote.py"

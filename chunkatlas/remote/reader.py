@@ -24,9 +24,9 @@ import zarr
 from zarr.abc.store import RangeByteRequest
 from zarr.storage import FsspecStore, WrapperStore
 
+from chunkatlas.consolidate import manifest_location
 from chunkatlas.errors import ChunkatlasError
-from chunkatlas.manifest import manifest_location
-from chunkatlas.storeio import redact
+from chunkatlas.store.write import redact
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,15 @@ class RemoteSettings:
     backoff_seconds: float = 0.1
     timeout_seconds: float = 30.0
     storage_options: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, config: Mapping) -> RemoteSettings:
+        """The config's ``remote`` retries and timeout, with ``source.storage_options``."""
+        return cls(
+            attempts=config["remote"]["attempts"],
+            timeout_seconds=config["remote"]["timeout_seconds"],
+            storage_options=config.get("source", {}).get("storage_options", {}),
+        )
 
 
 class CredentialsRefused(ChunkatlasError):

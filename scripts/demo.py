@@ -1,10 +1,10 @@
 """Snakemake entry point: build the embedded demo atlas."""
 
-from chunkatlas.atlas import AtlasSpec, write_demo_atlas
+from chunkatlas.demo import DemoSpec, write_demo_atlas
 from chunkatlas.logs import run_snakemake_step
 
 if __name__ == "__main__":
     run_snakemake_step(
         snakemake,
-        lambda: write_demo_atlas(snakemake.output.atlas, AtlasSpec(**snakemake.params.spec)),
+        lambda: write_demo_atlas(snakemake.output.atlas, DemoSpec(**snakemake.params.spec)),
     )

@@ -1,11 +1,9 @@
 """HTTP servers for stores, on loopback, that log every request: bytes sent per request is what
 the chunk-size study counts.
 
-``python -m chunkatlas.serve ROOT --log FILE`` serves ROOT with aiohttp's static file handling
-(Range requests included) and prints its URL.  Fault options make it misbehave on purpose, for
-tests of the remote reader: failing a share of requests, a 404 once, a stalled response, wrong
-answers to Range requests.  :func:`nginx_serving` serves the same with nginx and the same log
-format.
+``python -m chunkatlas.remote.serve ROOT --log FILE`` serves ROOT with aiohttp's static file
+handling (Range requests included) and prints its URL; :func:`nginx_serving` serves the same with
+nginx and the same log format.
 """
 
 from __future__ import annotations
@@ -14,7 +12,6 @@ import argparse
 import asyncio
 import json
 import os
-import random
 import shutil
 import signal
 import socket
@@ -22,9 +19,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from chunkatlas.errors import ChunkatlasError
@@ -32,24 +28,10 @@ from chunkatlas.errors import ChunkatlasError
 MARK_PREFIX = "/__mark__/"
 
 
-@dataclass
-class Faults:
-    """Deliberate misbehaviour of the test server."""
-
-    fail_rate: float = 0.0  # share of requests that fail
-    fail_mode: str = "503"  # "503" or "reset"
-    missing_once: set[str] = field(default_factory=set)  # paths answered 404 the first time
-    stall: set[str] = field(default_factory=set)  # paths whose response never comes
-    bad_range: str = ""  # "full": 200 with the whole file; "short": 206 with too few bytes
-    require_auth: str = ""  # "user:password" for HTTP basic auth; others get 401
-    seed: int = 0
-
-
-def make_app(root: Path, log_path: Path, faults: Faults):
+def make_app(root: Path, log_path: Path, middlewares: Sequence = ()):
+    """The aiohttp app serving ``root``; ``middlewares`` may change answers (the tests' faults)."""
     from aiohttp import web
 
-    rng = random.Random(faults.seed)
-    seen_missing: set[str] = set()
     log = open(log_path, "a", buffering=1)  # noqa: SIM115 - open for the server's life
 
     def record(request, status: int, sent: int) -> None:
@@ -67,50 +49,27 @@ def make_app(root: Path, log_path: Path, faults: Faults):
         record(request, response.status, response.content_length or 0)
 
     async def handle(request):
-        path = request.path
-        if path.startswith(MARK_PREFIX):
+        if request.path.startswith(MARK_PREFIX):
             return web.Response(status=204)
-        if faults.require_auth:
-            import base64
-
-            expected = "Basic " + base64.b64encode(faults.require_auth.encode()).decode()
-            if request.headers.get("Authorization") != expected:
-                return web.Response(status=401)
-        target = (root / path.lstrip("/")).resolve()
-        if root not in target.parents or not target.is_file():
+        target = served_file(request)
+        if target is None:
             return web.Response(status=404)
-        if path in faults.stall:
-            await asyncio.sleep(3600)
-        if path in faults.missing_once and path not in seen_missing:
-            seen_missing.add(path)
-            return web.Response(status=404)
-        if faults.fail_rate and rng.random() < faults.fail_rate:
-            if faults.fail_mode == "reset":
-                record(request, 0, 0)
-                request.transport.abort()
-                raise ConnectionResetError("deliberate reset")
-            return web.Response(status=503)
-        byte_range = request.http_range
-        if faults.bad_range and (byte_range.start is not None or byte_range.stop is not None):
-            body = target.read_bytes()
-            if faults.bad_range == "full":
-                return web.Response(body=body, status=200)
-            part = body[byte_range][:-1]  # one byte short, consistently declared
-            return web.Response(
-                body=part,
-                status=206,
-                headers={
-                    "Content-Range": f"bytes {byte_range.start}-{byte_range.start + len(part) - 1}/"
-                    f"{len(body)}"
-                },
-            )
         return web.FileResponse(target)
 
-    app = web.Application()
+    app = web.Application(middlewares=list(middlewares))
+    app["root"] = root
+    app["record"] = record
     app.on_response_prepare.append(on_prepare)
     app.router.add_route("GET", "/{tail:.*}", handle)
     app.router.add_route("HEAD", "/{tail:.*}", handle)
     return app
+
+
+def served_file(request) -> Path | None:
+    """The file under the app's root that ``request`` asks for, or None."""
+    root = request.app["root"]
+    target = (root / request.path.lstrip("/")).resolve()
+    return target if root in target.parents and target.is_file() else None
 
 
 def free_port() -> int:
@@ -119,11 +78,11 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def serve_forever(root: Path, log_path: Path, port: int, faults: Faults) -> None:
+def serve_forever(root: Path, log_path: Path, port: int = 0, middlewares: Sequence = ()) -> None:
     from aiohttp import web
 
     async def main():
-        runner = web.AppRunner(make_app(root.resolve(), log_path, faults), access_log=None)
+        runner = web.AppRunner(make_app(root.resolve(), log_path, middlewares), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", port)
         await site.start()
@@ -141,34 +100,17 @@ def serve_forever(root: Path, log_path: Path, port: int, faults: Faults) -> None
 def aiohttp_serving(
     root: str | os.PathLike,
     log_path: str | os.PathLike,
-    faults: Faults | None = None,
     *,
+    program: Sequence[str] = (sys.executable, "-m", "chunkatlas.remote.serve"),
+    extra_args: Sequence[str] = (),
     start_timeout: float = 60,
 ) -> Iterator[str]:
-    """Serve ``root`` from a subprocess on a free loopback port; yield its base URL."""
-    faults = faults or Faults()
-    args = [
-        sys.executable,
-        "-m",
-        "chunkatlas.serve",
-        str(root),
-        "--log",
-        str(log_path),
-        "--fail-rate",
-        str(faults.fail_rate),
-        "--fail-mode",
-        faults.fail_mode,
-        "--bad-range",
-        faults.bad_range,
-        "--seed",
-        str(faults.seed),
-        "--require-auth",
-        faults.require_auth,
-    ]
-    for path in sorted(faults.missing_once):
-        args += ["--missing-once", path]
-    for path in sorted(faults.stall):
-        args += ["--stall", path]
+    """Serve ``root`` from a subprocess on a free loopback port; yield its base URL.
+
+    ``program`` is the server's command line before its arguments: this module, or one that
+    calls :func:`serve_forever` with middlewares of its own (``extra_args`` are its options).
+    """
+    args = [*program, str(root), "--log", str(log_path), *extra_args]
     server = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
     try:
         url = _read_url(server, start_timeout)
@@ -277,43 +219,30 @@ def _wait_for_port(port: int, server: subprocess.Popen, timeout: float) -> None:
 
 
 @contextmanager
-def serving(kind: str, root, log_path, faults: Faults | None = None) -> Iterator[str]:
+def serving(kind: str, root, log_path) -> Iterator[str]:
     """The server the config asks for: "aiohttp" (default, pip only) or "nginx"."""
     if kind == "aiohttp":
-        with aiohttp_serving(root, log_path, faults) as url:
+        with aiohttp_serving(root, log_path) as url:
             yield url
     elif kind == "nginx":
-        if faults:
-            raise ChunkatlasError("fault injection needs the aiohttp server")
         with nginx_serving(root, log_path) as url:
             yield url
     else:
         raise ChunkatlasError(f"server {kind!r} is not one of 'aiohttp', 'nginx'")
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m chunkatlas.serve", description=__doc__)
+def argument_parser(prog: str) -> argparse.ArgumentParser:
+    """The server's command line: ROOT --log FILE [--port N]."""
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__)
     parser.add_argument("root", type=Path)
     parser.add_argument("--log", type=Path, required=True)
     parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--fail-rate", type=float, default=0.0)
-    parser.add_argument("--fail-mode", choices=("503", "reset"), default="503")
-    parser.add_argument("--missing-once", action="append", default=[])
-    parser.add_argument("--stall", action="append", default=[])
-    parser.add_argument("--bad-range", choices=("", "full", "short"), default="")
-    parser.add_argument("--require-auth", default="")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    faults = Faults(
-        fail_rate=args.fail_rate,
-        fail_mode=args.fail_mode,
-        missing_once=set(args.missing_once),
-        stall=set(args.stall),
-        bad_range=args.bad_range,
-        require_auth=args.require_auth,
-        seed=args.seed,
-    )
-    serve_forever(args.root, args.log, args.port, faults)
+    return parser
+
+
+def main(argv=None) -> None:
+    args = argument_parser("python -m chunkatlas.remote.serve").parse_args(argv)
+    serve_forever(args.root, args.log, args.port)
 
 
 if __name__ == "__main__":

@@ -5,8 +5,8 @@ import scipy.sparse as sp
 import zarr
 from anndata.io import write_elem
 
-from chunkatlas.chunking import chunk_callback, matrix_chunks, plan_chunks, rechunk_store
 from chunkatlas.errors import ChunkatlasError
+from chunkatlas.rechunk import chunk_callback, matrix_chunks, plan_chunks, rechunk_store
 
 
 def test_matrix_chunks_sparse_holds_about_size_cells():

@@ -1,13 +1,13 @@
 if "demo_atlas" in config and config["source"]["kind"] == "soma":
 
-    rule demo_atlas:
+    rule demo:
         """Build the embedded, Census-shaped demo atlas (a TileDB-SOMA Experiment) from a seed."""
         output:
             atlas=directory(config["source"]["uri"]),
         log:
-            "results/logs/demo_atlas.log",
+            "results/logs/demo.log",
         benchmark:
-            "results/benchmarks/demo_atlas.tsv"
+            "results/benchmarks/demo.tsv"
         conda:
             "../../envs/chunkatlas.yaml"
         resources:
@@ -16,4 +16,4 @@ if "demo_atlas" in config and config["source"]["kind"] == "soma":
         params:
             spec=config["demo_atlas"],
         script:
-            "../../scripts/atlas.py"
+            "../../scripts/demo.py"

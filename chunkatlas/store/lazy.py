@@ -9,7 +9,7 @@ import zarr
 from anndata.experimental import read_dispatched, read_elem_lazy
 
 from chunkatlas.errors import ChunkatlasError
-from chunkatlas.stores import is_matrix_element, is_sparse, matrix_shape, open_anndata_group
+from chunkatlas.store.layout import is_matrix_element, is_sparse, matrix_shape, open_anndata_group
 
 
 def read_lazy(
@@ -21,7 +21,7 @@ def read_lazy(
     scanpy's Dask code paths need; obs, var, obsm, uns and the rest are read into memory.
     Dense matrices are split the same way, or with ``dense_chunks="disk"`` along their on-disk
     chunks (so that reading one gene of a gene-chunked store touches one chunk).
-    ``path`` may be an open zarr or h5py group (a remote store, see :mod:`chunkatlas.remote`).
+    ``path`` may be an open zarr or h5py group (a remote store: :mod:`chunkatlas.remote.reader`).
     """
     group = path if not isinstance(path, str | os.PathLike) else open_anndata_group(path)
 

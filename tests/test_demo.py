@@ -1,4 +1,4 @@
-"""Tests of the Census-shaped demo atlas generator (chunkatlas.atlas)."""
+"""Tests of the Census-shaped demo atlas generator (chunkatlas.demo)."""
 
 from __future__ import annotations
 
@@ -11,18 +11,18 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from chunkatlas import atlas as atlas_module
-from chunkatlas.atlas import (
-    AtlasSpec,
-    AtlasSpecError,
+from chunkatlas.demo import (
+    DemoSpec,
+    DemoSpecError,
     simulate_counts,
     simulate_obs,
     simulate_var,
     write_demo_atlas,
 )
+from chunkatlas.demo import soma as demo_soma
 from chunkatlas.errors import ChunkatlasError
 
-SMALL = AtlasSpec(n_cells=3_000, n_genes=500, seed=0, block_cells=1_000)
+SMALL = DemoSpec(n_cells=3_000, n_genes=500, seed=0, block_cells=1_000)
 
 OBS_COLUMNS = {
     "soma_joinid",
@@ -80,19 +80,19 @@ def _log_normalised(counts: sp.csr_matrix) -> np.ndarray:
 def test_invalid_spec_raises_one_line_naming_field(changes: dict, field: str) -> None:
     with pytest.raises(ValueError, match=field) as info:
         dataclasses.replace(SMALL, **changes)
-    assert isinstance(info.value, AtlasSpecError)
+    assert isinstance(info.value, DemoSpecError)
     assert isinstance(info.value, ChunkatlasError)  # printed as one line by the CLI
     assert "\n" not in str(info.value)
     assert str(info.value).startswith(f"{field}=")
 
 
 def test_tissues_from_a_yaml_list_are_accepted() -> None:
-    spec = AtlasSpec(n_cells=100, n_genes=200, tissues=["lung", "blood", "brain"])
+    spec = DemoSpec(n_cells=100, n_genes=200, tissues=["lung", "blood", "brain"])
     assert spec.tissues == ("lung", "blood", "brain")
 
 
 def test_default_spec_matches_documented_defaults() -> None:
-    spec = AtlasSpec()
+    spec = DemoSpec()
     assert (spec.n_cells, spec.n_genes, spec.seed) == (30_000, 2_000, 0)
     assert spec.tissues == ("lung", "blood", "brain")
     assert (spec.primary_fraction, spec.block_cells) == (0.9, 5_000)
@@ -182,7 +182,7 @@ def test_counts_are_nonnegative_integer_float32(counts: sp.csr_matrix) -> None:
 
 
 def test_no_cell_is_empty_even_with_the_smallest_panel() -> None:
-    spec = AtlasSpec(n_cells=2_000, n_genes=200, seed=0)
+    spec = DemoSpec(n_cells=2_000, n_genes=200, seed=0)
     counts = simulate_counts(spec, simulate_obs(spec), 0, spec.n_cells)
     assert np.asarray(counts.sum(axis=1)).min() >= 1
 
@@ -336,16 +336,16 @@ def test_refuses_to_overwrite(written: tuple[Path, dict], tmp_path: Path) -> Non
 
 
 def test_failed_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    real = atlas_module.simulate_counts
+    real = demo_soma.simulate_counts
     calls = []
 
-    def failing(spec: AtlasSpec, obs: pd.DataFrame, start: int, stop: int) -> sp.csr_matrix:
+    def failing(spec: DemoSpec, obs: pd.DataFrame, start: int, stop: int) -> sp.csr_matrix:
         calls.append(start)
         if len(calls) > 1:
             raise RuntimeError("killed mid-write")
         return real(spec, obs, start, stop)
 
-    monkeypatch.setattr(atlas_module, "simulate_counts", failing)
+    monkeypatch.setattr(demo_soma, "simulate_counts", failing)
     uri = tmp_path / "demo.soma"
     spec = dataclasses.replace(SMALL, n_cells=600, block_cells=200)
     with pytest.raises(RuntimeError, match="killed"):
@@ -354,5 +354,5 @@ def test_failed_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 
 def test_remote_uri_is_refused() -> None:
-    with pytest.raises(AtlasSpecError, match="local"):
+    with pytest.raises(DemoSpecError, match="local"):
         write_demo_atlas("s3://bucket/demo.soma", SMALL)

@@ -12,8 +12,8 @@ import zarr
 
 from chunkatlas import __version__
 from chunkatlas.errors import ChunkatlasError
-from chunkatlas.storeio import write_json_atomic
-from chunkatlas.stores import matrix_shape, open_anndata_group
+from chunkatlas.store.layout import matrix_shape, open_anndata_group
+from chunkatlas.store.write import write_json_atomic
 
 METADATA_FILES = {".zarray", ".zattrs", ".zgroup", ".zmetadata", "zarr.json"}
 

@@ -15,9 +15,9 @@ import dask
 import numpy as np
 import pandas as pd
 
-from chunkatlas.lazy import read_lazy
-from chunkatlas.remote import RemoteSettings, open_remote_group
-from chunkatlas.serve import MARK_PREFIX, Faults, serving
+from chunkatlas.remote.reader import RemoteSettings, open_remote_group
+from chunkatlas.remote.serve import MARK_PREFIX, serving
+from chunkatlas.store.lazy import read_lazy
 
 PATTERNS = ("open", "one_gene", "fifty_genes", "cell_block", "all_x")
 CELL_BLOCK = 1000
@@ -110,7 +110,6 @@ def measure_store(
     rows: int,
     *,
     server: str = "aiohttp",
-    faults: Faults | None = None,
     workdir: str | os.PathLike | None = None,
     settings: RemoteSettings | None = None,
 ) -> pd.DataFrame:
@@ -121,7 +120,7 @@ def measure_store(
     with tempfile.TemporaryDirectory(dir=workdir, prefix=".requests-") as tmp:
         log_path = Path(tmp) / "requests.jsonl"
         log_path.touch()
-        with serving(server, store.parent, log_path, faults) as base_url:
+        with serving(server, store.parent, log_path) as base_url:
             log = RequestLog(log_path, base_url)
             rows_out = run_patterns(f"{base_url}/{store.name}", log, rows, settings)
     table = pd.DataFrame([vars(m) for m in rows_out])

@@ -10,9 +10,9 @@ import zarr
 from anndata.experimental import write_dispatched
 
 from chunkatlas.errors import ChunkatlasError
-from chunkatlas.lazy import read_lazy
-from chunkatlas.storeio import DEFAULT_ZARR_FORMAT, new_zarr_store
-from chunkatlas.stores import is_matrix_element, is_sparse, matrix_shape, open_anndata_group
+from chunkatlas.store.layout import is_matrix_element, is_sparse, matrix_shape, open_anndata_group
+from chunkatlas.store.lazy import read_lazy
+from chunkatlas.store.write import DEFAULT_ZARR_FORMAT, new_zarr_store
 
 DENSE_AXES = ("obs", "var")
 # Cells per block read while rechunking: large enough to keep appends few, small enough to
