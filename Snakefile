@@ -6,10 +6,10 @@ min_version("9.0")
 
 
 # A --configfile replaces the default instead of being merged into it, so that a Census config
-# does not inherit the demo atlas.
-if not config:
+# does not inherit the demo atlas; --config alone applies on top of the default.
+if not workflow.overwrite_configfiles:
 
-    configfile: "config/config.yaml"
+    configfile: f"{workflow.basedir}/config/config.yaml"
 
 
 report: "workflow/report/workflow.rst"
@@ -29,5 +29,5 @@ rule all:
     default_target: True
     input:
         grid_outputs(),
-        "results/summary.tsv",
-        "results/provenance/config.yaml",
+        out("summary.tsv"),
+        out("provenance/config.yaml"),

@@ -185,11 +185,16 @@ def cmd_analyze(args: argparse.Namespace) -> None:
     from chunkatlas.analyze import AnalysisParams, analyze_store
     from chunkatlas.cluster import ClusterSettings
     from chunkatlas.consolidate import manifest_location, verify_store
+    from chunkatlas.store.layout import check_obs_column
+    from chunkatlas.store.write import refuse_existing
 
     config = command_config(args, ["analysis", "dask", "zarr_format"])
     # A store written by `chunkatlas consolidate` is checked against its manifest first.
     if os.path.exists(manifest_location(args.store)):
         verify_store(args.store, manifest_location(args.store))
+    if args.plot:  # every check before the work
+        refuse_existing(args.plot)
+        check_obs_column(args.store, config["analysis"]["label_key"], "--label-key")
     memory_mb = args.workers * config["dask"]["memory_mb_per_worker"]
     result = analyze_store(
         args.store,
@@ -203,6 +208,44 @@ def cmd_analyze(args: argparse.Namespace) -> None:
         from chunkatlas.plot_pca import plot_pca
 
         plot_pca(result, args.plot, label_key=config["analysis"]["label_key"])
+
+
+def configfiles_in(snakemake_args: Sequence[str]) -> list[str]:
+    """The paths given to snakemake's ``--configfile``/``--configfiles`` (one or more each)."""
+    files, taking = [], False
+    for arg in snakemake_args:
+        name, sep, value = arg.partition("=")
+        if name in ("--configfile", "--configfiles"):
+            taking = not sep
+            files += [value] if sep else []
+        elif taking and not arg.startswith("-"):
+            files.append(arg)
+        else:
+            taking = False
+    return files
+
+
+def run_workflow(snakemake_args: Sequence[str]) -> int:
+    """``snakemake ARGS`` on chunkatlas's workflow, from any directory (results go there).
+
+    Snakemake reads ``--configfile`` before any workflow code runs and answers a missing file
+    with a traceback; here each one is checked first, with one line.
+    """
+    import subprocess
+    from pathlib import Path
+
+    from chunkatlas.config import read_configfile
+
+    for path in configfiles_in(snakemake_args):
+        read_configfile(path)
+    snakefile = Path(__file__).resolve().parents[1] / "Snakefile"
+    if not snakefile.exists():
+        raise ChunkatlasError(
+            f"no workflow beside this chunkatlas ({snakefile} is missing): install it from a "
+            "checkout (pip install -e .)"
+        )
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(snakefile)]
+    return subprocess.call([*command, *snakemake_args])
 
 
 def positive_int(text: str) -> int:
@@ -229,6 +272,12 @@ def build_parser() -> argparse.ArgumentParser:
         "consolidate": (cmd_consolidate, "consolidate metadata, write the manifest"),
         "analyze": (cmd_analyze, "normalize, log1p, HVG and PCA on Dask"),
     }
+    sub.add_parser(
+        "run",
+        help="run the whole workflow: snakemake with chunkatlas's Snakefile (chunkatlas run "
+        "--cores 2 [--configfile FILE] [any snakemake option]), config files checked first",
+        add_help=False,
+    )
     parsers = {}
     for name, (func, help_text) in commands.items():
         parsers[name] = sub.add_parser(name, help=help_text, description=help_text)
@@ -288,8 +337,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     from chunkatlas.logs import configure_logging, report_errors
 
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
     configure_logging(sys.stderr)
+    if argv[:1] == ["run"]:  # every other argument is snakemake's
+        return report_errors(lambda: run_workflow(argv[1:]))
+    args = build_parser().parse_args(argv)
     report_errors(lambda: args.func(args))
     return 0
 

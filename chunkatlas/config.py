@@ -40,6 +40,10 @@ def describe_error(error: jsonschema.ValidationError) -> str:
         allowed = ", ".join(sorted(error.schema.get("properties", {})))
         unknown = sorted(set(error.instance) - set(error.schema.get("properties", {})))
         return f"config {where}: unknown key(s) {', '.join(map(repr, unknown))}; allowed: {allowed}"
+    if error.validator == "required":
+        missing = error.message.split("'")[1]
+        what = error.schema.get("properties", {}).get(missing, {}).get("description", "")
+        return f"config {where}: {error.message}" + (f" ({what})" if what else "")
     if error.validator == "enum":
         allowed = ", ".join(map(repr, error.validator_value))
         return f"config {where}: {error.instance!r} is not one of {allowed}"
@@ -98,7 +102,7 @@ def validate_config(config: dict, schema: dict, sections: list[str] | None = Non
     if error is not None:
         raise ChunkatlasError(describe_error(error))
     if "demo_atlas" in filled and "source" in filled:
-        confined_output(filled["source"]["uri"], "source.uri")
+        confined_output(filled["source"]["uri"], "source.uri", run_folder(filled))
     analysis = filled.get("analysis", {})
     if "engine" in analysis:
         problem = engine_flavor_problem(analysis["engine"], analysis["flavor"])
@@ -109,21 +113,67 @@ def validate_config(config: dict, schema: dict, sections: list[str] | None = Non
             f"config analysis.n_comps: {analysis['n_comps']} must be below "
             f"analysis.n_top_genes ({analysis['n_top_genes']})"
         )
+    demo_genes = filled.get("demo_atlas", {}).get("n_genes")
+    if analysis and demo_genes is not None and analysis["n_top_genes"] > demo_genes:
+        raise ChunkatlasError(
+            f"config analysis.n_top_genes: {analysis['n_top_genes']} is more than the demo "
+            f"atlas's genes (demo_atlas.n_genes: {demo_genes})"
+        )
     return filled
 
 
 RESULTS = "results"
 
 
-def confined_output(path: str, key: str) -> str:
-    """Refuse an output path from config that would land outside the results directory."""
-    parts = Path(path).parts
-    if Path(path).is_absolute() or not parts or parts[0] != RESULTS or ".." in parts:
+def run_folder(config: dict) -> str:
+    """The results folder of a run: results/RUN."""
+    return f"{RESULTS}/{config['run']}"
+
+
+def confined_output(path: str, key: str, folder: str) -> str:
+    """Refuse an output path from config that would land outside the run's results folder."""
+    parts, top = Path(path).parts, Path(folder).parts
+    inside = parts[: len(top)] == top and len(parts) > len(top)
+    if Path(path).is_absolute() or not inside or ".." in parts:
         raise ChunkatlasError(
             f"config {key}: {path!r} is written by the workflow, so it must be a relative path "
-            f"inside {RESULTS}/ without '..'"
+            f"inside this run's folder {folder}/ without '..'"
         )
     return path
+
+
+def check_source(config: dict) -> None:
+    """Refuse a local source that does not exist, before any job (the demo atlas is built)."""
+    from chunkatlas.remote.reader import is_remote
+
+    uri = config["source"]["uri"]
+    if "demo_atlas" in config or is_remote(uri) or uri.startswith(("scanpy:", "file://")):
+        return
+    if not Path(uri).exists():
+        raise ChunkatlasError(
+            f"config source.uri: {uri!r} does not exist (a local path, an http(s):// or s3:// "
+            "URL, scanpy:NAME, or give demo_atlas to build the demo atlas there)"
+        )
+
+
+def coerce_to_schema(value: object, schema: dict) -> object:
+    """``value`` with strings read as YAML where the schema wants no string (an integer, a
+    number, a boolean or null): Snakemake's ``--config chunks=[300]`` gives ``['300']``."""
+    if isinstance(value, dict):
+        properties = schema.get("properties", {})
+        return {k: coerce_to_schema(v, properties.get(k, {})) for k, v in value.items()}
+    if isinstance(value, list):
+        return [coerce_to_schema(v, schema.get("items", {})) for v in value]
+    kinds = schema.get("type", [])
+    kinds = [kinds] if isinstance(kinds, str) else kinds
+    if "enum" in schema:
+        kinds = sorted({type(v).__name__ for v in schema["enum"]})
+    if isinstance(value, str) and kinds and "string" not in kinds and "str" not in kinds:
+        try:
+            return yaml.safe_load(value)
+        except yaml.YAMLError:
+            return value
+    return value
 
 
 def tissue_folder(tissue: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 import zlib
 from pathlib import Path
 
@@ -105,7 +106,10 @@ def consolidate_store(
     ``provenance`` (e.g. the config hash of the run) is recorded in the manifest.
     """
     open_anndata_group(store)
-    zarr.consolidate_metadata(str(store))
+    with warnings.catch_warnings():
+        # Deliberate, as anndata does: a remote reader opens the whole store in one request.
+        warnings.filterwarnings("ignore", "Consolidated metadata is currently not part")
+        zarr.consolidate_metadata(str(store))
     manifest = {**build_manifest(store), **(provenance or {})}
     if not manifest["consolidated"]:
         raise ChunkatlasError(f"metadata consolidation did not take effect: {store}")

@@ -3,12 +3,12 @@
 import yaml
 
 from chunkatlas.logs import run_snakemake_step
-from chunkatlas.provenance import run_record, software_versions
+from chunkatlas.provenance import software_versions
 
 
 def main(snakemake):
     with open(snakemake.output.config, "w") as handle:
-        yaml.safe_dump(run_record(snakemake.config), handle, sort_keys=False)
+        yaml.safe_dump(snakemake.params.record, handle, sort_keys=False)
     software_versions().to_csv(snakemake.output.versions, sep="\t", index=False)
 
 

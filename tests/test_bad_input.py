@@ -107,11 +107,11 @@ def test_snakemake_job_with_bad_input_fails_with_one_line_and_no_output(tmp_path
     done = snakemake(tmp_path, "--cores", "1", "--configfile", str(tmp_path / "c.yaml"))
     assert done.returncode != 0
     expected = (
-        "chunkatlas: error: tissue 'liver' matches no cells in results/demo_atlas.soma "
+        "chunkatlas: error: tissue 'liver' matches no cells in results/test/demo_atlas.soma "
         '(filter: tissue_general == "liver" and is_primary_data == True)'
     )
     assert expected in done.stderr.splitlines()
-    assert not (tmp_path / "results" / "liver" / "fetched.zarr").exists()
+    assert not (tmp_path / "results/test/liver/fetched.zarr").exists()
     assert not list((tmp_path / "results").rglob(".*.tmp-*"))
 
 
@@ -138,7 +138,7 @@ def test_secrets_in_config_never_reach_outputs_or_logs(tmp_path):
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
     done = snakemake(
         tmp_path,
-        "results/lung/chunks-150/store.manifest.json",
+        "results/test/lung/chunks-150/store.manifest.json",
         "--cores",
         "1",
         "--configfile",

@@ -2,6 +2,8 @@ import pytest
 import yaml
 
 from chunkatlas.config import (
+    check_source,
+    coerce_to_schema,
     config_hash,
     load_schema,
     tissue_folder,
@@ -16,10 +18,10 @@ SCHEMA = load_schema()
 
 
 def minimal(**extra):
-    return {"source": {"uri": "x.soma"}, "tissues": ["lung"], "chunks": [100], **extra}
+    return {"run": "t", "source": {"uri": "x.soma"}, "tissues": ["lung"], "chunks": [100], **extra}
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "test.yaml", "census.yaml"])
+@pytest.mark.parametrize("name", ["config.yaml", "test.yaml", "census.yaml", "pbmc.yaml"])
 def test_shipped_configs_are_valid(name):
     config = validate_config(yaml.safe_load((REPO / "config" / name).read_text()), SCHEMA)
     assert config["analysis"]["n_comps"] < config["analysis"]["n_top_genes"]
@@ -45,9 +47,22 @@ def test_defaults_are_filled():
         (minimal(analysis={"flavor": "seurat_v9"}), "'seurat_v9' is not one of 'seurat'"),
         (minimal(analysis={"n_top_genes": 50, "n_comps": 50}), "n_comps: 50 must be below"),
         (minimal(analysis={"engine": "numpy"}), "'numpy' is not one of 'fused', 'scanpy'"),
-        ({"tissues": ["lung"], "chunks": [1]}, "'source' is a required property"),
-        ({**minimal(demo_atlas={}), "source": {"uri": "/etc/atlas.soma"}}, "inside results/"),
-        ({**minimal(demo_atlas={}), "source": {"uri": "results/../x"}}, "without '..'"),
+        ({"run": "t", "tissues": ["lung"], "chunks": [1]}, "'source' is a required property"),
+        (
+            {k: v for k, v in minimal().items() if k != "run"},
+            "'run' is a required property (name of this run: its results go to results/RUN/",
+        ),
+        (minimal(run="a/b"), "run: 'a/b' does not match"),
+        ({**minimal(demo_atlas={}), "source": {"uri": "/etc/atlas.soma"}}, "folder results/t/"),
+        ({**minimal(demo_atlas={}), "source": {"uri": "results/x.soma"}}, "folder results/t/"),
+        ({**minimal(demo_atlas={}), "source": {"uri": "results/t/../x"}}, "without '..'"),
+        (
+            {
+                **minimal(demo_atlas={"n_genes": 300}, analysis={"n_top_genes": 500}),
+                "source": {"uri": "results/t/demo.soma"},
+            },
+            "n_top_genes: 500 is more than the demo atlas's genes (demo_atlas.n_genes: 300)",
+        ),
         (minimal(source={"uri": "x", "tiledb_config": {"k": [1]}}), "tiledb_config.k"),
     ],
 )
@@ -75,3 +90,26 @@ def test_config_hash_is_stable_and_sensitive():
     a = minimal()
     assert config_hash(a) == config_hash(dict(reversed(list(a.items()))))
     assert config_hash(a) != config_hash(minimal(chunks=[101]))
+
+
+def test_values_typed_on_the_command_line_are_coerced():
+    """Snakemake's --config reads chunks=[300] as ['300'] and n_top_genes=500 may arrive as text."""
+    typed = coerce_to_schema(
+        {**minimal(chunks=["300", "1000"]), "analysis": {"n_top_genes": "500", "flavor": "seurat"}},
+        SCHEMA,
+    )
+    config = validate_config(typed, SCHEMA)
+    assert config["chunks"] == [300, 1000]
+    assert config["analysis"]["n_top_genes"] == 500
+    assert coerce_to_schema({"tissues": ["1"]}, SCHEMA) == {"tissues": ["1"]}  # strings stay
+
+
+def test_a_missing_local_source_is_refused_before_any_job(tmp_path):
+    with pytest.raises(ChunkatlasError, match=r"source.uri: '.*nothing.soma' does not exist"):
+        check_source(
+            validate_config(minimal(source={"uri": str(tmp_path / "nothing.soma")}), SCHEMA)
+        )
+    check_source(validate_config(minimal(source={"uri": "s3://bucket/atlas"}), SCHEMA))
+    check_source(
+        validate_config(minimal(demo_atlas={}, source={"uri": "results/t/d.soma"}), SCHEMA)
+    )

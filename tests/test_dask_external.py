@@ -163,8 +163,8 @@ def test_workflow_on_external_cluster_equals_local_run(scheduler, test_run, tmp_
     assert done.returncode == 0, done.stderr[-5000:]
     for tissue in config["tissues"]:
         for chunk in config["chunks"]:
-            here = Path("results") / tissue / f"chunks-{chunk}"
-            log = tmp_path / "run" / "results/logs/analyze" / f"{tissue}-{chunk}.log"
+            here = Path("results") / config["run"] / tissue / f"chunks-{chunk}"
+            log = tmp_path / "run" / "results/test/logs/analyze" / f"{tissue}-{chunk}.log"
             assert f"connected to Dask scheduler {scheduler}" in log.read_text()
             assert "LocalCluster" not in log.read_text()
             assert_same_analysis(

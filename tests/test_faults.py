@@ -183,7 +183,7 @@ def test_snakemake_killed_mid_stage_then_rerun_gives_identical_results(test_run,
     run = subprocess.Popen(
         args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
-    logs = tmp_path / "results" / "logs" / stage
+    logs = tmp_path / "results" / config["run"] / "logs" / stage
     wait_for(lambda: logs.exists() and any(logs.iterdir()), 600, f"a {stage} job to start")
     os.killpg(run.pid, signal.SIGKILL)  # Snakemake, its jobs and their Dask workers
     run.wait()
@@ -196,7 +196,7 @@ def test_snakemake_killed_mid_stage_then_rerun_gives_identical_results(test_run,
     assert again.returncode == 0, again.stderr[-3000:]
     for tissue in config["tissues"]:
         for chunk in config["chunks"]:
-            here = Path("results") / tissue / f"chunks-{chunk}"
+            here = Path("results") / config["run"] / tissue / f"chunks-{chunk}"
             assert chunk_files(tmp_path / here / "store.zarr") == chunk_files(
                 workdir / here / "store.zarr"
             )

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from .workflow_runs import REPO, snakemake
+from .workflow_runs import REPO, results_dir, snakemake
 
 pytestmark = pytest.mark.workflow
 
@@ -113,21 +113,22 @@ def test_lock_file_agrees_with_the_pins():
 
 
 def test_outputs_record_version_and_config_hash(test_run):
-    workdir, _ = test_run
-    record = yaml.safe_load((workdir / "results/provenance/config.yaml").read_text())
+    workdir, config = test_run
+    results = results_dir(workdir, config)
+    record = yaml.safe_load((results / "provenance/config.yaml").read_text())
     assert re.fullmatch(r"[0-9a-f]{16}", record["config_hash"])
     assert record["chunkatlas_version"]
-    for manifest in (workdir / "results").rglob("store.manifest.json"):
+    for manifest in results.rglob("store.manifest.json"):
         entry = yaml.safe_load(manifest.read_text())
         assert entry["config_hash"] == record["config_hash"]
         assert entry["chunkatlas_version"] == record["chunkatlas_version"]
-    results = list((workdir / "results").rglob("hvg_pca.zarr"))
-    assert results
-    for result in results:
+    analyses = list(results.rglob("hvg_pca.zarr"))
+    assert analyses
+    for result in analyses:
         uns = ad.read_zarr(result).uns["chunkatlas"]
         assert uns["config_hash"] == record["config_hash"]
         assert uns["version"] == record["chunkatlas_version"]
-    versions = (workdir / "results/provenance/versions.tsv").read_text()
+    versions = (results / "provenance/versions.tsv").read_text()
     pinned = pins(tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"])
     for name in ("scanpy", "anndata", "zarr"):
         assert f"\n{name}\t{pinned[name]}\n" in versions, name

@@ -35,7 +35,7 @@ from chunkatlas.config import load_schema, validate_config
 from chunkatlas.errors import ChunkatlasError
 from chunkatlas.remote.serve import stop_process
 
-from .workflow_runs import REPO, SNAKEMAKE
+from .workflow_runs import REPO, SNAKEMAKE, job_counts
 
 pytestmark = [pytest.mark.servers, pytest.mark.workflow]
 
@@ -54,14 +54,6 @@ def local_rules() -> set[str]:
             if re.search(r"^\s*localrule:\s*True", body, flags=re.M):
                 local.add(name)
     return local
-
-
-def job_counts(output: str) -> dict[str, int]:
-    """Snakemake's "Job stats" table: jobs per rule."""
-    table = output.split("Job stats:")[1].split("\n\n")[0]
-    return {
-        m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m[1] != "total"
-    }
 
 
 def find(program: str) -> str | None:
@@ -320,12 +312,12 @@ def test_workflow_on_slurm_equals_the_local_run(slurm, test_run, tmp_path):
     for _, job_id, log in submitted:  # the plugin kept every job's log (the profile says so)
         assert Path(log).name == f"{job_id}.log"
         assert "Finished jobid: 0" in Path(log).read_text(), log
-    for log in (tmp_path / "results/logs/analyze").glob("*.log"):
+    for log in (tmp_path / "results/test/logs/analyze").glob("*.log"):
         assert "Dask LocalCluster: 2 workers" in log.read_text()
 
     for tissue in config["tissues"]:
         for chunk in config["chunks"]:
-            here = Path("results") / tissue / f"chunks-{chunk}"
+            here = Path("results") / config["run"] / tissue / f"chunks-{chunk}"
             assert chunk_files(tmp_path / here / "store.zarr") == chunk_files(
                 workdir / here / "store.zarr"
             )

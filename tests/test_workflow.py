@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 
 import anndata as ad
 import numpy as np
@@ -13,16 +12,11 @@ import yaml
 import zarr
 
 from .oracle import assert_matches_reference, in_memory_reference
-from .workflow_runs import REPO, snakemake
+from .workflow_runs import REPO, job_counts, results_dir, snakemake
 
 pytestmark = pytest.mark.workflow
 
 PER_GRID_POINT = ("rechunk", "consolidate", "analyze", "plot_pca")
-
-
-def job_counts(output: str) -> dict[str, int]:
-    table = output.split("Job stats:")[1].split("\n\n")[0]
-    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
 
 
 @pytest.mark.parametrize("name", ["config.yaml", "test.yaml", "census.yaml", "pbmc.yaml"])
@@ -37,7 +31,7 @@ def test_dry_run_has_one_job_per_tissue_and_chunk(tmp_path, name):
         assert counts[rule] == n_tissues * n_chunks
     assert counts["summary"] == 1
     assert counts.get("remote", 0) == n_tissues * n_chunks  # remote accounting is on by default
-    assert counts.get("demo_atlas", 0) == (1 if "demo_atlas" in config else 0)
+    assert counts.get("demo", 0) == (1 if "demo_atlas" in config else 0)
 
 
 def test_bad_config_stops_snakemake_with_one_line(tmp_path):
@@ -59,7 +53,7 @@ def grid(config):
 def test_end_to_end_outputs(test_run):
     workdir, config = test_run
     for tissue, chunk in grid(config):
-        here = workdir / "results" / tissue / f"chunks-{chunk}"
+        here = results_dir(workdir, config) / tissue / f"chunks-{chunk}"
         store = here / "store.zarr"
         manifest = json.loads((here / "store.manifest.json").read_text())
         group = zarr.open_consolidated(str(store), mode="r")
@@ -69,7 +63,7 @@ def test_end_to_end_outputs(test_run):
         assert manifest["consolidated"] and manifest["n_obs"] == n_obs
         # every store of the run is zarr v3 (the default zarr_format)
         assert manifest["zarr_format"] == group.metadata.zarr_format == 3
-        for written in (workdir / "results" / tissue / "fetched.zarr", here / "hvg_pca.zarr"):
+        for written in (here.parent / "fetched.zarr", here / "hvg_pca.zarr"):
             assert zarr.open_group(written, mode="r").metadata.zarr_format == 3
         assert {a["path"] for a in manifest["arrays"]} >= {"X/data", "X/indices", "X/indptr"}
         result = ad.read_zarr(here / "hvg_pca.zarr")
@@ -88,7 +82,7 @@ def test_end_to_end_outputs(test_run):
 
 def test_summary_has_one_row_per_grid_point(test_run):
     workdir, config = test_run
-    summary = pd.read_csv(workdir / "results/summary.tsv", sep="\t")
+    summary = pd.read_csv(results_dir(workdir, config) / "summary.tsv", sep="\t")
     assert len(summary) == len(list(grid(config)))
     assert set(zip(summary.tissue, summary.chunk, strict=True)) == set(grid(config))
     for step in ("fetch", "rechunk", "consolidate", "analyze"):
@@ -99,8 +93,8 @@ def test_summary_has_one_row_per_grid_point(test_run):
 
 
 def test_every_rule_logged_and_rerun_is_a_no_op(test_run):
-    workdir, _ = test_run
-    logs = list((workdir / "results/logs").rglob("*.log"))
+    workdir, config = test_run
+    logs = list((results_dir(workdir, config) / "logs").rglob("*.log"))
     assert any("dashboard: http" in p.read_text() for p in logs if "analyze" in str(p))
     done = snakemake(workdir, "-n", "--configfile", str(REPO / "config/test.yaml"))
     assert "Nothing to be done" in done.stdout + done.stderr
@@ -111,7 +105,7 @@ def test_pbmc_config_reproduces_the_remote_zarr_tutorial(tmp_path):
     assert done.returncode == 0, done.stderr[-5000:]
     costs = {}
     for chunk in (5, 25):
-        here = tmp_path / "results" / "pbmc" / f"chunks-{chunk}"
+        here = tmp_path / "results/pbmc/pbmc" / f"chunks-{chunk}"
         group = zarr.open_consolidated(str(here / "store.zarr"), mode="r")
         assert group["X"].chunks == (700, chunk)
         assert group["layers/scaled"].chunks == (700, chunk)
@@ -120,9 +114,9 @@ def test_pbmc_config_reproduces_the_remote_zarr_tutorial(tmp_path):
     assert costs[5].loc["one_gene", "requests"] == 1
     assert costs[25].loc["fifty_genes", "requests"] < costs[5].loc["fifty_genes", "requests"]
     assert costs[25].loc["fifty_genes", "bytes"] > costs[5].loc["fifty_genes", "bytes"]
-    summary = pd.read_csv(tmp_path / "results/summary.tsv", sep="\t")
+    summary = pd.read_csv(tmp_path / "results/pbmc/summary.tsv", sep="\t")
     assert list(summary["one_gene_requests"]) == [1, 1]
-    remote = pd.read_csv(tmp_path / "results/remote.tsv", sep="\t")
+    remote = pd.read_csv(tmp_path / "results/pbmc/remote.tsv", sep="\t")
     assert len(remote) == 2 * 5
     for figure in ("remote", "steps", "store_size"):
-        assert (tmp_path / f"results/summary/{figure}.png").read_bytes()[:4] == b"\x89PNG"
+        assert (tmp_path / f"results/pbmc/summary/{figure}.png").read_bytes()[:4] == b"\x89PNG"

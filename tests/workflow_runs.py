@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -19,3 +20,16 @@ def snakemake(workdir: Path, *args: str, timeout: int = 900) -> subprocess.Compl
         text=True,
         timeout=timeout,
     )
+
+
+def results_dir(workdir: Path, config: dict) -> Path:
+    """Where a run of ``config`` in ``workdir`` writes: results/RUN."""
+    return workdir / "results" / config["run"]
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """Snakemake's "Job stats" table: jobs per rule."""
+    table = output.split("Job stats:")[1].split("\n\n")[0]
+    return {
+        m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m[1] != "total"
+    }

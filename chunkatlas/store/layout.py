@@ -20,20 +20,25 @@ def is_matrix_element(path: str) -> bool:
     return path == "/X" or path.startswith("/layers/")
 
 
-def open_anndata_group(path: str | os.PathLike) -> zarr.Group:
+def open_anndata_group(path: str | os.PathLike, *, need_x: bool = True) -> zarr.Group:
     """Open ``path`` read-only as the root group of an AnnData zarr store, or fail clearly."""
     if "://" in str(path):
         raise ChunkatlasError(f"remote stores are not readable yet: {path} (give a local path)")
     where = Path(path)
     if not where.exists():
         raise ChunkatlasError(f"store not found: {where}")
+    if where.is_file() and where.suffix in (".h5ad", ".h5"):
+        raise ChunkatlasError(
+            f"{where} is an h5ad file; analysis reads AnnData zarr stores: convert it with "
+            f"`chunkatlas fetch {where} all {where.with_suffix('.zarr')}`"
+        )
     try:
         group = zarr.open_group(where, mode="r")
     except Exception as err:  # zarr raises several types for "not a group"
         raise ChunkatlasError(f"not a zarr group: {where} ({type(err).__name__})") from err
     if group.attrs.get("encoding-type") != "anndata":
         raise ChunkatlasError(f"not an AnnData store (no encoding-type 'anndata'): {where}")
-    if "X" not in group:
+    if need_x and "X" not in group:
         raise ChunkatlasError(f"AnnData store has no X: {where}")
     return group
 
@@ -46,3 +51,33 @@ def matrix_shape(elem) -> tuple[int, int]:
 def is_sparse(elem) -> bool:
     """A stored sparse matrix is a group (zarr or HDF5); a dense one is an array."""
     return elem.attrs.get("encoding-type") in ("csr_matrix", "csc_matrix")
+
+
+def obs_columns(path: str | os.PathLike) -> list[str]:
+    """The obs column names of an AnnData zarr store, from its metadata alone."""
+    return list(open_anndata_group(path)["obs"].attrs.get("column-order", []))
+
+
+def check_obs_column(path: str | os.PathLike, column: str, option: str) -> None:
+    """Refuse ``column`` (given as ``option``) unless the store's obs has it."""
+    columns = obs_columns(path)
+    if column not in columns:
+        raise ChunkatlasError(
+            f"{option} {column!r} is not an obs column of {path}; it has: {', '.join(columns)}"
+        )
+
+
+def read_store(path: str | os.PathLike):
+    """``anndata.read_zarr`` of a store the workflow wrote, in memory.
+
+    Snakemake marks each directory output with a ``.snakemake_timestamp`` file inside it, which
+    anndata reports as an unrecognised object on every read: that one warning is silenced.
+    """
+    import warnings
+
+    import anndata as ad
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Object at .snakemake_timestamp", UserWarning)
+        open_anndata_group(path, need_x=False)  # one line for what is not an AnnData store
+        return ad.read_zarr(path)

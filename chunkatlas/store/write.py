@@ -31,15 +31,22 @@ def remove_stale_temporaries(path: Path) -> None:
             stale.unlink(missing_ok=True)
 
 
+def refuse_existing(path: str | os.PathLike) -> Path:
+    """``path``, which a writer is about to create: refused if it exists (checked up front by
+    long jobs, so they fail before the work rather than after)."""
+    final = Path(path)
+    if final.exists():
+        raise ChunkatlasError(f"output already exists: {final} (remove it first)")
+    return final
+
+
 @contextmanager
 def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary directory path that is renamed to ``path`` only if the block succeeds.
 
     A killed or failing writer leaves at most a hidden temporary sibling, never ``path`` itself.
     """
-    final = Path(path)
-    if final.exists():
-        raise ChunkatlasError(f"output already exists: {final} (remove it first)")
+    final = refuse_existing(path)
     final.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(final)
     tmp = temporary_sibling(final)

@@ -1,14 +1,36 @@
+rule warmup:
+    """Analyse tiny stores once so that numba's one-off compilation is not timed in analyze."""
+    output:
+        seconds=out("warmup.yaml"),
+    log:
+        out("logs/warmup.log"),
+    conda:
+        "../../envs/chunkatlas.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=15,
+    params:
+        # what decides which kernels compile (the tiny stores have their own sizes)
+        engine=config["analysis"]["engine"],
+        flavor=config["analysis"]["flavor"],
+        zarr_format=config["zarr_format"],
+    script:
+        "../../scripts/warmup.py"
+
+
 rule analyze:
     """normalize_total, log1p, highly-variable genes and PCA on a Dask cluster, {chunk} cells per task."""
     input:
         store=f"{GRID}/store.zarr",
         manifest=f"{GRID}/store.manifest.json",
+        warmup=rules.warmup.output.seconds,
     output:
         result=directory(f"{GRID}/hvg_pca.zarr"),
     log:
-        "results/logs/analyze/{tissue}-{chunk}.log",
+        out("logs/analyze/{tissue}-{chunk}.log"),
     benchmark:
-        "results/benchmarks/analyze/{tissue}-{chunk}.tsv"
+        out("benchmarks/analyze/{tissue}-{chunk}.tsv")
     conda:
         "../../envs/chunkatlas.yaml"
     threads: 2
@@ -38,7 +60,7 @@ rule plot_pca:
             labels={"tissue": "{tissue}", "chunk size": "{chunk}"},
         ),
     log:
-        "results/logs/plot_pca/{tissue}-{chunk}.log",
+        out("logs/plot_pca/{tissue}-{chunk}.log"),
     localrule: True
     conda:
         "../../envs/chunkatlas.yaml"

@@ -4,20 +4,38 @@ import sys
 from dataclasses import asdict
 
 from chunkatlas.analyze import AnalysisParams
-from chunkatlas.config import load_schema, tissue_folders, validate_config
+from chunkatlas.config import (
+    check_source,
+    coerce_to_schema,
+    load_schema,
+    tissue_folders,
+    validate_config,
+)
 from chunkatlas.errors import ChunkatlasError
 from chunkatlas.fetch import SourceSettings
+from chunkatlas.provenance import run_record
 
 try:
-    _validated = validate_config(config, load_schema())
+    _schema = load_schema()
+    # Values given with --config arrive as strings (chunks=[300] is ['300']): read them as typed.
+    _validated = validate_config(coerce_to_schema(config, _schema), _schema)
+    check_source(_validated)
     TISSUES = tissue_folders(_validated["tissues"])  # folder name -> tissue name
 except ChunkatlasError as err:
     sys.exit(f"chunkatlas: error: {err}")
 config.update(_validated)
 
 CHUNKS = sorted(config["chunks"])
-RESULTS = "results"
-GRID = "results/{tissue}/chunks-{chunk}"
+# Each run (config key `run`) has its own results folder: configs never touch each other's outputs.
+RESULTS = f"results/{config['run']}"
+
+
+def out(path):
+    """``path`` inside this run's results folder."""
+    return f"{RESULTS}/{path}"
+
+
+GRID = out("{tissue}/chunks-{chunk}")
 
 
 wildcard_constraints:

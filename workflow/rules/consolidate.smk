@@ -5,9 +5,9 @@ rule consolidate:
     output:
         manifest=f"{GRID}/store.manifest.json",
     log:
-        "results/logs/consolidate/{tissue}-{chunk}.log",
+        out("logs/consolidate/{tissue}-{chunk}.log"),
     benchmark:
-        "results/benchmarks/consolidate/{tissue}-{chunk}.tsv"
+        out("benchmarks/consolidate/{tissue}-{chunk}.tsv")
     localrule: True
     conda:
         "../../envs/chunkatlas.yaml"

@@ -5,9 +5,9 @@ if "demo_atlas" in config and config["source"]["kind"] == "soma":
         output:
             atlas=directory(config["source"]["uri"]),
         log:
-            "results/logs/demo.log",
+            out("logs/demo.log"),
         benchmark:
-            "results/benchmarks/demo.tsv"
+            out("benchmarks/demo.tsv")
         conda:
             "../../envs/chunkatlas.yaml"
         resources:

@@ -3,11 +3,11 @@ rule fetch:
     input:
         source=get_fetch_source,
     output:
-        store=directory("results/{tissue}/fetched.zarr"),
+        store=directory(out("{tissue}/fetched.zarr")),
     log:
-        "results/logs/fetch/{tissue}.log",
+        out("logs/fetch/{tissue}.log"),
     benchmark:
-        "results/benchmarks/fetch/{tissue}.tsv"
+        out("benchmarks/fetch/{tissue}.tsv")
     conda:
         "../../envs/chunkatlas.yaml"
     threads: 1

@@ -1,13 +1,13 @@
 rule rechunk:
     """Re-write a tissue's store with X and layers chunked by {chunk} (write_dispatched)."""
     input:
-        store="results/{tissue}/fetched.zarr",
+        store=out("{tissue}/fetched.zarr"),
     output:
         store=directory(f"{GRID}/store.zarr"),
     log:
-        "results/logs/rechunk/{tissue}-{chunk}.log",
+        out("logs/rechunk/{tissue}-{chunk}.log"),
     benchmark:
-        "results/benchmarks/rechunk/{tissue}-{chunk}.tsv"
+        out("benchmarks/rechunk/{tissue}-{chunk}.tsv")
     conda:
         "../../envs/chunkatlas.yaml"
     threads: 1

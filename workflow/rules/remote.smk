@@ -6,9 +6,9 @@ rule remote:
     output:
         table=f"{GRID}/remote.tsv",
     log:
-        "results/logs/remote/{tissue}-{chunk}.log",
+        out("logs/remote/{tissue}-{chunk}.log"),
     benchmark:
-        "results/benchmarks/remote/{tissue}-{chunk}.tsv"
+        out("benchmarks/remote/{tissue}-{chunk}.tsv")
     conda:
         "../../envs/chunkatlas.yaml"
     threads: 1

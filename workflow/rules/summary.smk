@@ -10,37 +10,37 @@ rule summary:
         ),
     output:
         table=report(
-            "results/summary.tsv",
+            out("summary.tsv"),
             caption="../report/summary.rst",
             category="Chunk-size study",
             labels={"content": "summary table"},
         ),
         remote=report(
-            "results/remote.tsv",
+            out("remote.tsv"),
             caption="../report/remote_table.rst",
             category="Chunk-size study",
             labels={"content": "remote measurements"},
         ),
         steps=report(
-            "results/summary/steps.png",
+            out("summary/steps.png"),
             caption="../report/steps.rst",
             category="Chunk-size study",
             labels={"content": "seconds and memory per step"},
         ),
         store_size=report(
-            "results/summary/store_size.png",
+            out("summary/store_size.png"),
             caption="../report/store_size.rst",
             category="Chunk-size study",
             labels={"content": "store size"},
         ),
         remote_plot=report(
-            "results/summary/remote.png",
+            out("summary/remote.png"),
             caption="../report/remote.rst",
             category="Chunk-size study",
             labels={"content": "remote requests and bytes"},
         ),
     log:
-        "results/logs/summary.log",
+        out("logs/summary.log"),
     localrule: True
     conda:
         "../../envs/chunkatlas.yaml"
@@ -57,24 +57,28 @@ rule provenance:
     """The run's configuration (secrets masked), its hash and the software versions."""
     output:
         config=report(
-            "results/provenance/config.yaml",
+            out("provenance/config.yaml"),
             caption="../report/provenance.rst",
             category="Provenance",
             labels={"content": "configuration"},
         ),
         versions=report(
-            "results/provenance/versions.tsv",
+            out("provenance/versions.tsv"),
             caption="../report/provenance.rst",
             category="Provenance",
             labels={"content": "software versions"},
         ),
     log:
-        "results/logs/provenance.log",
+        out("logs/provenance.log"),
     localrule: True
     conda:
         "../../envs/chunkatlas.yaml"
     resources:
         mem_mb=500,
         runtime=5,
+    params:
+        # The record (secrets masked) as params: a config change re-runs this rule, so the
+        # provenance always describes the results beside it.
+        record=run_record(config),
     script:
         "../../scripts/provenance.py"

@@ -1,0 +1,16 @@
+"""Snakemake entry point: pay one-off start-up costs (numba compilation) before the timed jobs."""
+
+import yaml
+
+from chunkatlas.analyze import AnalysisParams, warmup
+from chunkatlas.logs import run_snakemake_step
+
+
+def main(snakemake):
+    seconds = warmup(AnalysisParams.from_config(snakemake.config), snakemake.config["zarr_format"])
+    with open(snakemake.output.seconds, "w") as handle:
+        yaml.safe_dump({"warmup_seconds": seconds}, handle)
+
+
+if __name__ == "__main__":
+    run_snakemake_step(snakemake, lambda: main(snakemake))
