@@ -263,3 +263,23 @@ def test_damaged_chunk_of_dense_x_is_named(tmp_path, engine):
     # what a Dask worker sends back: the same one line
     assert str(pickle.loads(pickle.dumps(caught.value))) == str(caught.value)
     assert not (tmp_path / "out.zarr").exists()
+
+
+def test_fetch_emits_no_warning(atlas, tmp_path):
+    import warnings
+
+    from chunkatlas.fetch import fetch_tissue
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fetch_tissue(atlas, "lung", tmp_path / "lung.zarr", chunk_rows=300)
+    assert [f"{w.category.__name__}: {w.message}" for w in caught] == []
+    # the CLI's log, where Python warnings are logged too (logging.captureWarnings)
+    done = subprocess.run(
+        [sys.executable, "-m", "chunkatlas.cli", "fetch", atlas, "lung", str(tmp_path / "c.zarr")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert [line for line in done.stderr.splitlines() if " WARNING " in line] == []
