@@ -8,5 +8,6 @@ except PackageNotFoundError:  # running from a source tree that was not installe
     __version__ = "0.0.0+unknown"
 
 from chunkatlas.errors import ChunkatlasError
+from chunkatlas.result import open_result
 
-__all__ = ["ChunkatlasError", "__version__"]
+__all__ = ["ChunkatlasError", "__version__", "open_result"]

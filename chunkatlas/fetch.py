@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 
 import anndata as ad
 import numpy as np
+import pandas as pd
 import tiledbsoma
 from anndata.io import write_elem
 
@@ -182,18 +183,25 @@ def fetch_tissue(
         log.info(
             "tissue %s: %d cells x %d genes (filter: %s)", tissue, n_obs, query.n_vars, value_filter
         )
-        adata = query.to_anndata(layer, dask={"chunk_size": chunk_rows})
-        adata.obs.index = adata.obs.index.astype(str)
-        if var_index:
-            if var_index not in adata.var:
-                allowed = ", ".join(map(str, adata.var.columns))
-                raise ChunkatlasError(
-                    f"var has no column {var_index!r} for var_names; has: {allowed}"
-                )
-            adata.var.index = adata.var[var_index].astype(str).to_numpy()
-        adata.var.index.name = None
-        write_fetched(adata, dest, zarr_format)
-    return {"n_obs": int(n_obs), "n_vars": int(adata.n_vars), "filter": value_filter}
+        # query.to_anndata would hand anndata integer indexes, which it converts with a warning
+        obs = with_str_index(query.obs().concat().to_pandas())
+        var = query.var().concat().to_pandas()
+        if var_index and var_index not in var:
+            allowed = ", ".join(map(str, var.columns))
+            raise ChunkatlasError(f"var has no column {var_index!r} for var_names; has: {allowed}")
+        var = with_str_index(var, var_index)
+        coords = (query.obs_joinids(), query.var_joinids())
+        x = layers[layer].read(coords=coords).dask_array(chunk_size=chunk_rows)
+        write_fetched(ad.AnnData(X=x, obs=obs, var=var), dest, zarr_format)
+    return {"n_obs": int(n_obs), "n_vars": len(var), "filter": value_filter}
+
+
+def with_str_index(frame: pd.DataFrame, column: str | None = None) -> pd.DataFrame:
+    """``frame`` indexed by the strings of ``column`` (which stays a column) or, without one, of
+    the row positions: the names anndata would make of the query's integer index."""
+    names = frame[column] if column else pd.RangeIndex(len(frame))
+    frame.index = pd.Index(names.astype(str).to_numpy())
+    return frame
 
 
 def write_fetched(

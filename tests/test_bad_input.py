@@ -193,3 +193,93 @@ def test_fused_engine_refuses_duplicate_names(tmp_path):
             params=AnalysisParams(n_top_genes=3, n_comps=2),
         )
     assert not (tmp_path / "out.zarr").exists()
+
+
+def damage_chunk(chunk, how: str) -> None:
+    """Overwrite 64 bytes in the middle of a chunk file, or cut it in half."""
+    data = chunk.read_bytes()
+    middle = len(data) // 2
+    damaged = data[:middle] if how == "truncated" else data[:middle] + b"\xff" * 64
+    chunk.write_bytes(damaged + (b"" if how == "truncated" else data[middle + 64 :]))
+
+
+@pytest.mark.parametrize(
+    ("engine", "how", "zarr_format"),
+    [
+        ("fused", "corrupt", 3),
+        ("scanpy", "corrupt", 2),
+        ("fused", "truncated", 2),
+        ("scanpy", "truncated", 3),
+    ],
+)
+def test_damaged_chunk_without_manifest_is_named_in_one_line(
+    fetched, tmp_path, engine, how, zarr_format
+):
+    from .stores import chunk_key
+
+    store = tmp_path / "x.zarr"  # no manifest beside it: nothing checks the chunks beforehand
+    rechunk_store(fetched, store, 200, zarr_format=zarr_format)
+    key = f"X/data/{chunk_key(store, 'X/data', 1)}"
+    damage_chunk(store / key, how)
+    out = tmp_path / "out.zarr"
+    done = subprocess.run(
+        [sys.executable, "-m", "chunkatlas.cli", "analyze", str(store), str(out), "--chunk", "200"]
+        + ["--n-top-genes", "100", "--n-comps", "10", "--engine", engine],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 1, done.stderr[-3000:]
+    # raised on a Dask worker, re-raised in the client: one line, no client traceback
+    assert done.stderr.splitlines()[-1].startswith(
+        f"chunkatlas: error: store {store}: chunk '{key}' cannot be decoded (corrupt?): "
+    ), done.stderr[-3000:]
+    assert "Traceback (most recent call last)" not in done.stderr
+    assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["x.zarr"]
+
+
+@pytest.mark.parametrize("engine", ["fused", "scanpy"])
+def test_damaged_chunk_of_dense_x_is_named(tmp_path, engine):
+    import pickle
+
+    from chunkatlas.analyze import AnalysisParams, analyze_store
+
+    from .stores import chunk_key
+
+    store = tmp_path / "dense.zarr"
+    counts = np.random.default_rng(4).poisson(2, (90, 30)).astype(np.float32)
+    ad.AnnData(counts).write_zarr(store, chunks=(30, 30))
+    key = f"X/{chunk_key(store, 'X', 1, 0)}"
+    damage_chunk(store / key, "corrupt")
+    with pytest.raises(ChunkatlasError) as caught:
+        analyze_store(
+            store,
+            tmp_path / "out.zarr",
+            rows=30,
+            params=AnalysisParams(n_top_genes=10, n_comps=3, engine=engine),
+        )
+    assert str(caught.value).startswith(f"store {store}: chunk '{key}' cannot be decoded")
+    # what a Dask worker sends back: the same one line
+    assert str(pickle.loads(pickle.dumps(caught.value))) == str(caught.value)
+    assert not (tmp_path / "out.zarr").exists()
+
+
+def test_fetch_emits_no_warning(atlas, tmp_path):
+    import warnings
+
+    from chunkatlas.fetch import fetch_tissue
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fetch_tissue(atlas, "lung", tmp_path / "lung.zarr", chunk_rows=300)
+    assert [f"{w.category.__name__}: {w.message}" for w in caught] == []
+    # the CLI's log, where Python warnings are logged too (logging.captureWarnings)
+    done = subprocess.run(
+        [sys.executable, "-m", "chunkatlas.cli", "fetch", atlas, "lung", str(tmp_path / "c.zarr")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert [line for line in done.stderr.splitlines() if " WARNING " in line] == []

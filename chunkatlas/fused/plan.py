@@ -10,6 +10,7 @@ import numpy as np
 import zarr
 
 from chunkatlas.errors import ChunkatlasError
+from chunkatlas.store.chunks import read_checked
 from chunkatlas.store.layout import open_anndata_group
 
 
@@ -69,7 +70,7 @@ def open_layout(store: str | os.PathLike) -> Layout:
             "use engine 'scanpy'"
         )
     n_obs, n_vars = (int(n) for n in x.attrs["shape"])
-    indptr = np.asarray(x["indptr"][:], dtype=np.int64)
+    indptr = np.asarray(read_checked(x["indptr"], (slice(None),), store), dtype=np.int64)
     return Layout(
         str(store),
         n_obs,
@@ -146,10 +147,15 @@ def read_piece(path: str, block: Block, *, indices: bool = True) -> Piece:
     if block.entry_start is None:
         import scipy.sparse as sp
 
-        csr = sp.csr_matrix(np.asarray(x[block.row_start : block.row_stop]))
+        rows = read_checked(x, (slice(block.row_start, block.row_stop),), path)
+        csr = sp.csr_matrix(np.asarray(rows))
         return Piece(csr.indptr.astype(np.int64), csr.indices, csr.data)
-    lo, hi = block.entry_start, block.entry_stop
-    return Piece(block.row_ptr, x["indices"][lo:hi] if indices else None, x["data"][lo:hi])
+    span = (slice(block.entry_start, block.entry_stop),)
+    return Piece(
+        block.row_ptr,
+        read_checked(x["indices"], span, path) if indices else None,
+        read_checked(x["data"], span, path),
+    )
 
 
 def work_dtype(dtype: np.dtype) -> np.dtype:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+from functools import partial
 
 import anndata as ad
+import numpy as np
 import zarr
 from anndata.experimental import read_dispatched, read_elem_lazy
 
 from chunkatlas.errors import ChunkatlasError
+from chunkatlas.store.chunks import read_checked
 from chunkatlas.store.layout import is_matrix_element, is_sparse, matrix_shape, open_anndata_group
 
 
@@ -21,21 +24,61 @@ def read_lazy(
     scanpy's Dask code paths need; obs, var, obsm, uns and the rest are read into memory.
     Dense matrices are split the same way, or with ``dense_chunks="disk"`` along their on-disk
     chunks (so that reading one gene of a gene-chunked store touches one chunk).
-    ``path`` may be an open zarr or h5py group (a remote store: :mod:`chunkatlas.remote.reader`).
+    ``path`` may be an open zarr group (a remote store: :mod:`chunkatlas.remote.reader`).
+    A chunk that cannot be decoded fails the computation with one line naming it.
     """
-    group = path if not isinstance(path, str | os.PathLike) else open_anndata_group(path)
+    local = isinstance(path, str | os.PathLike)
+    group = open_anndata_group(path) if local else path
+    where = path if local else group.store
 
     def callback(func, elem_name, elem, iospec):
         if is_matrix_element(elem_name):
             n_obs, n_vars = matrix_shape(elem)
             if dense_chunks == "disk" and not is_sparse(elem):
-                return read_elem_lazy(elem, chunks=elem.chunks)
-            return read_elem_lazy(elem, chunks=(min(rows, max(n_obs, 1)), n_vars))
+                return lazy_matrix(elem, elem.chunks, where)
+            return lazy_matrix(elem, (min(rows, max(n_obs, 1)), n_vars), where)
         return func(elem)
 
     adata = read_dispatched(group, callback=callback)
     check_unique_names(adata.obs, adata.var, where=path)
     return adata
+
+
+def lazy_matrix(elem: zarr.Array | zarr.Group, chunks: tuple[int, int], where):
+    """A stored dense or CSR matrix as a Dask array of ``chunks``-sized blocks (CSR blocks span
+    all genes), read through :func:`read_checked` (anndata's own lazy reader would let a damaged
+    chunk end in a codec's traceback)."""
+    import dask.array as da
+    import scipy.sparse as sp
+
+    shape = matrix_shape(elem)
+    if is_sparse(elem):
+        if elem.attrs["encoding-type"] != "csr_matrix":  # CSC: as anndata reads it, unchecked
+            return read_elem_lazy(elem, chunks=chunks)
+        dtype = elem["data"].dtype
+        meta = sp.csr_matrix((0, 0), dtype=dtype)
+    else:
+        dtype, meta = elem.dtype, np.empty((0, 0), dtype=elem.dtype)
+    return da.map_blocks(
+        partial(read_block, elem, where),
+        chunks=da.core.normalize_chunks(chunks, shape),
+        dtype=dtype,
+        meta=meta,
+    )
+
+
+def read_block(elem: zarr.Array | zarr.Group, where, block_info=None):
+    """One block of a stored matrix (called by Dask with the block's location)."""
+    (start, stop), (first, last) = block_info[None]["array-location"]
+    if not is_sparse(elem):
+        return read_checked(elem, (slice(start, stop), slice(first, last)), where)
+    import scipy.sparse as sp
+
+    indptr = np.asarray(read_checked(elem["indptr"], (slice(start, stop + 1),), where))
+    span = (slice(int(indptr[0]), int(indptr[-1])),)
+    data = read_checked(elem["data"], span, where)
+    indices = read_checked(elem["indices"], span, where)
+    return sp.csr_matrix((data, indices, indptr - indptr[0]), shape=(stop - start, last - first))
 
 
 def check_unique_names(obs, var, *, where) -> None:

@@ -1,0 +1,55 @@
+"""Reading stored arrays so that a chunk that cannot be decoded is named in one line.
+
+zarr, numpy and nothing else: the fused engine's Dask workers read X through here.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+
+import zarr
+
+from chunkatlas.errors import ChunkatlasError
+
+
+def read_checked(array: zarr.Array, selection: tuple[slice, ...], where: str | os.PathLike):
+    """``array[selection]`` (slices), or a ChunkatlasError naming the store ``where``, the array
+    and the chunk if one of the chunks it reads cannot be decoded (corrupt or truncated).
+
+    Runs on Dask workers too: Dask pickles the exception and re-raises it in the client, so a
+    store without a manifest that would have caught the damage still fails in one line.
+    """
+    try:
+        return array[selection]
+    except ChunkatlasError:  # e.g. the remote reader's own one-line errors
+        raise
+    except Exception as err:
+        for index in chunks_under(array, selection):
+            try:
+                array[chunk_region(array, index)]
+            except Exception as problem:
+                key = f"{array.path}/{array.metadata.encode_chunk_key(index)}"
+                raise ChunkatlasError(
+                    f"store {where}: chunk {key!r} cannot be decoded (corrupt?): {problem}"
+                ) from err
+        raise  # every chunk reads alone: not a damaged chunk
+
+
+def stored_grid(array: zarr.Array) -> tuple[int, ...]:
+    """The shape of one stored object (a shard of a sharded array, else a chunk)."""
+    return getattr(array, "shards", None) or array.chunks
+
+
+def chunks_under(array: zarr.Array, selection: tuple[slice, ...]) -> itertools.product:
+    """Grid indices of the stored objects that ``selection`` touches."""
+    ranges = []
+    for dim, (size, grid) in enumerate(zip(array.shape, stored_grid(array), strict=True)):
+        part = selection[dim] if dim < len(selection) else slice(None)
+        start, stop, _ = part.indices(size)
+        ranges.append(range(start // grid, -(-stop // grid)) if stop > start else range(0))
+    return itertools.product(*ranges)
+
+
+def chunk_region(array: zarr.Array, index: tuple[int, ...]) -> tuple[slice, ...]:
+    return tuple(slice(i * g, (i + 1) * g) for i, g in zip(index, stored_grid(array), strict=True))
