@@ -4,14 +4,27 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import anndata as ad
 import pandas as pd
 
 from chunkatlas.consolidate import load_manifest
+from chunkatlas.remote.measure import Measurement
 
 STEPS = ("fetch", "rechunk", "consolidate", "analyze", "remote")
+REMOTE_METRICS = ("requests", "bytes", "seconds")  # per pattern in summary.tsv; all in remote.tsv
+
+
+def chunk_unit(dense_axis: str, *, sparse: bool = False) -> str:
+    """What one chunk size counts: "genes" for dense X chunked along var (all cells x N
+    genes), else "cells" (sparse X is always chunked by cells, whatever ``dense_axis``)."""
+    return "genes" if dense_axis == "var" and not sparse else "cells"
+
+
+def chunk_title(tissue: str, chunk: int | str, dense_axis: str, *, sparse: bool = False) -> str:
+    """A figure title naming the tissue and chunk size, e.g. "pbmc, 5 genes per chunk"."""
+    return f"{tissue}, {int(chunk):,} {chunk_unit(dense_axis, sparse=sparse)} per chunk"
 
 
 def read_benchmark(path: str | os.PathLike) -> dict[str, float]:
@@ -30,6 +43,10 @@ class GridPoint:
     result: str
     benchmarks: Mapping[str, str]
     remote: str | None = None
+    dense_axis: str = "obs"  # the config's rechunk.dense_axis: what the chunk size counts
+
+    def unit(self) -> str:
+        return chunk_unit(self.dense_axis, sparse=load_manifest(self.manifest)["x_sparse"])
 
 
 def summary_row(point: GridPoint) -> dict[str, object]:
@@ -38,6 +55,7 @@ def summary_row(point: GridPoint) -> dict[str, object]:
     row: dict[str, object] = {
         "tissue": point.tissue,
         "chunk": point.chunk,
+        "chunk_unit": point.unit(),
         "n_obs": manifest["n_obs"],
         "n_vars": manifest["n_vars"],
         "nnz": manifest["x_nnz"],
@@ -45,9 +63,12 @@ def summary_row(point: GridPoint) -> dict[str, object]:
         "n_hvg": int(result.var["highly_variable"].sum()),
     }
     if point.remote:
-        for entry in pd.read_csv(point.remote, sep="\t").itertuples():
-            for metric in ("requests", "bytes", "seconds"):
+        remote = pd.read_csv(point.remote, sep="\t")
+        for entry in remote.itertuples():
+            for metric in REMOTE_METRICS:
                 row[f"{entry.pattern}_{metric}"] = getattr(entry, metric)
+        row["cell_block_cells"] = int(remote.set_index("pattern").loc["cell_block", "cells"])
+        row["remote_repeats"] = int(remote["repeats"].max())
     for name in STEPS:
         if name in point.benchmarks and os.path.exists(point.benchmarks[name]):
             bench = read_benchmark(point.benchmarks[name])
@@ -62,16 +83,16 @@ def build_summary(points: Sequence[GridPoint]) -> pd.DataFrame:
 
 
 def remote_table(points: Sequence[GridPoint]) -> pd.DataFrame:
-    """All remote measurements, long: tissue, chunk, pattern, server, requests, bytes, seconds."""
+    """All remote measurements, long: tissue, chunk, chunk unit, pattern, server, cells and
+    genes read, requests, bytes, repeats and seconds (median, min, max of the cold reads)."""
+    first = ["tissue", "chunk", "chunk_unit", "pattern"]
     frames = [
-        pd.read_csv(p.remote, sep="\t").assign(tissue=p.tissue, chunk=p.chunk)
+        pd.read_csv(p.remote, sep="\t").assign(tissue=p.tissue, chunk=p.chunk, chunk_unit=p.unit())
         for p in points
         if p.remote
     ]
     if not frames:
-        return pd.DataFrame(
-            columns=["tissue", "chunk", "pattern", "server", "requests", "bytes", "seconds"]
-        )
+        measured = [f.name for f in fields(Measurement) if f.name != "pattern"]
+        return pd.DataFrame(columns=[*first, "server", *measured])
     table = pd.concat(frames, ignore_index=True)
-    first = ["tissue", "chunk", "pattern"]
     return table[first + [c for c in table.columns if c not in first]]

@@ -4,10 +4,25 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from chunkatlas.consolidate import consolidate_store
 from chunkatlas.errors import ChunkatlasError
 from chunkatlas.plot_pca import OTHER, plot_pca, top_labels
-from chunkatlas.summary import read_benchmark
-from chunkatlas.summary_figures import plot_remote
+from chunkatlas.rechunk import rechunk_store
+from chunkatlas.remote.measure import measure_store
+from chunkatlas.summary import (
+    GridPoint,
+    build_summary,
+    chunk_title,
+    chunk_unit,
+    read_benchmark,
+    remote_table,
+)
+from chunkatlas.summary_figures import (
+    plot_remote,
+    plot_store_size,
+    remote_figure,
+    store_size_figure,
+)
 
 
 def test_top_labels_keeps_the_commonest_and_greys_the_rest():
@@ -57,3 +72,113 @@ def test_plot_remote_without_measurements_says_why(tmp_path):
     with Image.open(tmp_path / "remote.png") as image:
         pixels = np.asarray(image.convert("L"))
     assert (pixels < 128).any()  # the sentence is drawn, not an empty canvas
+
+
+def remote_rows(tissue: str, chunks: dict[int, float], n_obs: int) -> list[dict]:
+    """A remote.tsv's rows for one tissue: small MB values that grow with the chunk."""
+    rows = []
+    for chunk, mb in chunks.items():
+        for pattern, cells, genes in (
+            ("open", 0, 0),
+            ("one_gene", n_obs, 1),
+            ("fifty_genes", n_obs, 50),
+            ("cell_block", n_obs // 10, 400),
+            ("all_x", n_obs, 400),
+        ):
+            rows.append(
+                dict(tissue=tissue, chunk=chunk, chunk_unit="cells", pattern=pattern)
+                | dict(cells=cells, genes=genes, requests=3, bytes=int(mb * 1e6), repeats=3)
+                | dict(seconds=0.02, seconds_min=0.01, seconds_max=0.05)
+            )
+    return rows
+
+
+def test_remote_figure_reads_well_and_fits_small_values(tmp_path):
+    remote = pd.DataFrame(remote_rows("lung", {100: 0.01, 1000: 0.03}, n_obs=781))
+    fig = remote_figure(remote)
+    fig.savefig(tmp_path / "remote.png")
+    top, mb, seconds = fig.axes[:5], fig.axes[5:10], fig.axes[10:]  # rows of 5 patterns
+    assert [ax.get_title() for ax in top] == [
+        "one gene",
+        "50 genes",
+        "block of 78 cells",
+        "all of X",
+        "open",
+    ]
+    assert {ax.get_xlabel() for ax in fig.axes} == {"cells per chunk"}
+    bottom, top_mb = mb[0].get_ylim()
+    assert bottom == 0 and 0.03 <= top_mb < 0.05  # not a fixed 0-1 range: 0.01 vs 0.03 visible
+    # seconds: the median with bars from the fastest to the slowest cold read
+    (bars,) = seconds[0].containers
+    spans = [segment[:, 1].tolist() for segment in bars.lines[2][0].get_segments()]
+    assert spans == [pytest.approx([0.01, 0.05])] * 2
+    assert bars.lines[0].get_ydata().tolist() == [0.02, 0.02]
+
+
+def test_cell_blocks_of_tissues_of_different_sizes_are_given_as_a_range():
+    remote = pd.DataFrame(
+        remote_rows("lung", {100: 0.01}, n_obs=781) + remote_rows("heart", {100: 0.01}, 20_000)
+    )
+    titles = [ax.get_title() for ax in remote_figure(remote).axes[:5]]
+    assert "block of 78–2,000 cells" in titles
+
+
+def test_chunk_unit_and_titles_follow_the_dense_axis():
+    assert chunk_unit("obs") == "cells"
+    assert chunk_unit("var") == "genes"
+    assert chunk_unit("var", sparse=True) == "cells"  # sparse X is chunked by cells
+    assert chunk_title("lung", 500, "obs") == "lung, 500 cells per chunk"
+    assert chunk_title("pbmc", "5", "var") == "pbmc, 5 genes per chunk"
+    assert chunk_title("lung", 10000, "obs") == "lung, 10,000 cells per chunk"
+
+
+@pytest.fixture(scope="module")
+def gene_chunked_points(tmp_path_factory):
+    """Grid points of a small dense tissue chunked by genes (5 and 20 per chunk), measured
+    remotely twice each; the source store doubles as the analysis result."""
+    where = tmp_path_factory.mktemp("genes")
+    rng = np.random.default_rng(1)
+    source = ad.AnnData(X=rng.poisson(1.0, (781, 40)).astype("float32"))
+    source.var["highly_variable"] = np.arange(40) % 4 == 0
+    source.write_zarr(where / "source.zarr")
+    points = []
+    for chunk in (5, 20):
+        here = where / f"chunks-{chunk}"
+        rechunk_store(where / "source.zarr", here / "store.zarr", chunk, dense_axis="var")
+        consolidate_store(here / "store.zarr", here / "store.manifest.json")
+        measure_store(here / "store.zarr", 100, repeats=2).to_csv(
+            here / "remote.tsv", sep="\t", index=False
+        )
+        points.append(
+            GridPoint(
+                tissue="pbmc",
+                chunk=chunk,
+                manifest=str(here / "store.manifest.json"),
+                result=str(where / "source.zarr"),
+                benchmarks={},
+                remote=str(here / "remote.tsv"),
+                dense_axis="var",
+            )
+        )
+    return points
+
+
+def test_summary_and_figures_of_gene_chunks_say_genes(gene_chunked_points, tmp_path):
+    summary = build_summary(gene_chunked_points)
+    assert summary["chunk_unit"].tolist() == ["genes", "genes"]
+    assert summary["cell_block_cells"].tolist() == [78, 78]
+    assert summary["remote_repeats"].tolist() == [2, 2]
+    assert (summary["n_hvg"] == 10).all()
+    remote = remote_table(gene_chunked_points)
+    assert set(remote["chunk_unit"]) == {"genes"} and (remote["repeats"] == 2).all()
+    assert (remote["seconds_min"] <= remote["seconds_max"]).all()
+    for fig in (remote_figure(remote), store_size_figure(summary)):
+        assert {ax.get_xlabel() for ax in fig.axes} == {"genes per chunk"}
+    plot_remote(remote, tmp_path / "remote.png")
+    plot_store_size(summary, tmp_path / "store_size.png")
+
+
+def test_a_sparse_store_is_chunked_by_cells_whatever_the_dense_axis(consolidated):
+    store, manifest = consolidated
+    point = GridPoint("lung", 200, str(manifest), "", {}, dense_axis="var")
+    assert point.unit() == "cells"

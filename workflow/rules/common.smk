@@ -110,6 +110,7 @@ def grid_points():
                     manifest=f"{here}/store.manifest.json",
                     result=f"{here}/hvg_pca.zarr",
                     remote=f"{here}/remote.tsv" if config["remote"]["enabled"] else None,
+                    dense_axis=config["rechunk"]["dense_axis"],
                     benchmarks={
                         step: str(getattr(rules, step).benchmark).format(tissue=folder, chunk=chunk)
                         for step in ("fetch", "rechunk", "consolidate", "analyze", "remote")
