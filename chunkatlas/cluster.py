@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 
 import dask
-from distributed import Client, LocalCluster
+from distributed import Client, LocalCluster, WorkerPlugin
 
 from chunkatlas.errors import ChunkatlasError
 
@@ -214,8 +214,34 @@ def slurm_client(
         yield client
 
 
+def without_user_errors(record: logging.LogRecord) -> bool:
+    """False for a worker's log of a task that failed with a ChunkatlasError (and of the tasks
+    cancelled after it): the client reports that error itself, in one line."""
+    message = record.getMessage()
+    return "ChunkatlasError" not in message and "ended with CancelledError" not in message
+
+
+class QuietUserErrors(WorkerPlugin):
+    """Installs :func:`without_user_errors` on every worker, also those that join later."""
+
+    name = "chunkatlas-quiet-user-errors"
+
+    def setup(self, worker) -> None:
+        for name in ("distributed.worker", "distributed.worker.state_machine"):
+            logging.getLogger(name).addFilter(without_user_errors)
+
+
 @contextmanager
 def dask_client(settings: ClusterSettings, preload: Sequence[str] = ()) -> Iterator[Client]:
+    """A Client on the cluster ``settings`` describe (:func:`cluster_client`), whose workers
+    leave chunkatlas's one-line errors to the client."""
+    with cluster_client(settings, preload) as client:
+        client.register_plugin(QuietUserErrors())
+        yield client
+
+
+@contextmanager
+def cluster_client(settings: ClusterSettings, preload: Sequence[str] = ()) -> Iterator[Client]:
     """A Client on the cluster ``settings`` describe (one thread per worker).
 
     ``preload`` names modules a new LocalCluster's workers import as they start (Dask's worker

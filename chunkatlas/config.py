@@ -97,6 +97,12 @@ def validate_config(config: dict, schema: dict, sections: list[str] | None = Non
             "required": [k for k in schema.get("required", []) if k in sections],
         }
     filled = fill_defaults(config or {}, schema)
+    if "demo_atlas" in filled and isinstance(filled.get("run"), str):
+        # The demo atlas is built inside the run's folder unless placed there explicitly.
+        source = filled.setdefault("source", {})
+        if isinstance(source, dict) and "uri" not in source:
+            source["uri"] = f"{RESULTS}/{filled['run']}/demo_atlas.soma"
+            filled = fill_defaults(filled, schema)
     validator = jsonschema.Draft202012Validator(schema)
     error = jsonschema.exceptions.best_match(validator.iter_errors(filled))
     if error is not None:

@@ -13,7 +13,11 @@ import zarr
 
 from chunkatlas import __version__
 from chunkatlas.errors import ChunkatlasError
-from chunkatlas.store.layout import matrix_shape, open_anndata_group
+from chunkatlas.store.layout import (
+    matrix_shape,
+    open_anndata_group,
+    without_snakemake_marker_warnings,
+)
 from chunkatlas.store.write import write_json_atomic
 
 METADATA_FILES = {".zarray", ".zattrs", ".zgroup", ".zmetadata", "zarr.json"}
@@ -106,7 +110,7 @@ def consolidate_store(
     ``provenance`` (e.g. the config hash of the run) is recorded in the manifest.
     """
     open_anndata_group(store)
-    with warnings.catch_warnings():
+    with without_snakemake_marker_warnings(), warnings.catch_warnings():
         # Deliberate, as anndata does: a remote reader opens the whole store in one request.
         warnings.filterwarnings("ignore", "Consolidated metadata is currently not part")
         zarr.consolidate_metadata(str(store))

@@ -12,7 +12,7 @@ if TYPE_CHECKING:  # `import chunkatlas` stays free of anndata (Dask workers imp
     import anndata as ad
     import pandas as pd
 
-#: The workflow writes results/TISSUE/chunks-C/hvg_pca.zarr beside the store it analysed.
+#: The workflow writes results/RUN/TISSUE/chunks-C/hvg_pca.zarr beside the store it analysed.
 STORE_BESIDE_RESULT = "store.zarr"
 
 
@@ -33,8 +33,8 @@ def open_result(
     'pca', 'chunkatlas') added.  X holds what the store holds: the raw counts, in the workflow.
 
     ``store`` is the store that was analysed; None: ``store.zarr`` beside ``result``, where the
-    workflow writes it (``results/TISSUE/chunks-C/store.zarr`` next to
-    ``results/TISSUE/chunks-C/hvg_pca.zarr``).  Its obs and var names must be the result's.
+    workflow writes it (``results/RUN/TISSUE/chunks-C/store.zarr`` next to
+    ``results/RUN/TISSUE/chunks-C/hvg_pca.zarr``).  Its obs and var names must be the result's.
 
     ``var_names`` names a var column to use as var_names, made unique (``"GENE-1"`` for a
     second ``"GENE"``): ``"feature_name"`` gives the gene symbols of Census and demo stores,
@@ -43,12 +43,13 @@ def open_result(
     import anndata as ad
     import pandas as pd
 
+    from chunkatlas.store.layout import read_store
     from chunkatlas.store.lazy import read_lazy
 
     result = Path(result)
     if not result.exists():
         raise ChunkatlasError(f"result not found: {result}")
-    computed = ad.read_zarr(result)  # small: no X
+    computed = read_store(result)  # small: no X
     if "X_pca" not in computed.obsm:
         raise ChunkatlasError(f"not an analysis result (no obsm['X_pca']): {result}")
     if store is None:

@@ -6,11 +6,11 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 
-import anndata as ad
 import pandas as pd
 
 from chunkatlas.consolidate import load_manifest
 from chunkatlas.remote.measure import Measurement
+from chunkatlas.store.layout import read_store
 
 STEPS = ("fetch", "rechunk", "consolidate", "analyze", "remote")
 REMOTE_METRICS = ("requests", "bytes", "seconds")  # per pattern in summary.tsv; all in remote.tsv
@@ -51,7 +51,7 @@ class GridPoint:
 
 def summary_row(point: GridPoint) -> dict[str, object]:
     manifest = load_manifest(point.manifest)
-    result = ad.read_zarr(point.result)
+    result = read_store(point.result)
     row: dict[str, object] = {
         "tissue": point.tissue,
         "chunk": point.chunk,

@@ -13,6 +13,7 @@ def main(snakemake):
         snakemake.params.rows,
         server=snakemake.config["remote"]["server"],
         settings=RemoteSettings.from_config(snakemake.config),
+        repeats=snakemake.params.repeats,
     )
     table.to_csv(snakemake.output.table, sep="\t", index=False)
 

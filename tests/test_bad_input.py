@@ -134,7 +134,7 @@ def test_secrets_in_config_never_reach_outputs_or_logs(tmp_path):
     secret = "wJalrXUtnFEMI-K7MDENG-not-a-real-key"
     config = yaml.safe_load((REPO / "config/test.yaml").read_text())
     config["demo_atlas"]["n_cells"] = 600
-    config["source"]["tiledb_config"] = {"vfs.s3.aws_secret_access_key": secret}
+    config["source"] = {"tiledb_config": {"vfs.s3.aws_secret_access_key": secret}}
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
     done = snakemake(
         tmp_path,

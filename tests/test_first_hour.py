@@ -28,7 +28,7 @@ def tiny_config(run: str, **changes) -> dict:
     config = yaml.safe_load((REPO / "config/test.yaml").read_text())
     config.update(run=run, tissues=["lung"], chunks=[300], remote={"enabled": False})
     config["demo_atlas"]["n_cells"] = 600
-    config["source"]["uri"] = f"results/{run}/demo_atlas.soma"
+    config["source"] = {"uri": f"results/{run}/demo_atlas.soma"}
     config.update(changes)
     return config
 
@@ -45,7 +45,7 @@ def test_other_configs_never_touch_a_runs_results(test_run, tmp_path):
     # a bad config (a source that does not exist) stops before any job, deleting nothing
     broken = yaml.safe_load((REPO / "config/test.yaml").read_text())
     del broken["demo_atlas"]
-    broken["source"]["uri"] = "nowhere.soma"
+    broken["source"] = {"uri": "nowhere.soma"}
     (tmp_path / "broken.yaml").write_text(yaml.safe_dump(broken))
     done = snakemake(workdir, "--cores", "2", "--configfile", str(tmp_path / "broken.yaml"))
     assert done.returncode != 0

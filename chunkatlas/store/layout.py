@@ -7,6 +7,9 @@ for it (anndata and pandas take about a second to import).
 from __future__ import annotations
 
 import os
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import zarr
@@ -71,13 +74,20 @@ def read_store(path: str | os.PathLike):
     """``anndata.read_zarr`` of a store the workflow wrote, in memory.
 
     Snakemake marks each directory output with a ``.snakemake_timestamp`` file inside it, which
-    anndata reports as an unrecognised object on every read: that one warning is silenced.
+    anndata reports as an unrecognised object on every read: that one warning is silenced
+    (:func:`without_snakemake_marker_warnings`).
     """
-    import warnings
-
     import anndata as ad
 
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "Object at .snakemake_timestamp", UserWarning)
+    with without_snakemake_marker_warnings():
         open_anndata_group(path, need_x=False)  # one line for what is not an AnnData store
         return ad.read_zarr(path)
+
+
+@contextmanager
+def without_snakemake_marker_warnings() -> Iterator[None]:
+    """Silence zarr's and anndata's warning about the ``.snakemake_timestamp`` file that
+    Snakemake puts in each directory output (the file is Snakemake's, not the store's)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Object at .snakemake_timestamp", UserWarning)
+        yield

@@ -51,6 +51,7 @@ rule plot_pca:
     """PC1 against PC2, the ten commonest cell types in colour."""
     input:
         result=f"{GRID}/hvg_pca.zarr",
+        manifest=f"{GRID}/store.manifest.json",  # says whether X is sparse (chunked by cells)
     output:
         plot=report(
             f"{GRID}/pca.png",
@@ -69,6 +70,7 @@ rule plot_pca:
         runtime=10,
     params:
         label_key=config["analysis"]["label_key"],
-        title=lambda wildcards: f"{TISSUES[wildcards.tissue]}, chunks of {wildcards.chunk}",
+        tissue=lambda wildcards: TISSUES[wildcards.tissue],
+        dense_axis=config["rechunk"]["dense_axis"],
     script:
         "../../scripts/plot_pca.py"

@@ -14,9 +14,10 @@ rule remote:
     threads: 1
     resources:
         mem_mb=mem_mb(1000, 2),
-        runtime=runtime(30),
+        runtime=runtime(15 * (1 + config["remote"]["repeats"])),
     params:
         rows=lambda wildcards: int(wildcards.chunk),
         server=config["remote"]["server"],
+        repeats=config["remote"]["repeats"],
     script:
         "../../scripts/remote.py"
