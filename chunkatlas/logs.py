@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import sys
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TextIO
@@ -47,7 +46,6 @@ def configure_logging(stream: TextIO) -> None:
     for noisy in ("distributed", "numba", "tiledbsoma", "fsspec", "asyncio", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     logging.captureWarnings(True)
-    warnings.filterwarnings("ignore", category=FutureWarning)
 
 
 def report_errors[T](action: Callable[[], T], *, console: TextIO | None = None) -> T:

@@ -41,7 +41,8 @@ def _lines(ax, table: pd.DataFrame, column: str, ylabel: str, title: str) -> Non
         rows = rows.sort_values("chunk")
         yerr = None
         if spread:
-            yerr = [rows[column] - rows[f"{column}_min"], rows[f"{column}_max"] - rows[column]]
+            low, high = rows[column] - rows[f"{column}_min"], rows[f"{column}_max"] - rows[column]
+            yerr = [low.to_numpy(), high.to_numpy()]
         ax.errorbar(
             rows["chunk"], rows[column], yerr=yerr, marker="o", capsize=3, label=str(tissue)
         )

@@ -31,6 +31,7 @@ def counts_store(path, obs_names=None, var_names=None):
     ("axis", "names"),
     [("obs", ["a", "b", "c", "a", "d", "e"]), ("var", ["g1", "g2", "g2", "g3"])],
 )
+@pytest.mark.filterwarnings("ignore:(Variable|Observation) names are not unique")
 def test_duplicate_names_are_refused(tmp_path, axis, names):
     import warnings
 

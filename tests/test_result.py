@@ -48,6 +48,8 @@ def test_result_opens_with_x_of_its_store(analysed):
     assert adata.uns["chunkatlas"]["n_comps"] == 10
 
 
+# scanpy sorts the Dask column of the gene with numpy, which Dask warns it does not implement.
+@pytest.mark.filterwarnings("ignore:The `numpy.argsort` function is not implemented")
 def test_pca_coloured_by_a_gene_symbol(analysed):
     store, result = analysed
     adata = open_result(result, var_names="feature_name")

@@ -120,7 +120,8 @@ def aiohttp_serving(
 
 
 def stop_process(process: subprocess.Popen, timeout: float = 10) -> None:
-    """End a server process: terminate, then kill if it has not exited within ``timeout``."""
+    """End a server process: terminate, then kill if it has not exited within ``timeout``;
+    close its pipes."""
     if process.poll() is None:
         process.terminate()
         try:
@@ -128,6 +129,9 @@ def stop_process(process: subprocess.Popen, timeout: float = 10) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=timeout)
+    for pipe in (process.stdout, process.stderr):
+        if pipe is not None:
+            pipe.close()
 
 
 def _read_url(server: subprocess.Popen, timeout: float) -> str:
