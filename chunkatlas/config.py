@@ -119,6 +119,10 @@ def validate_config(config: dict, schema: dict, sections: list[str] | None = Non
             f"config analysis.n_comps: {analysis['n_comps']} must be below "
             f"analysis.n_top_genes ({analysis['n_top_genes']})"
         )
+    if filled.get("zarr_format") == 2 and max(filled.get("shards", [1])) > 1:
+        raise ChunkatlasError(
+            f"config shards: {filled['shards']} need zarr_format 3 (zarr v2 has no shards)"
+        )
     demo_genes = filled.get("demo_atlas", {}).get("n_genes")
     if analysis and demo_genes is not None and analysis["n_top_genes"] > demo_genes:
         raise ChunkatlasError(

@@ -1,4 +1,5 @@
-"""One table row per tissue x chunk size, from manifests, results and benchmark files."""
+"""One table row per store (tissue x chunk x shard x codec), from manifests, results and
+benchmark files."""
 
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ def read_benchmark(path: str | os.PathLike) -> dict[str, float]:
 
 @dataclass(frozen=True)
 class GridPoint:
-    """The files of one tissue x chunk size."""
+    """The files of one store: a tissue in one geometry (chunk, chunks per shard, codec)."""
 
     tissue: str
     chunk: int
@@ -43,6 +44,8 @@ class GridPoint:
     result: str
     benchmarks: Mapping[str, str]
     remote: str | None = None
+    shard: int = 1
+    codec: str = "zstd"
     dense_axis: str = "obs"  # the config's rechunk.dense_axis: what the chunk size counts
 
     def unit(self) -> str:
@@ -55,18 +58,22 @@ def summary_row(point: GridPoint) -> dict[str, object]:
     row: dict[str, object] = {
         "tissue": point.tissue,
         "chunk": point.chunk,
+        "shard": point.shard,
+        "codec": point.codec,
         "chunk_unit": point.unit(),
         "n_obs": manifest["n_obs"],
         "n_vars": manifest["n_vars"],
         "nnz": manifest["x_nnz"],
         "store_bytes": manifest["stored_bytes"],
+        "objects": manifest["objects"],
         "n_hvg": int(result.var["highly_variable"].sum()),
     }
     if point.remote:
         remote = pd.read_csv(point.remote, sep="\t")
         for entry in remote.itertuples():
             for metric in REMOTE_METRICS:
-                row[f"{entry.pattern}_{metric}"] = getattr(entry, metric)
+                row[f"{entry.backend}_{entry.pattern}_{metric}"] = getattr(entry, metric)
+        row["decode_seconds"] = float(remote["decode_seconds"].iloc[0])
         row["cell_block_cells"] = int(remote.set_index("pattern").loc["cell_block", "cells"])
         row["remote_repeats"] = int(remote["repeats"].max())
     for name in STEPS:
@@ -79,15 +86,20 @@ def summary_row(point: GridPoint) -> dict[str, object]:
 
 def build_summary(points: Sequence[GridPoint]) -> pd.DataFrame:
     rows = [summary_row(p) for p in points]
-    return pd.DataFrame(rows).sort_values(["tissue", "chunk"], kind="stable").reset_index(drop=True)
+    order = ["tissue", "chunk", "shard", "codec"]
+    return pd.DataFrame(rows).sort_values(order, kind="stable").reset_index(drop=True)
 
 
 def remote_table(points: Sequence[GridPoint]) -> pd.DataFrame:
-    """All remote measurements, long: tissue, chunk, chunk unit, pattern, server, cells and
-    genes read, requests, bytes, repeats and seconds (median, min, max of the cold reads)."""
-    first = ["tissue", "chunk", "chunk_unit", "pattern"]
+    """All remote measurements, long: the store's geometry (tissue, chunk, shard, codec, chunk
+    unit), backend, pattern, server, cells and genes read, requests, bytes, repeats, seconds
+    (median, min, max of the cold reads), the emulated network, and the store's objects, bytes
+    and decode seconds."""
+    first = ["tissue", "chunk", "shard", "codec", "chunk_unit", "backend", "pattern"]
     frames = [
-        pd.read_csv(p.remote, sep="\t").assign(tissue=p.tissue, chunk=p.chunk, chunk_unit=p.unit())
+        pd.read_csv(p.remote, sep="\t").assign(
+            tissue=p.tissue, chunk=p.chunk, shard=p.shard, codec=p.codec, chunk_unit=p.unit()
+        )
         for p in points
         if p.remote
     ]

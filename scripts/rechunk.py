@@ -1,4 +1,4 @@
-"""Snakemake entry point: re-write a store with X and layers chunked by the chunk wildcard."""
+"""Snakemake entry point: re-write a store in the geometry its wildcards name."""
 
 from chunkatlas.logs import run_snakemake_step
 from chunkatlas.rechunk import rechunk_store
@@ -10,6 +10,8 @@ if __name__ == "__main__":
             snakemake.input.store,
             snakemake.output.store,
             int(snakemake.wildcards.chunk),
+            shard=int(snakemake.wildcards.shard),
+            codec=snakemake.wildcards.codec,
             dense_axis=snakemake.config["rechunk"]["dense_axis"],
             zarr_format=snakemake.config["zarr_format"],
         ),

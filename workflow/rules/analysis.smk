@@ -28,9 +28,9 @@ rule analyze:
     output:
         result=directory(f"{GRID}/hvg_pca.zarr"),
     log:
-        out("logs/analyze/{tissue}-{chunk}.log"),
+        out(f"logs/analyze/{POINT}.log"),
     benchmark:
-        out("benchmarks/analyze/{tissue}-{chunk}.tsv")
+        out(f"benchmarks/analyze/{POINT}.tsv")
     conda:
         "../../envs/chunkatlas.yaml"
     threads: 2
@@ -58,10 +58,15 @@ rule plot_pca:
             caption="../report/pca.rst",
             category="PCA",
             subcategory="{tissue}",
-            labels={"tissue": "{tissue}", "chunk size": "{chunk}"},
+            labels={
+                "tissue": "{tissue}",
+                "chunk size": "{chunk}",
+                "chunks per shard": "{shard}",
+                "codec": "{codec}",
+            },
         ),
     log:
-        out("logs/plot_pca/{tissue}-{chunk}.log"),
+        out(f"logs/plot_pca/{POINT}.log"),
     localrule: True
     conda:
         "../../envs/chunkatlas.yaml"

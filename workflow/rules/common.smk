@@ -1,3 +1,4 @@
+import itertools
 import os
 import re
 import sys
@@ -35,12 +36,18 @@ def out(path):
     return f"{RESULTS}/{path}"
 
 
-GRID = out("{tissue}/chunks-{chunk}")
+SHARDS = sorted(config["shards"])
+CODECS = config["codecs"]
+# One store per tissue x geometry; its folder names every part of the geometry.
+POINT = "{tissue}/chunks-{chunk}-shard-{shard}-{codec}"
+GRID = out(POINT)
 
 
 wildcard_constraints:
     tissue="|".join(map(re.escape, TISSUES)),
     chunk=r"[1-9]\d*",
+    shard=r"[1-9]\d*",
+    codec="|".join(map(re.escape, CODECS)),
 
 
 def grid_outputs():
@@ -52,7 +59,7 @@ def grid_outputs():
     ]
     if config["remote"]["enabled"]:
         outputs.append(f"{GRID}/remote.tsv")
-    return expand(outputs, tissue=TISSUES, chunk=CHUNKS)
+    return expand(outputs, tissue=TISSUES, chunk=CHUNKS, shard=SHARDS, codec=CODECS)
 
 
 def analysis_rows(wildcards):
@@ -98,21 +105,24 @@ def runtime(base_minutes):
 
 
 def grid_points():
-    """Files of every tissue x chunk point, for the summary."""
+    """Files of every tissue x geometry, for the summary."""
     points = []
     for folder, tissue in TISSUES.items():
-        for chunk in CHUNKS:
-            here = GRID.format(tissue=folder, chunk=chunk)
+        for chunk, shard, codec in itertools.product(CHUNKS, SHARDS, CODECS):
+            where = dict(tissue=folder, chunk=chunk, shard=shard, codec=codec)
+            here = GRID.format(**where)
             points.append(
                 dict(
                     tissue=tissue,
                     chunk=chunk,
+                    shard=shard,
+                    codec=codec,
                     manifest=f"{here}/store.manifest.json",
                     result=f"{here}/hvg_pca.zarr",
                     remote=f"{here}/remote.tsv" if config["remote"]["enabled"] else None,
                     dense_axis=config["rechunk"]["dense_axis"],
                     benchmarks={
-                        step: str(getattr(rules, step).benchmark).format(tissue=folder, chunk=chunk)
+                        step: str(getattr(rules, step).benchmark).format(**where)
                         for step in ("fetch", "rechunk", "consolidate", "analyze", "remote")
                     },
                 )

@@ -5,9 +5,9 @@ rule consolidate:
     output:
         manifest=f"{GRID}/store.manifest.json",
     log:
-        out("logs/consolidate/{tissue}-{chunk}.log"),
+        out(f"logs/consolidate/{POINT}.log"),
     benchmark:
-        out("benchmarks/consolidate/{tissue}-{chunk}.tsv")
+        out(f"benchmarks/consolidate/{POINT}.tsv")
     localrule: True
     conda:
         "../../envs/chunkatlas.yaml"

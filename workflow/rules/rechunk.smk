@@ -1,13 +1,14 @@
 rule rechunk:
-    """Re-write a tissue's store with X and layers chunked by {chunk} (write_dispatched)."""
+    """Re-write a tissue's store in one geometry: chunks of {chunk}, {shard} chunks per shard,
+    codec {codec} (write_dispatched sets them per element)."""
     input:
         store=out("{tissue}/fetched.zarr"),
     output:
         store=directory(f"{GRID}/store.zarr"),
     log:
-        out("logs/rechunk/{tissue}-{chunk}.log"),
+        out(f"logs/rechunk/{POINT}.log"),
     benchmark:
-        out("benchmarks/rechunk/{tissue}-{chunk}.tsv")
+        out(f"benchmarks/rechunk/{POINT}.tsv")
     conda:
         "../../envs/chunkatlas.yaml"
     threads: 1

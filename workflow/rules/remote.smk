@@ -1,14 +1,14 @@
 rule remote:
-    """Serve the store over HTTP on loopback and count requests, bytes and seconds per access pattern."""
+    """Serve the store over HTTP and S3 on loopback, with an emulated network, and count requests, bytes and seconds per access pattern."""
     input:
         store=f"{GRID}/store.zarr",
         manifest=f"{GRID}/store.manifest.json",
     output:
         table=f"{GRID}/remote.tsv",
     log:
-        out("logs/remote/{tissue}-{chunk}.log"),
+        out(f"logs/remote/{POINT}.log"),
     benchmark:
-        out("benchmarks/remote/{tissue}-{chunk}.tsv")
+        out(f"benchmarks/remote/{POINT}.tsv")
     conda:
         "../../envs/chunkatlas.yaml"
     threads: 1
@@ -19,5 +19,8 @@ rule remote:
         rows=lambda wildcards: int(wildcards.chunk),
         server=config["remote"]["server"],
         repeats=config["remote"]["repeats"],
+        backends=config["remote"]["backends"],
+        latency_ms=config["remote"]["latency_ms"],
+        bandwidth_mbps=config["remote"]["bandwidth_mbps"],
     script:
         "../../scripts/remote.py"

@@ -1,13 +1,9 @@
 rule summary:
     """One row per tissue x chunk size: sizes, HVGs, remote costs, seconds and memory per step."""
     input:
-        manifests=expand(f"{GRID}/store.manifest.json", tissue=TISSUES, chunk=CHUNKS),
-        results=expand(f"{GRID}/hvg_pca.zarr", tissue=TISSUES, chunk=CHUNKS),
-        remote=expand(
-            f"{GRID}/remote.tsv",
-            tissue=TISSUES,
-            chunk=CHUNKS if config["remote"]["enabled"] else [],
-        ),
+        manifests=[p["manifest"] for p in grid_points()],
+        results=[p["result"] for p in grid_points()],
+        remote=[p["remote"] for p in grid_points() if p["remote"]],
     output:
         table=report(
             out("summary.tsv"),
