@@ -108,3 +108,15 @@ def remote_table(points: Sequence[GridPoint]) -> pd.DataFrame:
         return pd.DataFrame(columns=[*first, "server", *measured])
     table = pd.concat(frames, ignore_index=True)
     return table[first + [c for c in table.columns if c not in first]]
+
+
+def reference_geometry(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of one geometry per chunk size — the smallest shard setting, the first codec
+    and the first backend measured — so that figures with a line per tissue against chunk size
+    stay lines; the geometry figures compare the rest."""
+    keep = pd.Series(True, index=table.index)
+    for column in ("shard", "codec", "backend"):
+        if column in table and len(table):
+            first = table[column].min() if column == "shard" else table[column].iloc[0]
+            keep &= table[column] == first
+    return table[keep]

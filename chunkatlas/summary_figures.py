@@ -160,16 +160,21 @@ def remote_figure(remote: pd.DataFrame) -> plt.Figure:
     return _panels(panels, "Remote reads: what each chunk size costs per access pattern")
 
 
+def plot_message(message: str, out: str | os.PathLike) -> None:
+    """A figure that says, in its place, why there is nothing to draw."""
+    fig, ax = plt.subplots(figsize=(7, 2))
+    ax.text(0.5, 0.5, message, ha="center", va="center", wrap=True)
+    ax.axis("off")
+    _save(fig, out)
+
+
 def plot_remote(remote: pd.DataFrame, out: str | os.PathLike) -> None:
     """:func:`remote_figure`; with no measurements (remote accounting off), a figure that
     says so in its place."""
     if remote.empty:
-        fig, ax = plt.subplots(figsize=(5, 2))
-        ax.text(0.5, 0.5, "remote accounting disabled (remote.enabled: false)", ha="center")
-        ax.axis("off")
+        plot_message("remote accounting disabled (remote.enabled: false)", out)
     else:
-        fig = remote_figure(remote)
-    _save(fig, out)
+        _save(remote_figure(remote), out)
 
 
 def steps_figure(summary: pd.DataFrame) -> plt.Figure:

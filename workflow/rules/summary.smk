@@ -35,6 +35,25 @@ rule summary:
             category="Chunk-size study",
             labels={"content": "remote requests and bytes"},
         ),
+        geometry=report(
+            directory(out("summary/geometry")),
+            patterns=["{backend}-{pattern}.png"],
+            caption="../report/geometry.rst",
+            category="Store geometry",
+            labels={"backend": "{backend}", "access pattern": "{pattern}"},
+        ),
+        cost_fit=report(
+            out("summary/cost_fit.png"),
+            caption="../report/cost_fit.rst",
+            category="Store geometry",
+            labels={"content": "cost model: predicted against measured seconds"},
+        ),
+        recommendation=report(
+            out("recommendation.tsv"),
+            caption="../report/recommendation.rst",
+            category="Store geometry",
+            labels={"content": "recommended geometry per backend and access pattern"},
+        ),
     log:
         out("logs/summary.log"),
     localrule: True
@@ -45,6 +64,7 @@ rule summary:
         runtime=10,
     params:
         points=grid_points(),
+        backends=config["remote"]["backends"],
     script:
         "../../scripts/summary.py"
 
