@@ -9,7 +9,7 @@ from dataclasses import dataclass, fields
 import pandas as pd
 
 from chunkatlas.consolidate import load_manifest
-from chunkatlas.remote.measure import Measurement
+from chunkatlas.remote.measure import CONDITIONS, Measurement
 from chunkatlas.store.layout import read_store
 
 STEPS = ("fetch", "rechunk", "consolidate", "analyze", "remote")
@@ -83,8 +83,9 @@ def build_summary(points: Sequence[GridPoint]) -> pd.DataFrame:
 
 
 def remote_table(points: Sequence[GridPoint]) -> pd.DataFrame:
-    """All remote measurements, long: tissue, chunk, chunk unit, pattern, server, cells and
-    genes read, requests, bytes, repeats and seconds (median, min, max of the cold reads)."""
+    """All remote measurements, long: tissue, chunk, chunk unit, pattern, how they were
+    measured (backend, server, latency_ms, bandwidth_mbps), cells and genes read, requests,
+    bytes, repeats and seconds (median, min, max of the cold reads)."""
     first = ["tissue", "chunk", "chunk_unit", "pattern"]
     frames = [
         pd.read_csv(p.remote, sep="\t").assign(tissue=p.tissue, chunk=p.chunk, chunk_unit=p.unit())
@@ -93,6 +94,6 @@ def remote_table(points: Sequence[GridPoint]) -> pd.DataFrame:
     ]
     if not frames:
         measured = [f.name for f in fields(Measurement) if f.name != "pattern"]
-        return pd.DataFrame(columns=[*first, "server", *measured])
+        return pd.DataFrame(columns=[*first, *CONDITIONS, *measured])
     table = pd.concat(frames, ignore_index=True)
     return table[first + [c for c in table.columns if c not in first]]
