@@ -10,7 +10,7 @@ from dataclasses import dataclass, fields
 import pandas as pd
 
 from chunkatlas.consolidate import load_manifest
-from chunkatlas.remote.measure import Measurement
+from chunkatlas.remote.measure import CONDITIONS, Measurement
 from chunkatlas.store.layout import read_store
 
 STEPS = ("fetch", "rechunk", "consolidate", "analyze", "remote")
@@ -105,7 +105,8 @@ def remote_table(points: Sequence[GridPoint]) -> pd.DataFrame:
     ]
     if not frames:
         measured = [f.name for f in fields(Measurement) if f.name != "pattern"]
-        return pd.DataFrame(columns=[*first, "server", *measured])
+        conditions = [c for c in CONDITIONS if c not in first]
+        return pd.DataFrame(columns=[*first, *conditions, *measured])
     table = pd.concat(frames, ignore_index=True)
     return table[first + [c for c in table.columns if c not in first]]
 

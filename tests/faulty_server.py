@@ -17,6 +17,7 @@ from chunkatlas.remote.serve import (
     MARK_PREFIX,
     aiohttp_serving,
     argument_parser,
+    network_from,
     serve_forever,
     served_file,
 )
@@ -117,7 +118,7 @@ def main(argv=None) -> None:
         require_auth=args.require_auth,
         seed=args.seed,
     )
-    serve_forever(args.root, args.log, args.port, [fault_middleware(faults)])
+    serve_forever(args.root, args.log, args.port, [fault_middleware(faults)], network_from(args))
 
 
 if __name__ == "__main__":

@@ -1,14 +1,27 @@
 """What each chunk size costs when a store is read remotely: requests, bytes and seconds for
 fixed access patterns, counted by the server that answers them.  Each pattern is read several
-times, each time from a freshly opened store; seconds are the median of those cold reads."""
+times, each time from a freshly opened store; seconds are the median of those cold reads.
+
+The store is served over HTTP (aiohttp or nginx) or S3 (moto), on loopback, optionally over an
+emulated :class:`~chunkatlas.remote.serve.Network`: on bare loopback a request costs nothing,
+so seconds there say little about many small chunks against an object store.
+
+How many requests the reader overlaps (:func:`peak_in_flight`, from the server's log): Dask's
+threaded scheduler reads one block per worker thread (one per core), and within a block zarr
+fetches each array's chunks under its ``async.concurrency`` (10).  On two cores 2 to 4 requests
+were in flight at once, and a read of N requests with latency L took about N x L / 2.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
 import urllib.request
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import dask
@@ -17,7 +30,7 @@ import pandas as pd
 
 from chunkatlas.errors import ChunkatlasError
 from chunkatlas.remote.reader import RemoteSettings, open_remote_group
-from chunkatlas.remote.serve import MARK_PREFIX, serving
+from chunkatlas.remote.serve import LOOPBACK, MARK_PREFIX, Network, serving
 from chunkatlas.store.lazy import read_lazy
 
 PATTERNS = ("open", "one_gene", "fifty_genes", "cell_block", "all_x")
@@ -42,7 +55,11 @@ def pattern_genes(n_vars: int) -> dict[str, np.ndarray]:
 
 
 class RequestLog:
-    """The server's JSON-lines request log, read between marker requests."""
+    """The server's JSON-lines request log, read between marker requests.
+
+    Every server here (HTTP or S3) answers ``base_url`` + :data:`MARK_PREFIX` + n itself, with
+    no delay, and logs it: the entries between two markers are one read's traffic.
+    """
 
     def __init__(self, path: str | os.PathLike, base_url: str) -> None:
         self.path = Path(path)
@@ -66,6 +83,18 @@ class RequestLog:
         previous = [i for i, e in enumerate(entries) if e["path"] == before]
         start = previous[0] + 1 if previous else 0
         return [e for e in entries[start : at[0]] if not e["path"].startswith(MARK_PREFIX)]
+
+
+def peak_in_flight(entries: list[dict]) -> int:
+    """The most requests the server was answering at once, from the log's end and seconds."""
+    events = sorted(
+        (t, step) for e in entries for t, step in ((e["end"] - e["seconds"], 1), (e["end"], -1))
+    )  # at equal times an end (-1) sorts before a start: touching requests do not overlap
+    peak = now = 0
+    for _, step in events:
+        now += step
+        peak = max(peak, now)
+    return peak
 
 
 def total(x) -> float:
@@ -169,26 +198,65 @@ def run_patterns(
     ]
 
 
+BACKENDS = ("http", "s3")
+CONDITIONS = ("backend", "server", "latency_ms", "bandwidth_mbps")  # how a row was measured
+
+
+@contextmanager
+def served(
+    backend: str, store: Path, log_path: Path, server: str, network: Network
+) -> Iterator[tuple[str, str, dict]]:
+    """Serve ``store`` and its manifest; yield (store URL, server base URL for the markers,
+    storage options for the reader)."""
+    if backend == "http":
+        with serving(server, store.parent, log_path, network) as base_url:
+            yield f"{base_url}/{store.name}", base_url, {}
+    elif backend == "s3":
+        from chunkatlas.remote.s3 import s3_serving
+
+        with s3_serving(store, log_path, network) as (prefix, options):
+            yield f"{prefix}/{store.name}", options["endpoint_url"], options
+    else:
+        raise ChunkatlasError(f"backend {backend!r} is not one of {', '.join(map(repr, BACKENDS))}")
+
+
 def measure_store(
     store: str | os.PathLike,
     rows: int,
     *,
+    backend: str = "http",
     server: str = "aiohttp",
+    network: Network = LOOPBACK,
     workdir: str | os.PathLike | None = None,
     settings: RemoteSettings | None = None,
     repeats: int = REPEATS,
 ) -> pd.DataFrame:
-    """Serve ``store`` (and its manifest) over HTTP on loopback and measure every pattern,
-    ``repeats`` cold reads each (:func:`run_patterns`)."""
-    import tempfile
+    """Serve ``store`` (and its manifest) on loopback over HTTP (``server``: aiohttp or nginx)
+    or S3 (moto; ``server`` is then "moto"), behind ``network``, and measure every pattern,
+    ``repeats`` cold reads each (:func:`run_patterns`).  Every row names the backend, server
+    and network it was measured with (:data:`CONDITIONS`).
 
+    Over S3 the reader's storage options are ``settings``' with the server's endpoint and
+    credentials over them.  s3fs's defaults cost a HEAD before every whole-object GET (it
+    checks the size to split big objects into concurrent ranges): twice HTTP's requests, the
+    same bytes; ``{"max_concurrency": 1}`` in the storage options reads as HTTP does.
+    """
     store = Path(store)
+    settings = settings or RemoteSettings()
     with tempfile.TemporaryDirectory(dir=workdir, prefix=".requests-") as tmp:
         log_path = Path(tmp) / "requests.jsonl"
         log_path.touch()
-        with serving(server, store.parent, log_path) as base_url:
+        with served(backend, store, log_path, server, network) as (url, base_url, options):
+            if options:  # the server's credentials and endpoint over the config's options
+                settings = replace(
+                    settings, storage_options={**settings.storage_options, **options}
+                )
             log = RequestLog(log_path, base_url)
-            rows_out = run_patterns(f"{base_url}/{store.name}", log, rows, settings, repeats)
+            rows_out = run_patterns(url, log, rows, settings, repeats)
+    server_name = "moto" if backend == "s3" else server
+    # bandwidth_mbps None (an empty cell in a TSV): no cap
+    values = (backend, server_name, float(network.latency_ms), network.bandwidth_mbps)
     table = pd.DataFrame([vars(m) for m in rows_out])
-    table.insert(1, "server", server)
+    for at, (name, value) in enumerate(zip(CONDITIONS, values, strict=True), start=1):
+        table.insert(at, name, value)
     return table

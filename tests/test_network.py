@@ -1,0 +1,158 @@
+"""Remote reads over an emulated network (latency, bandwidth) and over S3 (moto), on loopback:
+what each costs in requests, bytes and seconds, and that the data stay the same."""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+from dataclasses import replace
+
+import dask
+import numpy as np
+import pytest
+import zarr
+
+from chunkatlas.errors import ChunkatlasError
+from chunkatlas.remote import serve
+from chunkatlas.remote.measure import (
+    RequestLog,
+    measure_store,
+    peak_in_flight,
+    read_pattern,
+    served,
+)
+from chunkatlas.remote.reader import RemoteSettings, open_remote_group
+from chunkatlas.remote.serve import OBJECT_STORE, Network, nginx_serving
+from chunkatlas.store.lazy import read_lazy
+
+from .stores import chunk_key
+from .test_remote import FAST, local_x
+
+pytestmark = pytest.mark.servers
+
+TRAFFIC = ["pattern", "cells", "genes", "requests", "bytes"]
+# One request at a time: dask's synchronous scheduler, zarr one request per call, s3fs no
+# concurrent ranges (and so no HEAD before each GET).
+SEQUENTIAL = {"scheduler": "synchronous", "zarr": 1, "s3fs": {"max_concurrency": 1}}
+DEFAULT = {"scheduler": "threads", "zarr": zarr.config.get("async.concurrency"), "s3fs": {}}
+
+
+def timed_read(store, tmp_path, backend, network, pattern="all_x", mode=DEFAULT, server="aiohttp"):
+    """Serve ``store`` over ``network``, read ``pattern`` from X; return (seconds, the log's
+    entries for that read alone)."""
+    log_path = tmp_path / "requests.jsonl"
+    log_path.touch()
+    with (
+        served(backend, store, log_path, server, network) as (url, base_url, options),
+        zarr.config.set({"async.concurrency": mode["zarr"]}),
+        dask.config.set(scheduler=mode["scheduler"]),
+    ):
+        storage_options = {**options, **mode["s3fs"]} if options else {}
+        group, _ = open_remote_group(url, replace(FAST, storage_options=storage_options))
+        x = read_lazy(group, 100, dense_chunks="disk").X
+        log = RequestLog(log_path, base_url)
+        log.mark()
+        start = time.perf_counter()
+        read_pattern(pattern, x)
+        seconds = time.perf_counter() - start
+        return seconds, log.mark()
+
+
+def test_network_values_are_checked(consolidated, monkeypatch):
+    for bad, name in [
+        (dict(latency_ms=-1), "latency_ms"),
+        (dict(latency_ms=float("nan")), "latency_ms"),
+        (dict(bandwidth_mbps=0), "bandwidth_mbps"),
+    ]:
+        with pytest.raises(ChunkatlasError, match=rf"^network {name} must be .*, got") as err:
+            Network(**bad)
+        assert "\n" not in str(err.value)
+    store, _ = consolidated
+    with pytest.raises(ChunkatlasError, match="backend 'ftp' is not one of 'http', 's3'"):
+        measure_store(store, 100, backend="ftp")
+    monkeypatch.setattr(serve, "ECHO_MODULE", serve.Path("/nonexistent/echo.so"))
+    with (
+        pytest.raises(ChunkatlasError, match=r"nginx cannot add latency \(30 ms\) without"),
+        nginx_serving(store.parent, "unused.jsonl", network=OBJECT_STORE),
+    ):
+        pass
+
+
+def test_peak_in_flight_counts_overlapping_requests():
+    def entry(start, end):
+        return {"end": end, "seconds": end - start}
+
+    assert peak_in_flight([]) == 0
+    assert peak_in_flight([entry(0, 1), entry(1, 2), entry(2, 3)]) == 1  # touching: in turn
+    assert peak_in_flight([entry(0, 3), entry(1, 2), entry(1.5, 4), entry(3.5, 5)]) == 3
+
+
+def test_s3_counts_what_http_counts(consolidated):
+    """Same patterns, same bytes; s3fs's defaults add a HEAD (no body) before each GET."""
+    store, _ = consolidated
+    http = measure_store(store, 100, repeats=1)
+    s3 = measure_store(store, 100, backend="s3", repeats=1)
+    assert (s3["backend"] == "s3").all() and (s3["server"] == "moto").all()
+    assert s3["bytes"].tolist() == http["bytes"].tolist()
+    assert s3["requests"].tolist() == [2 * n for n in http["requests"]]
+    # Without concurrent ranges s3fs needs no size first: S3 costs exactly what HTTP does.
+    sequential = RemoteSettings(storage_options=SEQUENTIAL["s3fs"])
+    s3_plain = measure_store(store, 100, backend="s3", settings=sequential, repeats=1)
+    assert s3_plain[TRAFFIC].equals(http[TRAFFIC])
+
+
+@pytest.mark.parametrize("mode", [DEFAULT, SEQUENTIAL], ids=["default", "sequential"])
+@pytest.mark.parametrize("backend", ["http", "s3"])
+def test_latency_is_paid_by_every_request(consolidated, tmp_path, backend, mode):
+    """N requests with latency L each take N x L of server time; the reader overlaps at most
+    as many as were in flight at once (its effective concurrency), so its read takes at least
+    N x L / peak; read one request at a time it takes at least N x L."""
+    store, _ = consolidated
+    latency = 0.05
+    seconds, entries = timed_read(store, tmp_path, backend, Network(latency_ms=50), mode=mode)
+    peak = peak_in_flight(entries)
+    if mode is SEQUENTIAL:
+        assert peak == 1
+    assert len(entries) > 10
+    assert seconds >= len(entries) * latency / peak
+
+
+@pytest.mark.parametrize("backend", ["http", "s3"])
+def test_bandwidth_caps_all_x(consolidated, tmp_path, backend):
+    store, _ = consolidated
+    network = Network(bandwidth_mbps=2)
+    seconds, entries = timed_read(store, tmp_path, backend, network)
+    rate = network.bytes_per_second
+    sizes = [e["bytes"] for e in entries]
+    assert sum(sizes) > rate / 10  # a read long enough to tell
+    assert seconds >= max(sizes) / rate  # each response is paced on its own
+    assert seconds >= sum(sizes) / rate / peak_in_flight(entries)
+    # one request at a time, the cap holds for the whole read
+    seconds, entries = timed_read(store, tmp_path, backend, network, mode=SEQUENTIAL)
+    assert seconds >= sum(e["bytes"] for e in entries) / rate
+
+
+@pytest.mark.parametrize("server", ["aiohttp", "nginx", "moto"])
+def test_data_over_an_emulated_network_are_identical(each_format, tmp_path, server):
+    store, _ = each_format
+    backend = "s3" if server == "moto" else "http"
+    log_path = tmp_path / "requests.jsonl"
+    log_path.touch()
+    with served(backend, store, log_path, server, OBJECT_STORE) as (url, _, options):
+        group, _ = open_remote_group(url, replace(FAST, storage_options=options))
+        remote = read_lazy(group, 200).X.compute()
+    remote = remote.toarray() if hasattr(remote, "toarray") else np.asarray(remote)
+    np.testing.assert_array_equal(remote, local_x(store))
+
+
+def test_nginx_answers_after_the_latency(consolidated, tmp_path):
+    store, _ = consolidated
+    path = f"/store.zarr/X/data/{chunk_key(store, 'X/data', 0)}"
+    with nginx_serving(store.parent, tmp_path / "log.jsonl", network=Network(40, 8)) as url:
+        start = time.perf_counter()
+        with urllib.request.urlopen(url + path, timeout=10) as answer:
+            body = answer.read()
+        assert time.perf_counter() - start >= 0.04
+        with urllib.request.urlopen(f"{url}/__mark__/1", timeout=10) as answer:
+            assert answer.status == 204
+    assert body == (store / path.removeprefix("/store.zarr/")).read_bytes()
