@@ -139,7 +139,7 @@ def test_secrets_in_config_never_reach_outputs_or_logs(tmp_path):
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
     done = snakemake(
         tmp_path,
-        "results/test/lung/chunks-150/store.manifest.json",
+        "results/test/lung/chunks-300-shard-1-zstd/store.manifest.json",
         "--cores",
         "1",
         "--configfile",

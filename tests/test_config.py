@@ -21,7 +21,9 @@ def minimal(**extra):
     return {"run": "t", "source": {"uri": "x.soma"}, "tissues": ["lung"], "chunks": [100], **extra}
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "test.yaml", "census.yaml", "pbmc.yaml"])
+@pytest.mark.parametrize(
+    "name", ["config.yaml", "test.yaml", "census.yaml", "pbmc.yaml", "geometry.yaml"]
+)
 def test_shipped_configs_are_valid(name):
     config = validate_config(yaml.safe_load((REPO / "config" / name).read_text()), SCHEMA)
     assert config["analysis"]["n_comps"] < config["analysis"]["n_top_genes"]
@@ -53,6 +55,8 @@ def test_defaults_are_filled():
             "'run' is a required property (name of this run: its results go to results/RUN/",
         ),
         (minimal(run="a/b"), "run: 'a/b' does not match"),
+        (minimal(shards=[1, 4], zarr_format=2), "shards: [1, 4] need zarr_format 3"),
+        (minimal(codecs=["gzip"]), "'gzip' is not one of 'blosc-lz4', 'zstd', 'packed'"),
         ({**minimal(demo_atlas={}), "source": {"uri": "/etc/atlas.soma"}}, "folder results/t/"),
         ({**minimal(demo_atlas={}), "source": {"uri": "results/x.soma"}}, "folder results/t/"),
         ({**minimal(demo_atlas={}), "source": {"uri": "results/t/../x"}}, "without '..'"),

@@ -23,7 +23,7 @@ from distributed import Client
 from chunkatlas.cluster import dask_variables, worker_settings
 from chunkatlas.remote.serve import stop_process
 
-from .workflow_runs import REPO, snakemake
+from .workflow_runs import REPO, geometries, snakemake, store_dir
 
 pytestmark = pytest.mark.servers
 
@@ -161,13 +161,12 @@ def test_workflow_on_external_cluster_equals_local_run(scheduler, test_run, tmp_
         tmp_path / "run", "--cores", "2", "--configfile", str(tmp_path / "external.yaml")
     )
     assert done.returncode == 0, done.stderr[-5000:]
-    for tissue in config["tissues"]:
-        for chunk in config["chunks"]:
-            here = Path("results") / config["run"] / tissue / f"chunks-{chunk}"
-            log = tmp_path / "run" / "results/test/logs/analyze" / f"{tissue}-{chunk}.log"
-            assert f"connected to Dask scheduler {scheduler}" in log.read_text()
-            assert "LocalCluster" not in log.read_text()
-            assert_same_analysis(
-                ad.read_zarr(tmp_path / "run" / here / "hvg_pca.zarr"),
-                ad.read_zarr(workdir / here / "hvg_pca.zarr"),
-            )
+    for tissue, chunk, shard, codec in geometries(config):
+        here = Path("results") / config["run"] / store_dir(tissue, chunk, shard, codec)
+        log = tmp_path / "run" / "results/test/logs/analyze" / f"{tissue}-{chunk}.log"
+        assert f"connected to Dask scheduler {scheduler}" in log.read_text()
+        assert "LocalCluster" not in log.read_text()
+        assert_same_analysis(
+            ad.read_zarr(tmp_path / "run" / here / "hvg_pca.zarr"),
+            ad.read_zarr(workdir / here / "hvg_pca.zarr"),
+        )

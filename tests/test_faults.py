@@ -21,7 +21,7 @@ from chunkatlas.consolidate import consolidate_store, verify_store
 from chunkatlas.errors import ChunkatlasError
 from chunkatlas.store.lazy import read_lazy
 
-from .workflow_runs import REPO, SNAKEMAKE
+from .workflow_runs import REPO, SNAKEMAKE, geometries, store_dir
 
 pytestmark = pytest.mark.slow
 
@@ -194,16 +194,13 @@ def test_snakemake_killed_mid_stage_then_rerun_gives_identical_results(test_run,
         [*args, "--rerun-incomplete"], capture_output=True, text=True, timeout=900
     )
     assert again.returncode == 0, again.stderr[-3000:]
-    for tissue in config["tissues"]:
-        for chunk in config["chunks"]:
-            here = Path("results") / config["run"] / tissue / f"chunks-{chunk}"
-            assert chunk_files(tmp_path / here / "store.zarr") == chunk_files(
-                workdir / here / "store.zarr"
-            )
-            ours = ad.read_zarr(tmp_path / here / "hvg_pca.zarr")
-            reference = ad.read_zarr(workdir / here / "hvg_pca.zarr")
-            np.testing.assert_array_equal(
-                ours.var["highly_variable"], reference.var["highly_variable"]
-            )
-            np.testing.assert_array_equal(ours.obsm["X_pca"], reference.obsm["X_pca"])
+    for tissue, chunk, shard, codec in geometries(config):
+        here = Path("results") / config["run"] / store_dir(tissue, chunk, shard, codec)
+        assert chunk_files(tmp_path / here / "store.zarr") == chunk_files(
+            workdir / here / "store.zarr"
+        )
+        ours = ad.read_zarr(tmp_path / here / "hvg_pca.zarr")
+        reference = ad.read_zarr(workdir / here / "hvg_pca.zarr")
+        np.testing.assert_array_equal(ours.var["highly_variable"], reference.var["highly_variable"])
+        np.testing.assert_array_equal(ours.obsm["X_pca"], reference.obsm["X_pca"])
     assert not list((tmp_path / "results").rglob(".*.tmp-*"))

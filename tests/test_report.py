@@ -14,7 +14,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from .workflow_runs import REPO, results_dir, snakemake
+from .workflow_runs import REPO, geometries, results_dir, snakemake
 
 pytestmark = pytest.mark.workflow
 
@@ -50,7 +50,7 @@ def test_report_renders_with_every_figure(report, test_run, tmp_path):
         text=True,
         timeout=180,
     ).stdout
-    n_points = len(config["tissues"]) * len(config["chunks"])
+    n_points = len(list(geometries(config)))
     for name, count in (
         ("pca.png", n_points),
         ("steps.png", 1),
@@ -63,10 +63,10 @@ def test_report_renders_with_every_figure(report, test_run, tmp_path):
         assert len(re.findall(rf'"filename": "{re.escape(name)}"', dom)) == count, name
     # every figure is embedded as PNG data
     assert dom.count(";base64,iVBORw0KGgo") >= n_points + 3
-    for tissue in config["tissues"]:
-        for chunk in config["chunks"]:
-            assert f'"labels": {{"tissue": "{tissue}", "chunk size": "{chunk}"}}' in dom
-    for category in ("Chunk-size study", "PCA", "Provenance"):
+    for tissue, chunk, shard, codec in geometries(config):
+        labels = f'"tissue": "{tissue}", "chunk size": "{chunk}", "chunks per shard": "{shard}"'
+        assert f'"labels": {{{labels}, "codec": "{codec}"}}' in dom
+    for category in ("Chunk-size study", "Store geometry", "PCA", "Provenance"):
         assert category in dom
     shot = tmp_path / "report.png"
     subprocess.run(

@@ -33,3 +33,17 @@ def job_counts(output: str) -> dict[str, int]:
     return {
         m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m[1] != "total"
     }
+
+
+def geometries(config: dict):
+    """(tissue, chunk, shard, codec) of every store a run of ``config`` writes."""
+    for tissue in config["tissues"]:
+        for chunk in config["chunks"]:
+            for shard in config.get("shards", [1]):
+                for codec in config.get("codecs", ["zstd"]):
+                    yield tissue, chunk, shard, codec
+
+
+def store_dir(tissue: str, chunk: int, shard: int = 1, codec: str = "zstd") -> str:
+    """The folder of one store inside results/RUN/ (the workflow names every geometry part)."""
+    return f"{tissue}/chunks-{chunk}-shard-{shard}-{codec}"
