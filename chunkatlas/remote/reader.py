@@ -6,6 +6,12 @@ would become zeros in X.  The :class:`GuardedStore` closes this: every chunk the
 manifest lists must arrive, with the size and checksum the manifest records, or the read is
 retried and then fails with the chunk named.  Transient failures (5xx, resets, timeouts) are
 retried with backoff within a deadline; refused credentials fail at once.
+
+A sharded array is read by byte ranges (the shard's index at its end, then the inner chunks it
+points to), so a shard file's CRC-32 in the manifest can be checked only when it is read whole.
+Ranged reads are checked by length, and, for chunkatlas's codec presets, whose inner chunks and
+index each end with a CRC-32C, by that checksum: a damaged range is read again, then fails with
+the shard named.
 """
 
 from __future__ import annotations
@@ -20,8 +26,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import google_crc32c
 import zarr
-from zarr.abc.store import RangeByteRequest
+from zarr.abc.store import OffsetByteRequest, RangeByteRequest, Store, SuffixByteRequest
 from zarr.storage import FsspecStore, WrapperStore
 
 from chunkatlas.consolidate import manifest_location
@@ -90,20 +97,75 @@ class GuardedStore(WrapperStore):
         Chunk key -> [size in bytes, CRC-32 hex], from the manifest.
     url
         For messages (credentials are redacted).
+    sealed
+        Keys of shard files whose inner chunks and index each end with a CRC-32C.
     """
 
     def __init__(
-        self, store, expected: Mapping[str, list], url: str, settings: RemoteSettings
+        self,
+        store,
+        expected: Mapping[str, list],
+        url: str,
+        settings: RemoteSettings,
+        sealed: frozenset[str] = frozenset(),
     ) -> None:
         super().__init__(store)
         self._expected = dict(expected)
         self._url = redact(url)
         self._settings = settings
+        self._sealed = frozenset(sealed)
 
     def _with_store(self, store):
-        return type(self)(store, self._expected, self._url, self._settings)
+        return type(self)(store, self._expected, self._url, self._settings, self._sealed)
 
     async def get(self, key, prototype, byte_range=None):
+        # A shard's index is read by its suffix: one unit ending in its own CRC-32C.
+        sealed = key in self._sealed and isinstance(byte_range, SuffixByteRequest)
+        return await self._read(key, prototype, byte_range, sealed=sealed)
+
+    async def get_ranges(
+        self,
+        key,
+        byte_ranges,
+        *,
+        prototype,
+        max_concurrency=None,
+        max_gap_bytes=None,
+        max_coalesced_bytes=None,
+    ):
+        """The inner chunks of one shard: zarr's coalescing of nearby ranges, run over
+        :meth:`get` (the wrapped store's own would bypass the checks); then each inner chunk of a
+        sealed shard is checked alone and, if damaged, read again alone."""
+        options = {
+            "max_concurrency": max_concurrency,
+            "max_gap_bytes": max_gap_bytes,
+            "max_coalesced_bytes": max_coalesced_bytes,
+        }
+        ranges = Store.get_ranges(
+            self,
+            key,
+            byte_ranges,
+            prototype=prototype,
+            **{name: value for name, value in options.items() if value is not None},
+        )
+        try:
+            async for group in ranges:
+                checked = []
+                for index, value in group:
+                    if key in self._sealed and crc32c_problem(value.to_bytes()):
+                        value = await self._read(key, prototype, byte_ranges[index], sealed=True)
+                    checked.append((index, value))
+                yield checked
+        except BaseExceptionGroup as errors:  # zarr gathers the fetches' errors: ours is one line
+            ours = errors.subgroup(ChunkatlasError)
+            if ours is None:
+                raise
+            while isinstance(ours, BaseExceptionGroup):
+                ours = ours.exceptions[0]
+            raise ours from None
+
+    async def _read(self, key, prototype, byte_range, *, sealed: bool):
+        """``key`` (``byte_range`` of it), retried until it passes :meth:`_check`."""
         settings = self._settings
         deadline = time.monotonic() + settings.timeout_seconds
         problem = ""
@@ -125,26 +187,30 @@ class GuardedStore(WrapperStore):
                     raise
                 problem = f"{type(err).__name__}: {redact(str(err))[:200]}"
             else:
-                problem = self._check(key, value, byte_range)
+                problem = self._check(key, value, byte_range, sealed=sealed)
                 if not problem:
                     return value
             pause = settings.backoff_seconds * 2**attempt * (0.5 + random.random())
             await asyncio.sleep(max(0.0, min(pause, deadline - time.monotonic())))
+        noun = "shard" if key in self._sealed else "chunk"
         raise ChunkatlasError(
-            f"reading chunk {key!r} of {self._url} failed after {attempt + 1} attempt(s) within "
+            f"reading {noun} {key!r} of {self._url} failed after {attempt + 1} attempt(s) within "
             f"{settings.timeout_seconds:g} s: {problem or 'timed out'}"
         )
 
-    def _check(self, key: str, value, byte_range) -> str:
-        """Why ``value`` is not the right answer for ``key``, or "" if it is."""
+    def _check(self, key: str, value, byte_range, *, sealed: bool = False) -> str:
+        """Why ``value`` is not the right answer for ``key``, or "" if it is; ``sealed``: the
+        bytes end with their own CRC-32C."""
         expected = self._expected.get(key)
         if value is None:
             return "missing, but the manifest lists it" if expected else ""
         data = value.to_bytes()
-        if isinstance(byte_range, RangeByteRequest):
-            wanted = byte_range.end - byte_range.start
-            return "" if len(data) == wanted else f"asked {wanted} bytes, got {len(data)}"
-        if byte_range is None and expected:
+        if byte_range is not None:
+            wanted = wanted_length(byte_range, expected[0] if expected else None)
+            if wanted is not None and len(data) != wanted:
+                return f"asked {wanted} bytes, got {len(data)}"
+            return crc32c_problem(data) if sealed else ""
+        if expected:
             size, crc = expected
             if len(data) != size:
                 return f"got {len(data)} bytes, the manifest says {size}"
@@ -154,6 +220,45 @@ class GuardedStore(WrapperStore):
 
     async def get_partial_values(self, prototype, key_ranges):
         return [await self.get(key, prototype, byte_range) for key, byte_range in key_ranges]
+
+
+def wanted_length(byte_range, size: int | None) -> int | None:
+    """Bytes a ranged read must return (None: cannot tell without the object's size)."""
+    if isinstance(byte_range, RangeByteRequest):
+        return byte_range.end - byte_range.start
+    if size is None:
+        return None
+    if isinstance(byte_range, SuffixByteRequest):
+        return min(byte_range.suffix, size)
+    if isinstance(byte_range, OffsetByteRequest):
+        return max(0, size - byte_range.offset)
+    return None
+
+
+def crc32c_problem(data: bytes) -> str:
+    """Why ``data`` does not end with the CRC-32C of what precedes it (zarr's crc32c codec), or
+    "" if it does."""
+    if len(data) < 4:
+        return f"{len(data)} bytes cannot hold a CRC-32C"
+    if google_crc32c.value(data[:-4]) != int.from_bytes(data[-4:], "little"):
+        return "fails its CRC-32C (damaged in storage or transit)"
+    return ""
+
+
+def sealed_keys(manifest: Mapping) -> frozenset[str]:
+    """Keys of the shard files whose inner chunks end with a CRC-32C (the codec presets of
+    :mod:`chunkatlas.geometry`; zarr's default shard index does too)."""
+
+    def sealed(array: Mapping) -> bool:
+        last = array["compressors"][-1] if array["compressors"] else "{}"
+        return bool(array.get("shards")) and json.loads(last).get("name") == "crc32c"
+
+    return frozenset(
+        f"{array['path']}/{key}"
+        for array in manifest["arrays"]
+        if sealed(array)
+        for key in array["chunk_files"]
+    )
 
 
 def storage_options_for(url: str, settings: RemoteSettings) -> dict[str, Any]:
@@ -228,7 +333,7 @@ def open_remote_group(
     inner = FsspecStore.from_url(
         url.rstrip("/"), storage_options=storage_options_for(url, settings), read_only=True
     )
-    store = GuardedStore(inner, expected, url, settings)
+    store = GuardedStore(inner, expected, url, settings, sealed_keys(manifest))
     try:
         group = zarr.open_consolidated(store, mode="r", zarr_format=manifest["zarr_format"])
     except ChunkatlasError:

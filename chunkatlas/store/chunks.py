@@ -15,7 +15,8 @@ from chunkatlas.errors import ChunkatlasError
 
 def read_checked(array: zarr.Array, selection: tuple[slice, ...], where: str | os.PathLike):
     """``array[selection]`` (slices), or a ChunkatlasError naming the store ``where``, the array
-    and the chunk if one of the chunks it reads cannot be decoded (corrupt or truncated).
+    and the stored object (chunk, or shard of a sharded array) if one that it reads cannot be
+    decoded (corrupt or truncated; in a shard, an inner chunk or the index failing its CRC-32C).
 
     Runs on Dask workers too: Dask pickles the exception and re-raises it in the client, so a
     store without a manifest that would have caught the damage still fails in one line.
@@ -30,10 +31,17 @@ def read_checked(array: zarr.Array, selection: tuple[slice, ...], where: str | o
                 array[chunk_region(array, index)]
             except Exception as problem:
                 key = f"{array.path}/{array.metadata.encode_chunk_key(index)}"
+                noun = object_noun(getattr(array, "shards", None), array.chunks)
                 raise ChunkatlasError(
-                    f"store {where}: chunk {key!r} cannot be decoded (corrupt?): {problem}"
+                    f"store {where}: {noun} {key!r} cannot be decoded (corrupt?): {problem}"
                 ) from err
         raise  # every chunk reads alone: not a damaged chunk
+
+
+def object_noun(shards, chunks) -> str:
+    """What one stored object of an array is called in messages: "shard" when it holds several
+    chunks, else "chunk"."""
+    return "shard" if shards and tuple(shards) != tuple(chunks) else "chunk"
 
 
 def stored_grid(array: zarr.Array) -> tuple[int, ...]:
