@@ -15,6 +15,7 @@ import yaml
 
 from chunkatlas import __version__
 from chunkatlas.errors import ChunkatlasError
+from chunkatlas.geometry import CODECS, DEFAULT_CODEC
 
 # The config keys each command takes as options (the flag is the last part, dashed).
 COMMAND_KEYS = {
@@ -166,6 +167,8 @@ def cmd_rechunk(args: argparse.Namespace) -> None:
         args.source,
         args.out,
         args.chunk,
+        shard=args.shard,
+        codec=args.codec,
         dense_axis=config["rechunk"]["dense_axis"],
         zarr_format=config["zarr_format"],
     )
@@ -302,6 +305,18 @@ def build_parser() -> argparse.ArgumentParser:
         type=positive_int,
         required=True,
         help="cells per chunk (genes per chunk with --dense-axis var)",
+    )
+    rechunk.add_argument(
+        "--shard",
+        type=positive_int,
+        default=1,
+        help="chunks per shard of X and layers (zarr v3 sharding; default 1: unsharded)",
+    )
+    rechunk.add_argument(
+        "--codec",
+        choices=list(CODECS),
+        default=DEFAULT_CODEC,
+        help=f"codec preset of X and layers (default: {DEFAULT_CODEC}); see chunkatlas.geometry",
     )
 
     consolidate = parsers["consolidate"]

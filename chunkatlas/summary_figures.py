@@ -129,7 +129,7 @@ def _panels(
     for ax in axes[0]:
         entries.update(zip(*reversed(ax.get_legend_handles_labels()), strict=True))
     labels, handles = list(entries), list(entries.values())
-    n_cols = min(len(labels), 4)
+    n_cols = min(len(labels), 2 * axes.shape[1])  # about two entries fit under each panel
     below = 0.35 * (1 + math.ceil(len(labels) / n_cols)) / fig.get_figheight()  # rows + title
     fig.legend(handles, labels, title=legend, loc="lower center", ncol=n_cols, fontsize=8)
     fig.tight_layout(rect=(0, below, 1, 1))

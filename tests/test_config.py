@@ -117,3 +117,11 @@ def test_a_missing_local_source_is_refused_before_any_job(tmp_path):
     check_source(
         validate_config(minimal(demo_atlas={}, source={"uri": "results/t/d.soma"}), SCHEMA)
     )
+
+
+def test_the_schema_offers_the_codec_presets_there_are():
+    from chunkatlas.geometry import CODECS, DEFAULT_CODEC
+
+    codecs = SCHEMA["properties"]["codecs"]
+    assert codecs["items"]["enum"] == list(CODECS)
+    assert codecs["default"] == [DEFAULT_CODEC]
