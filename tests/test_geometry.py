@@ -298,3 +298,22 @@ def test_short_answers_to_a_shard_range_are_one_line(sharded, tmp_path):
         pytest.raises(ChunkatlasError, match=r"shard 'X/.*' .* asked (\d+) bytes, got \d+"),
     ):
         read_remote_x(f"{url}/store.zarr", ONE_TRY)
+
+
+@pytest.mark.servers
+def test_reads_of_neighbouring_chunks_of_a_shard_are_coalesced(sharded, unsharded):
+    """zarr merges the byte ranges of neighbouring inner chunks of one shard into one request:
+    with a shard's cells per task, reading all of X from the sharded store takes fewer
+    requests than from the unsharded one with the same chunks, the bytes of the same order.
+    (With one chunk per task each task fetches the shard index too: more requests.)"""
+    from chunkatlas.remote.measure import measure_store
+
+    def all_x(store):
+        table = measure_store(store, 4 * 100, repeats=1).set_index("pattern")  # a shard a task
+        return table.loc["all_x", "requests"], table.loc["all_x", "bytes"]
+
+    (sharded_requests, sharded_bytes), (plain_requests, plain_bytes) = map(
+        all_x, (sharded[0], unsharded[0])
+    )
+    assert sharded_requests < plain_requests
+    assert sharded_bytes < 2 * plain_bytes

@@ -19,7 +19,7 @@ import os
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -259,4 +259,41 @@ def measure_store(
     table = pd.DataFrame([vars(m) for m in rows_out])
     for at, (name, value) in enumerate(zip(CONDITIONS, values, strict=True), start=1):
         table.insert(at, name, value)
+    return table
+
+
+def measure_backends(
+    store: str | os.PathLike,
+    rows: int,
+    *,
+    backends: Sequence[str] = ("http",),
+    server: str = "aiohttp",
+    network: Network = LOOPBACK,
+    settings: RemoteSettings | None = None,
+    repeats: int = REPEATS,
+) -> pd.DataFrame:
+    """:func:`measure_store` over each backend, with what the store's geometry costs beside
+    the traffic: its objects (files), bytes, and seconds to decode X once locally."""
+    from chunkatlas.consolidate import load_manifest, manifest_location
+    from chunkatlas.geometry import decode_pass_seconds
+
+    table = pd.concat(
+        [
+            measure_store(
+                store,
+                rows,
+                backend=backend,
+                server=server,
+                network=network,
+                settings=settings,
+                repeats=repeats,
+            )
+            for backend in backends
+        ],
+        ignore_index=True,
+    )
+    manifest = load_manifest(manifest_location(store))
+    table["objects"] = manifest["objects"]
+    table["store_bytes"] = manifest["stored_bytes"]
+    table["decode_seconds"] = round(decode_pass_seconds(store), 3)
     return table

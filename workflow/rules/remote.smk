@@ -16,7 +16,8 @@ rule remote:
         mem_mb=mem_mb(1000, 2),
         runtime=runtime(15 * (1 + config["remote"]["repeats"])),
     params:
-        rows=lambda wildcards: int(wildcards.chunk),
+        # a stored object per reading task: zarr coalesces the inner chunks of a shard
+        rows=lambda wildcards: int(wildcards.chunk) * int(wildcards.shard),
         server=config["remote"]["server"],
         repeats=config["remote"]["repeats"],
         backends=config["remote"]["backends"],
