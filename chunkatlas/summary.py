@@ -75,7 +75,10 @@ def summary_row(point: GridPoint) -> dict[str, object]:
                 row[f"{entry.backend}_{entry.pattern}_{metric}"] = getattr(entry, metric)
         if "decode_seconds" in remote:  # measured with the store's geometry costs
             row["decode_seconds"] = float(remote["decode_seconds"].iloc[0])
-        row["cell_block_cells"] = int(remote.set_index("pattern").loc["cell_block", "cells"])
+        # the same block on every backend
+        row["cell_block_cells"] = int(
+            remote.loc[remote["pattern"] == "cell_block", "cells"].iloc[0]
+        )
         row["remote_repeats"] = int(remote["repeats"].max())
     for name in STEPS:
         if name in point.benchmarks and os.path.exists(point.benchmarks[name]):

@@ -182,3 +182,19 @@ def test_a_sparse_store_is_chunked_by_cells_whatever_the_dense_axis(consolidated
     store, manifest = consolidated
     point = GridPoint("lung", 200, str(manifest), "", {}, dense_axis="var")
     assert point.unit() == "cells"
+
+
+def test_summary_of_a_store_measured_over_two_backends(gene_chunked_points, tmp_path):
+    import dataclasses
+
+    point = gene_chunked_points[0]
+    http = pd.read_csv(point.remote, sep="\t")
+    both = pd.concat([http, http.assign(backend="s3")], ignore_index=True)
+    both.to_csv(tmp_path / "remote.tsv", sep="\t", index=False)
+    summary = build_summary([dataclasses.replace(point, remote=str(tmp_path / "remote.tsv"))])
+    assert summary.loc[0, "cell_block_cells"] == 78
+    for backend in ("http", "s3"):
+        assert (
+            summary.loc[0, f"{backend}_all_x_requests"]
+            == http.set_index("pattern").loc["all_x", "requests"]
+        )
