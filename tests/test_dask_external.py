@@ -162,8 +162,9 @@ def test_workflow_on_external_cluster_equals_local_run(scheduler, test_run, tmp_
     )
     assert done.returncode == 0, done.stderr[-5000:]
     for tissue, chunk, shard, codec in geometries(config):
-        here = Path("results") / config["run"] / store_dir(tissue, chunk, shard, codec)
-        log = tmp_path / "run" / "results/test/logs/analyze" / f"{tissue}-{chunk}.log"
+        point = store_dir(tissue, chunk, shard, codec)
+        here = Path("results") / config["run"] / point
+        log = tmp_path / "run" / here.parent.parent / "logs/analyze" / f"{point}.log"
         assert f"connected to Dask scheduler {scheduler}" in log.read_text()
         assert "LocalCluster" not in log.read_text()
         assert_same_analysis(

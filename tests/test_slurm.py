@@ -311,7 +311,9 @@ def test_workflow_on_slurm_equals_the_local_run(slurm, test_run, tmp_path):
     for _, job_id, log in submitted:  # the plugin kept every job's log (the profile says so)
         assert Path(log).name == f"{job_id}.log"
         assert "Finished jobid: 0" in Path(log).read_text(), log
-    for log in (tmp_path / "results/test/logs/analyze").glob("*.log"):
+    analyze_logs = list((tmp_path / "results" / config["run"] / "logs/analyze").rglob("*.log"))
+    assert len(analyze_logs) == len(list(geometries(config)))
+    for log in analyze_logs:
         assert "Dask LocalCluster: 2 workers" in log.read_text()
 
     for tissue, chunk, shard, codec in geometries(config):
