@@ -238,6 +238,9 @@ def _pairs(rows: pd.DataFrame) -> set[tuple[str, str]]:
     return set(zip(rows["backend"], rows["pattern"], strict=True))
 
 
+NETWORK_COLUMNS = ("latency_ms", "bandwidth_mbps")
+
+
 def recommend(table: pd.DataFrame, fit: CostFit) -> pd.DataFrame:
     """The fastest geometry (chunk, shard, codec) per backend and pattern, by measured median
     seconds, with the model's prediction beside it.
@@ -275,6 +278,11 @@ def recommend(table: pd.DataFrame, fit: CostFit) -> pd.DataFrame:
         ["backend", "pattern"], key=lambda s: s.map(rank) if s.name == "pattern" else s
     ).reset_index(drop=True)
     best["sentence"] = best.apply(_sentence, axis=1)
+    # The network the answer holds for, in every row (as in the remote table).
+    for column in NETWORK_COLUMNS:
+        if column in rows:
+            network = rows.groupby("backend")[column].first()
+            best[column] = best["backend"].map(network)
     return best
 
 

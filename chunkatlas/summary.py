@@ -73,6 +73,9 @@ def summary_row(point: GridPoint) -> dict[str, object]:
         for entry in remote.itertuples():
             for metric in REMOTE_METRICS:
                 row[f"{entry.backend}_{entry.pattern}_{metric}"] = getattr(entry, metric)
+        for column in ("latency_ms", "bandwidth_mbps"):  # the emulated network, in every row
+            if column in remote:
+                row[column] = remote[column].iloc[0]
         if "decode_seconds" in remote:  # measured with the store's geometry costs
             row["decode_seconds"] = float(remote["decode_seconds"].iloc[0])
         # the same block on every backend

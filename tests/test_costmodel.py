@@ -159,6 +159,7 @@ def test_recommend_picks_the_fastest_geometry_and_says_so(lung):
     ]
     row = chosen.set_index(["backend", "pattern"]).loc[("s3", "one_gene")]
     assert (row["chunk"], row["shard"], row["codec"], row["seconds"]) == (1000, 8, "packed", 0.21)
+    assert (row["latency_ms"], row["bandwidth_mbps"]) == (60.0, 400.0)  # the network it holds for
     expected = table[best].iloc[0]
     assert row["predicted_seconds"] == pytest.approx(
         predicted(table[best], fit)["predicted_seconds"].iloc[0]

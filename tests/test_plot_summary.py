@@ -193,6 +193,7 @@ def test_summary_of_a_store_measured_over_two_backends(gene_chunked_points, tmp_
     both.to_csv(tmp_path / "remote.tsv", sep="\t", index=False)
     summary = build_summary([dataclasses.replace(point, remote=str(tmp_path / "remote.tsv"))])
     assert summary.loc[0, "cell_block_cells"] == 78
+    assert summary.loc[0, "latency_ms"] == http.loc[0, "latency_ms"]  # the network is in the table
     for backend in ("http", "s3"):
         assert (
             summary.loc[0, f"{backend}_all_x_requests"]
