@@ -4,7 +4,6 @@ what each costs in requests, bytes and seconds, and that the data stay the same.
 from __future__ import annotations
 
 import time
-import urllib.request
 from dataclasses import replace
 
 import dask
@@ -25,7 +24,6 @@ from chunkatlas.remote.reader import RemoteSettings, open_remote_group
 from chunkatlas.remote.serve import OBJECT_STORE, Network, nginx_serving
 from chunkatlas.store.lazy import read_lazy
 
-from .stores import chunk_key
 from .test_remote import FAST, local_x
 
 pytestmark = pytest.mark.servers
@@ -101,35 +99,14 @@ def test_s3_counts_what_http_counts(consolidated):
     assert s3_plain[TRAFFIC].equals(http[TRAFFIC])
 
 
-@pytest.mark.parametrize("mode", [DEFAULT, SEQUENTIAL], ids=["default", "sequential"])
 @pytest.mark.parametrize("backend", ["http", "s3"])
-def test_latency_is_paid_by_every_request(consolidated, tmp_path, backend, mode):
-    """N requests with latency L each take N x L of server time; the reader overlaps at most
-    as many as were in flight at once (its effective concurrency), so its read takes at least
-    N x L / peak; read one request at a time it takes at least N x L."""
+def test_sequential_reads_have_one_request_in_flight(consolidated, tmp_path, backend):
+    """The reader's concurrency is what the settings make it: one request at a time here.
+    (What latency and bandwidth cost in seconds is measured in benchmarks/network.py.)"""
     store, _ = consolidated
-    latency = 0.05
-    seconds, entries = timed_read(store, tmp_path, backend, Network(latency_ms=50), mode=mode)
-    peak = peak_in_flight(entries)
-    if mode is SEQUENTIAL:
-        assert peak == 1
+    _, entries = timed_read(store, tmp_path, backend, Network(latency_ms=5), mode=SEQUENTIAL)
     assert len(entries) > 10
-    assert seconds >= len(entries) * latency / peak
-
-
-@pytest.mark.parametrize("backend", ["http", "s3"])
-def test_bandwidth_caps_all_x(consolidated, tmp_path, backend):
-    store, _ = consolidated
-    network = Network(bandwidth_mbps=2)
-    seconds, entries = timed_read(store, tmp_path, backend, network)
-    rate = network.bytes_per_second
-    sizes = [e["bytes"] for e in entries]
-    assert sum(sizes) > rate / 10  # a read long enough to tell
-    assert seconds >= max(sizes) / rate  # each response is paced on its own
-    assert seconds >= sum(sizes) / rate / peak_in_flight(entries)
-    # one request at a time, the cap holds for the whole read
-    seconds, entries = timed_read(store, tmp_path, backend, network, mode=SEQUENTIAL)
-    assert seconds >= sum(e["bytes"] for e in entries) / rate
+    assert peak_in_flight(entries) == 1
 
 
 @pytest.mark.parametrize("server", ["aiohttp", "nginx", "moto"])
@@ -143,16 +120,3 @@ def test_data_over_an_emulated_network_are_identical(each_format, tmp_path, serv
         remote = read_lazy(group, 200).X.compute()
     remote = remote.toarray() if hasattr(remote, "toarray") else np.asarray(remote)
     np.testing.assert_array_equal(remote, local_x(store))
-
-
-def test_nginx_answers_after_the_latency(consolidated, tmp_path):
-    store, _ = consolidated
-    path = f"/store.zarr/X/data/{chunk_key(store, 'X/data', 0)}"
-    with nginx_serving(store.parent, tmp_path / "log.jsonl", network=Network(40, 8)) as url:
-        start = time.perf_counter()
-        with urllib.request.urlopen(url + path, timeout=10) as answer:
-            body = answer.read()
-        assert time.perf_counter() - start >= 0.04
-        with urllib.request.urlopen(f"{url}/__mark__/1", timeout=10) as answer:
-            assert answer.status == 204
-    assert body == (store / path.removeprefix("/store.zarr/")).read_bytes()
