@@ -12,7 +12,7 @@ import logging
 import os
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -21,9 +21,12 @@ from chunkatlas import __version__
 from chunkatlas.checks import check_counts
 from chunkatlas.cluster import ClusterSettings, dask_client
 from chunkatlas.config import engine_flavor_problem
+from chunkatlas.costs import StepCosts
 from chunkatlas.errors import ChunkatlasError
 from chunkatlas.fused.hvg import bins_explained
-from chunkatlas.logs import timed
+from chunkatlas.remote.reader import RemoteSettings
+from chunkatlas.store.counted import take_reads
+from chunkatlas.store.location import StoreLocation
 from chunkatlas.store.write import DEFAULT_ZARR_FORMAT, new_zarr_store, refuse_existing
 
 if TYPE_CHECKING:
@@ -64,37 +67,37 @@ class AnalysisParams:
             )
 
 
-def select_hvgs(adata: ad.AnnData, params: AnalysisParams, seconds: dict[str, float]) -> None:
+def select_hvgs(adata: ad.AnnData, params: AnalysisParams, costs: StepCosts) -> None:
     """scanpy's highly_variable_genes, with its bin-edge failure said in one line."""
     import scanpy as sc
 
     detail = f"flavor {params.flavor}, n_top_genes {params.n_top_genes}"
-    with timed("highly_variable_genes", seconds, detail), bins_explained(params.flavor):
+    with costs.step("highly_variable_genes", detail), bins_explained(params.flavor):
         sc.pp.highly_variable_genes(adata, flavor=params.flavor, n_top_genes=params.n_top_genes)
 
 
 def hvg_pca(
-    adata: ad.AnnData, params: AnalysisParams, seconds: dict[str, float] | None = None
+    adata: ad.AnnData, params: AnalysisParams, costs: StepCosts | None = None
 ) -> ad.AnnData:
     """Run the scanpy pipeline on ``adata`` (in memory or Dask-backed) and return the results.
 
     The result has no X: obs, var with the highly-variable columns, obsm['X_pca'] (computed),
-    varm['PCs'], uns['hvg'] and uns['pca'].  Each step's duration goes into ``seconds``.
+    varm['PCs'], uns['hvg'] and uns['pca'].  Each step's seconds and reads go into ``costs``.
     """
     import anndata as ad
     import scanpy as sc
 
-    seconds = {} if seconds is None else seconds
+    costs = costs or StepCosts()
     on_counts = params.flavor == "seurat_v3"  # its HVGs come from the raw counts
     if on_counts:
-        select_hvgs(adata, params, seconds)
-    with timed("normalize_total", seconds):
+        select_hvgs(adata, params, costs)
+    with costs.step("normalize_total"):
         sc.pp.normalize_total(adata)
-    with timed("log1p", seconds):
+    with costs.step("log1p"):
         sc.pp.log1p(adata)
     if not on_counts:
-        select_hvgs(adata, params, seconds)
-    with timed("pca", seconds, f"n_comps {params.n_comps}, on the highly variable genes"):
+        select_hvgs(adata, params, costs)
+    with costs.step("pca", f"n_comps {params.n_comps}, on the highly variable genes"):
         # On Dask, the covariance eigendecomposition (exact, n_hvg^2 memory) for dense X too,
         # as scanpy already does for sparse X: no dask-ml needed.
         solver = "covariance_eigh" if hasattr(adata.X, "dask") else None
@@ -130,41 +133,49 @@ def analyze_store(
     cluster: ClusterSettings = ClusterSettings(),  # noqa: B008 - frozen, so safe to share
     provenance: dict | None = None,
     zarr_format: int = DEFAULT_ZARR_FORMAT,
+    remote: RemoteSettings | None = None,
 ) -> ad.AnnData:
     """Analyze the AnnData store ``store`` on Dask, ``rows`` cells per task, and write ``out``.
 
+    ``store`` is a local path or an http(s)/s3 URL (read with ``remote``: retries, timeout,
+    fsspec options).  Each worker opens the store itself and reads its own chunks.
     With ``params.engine == "fused"`` the result's ``obsm['X_pca']`` is a Dask array over
     ``out`` (the projection is streamed to disk); with ``"scanpy"`` it is in memory.
     X must hold counts: negative or non-finite values, and for seurat_v3 non-integer ones, are
-    refused before any result is written.
+    refused before any result is written.  ``uns['chunkatlas']`` records the seconds and the
+    reads (requests, bytes, retries) of every pass, and what the driver itself read.
     """
     refuse_existing(out)  # before the work, not after it
-    # Workers of an external or SLURM cluster may run in another working directory.
-    store = os.path.abspath(store)
     if rows < 1:
         raise ChunkatlasError(f"chunk (rows per task) must be a positive integer, got {rows}")
+    take_reads()  # the driver's reads from here on are this analysis's
+    location = StoreLocation.of(store, remote).probed()
+    if location.is_remote:  # one task's reads wait on the network while another computes
+        cluster = replace(cluster, threads_per_worker=max(cluster.threads_per_worker, 2))
     if params.engine == "fused":
         from chunkatlas import fused
 
-        layout = fused.open_layout(store)
+        layout = fused.open_layout(location)
         shape = (layout.n_obs, layout.n_vars)
         preload = ("chunkatlas.fused",)  # workers load numba as they start
     else:
         from chunkatlas.store.lazy import read_lazy
 
-        adata = read_lazy(store, rows)
+        adata = read_lazy(location, rows)
         shape = adata.shape
         preload = ()
     params.check(*shape)
     log.info(
         "store %s: %d cells x %d genes, %d rows per task, engine %s",
-        store,
+        location,
         *shape,
         rows,
         params.engine,
     )
     provenance = {
         "version": __version__,
+        "store": str(location),
+        "read": location.read,
         "rows_per_task": rows,
         **asdict(params),
         **(provenance or {}),
@@ -172,11 +183,11 @@ def analyze_store(
     frames = None
     with ThreadPoolExecutor(1) as pool:
         if params.engine == "fused":  # obs, var and anndata's import while the cluster starts
-            frames = pool.submit(fused.read_frames, store)
+            frames = pool.submit(fused.read_frames, location)
         with dask_client(cluster, preload) as client:
             if frames is not None:
                 return fused.analyze(
-                    store,
+                    location,
                     out,
                     client=client,
                     rows=rows,
@@ -188,11 +199,16 @@ def analyze_store(
                     frames=frames,
                     zarr_format=zarr_format,
                 )
-            seconds: dict[str, float] = {}
-            with timed("check_counts", seconds):  # the fused engine checks in pass 1
-                check_counts(adata.X, integers=params.flavor == "seurat_v3", where=store)
-            result = hvg_pca(adata, params, seconds)
-    result.uns["chunkatlas"] = {**provenance, "seconds": seconds}
+            costs = StepCosts(client)
+            with costs.step("check_counts"):  # the fused engine checks in pass 1
+                check_counts(adata.X, integers=params.flavor == "seurat_v3", where=location)
+            result = hvg_pca(adata, params, costs)
+    result.uns["chunkatlas"] = {
+        **provenance,
+        "seconds": costs.seconds,
+        "passes": costs.passes,
+        "driver_reads": take_reads()[1].asdict(),
+    }
     write_result(result, out, zarr_format)
     return result
 

@@ -44,7 +44,11 @@ COMMAND_KEYS = {
         "analysis.n_top_genes",
         "analysis.n_comps",
         "analysis.label_key",
+        "analysis.storage_options",
+        "remote.attempts",
+        "remote.timeout_seconds",
         "dask.memory_mb_per_worker",
+        "dask.threads_per_worker",
         "dask.cluster",
         "dask.scheduler_address",
         "dask.connect_timeout",
@@ -188,19 +192,24 @@ def cmd_analyze(args: argparse.Namespace) -> None:
     from chunkatlas.analyze import AnalysisParams, analyze_store
     from chunkatlas.cluster import ClusterSettings
     from chunkatlas.consolidate import manifest_location, verify_store
+    from chunkatlas.remote.reader import RemoteSettings
     from chunkatlas.store.layout import check_obs_column
+    from chunkatlas.store.location import StoreLocation
     from chunkatlas.store.write import refuse_existing
 
-    config = command_config(args, ["analysis", "dask", "zarr_format"])
-    # A store written by `chunkatlas consolidate` is checked against its manifest first.
-    if os.path.exists(manifest_location(args.store)):
+    config = command_config(args, ["analysis", "remote", "dask", "zarr_format"])
+    store = StoreLocation.of(args.store, RemoteSettings.from_config(config, "analysis"))
+    # A local store written by `chunkatlas consolidate` is checked against its manifest first
+    # (a remote one chunk by chunk as it is read).
+    if not store.is_remote and os.path.exists(manifest_location(args.store)):
         verify_store(args.store, manifest_location(args.store))
     if args.plot:  # every check before the work
         refuse_existing(args.plot)
-        check_obs_column(args.store, config["analysis"]["label_key"], "--label-key")
+        store = store.probed()  # the remote store stays open for the analysis
+        check_obs_column(store, config["analysis"]["label_key"], "--label-key")
     memory_mb = args.workers * config["dask"]["memory_mb_per_worker"]
     result = analyze_store(
-        args.store,
+        store,
         args.out,
         rows=args.chunk,
         params=AnalysisParams.from_config(config),
@@ -329,7 +338,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     analyze = parsers["analyze"]
-    analyze.add_argument("store", help="AnnData zarr store with raw counts in X")
+    analyze.add_argument(
+        "store", help="AnnData zarr store with raw counts in X: a path or an http(s)/s3 URL"
+    )
     analyze.add_argument("out", help="hvg_pca.zarr to create")
     analyze.add_argument("--chunk", type=positive_int, required=True, help="cells per Dask task")
     analyze.add_argument(

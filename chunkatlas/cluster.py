@@ -99,10 +99,11 @@ class SlurmOptions:
 
 @dataclass(frozen=True)
 class ClusterSettings:
-    """Where analysis runs: ``workers`` single-threaded Dask workers sharing ``memory_mb``, on a
-    new LocalCluster (``cluster="local"``), the running one at ``scheduler_address``, or SLURM
-    jobs (``cluster="slurm"``, :class:`SlurmOptions`).  The config's ``dask`` section, typed;
-    the workers and memory are the analyze rule's threads and ``mem_mb``."""
+    """Where analysis runs: ``workers`` Dask workers sharing ``memory_mb``, on a new
+    LocalCluster (``cluster="local"``, ``threads_per_worker`` each), the running one at
+    ``scheduler_address``, or SLURM jobs (``cluster="slurm"``, :class:`SlurmOptions`).  The
+    config's ``dask`` section, typed; the workers and memory are the analyze rule's threads and
+    ``mem_mb``."""
 
     workers: int = 1
     memory_mb: int = 2048
@@ -111,6 +112,7 @@ class ClusterSettings:
     connect_timeout: float = 30.0
     large_graph_warning_threshold: str = "10MB"
     slurm: SlurmOptions = field(default_factory=SlurmOptions)
+    threads_per_worker: int = 1  # a new LocalCluster's
 
     @classmethod
     def from_config(cls, config: Mapping, *, workers: int, memory_mb: int) -> ClusterSettings:
@@ -123,6 +125,7 @@ class ClusterSettings:
             connect_timeout=dask["connect_timeout"],
             large_graph_warning_threshold=dask["large_graph_warning_threshold"],
             slurm=SlurmOptions.from_mapping(dask["slurm"]),
+            threads_per_worker=dask["threads_per_worker"],
         )
 
 
@@ -242,7 +245,7 @@ def dask_client(settings: ClusterSettings, preload: Sequence[str] = ()) -> Itera
 
 @contextmanager
 def cluster_client(settings: ClusterSettings, preload: Sequence[str] = ()) -> Iterator[Client]:
-    """A Client on the cluster ``settings`` describe (one thread per worker).
+    """A Client on the cluster ``settings`` describe.
 
     ``preload`` names modules a new LocalCluster's workers import as they start (Dask's worker
     preload, which calls their ``dask_setup``); running and SLURM clusters import what tasks
@@ -282,7 +285,7 @@ def cluster_client(settings: ClusterSettings, preload: Sequence[str] = ()) -> It
         with (
             LocalCluster(
                 n_workers=n_workers,
-                threads_per_worker=1,
+                threads_per_worker=settings.threads_per_worker,
                 processes=True,
                 memory_limit=f"{per_worker_mb}MB",
                 dashboard_address=":0",
@@ -291,8 +294,9 @@ def cluster_client(settings: ClusterSettings, preload: Sequence[str] = ()) -> It
             Client(local) as client,
         ):
             log.info(
-                "Dask LocalCluster: %d workers x 1 thread, %d MB each; dashboard: %s",
+                "Dask LocalCluster: %d workers x %d thread(s), %d MB each; dashboard: %s",
                 n_workers,
+                settings.threads_per_worker,
                 per_worker_mb,
                 client.dashboard_link,
             )

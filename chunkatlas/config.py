@@ -154,7 +154,7 @@ def confined_output(path: str, key: str, folder: str) -> str:
 
 def check_source(config: dict) -> None:
     """Refuse a local source that does not exist, before any job (the demo atlas is built)."""
-    from chunkatlas.remote.reader import is_remote
+    from chunkatlas.store.location import is_remote
 
     uri = config["source"]["uri"]
     if "demo_atlas" in config or is_remote(uri) or uri.startswith(("scanpy:", "file://")):

@@ -17,14 +17,10 @@ import tiledbsoma
 from anndata.io import write_elem
 
 from chunkatlas.errors import ChunkatlasError
-from chunkatlas.remote.reader import (
-    RemoteSettings,
-    is_remote,
-    open_remote_group,
-    storage_options_for,
-)
+from chunkatlas.remote.reader import RemoteSettings, open_remote_group, storage_options_for
 from chunkatlas.store.layout import is_matrix_element, is_sparse, matrix_shape
 from chunkatlas.store.lazy import read_lazy
+from chunkatlas.store.location import is_remote
 from chunkatlas.store.write import DEFAULT_ZARR_FORMAT, new_zarr_store, redact
 
 log = logging.getLogger(__name__)

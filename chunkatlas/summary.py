@@ -10,11 +10,28 @@ from dataclasses import dataclass, fields
 import pandas as pd
 
 from chunkatlas.consolidate import load_manifest
+from chunkatlas.costs import MEASURES
 from chunkatlas.remote.measure import CONDITIONS, Measurement
 from chunkatlas.store.layout import read_store
 
 STEPS = ("fetch", "rechunk", "consolidate", "analyze", "remote")
 REMOTE_METRICS = ("requests", "bytes", "seconds")  # per pattern in summary.tsv; all in remote.tsv
+# The analysis steps in the order they run (fused engine, then the scanpy engine's).
+PASSES = (
+    "library_sizes",
+    "count_moments",
+    "loess",
+    "clipped_moments",
+    "moments",
+    "gram",
+    "eigh",
+    "projection",
+    "check_counts",
+    "normalize_total",
+    "log1p",
+    "highly_variable_genes",
+    "pca",
+)
 
 
 def chunk_unit(dense_axis: str, *, sparse: bool = False) -> str:
@@ -68,6 +85,11 @@ def summary_row(point: GridPoint) -> dict[str, object]:
         "objects": manifest["objects"],
         "n_hvg": int(result.var["highly_variable"].sum()),
     }
+    provenance = result.uns.get("chunkatlas", {})
+    row["analysis_read"] = provenance.get("read", "local")
+    for step, measured in ordered_passes(provenance):
+        for measure in MEASURES:
+            row[f"analyze_{step}_{measure}"] = measured[measure]
     if point.remote:
         remote = pd.read_csv(point.remote, sep="\t")
         for entry in remote.itertuples():
@@ -89,6 +111,38 @@ def summary_row(point: GridPoint) -> dict[str, object]:
             row[f"{name}_seconds"] = round(bench["seconds"], 3)
             row[f"{name}_max_rss_mb"] = round(bench["max_rss_mb"], 1)
     return row
+
+
+def ordered_passes(provenance: Mapping) -> list[tuple[str, Mapping]]:
+    """The recorded passes of an analysis (``uns['chunkatlas']['passes']``) in the order they
+    ran."""
+    passes = provenance.get("passes", {})
+    rank = {name: at for at, name in enumerate(PASSES)}
+    return sorted(passes.items(), key=lambda item: (rank.get(item[0], len(rank)), item[0]))
+
+
+def passes_table(points: Sequence[GridPoint]) -> pd.DataFrame:
+    """Every analysis's passes, long: the store's geometry, where it was read, and each pass's
+    requests, bytes, seconds and retries."""
+    rows = []
+    for point in points:
+        provenance = read_store(point.result).uns.get("chunkatlas", {})
+        for at, (step, measured) in enumerate(ordered_passes(provenance)):
+            rows.append(
+                {
+                    "tissue": point.tissue,
+                    "chunk": point.chunk,
+                    "shard": point.shard,
+                    "codec": point.codec,
+                    "chunk_unit": point.unit(),
+                    "read": provenance.get("read", "local"),
+                    "step": step,
+                    "order": at,
+                    **{measure: measured[measure] for measure in MEASURES},
+                }
+            )
+    columns = ["tissue", "chunk", "shard", "codec", "chunk_unit", "read", "step", "order"]
+    return pd.DataFrame(rows, columns=[*columns, *MEASURES])
 
 
 def build_summary(points: Sequence[GridPoint]) -> pd.DataFrame:

@@ -160,6 +160,31 @@ def remote_figure(remote: pd.DataFrame) -> plt.Figure:
     return _panels(panels, "Remote reads: what each chunk size costs per access pattern")
 
 
+def passes_figure(passes: pd.DataFrame) -> plt.Figure:
+    """Requests, MB and seconds of each analysis pass that reads X (columns, in the order they
+    run) against chunk size."""
+    reading = passes.groupby("step")["requests"].max()
+    steps = passes[passes["step"].isin(reading[reading > 0].index)].sort_values("order")
+    panels = [
+        [
+            (rows, "requests", "requests", step),
+            (rows.assign(mb=rows["bytes"] / 1e6), "mb", "MB read", ""),
+            (rows, "seconds", "seconds", ""),
+        ]
+        for step, rows in steps.groupby("step", sort=False)
+    ]
+    where = ", ".join(sorted(passes["read"].unique()))
+    return _panels(panels, f"Analysis passes: what each chunk size costs (read: {where})")
+
+
+def plot_passes(passes: pd.DataFrame, out: str | os.PathLike) -> None:
+    """:func:`passes_figure`, or a figure saying why there is none."""
+    if passes.empty or not (passes["requests"] > 0).any():
+        plot_message("no analysis recorded its reads", out)
+    else:
+        _save(passes_figure(passes), out)
+
+
 def plot_message(message: str, out: str | os.PathLike) -> None:
     """A figure that says, in its place, why there is nothing to draw."""
     fig, ax = plt.subplots(figsize=(7, 2))

@@ -1,29 +1,46 @@
-"""Snakemake entry point: HVG and PCA on a Dask cluster.
+"""Snakemake entry point: HVG and PCA on a Dask cluster, reading the store where
+``analysis.read`` says: its path, or a loopback HTTP or S3 server behind the emulated network.
 
 The guard matters: Dask's worker processes re-import the main module.
 """
+
+from dataclasses import replace
 
 from chunkatlas.analyze import AnalysisParams, analyze_store
 from chunkatlas.cluster import ClusterSettings
 from chunkatlas.consolidate import verify_store
 from chunkatlas.logs import run_snakemake_step
 from chunkatlas.provenance import run_record
+from chunkatlas.remote.reader import RemoteSettings
+from chunkatlas.remote.serve import Network, served_store
 
 
 def main(snakemake):
     config = snakemake.config
-    verify_store(snakemake.input.store, snakemake.input.manifest)
-    analyze_store(
-        snakemake.input.store,
-        snakemake.output.result,
-        rows=snakemake.params.rows,
-        params=AnalysisParams.from_config(config),
-        cluster=ClusterSettings.from_config(
-            config, workers=snakemake.threads, memory_mb=snakemake.resources.mem_mb
-        ),
-        provenance={"config_hash": run_record(config)["config_hash"]},
-        zarr_format=config["zarr_format"],
-    )
+    store = snakemake.input.store
+    verify_store(store, snakemake.input.manifest)
+
+    def analyze(where, remote=None):
+        analyze_store(
+            where,
+            snakemake.output.result,
+            rows=snakemake.params.rows,
+            params=AnalysisParams.from_config(config),
+            cluster=ClusterSettings.from_config(
+                config, workers=snakemake.threads, memory_mb=snakemake.resources.mem_mb
+            ),
+            provenance={"config_hash": run_record(config)["config_hash"]},
+            zarr_format=config["zarr_format"],
+            remote=remote,
+        )
+
+    read = config["analysis"]["read"]
+    if read == "local":
+        return analyze(store)
+    server = config["remote"]["server"] if read == "http" else "moto"
+    with served_store(read, store, server, Network.from_config(config)) as (url, options):
+        remote = RemoteSettings.from_config(config, "analysis")
+        analyze(url, replace(remote, storage_options={**remote.storage_options, **options}))
 
 
 if __name__ == "__main__":

@@ -8,11 +8,18 @@ from chunkatlas.costmodel import fit_costs, recommend, recommendation_text
 from chunkatlas.errors import ChunkatlasError
 from chunkatlas.logs import run_snakemake_step
 from chunkatlas.remote.measure import PATTERNS
-from chunkatlas.summary import GridPoint, build_summary, reference_geometry, remote_table
+from chunkatlas.summary import (
+    GridPoint,
+    build_summary,
+    passes_table,
+    reference_geometry,
+    remote_table,
+)
 from chunkatlas.summary_figures import (
     plot_cost_fit,
     plot_geometry,
     plot_message,
+    plot_passes,
     plot_remote,
     plot_steps,
     plot_store_size,
@@ -28,6 +35,9 @@ def main(snakemake):
     summary.to_csv(output.table, sep="\t", index=False)
     remote = remote_table(points)
     remote.to_csv(output.remote, sep="\t", index=False)
+    passes = passes_table(points)
+    passes.to_csv(output.passes, sep="\t", index=False)
+    plot_passes(reference_geometry(passes), output.passes_plot)
     plot_steps(reference_geometry(summary), output.steps)
     plot_store_size(reference_geometry(summary), output.store_size)
     plot_remote(reference_geometry(remote), output.remote_plot)

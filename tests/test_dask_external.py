@@ -6,11 +6,7 @@ The same results as on the LocalCluster that analysis starts itself: through
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,84 +16,17 @@ import pytest
 import yaml
 from distributed import Client
 
-from chunkatlas.cluster import dask_variables, worker_settings
-from chunkatlas.remote.serve import stop_process
-
+from .dask_cluster import BIN, external_cluster
 from .workflow_runs import REPO, geometries, snakemake, store_dir
 
 pytestmark = pytest.mark.servers
-
-BIN = Path(sys.executable).parent  # the dask and chunkatlas commands of this environment
-
-
-def wait_for_file(path: Path, seconds: float, processes: list[subprocess.Popen]) -> None:
-    deadline = time.monotonic() + seconds
-    while not (path.exists() and path.stat().st_size > 0):
-        for process in processes:
-            assert process.poll() is None, f"{process.args} exited with {process.returncode}"
-        assert time.monotonic() < deadline, f"{path} did not appear within {seconds:g} s"
-        time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")
 def scheduler(tmp_path_factory) -> Iterator[str]:
     """A scheduler and two single-threaded workers on loopback; yields the scheduler address."""
-    where = tmp_path_factory.mktemp("dask")
-    scheduler_file = where / "scheduler.json"
-    # The workers get chunkatlas's recommended settings (no spilling, pausing or terminating).
-    env = {**os.environ, **dask_variables(worker_settings())}
-    started: list[subprocess.Popen] = []
-    try:
-        started.append(
-            subprocess.Popen(
-                [
-                    str(BIN / "dask"),
-                    "scheduler",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    "0",
-                    "--dashboard-address",
-                    "127.0.0.1:0",
-                    "--scheduler-file",
-                    str(scheduler_file),
-                ],
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        )
-        wait_for_file(scheduler_file, 60, started)
-        for name in ("w1", "w2"):
-            started.append(
-                subprocess.Popen(
-                    [
-                        str(BIN / "dask"),
-                        "worker",
-                        "--scheduler-file",
-                        str(scheduler_file),
-                        "--nthreads",
-                        "1",
-                        "--host",
-                        "127.0.0.1",
-                        "--name",
-                        name,
-                        "--memory-limit",
-                        "2GiB",
-                        "--local-directory",
-                        str(where / name),
-                    ],
-                    env=env,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-            )
-        with Client(scheduler_file=str(scheduler_file), timeout=60) as client:
-            client.wait_for_workers(2, timeout=120)
-        yield json.loads(scheduler_file.read_text())["address"]
-    finally:
-        for process in reversed(started):
-            stop_process(process, 30)
+    with external_cluster(tmp_path_factory.mktemp("dask")) as address:
+        yield address
 
 
 def test_workers_import_chunkatlas(scheduler):

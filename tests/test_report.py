@@ -56,6 +56,8 @@ def test_report_renders_with_every_figure(report, test_run, tmp_path):
         ("steps.png", 1),
         ("store_size.png", 1),
         ("remote.png", 1),
+        ("analysis_passes.png", 1),
+        ("analysis_passes.tsv", 1),
         ("summary.tsv", 1),
         ("config.yaml", 1),
         ("versions.tsv", 1),

@@ -85,6 +85,14 @@ def test_summary_has_one_row_per_grid_point(test_run):
         assert (summary[f"{step}_max_rss_mb"] > 0).all()
     assert (summary.n_hvg == config["analysis"]["n_top_genes"]).all()
     assert (summary.nnz > 0).all() and (summary.store_bytes > 0).all()
+    # each pass's reads, as analysis.read had them (over S3 in the test config)
+    assert (summary.analysis_read == config["analysis"]["read"]).all()
+    for step in ("library_sizes", "moments", "gram"):
+        assert (summary[f"analyze_{step}_requests"] > 0).all()
+        assert (summary[f"analyze_{step}_bytes"] > 0).all()
+    passes = pd.read_csv(results_dir(workdir, config) / "analysis_passes.tsv", sep="\t")
+    assert len(passes.groupby(["tissue", "chunk", "shard", "codec"])) == len(summary)
+    assert (passes.read == "s3").all() and (passes.retries == 0).all()
 
 
 def test_every_rule_logged_and_rerun_is_a_no_op(test_run):

@@ -13,6 +13,9 @@ import zarr
 
 from chunkatlas.fused.passes import KEEP_MB, FusedResult, run_passes
 from chunkatlas.fused.plan import Layout, open_layout, plan_blocks, work_dtype
+from chunkatlas.store.counted import take_reads
+from chunkatlas.store.layout import open_anndata_group
+from chunkatlas.store.location import StoreLocation
 from chunkatlas.store.write import DEFAULT_ZARR_FORMAT, new_zarr_store
 
 if TYPE_CHECKING:  # the workers never import pandas or scipy.sparse: they start faster
@@ -51,20 +54,20 @@ def result_anndata(
     )
 
 
-def read_frames(path: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """obs and var of the store at ``path`` (their names unique)."""
+def read_frames(store: str | os.PathLike | StoreLocation) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """obs and var of the store at ``store`` (their names unique)."""
     from anndata.io import read_elem
 
     from chunkatlas.store.lazy import check_unique_names
 
-    source = zarr.open_group(path, mode="r")
+    source = open_anndata_group(store)
     obs, var = read_elem(source["obs"]), read_elem(source["var"])
-    check_unique_names(obs, var, where=path)
+    check_unique_names(obs, var, where=StoreLocation.of(store))
     return obs, var
 
 
 def analyze(
-    store: str | os.PathLike,
+    store: str | os.PathLike | StoreLocation,
     out: str | os.PathLike,
     *,
     client,
@@ -90,7 +93,7 @@ def analyze(
     log.info("fused engine: %d tasks over %d stored values", len(blocks), layout.nnz)
     with ThreadPoolExecutor(1) as pool:
         # anndata's import and obs/var overlap the passes: the driver mostly waits during them
-        frames = frames or pool.submit(read_frames, layout.path)
+        frames = frames or pool.submit(read_frames, layout.location)
         computed, project = run_passes(
             client,
             layout,
@@ -105,7 +108,8 @@ def analyze(
     from anndata.io import write_elem
 
     result = result_anndata(obs, var, computed, flavor, work_dtype(layout.dtype), uns)
-    result.uns.setdefault("chunkatlas", {})["seconds"] = computed.seconds
+    costs = computed.costs
+    result.uns.setdefault("chunkatlas", {}).update(seconds=costs.seconds, passes=costs.passes)
     with new_zarr_store(out, zarr_format) as root:
         write_elem(root, "/", result)
         array = root["obsm"].create_array(
@@ -116,7 +120,13 @@ def analyze(
         )
         array.attrs.update({"encoding-type": "array", "encoding-version": "0.2.0"})
         project(array)
-        write_elem(root["uns"]["chunkatlas"], "seconds", computed.seconds)
+        for name, value in {  # now with the projection's, and all that the driver read
+            "seconds": costs.seconds,
+            "passes": costs.passes,
+            "driver_reads": take_reads()[1].asdict(),
+        }.items():
+            write_elem(root["uns"]["chunkatlas"], name, value)
+            result.uns["chunkatlas"][name] = value
     result.obsm["X_pca"] = da.from_zarr(
         zarr.open_array(os.path.join(out, "obsm", "X_pca"), mode="r")
     )

@@ -13,6 +13,7 @@ import zarr
 
 from chunkatlas.checks import refuse_problems
 from chunkatlas.config import FLAVORS
+from chunkatlas.costs import StepCosts
 from chunkatlas.errors import ChunkatlasError
 from chunkatlas.fused.hvg import dispersion_table, mean_var, seurat_v3_clip, seurat_v3_table
 from chunkatlas.fused.pca import PcaFit, pca_from_gram
@@ -28,7 +29,6 @@ from chunkatlas.fused.tasks import (
     task_select,
     task_select_project,
 )
-from chunkatlas.logs import timed
 
 if TYPE_CHECKING:  # the workers never import pandas or scipy.sparse: they start faster
     import pandas as pd
@@ -151,7 +151,7 @@ class FusedResult:
     var: pd.DataFrame
     hvg: np.ndarray
     fit: PcaFit
-    seconds: dict[str, float]
+    costs: StepCosts
 
 
 def select_hvgs(
@@ -160,25 +160,25 @@ def select_hvgs(
     blocks: list[Block],
     flavor: str,
     n_top_genes: int,
-    seconds: dict[str, float],
+    costs: StepCosts,
 ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """Passes 1 and 2: the HVG table, per-cell scale and per-gene stored counts."""
-    path, n_obs, n_vars = layout.path, layout.n_obs, layout.n_vars
+    store, n_obs, n_vars = layout.location, layout.n_obs, layout.n_vars
     dtype = work_dtype(layout.dtype)
     if flavor == "seurat_v3":
-        with timed("count_moments", seconds, "pass 1: library sizes and moments of the counts"):
+        with costs.step("count_moments", "pass 1: library sizes and moments of the counts"):
             futures = client.map(
-                task_count_moments, [path] * len(blocks), blocks, n_vars=n_vars, pure=False
+                task_count_moments, [store] * len(blocks), blocks, n_vars=n_vars, pure=False
             )
             library, sums, squares, stored = gather_pass_one(futures, blocks, layout, integers=True)
         mean, var = mean_var(sums, squares, n_obs)
-        with timed("loess", seconds, "seurat_v3 variance fit"):
+        with costs.step("loess", "seurat_v3 variance fit"):
             reg_std, clip = seurat_v3_clip(mean, var, n_obs)
-        with timed("clipped_moments", seconds, "pass 2: moments of the clipped counts"):
+        with costs.step("clipped_moments", "pass 2: moments of the clipped counts"):
             clipped = sum_results(
                 client.map(
                     task_clipped,
-                    [path] * len(blocks),
+                    [store] * len(blocks),
                     blocks,
                     clip=client.scatter(clip, broadcast=True),
                     pure=False,
@@ -186,15 +186,15 @@ def select_hvgs(
             )
         table = seurat_v3_table(mean, var, reg_std, *clipped, n_obs, n_top_genes)
         return table, library_scale(library, dtype), stored
-    with timed("library_sizes", seconds, "pass 1"):
-        futures = client.map(task_library_sizes, [path] * len(blocks), blocks, pure=False)
+    with costs.step("library_sizes", "pass 1"):
+        futures = client.map(task_library_sizes, [store] * len(blocks), blocks, pure=False)
         (library,) = gather_pass_one(futures, blocks, layout, integers=False)
         scale = library_scale(library, dtype)
     kind = "log1p_expm1" if flavor == "seurat" else "log1p"
-    with timed("moments", seconds, f"pass 2: moments of the normalised values, {kind}"):
+    with costs.step("moments", f"pass 2: moments of the normalised values, {kind}"):
         futures = client.map(
             task_moments,
-            [path] * len(blocks),
+            [store] * len(blocks),
             blocks,
             scales(scale, blocks),
             kind=kind,
@@ -219,7 +219,7 @@ def gather_pass_one(
         library[block.row_start : block.row_stop] += rows
         problems += found
         totals = parts if not totals else [a + b for a, b in zip(totals, parts, strict=True)]
-    refuse_problems(problems, integers=integers, where=layout.path)
+    refuse_problems(problems, integers=integers, where=layout.location)
     return (library, *totals)
 
 
@@ -262,9 +262,9 @@ def run_passes(
     """
     if flavor not in FLAVORS:
         raise ChunkatlasError(f"HVG flavor {flavor!r} is not one of {', '.join(FLAVORS)}")
-    seconds: dict[str, float] = {}
-    path = layout.path
-    table, scale, stored = select_hvgs(client, layout, blocks, flavor, n_top_genes, seconds)
+    costs = StepCosts(client)
+    store = layout.location
+    table, scale, stored = select_hvgs(client, layout, blocks, flavor, n_top_genes, costs)
     hvg = table["highly_variable"].to_numpy()
     width = int(hvg.sum())
     if n_comps >= width:
@@ -278,21 +278,20 @@ def run_passes(
     block_scales = scales(scale, blocks)
     positions = client.scatter(position, broadcast=True)
     kept: dict[int, object] = {}
-    with timed(
+    with costs.step(
         "gram",
-        seconds,
         f"pass 3: Gram matrix of {width} HVGs, keeping the HVG "
         f"values of {keep.sum()} of {len(blocks)} tasks, of {hvg_values_mb:.0f} MB in all",
     ):
         for i in np.flatnonzero(keep):
             kept[i] = client.submit(
-                task_select, path, blocks[i], block_scales[i], position=positions, pure=False
+                task_select, store, blocks[i], block_scales[i], position=positions, pure=False
             )
         n_workers = max(1, len(client.scheduler_info().get("workers", {})))
         grams = [
             client.submit(
                 task_gram,
-                path,
+                store,
                 [blocks[i] for i in group],
                 [block_scales[i] for i in group],
                 [kept.get(i) for i in group],
@@ -303,20 +302,20 @@ def run_passes(
             for group in np.array_split(np.arange(len(blocks)), min(len(blocks), 4 * n_workers))
         ]
         gram, sums = sum_results(grams).total()
-    with timed("eigh", seconds, f"PCA: {n_comps} eigenpairs of {width}"):
+    with costs.step("eigh", f"PCA: {n_comps} eigenpairs of {width}"):
         fit = pca_from_gram(gram, sums, layout.n_obs, n_comps)
     del gram
 
     def project(array: zarr.Array) -> None:
         loadings = fit.components.T.copy()
-        with timed("projection", seconds, "pass 4"):
+        with costs.step("projection", "pass 4"):
             shared = client.scatter(loadings, broadcast=True)
             futures = [
                 client.submit(task_project, kept[i], loadings=shared, pure=False)
                 if i in kept
                 else client.submit(
                     task_select_project,
-                    path,
+                    store,
                     block,
                     block_scale,
                     position=positions,
@@ -332,4 +331,4 @@ def run_passes(
             writer.close()
             client.cancel(list(kept.values()))
 
-    return FusedResult(table, hvg, fit, seconds), project
+    return FusedResult(table, hvg, fit, costs), project

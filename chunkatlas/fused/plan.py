@@ -3,7 +3,9 @@ reading one block on a worker."""
 
 from __future__ import annotations
 
+import functools
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -12,13 +14,14 @@ import zarr
 from chunkatlas.errors import ChunkatlasError
 from chunkatlas.store.chunks import read_checked
 from chunkatlas.store.layout import open_anndata_group
+from chunkatlas.store.location import StoreLocation
 
 
 @dataclass(frozen=True)
 class Layout:
     """Where X lives and how it is stored: what planning tasks needs to know."""
 
-    path: str
+    location: StoreLocation
     n_obs: int
     n_vars: int
     sparse: bool
@@ -56,13 +59,13 @@ class Block:
         return sorted(set(rows))
 
 
-def open_layout(store: str | os.PathLike) -> Layout:
+def open_layout(store: str | os.PathLike | StoreLocation) -> Layout:
     """Describe X of the AnnData store ``store`` (CSR or dense), reading only its indptr."""
-    group = open_anndata_group(store)
-    x = group["X"]
+    location = StoreLocation.of(store)
+    x = open_anndata_group(location)["X"]
     if isinstance(x, zarr.Array):
         n_obs, n_vars = x.shape
-        return Layout(str(store), int(n_obs), int(n_vars), False, np.dtype(x.dtype))
+        return Layout(location, int(n_obs), int(n_vars), False, np.dtype(x.dtype))
     encoding = x.attrs.get("encoding-type")
     if encoding != "csr_matrix":
         raise ChunkatlasError(
@@ -70,9 +73,9 @@ def open_layout(store: str | os.PathLike) -> Layout:
             "use engine 'scanpy'"
         )
     n_obs, n_vars = (int(n) for n in x.attrs["shape"])
-    indptr = np.asarray(read_checked(x["indptr"], (slice(None),), store), dtype=np.int64)
+    indptr = np.asarray(read_checked(x["indptr"], (slice(None),), location), dtype=np.int64)
     return Layout(
-        str(store),
+        location,
         n_obs,
         n_vars,
         True,
@@ -141,21 +144,30 @@ class Piece:
     data: np.ndarray
 
 
-def read_piece(path: str, block: Block, *, indices: bool = True) -> Piece:
-    """Read one block of X from the store at ``path`` (called on the workers)."""
-    x = zarr.open_group(path, mode="r")["X"]
+def read_piece(location: StoreLocation, block: Block, *, indices: bool = True) -> Piece:
+    """Read one block of X from the store at ``location`` (called on the workers, each of
+    which opens the store itself)."""
+    x = location.open()["X"]
     if block.entry_start is None:
         import scipy.sparse as sp
 
-        rows = read_checked(x, (slice(block.row_start, block.row_stop),), path)
+        rows = read_checked(x, (slice(block.row_start, block.row_stop),), location)
         csr = sp.csr_matrix(np.asarray(rows))
         return Piece(csr.indptr.astype(np.int64), csr.indices, csr.data)
     span = (slice(block.entry_start, block.entry_stop),)
-    return Piece(
-        block.row_ptr,
-        read_checked(x["indices"], span, path) if indices else None,
-        read_checked(x["data"], span, path),
-    )
+    names = ("indices", "data") if indices else ("data",)
+    if location.is_remote:  # the arrays' requests in flight together: one round trip, not two
+        read = [_fetchers().submit(read_checked, x[name], span, location) for name in names]
+        arrays = [future.result() for future in read]
+    else:
+        arrays = [read_checked(x[name], span, location) for name in names]
+    return Piece(block.row_ptr, arrays[0] if indices else None, arrays[-1])
+
+
+@functools.cache
+def _fetchers() -> ThreadPoolExecutor:
+    """Threads that wait on remote reads (each worker process makes its own)."""
+    return ThreadPoolExecutor(4, thread_name_prefix="chunkatlas-fetch")
 
 
 def work_dtype(dtype: np.dtype) -> np.dtype:

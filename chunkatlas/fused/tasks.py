@@ -21,6 +21,7 @@ from chunkatlas.fused.kernels import (
     symmetric,
 )
 from chunkatlas.fused.plan import Block, read_piece
+from chunkatlas.store.location import StoreLocation
 
 #: Stored values normalised at once in pass 2 (bounds a task's temporaries).
 MOMENT_BATCH = 1 << 21
@@ -39,16 +40,16 @@ class Kept:
         return self.row_ptr.nbytes + self.cols.nbytes + self.values.nbytes
 
 
-def task_library_sizes(path: str, block: Block) -> tuple:
+def task_library_sizes(store: StoreLocation, block: Block) -> tuple:
     """Pass 1: the block's row sums (partial for a shared first or last row) and the counts of
     values that are not counts (:func:`chunkatlas.checks.block_problems`)."""
-    piece = read_piece(path, block, indices=False)
+    piece = read_piece(store, block, indices=False)
     return _row_sums(piece.row_ptr, piece.data), block_problems(piece.data)
 
 
-def task_count_moments(path: str, block: Block, n_vars: int) -> tuple:
+def task_count_moments(store: StoreLocation, block: Block, n_vars: int) -> tuple:
     """Pass 1 of seurat_v3: as :func:`task_library_sizes`, and per-gene moments of the counts."""
-    piece = read_piece(path, block)
+    piece = read_piece(store, block)
     return (
         _row_sums(piece.row_ptr, piece.data),
         block_problems(piece.data),
@@ -56,9 +57,11 @@ def task_count_moments(path: str, block: Block, n_vars: int) -> tuple:
     )
 
 
-def task_moments(path: str, block: Block, scale: np.ndarray, kind: str, n_vars: int) -> tuple:
+def task_moments(
+    store: StoreLocation, block: Block, scale: np.ndarray, kind: str, n_vars: int
+) -> tuple:
     """Pass 2: per-gene sums, squares and stored counts of the normalised, transformed values."""
-    piece = read_piece(path, block)
+    piece = read_piece(store, block)
     totals = [np.zeros(n_vars), np.zeros(n_vars), np.zeros(n_vars, dtype=np.int64)]
     for lo, hi in row_batches(piece.row_ptr, MOMENT_BATCH):  # bounded temporaries
         row_ptr = piece.row_ptr[lo : hi + 1]
@@ -81,15 +84,17 @@ def row_batches(row_ptr: np.ndarray, values: int) -> list[tuple[int, int]]:
     return list(zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True))
 
 
-def task_clipped(path: str, block: Block, clip: np.ndarray) -> tuple:
+def task_clipped(store: StoreLocation, block: Block, clip: np.ndarray) -> tuple:
     """Pass 2 of seurat_v3: per-gene sums and squares of the counts clipped at ``clip``."""
-    piece = read_piece(path, block)
+    piece = read_piece(store, block)
     return _clipped_moments(piece.indices, piece.data, clip)
 
 
-def task_select(path: str, block: Block, scale: np.ndarray, position: np.ndarray) -> Kept:
+def task_select(
+    store: StoreLocation, block: Block, scale: np.ndarray, position: np.ndarray
+) -> Kept:
     """The normalised, log1p'd values of the HVGs in one block (columns renumbered)."""
-    piece = read_piece(path, block)
+    piece = read_piece(store, block)
     row_ptr, cols, raw = _select_columns(piece.row_ptr, piece.indices, piece.data, position)
     _sort_rows(row_ptr, cols, raw)  # CSR from other writers need not be canonical
     values = normalized_values(row_ptr, raw, scale, "log1p")
@@ -140,7 +145,7 @@ def add_gram(kept: Kept, block: Block, part: GramPart) -> None:
 
 
 def task_gram(
-    path: str,
+    store: StoreLocation,
     blocks: Sequence[Block],
     scales: Sequence[np.ndarray],
     kept: Sequence[Kept | None],
@@ -152,9 +157,9 @@ def task_gram(
     None, from reading X."""
     part = GramPart(np.zeros((width, width)), np.zeros(width), {})
     for block, scale, values in zip(blocks, scales, kept, strict=True):
-        add_gram(
-            values if values is not None else task_select(path, block, scale, position), block, part
-        )
+        if values is None:
+            values = task_select(store, block, scale, position)
+        add_gram(values, block, part)
     return part
 
 
@@ -164,7 +169,11 @@ def task_project(kept: Kept, loadings: np.ndarray) -> np.ndarray:
 
 
 def task_select_project(
-    path: str, block: Block, scale: np.ndarray, position: np.ndarray, loadings: np.ndarray
+    store: StoreLocation,
+    block: Block,
+    scale: np.ndarray,
+    position: np.ndarray,
+    loadings: np.ndarray,
 ) -> np.ndarray:
     """Pass 4 reading X again (the HVG values were not kept)."""
-    return task_project(task_select(path, block, scale, position), loadings)
+    return task_project(task_select(store, block, scale, position), loadings)

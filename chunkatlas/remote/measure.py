@@ -19,8 +19,7 @@ import os
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -30,7 +29,7 @@ import pandas as pd
 
 from chunkatlas.errors import ChunkatlasError
 from chunkatlas.remote.reader import RemoteSettings, open_remote_group
-from chunkatlas.remote.serve import LOOPBACK, MARK_PREFIX, Network, serving
+from chunkatlas.remote.serve import LOOPBACK, MARK_PREFIX, Network, served
 from chunkatlas.store.lazy import read_lazy
 
 PATTERNS = ("open", "one_gene", "fifty_genes", "cell_block", "all_x")
@@ -198,26 +197,7 @@ def run_patterns(
     ]
 
 
-BACKENDS = ("http", "s3")
 CONDITIONS = ("backend", "server", "latency_ms", "bandwidth_mbps")  # how a row was measured
-
-
-@contextmanager
-def served(
-    backend: str, store: Path, log_path: Path, server: str, network: Network
-) -> Iterator[tuple[str, str, dict]]:
-    """Serve ``store`` and its manifest; yield (store URL, server base URL for the markers,
-    storage options for the reader)."""
-    if backend == "http":
-        with serving(server, store.parent, log_path, network) as base_url:
-            yield f"{base_url}/{store.name}", base_url, {}
-    elif backend == "s3":
-        from chunkatlas.remote.s3 import s3_serving
-
-        with s3_serving(store, log_path, network) as (prefix, options):
-            yield f"{prefix}/{store.name}", options["endpoint_url"], options
-    else:
-        raise ChunkatlasError(f"backend {backend!r} is not one of {', '.join(map(repr, BACKENDS))}")
 
 
 def measure_store(

@@ -33,15 +33,10 @@ from zarr.storage import FsspecStore, WrapperStore
 
 from chunkatlas.consolidate import manifest_location
 from chunkatlas.errors import ChunkatlasError
+from chunkatlas.store.counted import record, size_of
 from chunkatlas.store.write import redact
 
 log = logging.getLogger(__name__)
-
-REMOTE_SCHEMES = ("http://", "https://", "s3://")
-
-
-def is_remote(path: object) -> bool:
-    return str(path).startswith(REMOTE_SCHEMES)
 
 
 @dataclass(frozen=True)
@@ -51,15 +46,16 @@ class RemoteSettings:
     attempts: int = 5
     backoff_seconds: float = 0.1
     timeout_seconds: float = 30.0
-    storage_options: Mapping[str, Any] = field(default_factory=dict)
+    storage_options: Mapping[str, Any] = field(default_factory=dict, repr=False)  # keys
 
     @classmethod
-    def from_config(cls, config: Mapping) -> RemoteSettings:
-        """The config's ``remote`` retries and timeout, with ``source.storage_options``."""
+    def from_config(cls, config: Mapping, section: str = "source") -> RemoteSettings:
+        """The config's ``remote`` retries and timeout, with the ``storage_options`` of
+        ``section`` (``source``: the source fetched; ``analysis``: the store analysed)."""
         return cls(
             attempts=config["remote"]["attempts"],
             timeout_seconds=config["remote"]["timeout_seconds"],
-            storage_options=config.get("source", {}).get("storage_options", {}),
+            storage_options=config.get(section, {}).get("storage_options", {}),
         )
 
 
@@ -173,10 +169,12 @@ class GuardedStore(WrapperStore):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
+            record(requests=1, retries=1 if attempt else 0)
             try:
                 value = await asyncio.wait_for(
                     self._store.get(key, prototype, byte_range), timeout=remaining
                 )
+                record(nbytes=size_of(value))
             except Exception as err:  # noqa: BLE001 - sorted by classify
                 kind = classify(err)
                 if kind == "credentials":
@@ -282,8 +280,11 @@ def fetch_manifest(url: str, settings: RemoteSettings) -> dict:
     fs = fsspec.filesystem(protocol, **storage_options_for(url, settings))
     problem = ""
     for attempt in range(settings.attempts):
+        record(requests=1, retries=1 if attempt else 0)
         try:
-            return json.loads(fs.cat_file(location))
+            content = fs.cat_file(location)
+            record(nbytes=len(content))
+            return json.loads(content)
         except FileNotFoundError:
             raise NoManifest(
                 f"no manifest at {redact(location)}: remote stores are read only with the "
@@ -303,23 +304,31 @@ def fetch_manifest(url: str, settings: RemoteSettings) -> dict:
     )
 
 
+NO_MANIFEST = {"consolidated": True, "arrays": [], "zarr_format": None}
+
+
 def open_remote_group(
-    url: str, settings: RemoteSettings | None = None, *, require_manifest: bool = True
+    url: str,
+    settings: RemoteSettings | None = None,
+    *,
+    require_manifest: bool = True,
+    without_manifest: bool = False,
 ) -> tuple[zarr.Group, dict | None]:
     """Open a consolidated AnnData store at an http(s)/s3 URL; return (group, manifest).
 
     Without its manifest (a store chunkatlas did not write, ``require_manifest=False``) reads
     are still retried and length-checked, but a chunk missing on the server cannot be told
-    from one that was never written.
+    from one that was never written: that is logged as a warning.  ``without_manifest``: the
+    caller knows there is none (Dask workers, after the driver looked): no request, no warning.
     """
     settings = settings or RemoteSettings()
     try:
-        manifest = fetch_manifest(url, settings)
+        manifest = NO_MANIFEST if without_manifest else fetch_manifest(url, settings)
     except NoManifest:
         if require_manifest:
             raise
         log.warning("no manifest beside %s: missing chunks cannot be detected", redact(url))
-        manifest = {"consolidated": True, "arrays": [], "zarr_format": None}
+        manifest = NO_MANIFEST
     if not manifest.get("consolidated"):
         raise ChunkatlasError(
             f"remote store {redact(url)} has no consolidated metadata "

@@ -53,6 +53,11 @@ class Network:
     latency_ms: float = 0
     bandwidth_mbps: float | None = None
 
+    @classmethod
+    def from_config(cls, config) -> Network:
+        """The network of the config's ``remote`` section."""
+        return cls(config["remote"]["latency_ms"], config["remote"]["bandwidth_mbps"])
+
     def __post_init__(self) -> None:
         if not 0 <= self.latency_ms < float("inf"):
             raise ChunkatlasError(f"network latency_ms must be 0 or more, got {self.latency_ms}")
@@ -375,6 +380,7 @@ def _wait_for_port(port: int, server: subprocess.Popen, timeout: float) -> None:
 
 
 SERVERS = {"aiohttp": aiohttp_serving, "nginx": nginx_serving}
+BACKENDS = ("http", "s3")
 
 
 @contextmanager
@@ -384,6 +390,38 @@ def serving(kind: str, root, log_path, network: Network = LOOPBACK) -> Iterator[
         raise ChunkatlasError(f"server {kind!r} is not one of 'aiohttp', 'nginx'")
     with SERVERS[kind](root, log_path, network=network) as url:
         yield url
+
+
+@contextmanager
+def served(
+    backend: str, store: Path, log_path: Path, server: str, network: Network
+) -> Iterator[tuple[str, str, dict]]:
+    """Serve ``store`` and its manifest; yield (store URL, server base URL for the markers,
+    storage options for the reader)."""
+    if backend == "http":
+        with serving(server, store.parent, log_path, network) as base_url:
+            yield f"{base_url}/{store.name}", base_url, {}
+    elif backend == "s3":
+        from chunkatlas.remote.s3 import s3_serving
+
+        with s3_serving(store, log_path, network) as (prefix, options):
+            yield f"{prefix}/{store.name}", options["endpoint_url"], options
+    else:
+        raise ChunkatlasError(f"backend {backend!r} is not one of {', '.join(map(repr, BACKENDS))}")
+
+
+@contextmanager
+def served_store(
+    backend: str, store: str | os.PathLike, server: str, network: Network
+) -> Iterator[tuple[str, dict]]:
+    """:func:`served`, its request log in a temporary folder: yield (store URL, storage
+    options for the reader)."""
+    store = Path(store)
+    with tempfile.TemporaryDirectory(dir=store.parent, prefix=".requests-") as tmp:
+        log_path = Path(tmp) / "requests.jsonl"
+        log_path.touch()
+        with served(backend, store, log_path, server, network) as (url, _, options):
+            yield url, options
 
 
 def argument_parser(prog: str) -> argparse.ArgumentParser:

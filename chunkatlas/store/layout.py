@@ -15,6 +15,7 @@ from pathlib import Path
 import zarr
 
 from chunkatlas.errors import ChunkatlasError
+from chunkatlas.store.location import StoreLocation
 
 
 def is_matrix_element(path: str) -> bool:
@@ -23,11 +24,18 @@ def is_matrix_element(path: str) -> bool:
     return path == "/X" or path.startswith("/layers/")
 
 
-def open_anndata_group(path: str | os.PathLike, *, need_x: bool = True) -> zarr.Group:
-    """Open ``path`` read-only as the root group of an AnnData zarr store, or fail clearly."""
-    if "://" in str(path):
-        raise ChunkatlasError(f"remote stores are not readable yet: {path} (give a local path)")
-    where = Path(path)
+def open_anndata_group(
+    path: str | os.PathLike | StoreLocation, *, need_x: bool = True
+) -> zarr.Group:
+    """Open ``path`` read-only as the root group of an AnnData zarr store, or fail clearly.
+
+    ``path`` may be an http(s)/s3 URL or a :class:`StoreLocation` (a remote store must have
+    consolidated metadata); every read is counted (:mod:`chunkatlas.store.counted`).
+    """
+    location = StoreLocation.of(path)
+    if location.is_remote:
+        return location.open()  # refuses what is not an AnnData store with X
+    where = Path(location.url if isinstance(path, StoreLocation) else path)  # as given
     if not where.exists():
         raise ChunkatlasError(f"store not found: {where}")
     if where.is_file() and where.suffix in (".h5ad", ".h5"):
@@ -36,7 +44,7 @@ def open_anndata_group(path: str | os.PathLike, *, need_x: bool = True) -> zarr.
             f"`chunkatlas fetch {where} all {where.with_suffix('.zarr')}`"
         )
     try:
-        group = zarr.open_group(where, mode="r")
+        group = location.open()
     except Exception as err:  # zarr raises several types for "not a group"
         raise ChunkatlasError(f"not a zarr group: {where} ({type(err).__name__})") from err
     if group.attrs.get("encoding-type") != "anndata":
@@ -56,12 +64,12 @@ def is_sparse(elem) -> bool:
     return elem.attrs.get("encoding-type") in ("csr_matrix", "csc_matrix")
 
 
-def obs_columns(path: str | os.PathLike) -> list[str]:
+def obs_columns(path: str | os.PathLike | StoreLocation) -> list[str]:
     """The obs column names of an AnnData zarr store, from its metadata alone."""
     return list(open_anndata_group(path)["obs"].attrs.get("column-order", []))
 
 
-def check_obs_column(path: str | os.PathLike, column: str, option: str) -> None:
+def check_obs_column(path: str | os.PathLike | StoreLocation, column: str, option: str) -> None:
     """Refuse ``column`` (given as ``option``) unless the store's obs has it."""
     columns = obs_columns(path)
     if column not in columns:

@@ -20,7 +20,7 @@ rule warmup:
 
 
 rule analyze:
-    """normalize_total, log1p, highly-variable genes and PCA on a Dask cluster, {chunk} cells per task."""
+    """normalize_total, log1p, highly-variable genes and PCA on a Dask cluster, {chunk} cells per task, reading the store from its path or over HTTP/S3 (analysis.read)."""
     input:
         store=f"{GRID}/store.zarr",
         manifest=f"{GRID}/store.manifest.json",
@@ -43,6 +43,8 @@ rule analyze:
         rows=analysis_rows,
         analysis=asdict(AnalysisParams.from_config(config)),
         zarr_format=config["zarr_format"],
+        # where the store is read, and over what network: the per-pass costs depend on them
+        read=analysis_read(),
     script:
         "../../scripts/analyze.py"
 

@@ -63,10 +63,21 @@ def grid_outputs():
 
 
 def analysis_rows(wildcards):
-    """Cells per Dask task: the chunk size, unless chunks are gene columns of dense X."""
+    """Cells per Dask task: one stored object (a chunk, or a shard of several), unless chunks
+    are gene columns of dense X.  A task within a shard would read the shard's index again."""
     if config["rechunk"]["dense_axis"] == "var":
         return config["source"]["fetch_chunk_rows"]
-    return int(wildcards.chunk)
+    return int(wildcards.chunk) * int(wildcards.shard)
+
+
+def analysis_read():
+    """Where analyze reads each store: "local", or the backend with its server and network."""
+    read = config["analysis"]["read"]
+    if read == "local":
+        return read
+    remote = config["remote"]
+    server = remote["server"] if read == "http" else "moto"
+    return f"{read} {server}, {remote['latency_ms']} ms, {remote['bandwidth_mbps']} Mbit/s"
 
 
 def get_fetch_source(wildcards):

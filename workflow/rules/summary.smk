@@ -1,5 +1,5 @@
 rule summary:
-    """One row per tissue x chunk size: sizes, HVGs, remote costs, seconds and memory per step."""
+    """One row per tissue x chunk size: sizes, HVGs, remote costs, each analysis pass's reads, seconds and memory per step."""
     input:
         manifests=[p["manifest"] for p in grid_points()],
         results=[p["result"] for p in grid_points()],
@@ -16,6 +16,18 @@ rule summary:
             caption="../report/remote_table.rst",
             category="Chunk-size study",
             labels={"content": "remote measurements"},
+        ),
+        passes=report(
+            out("analysis_passes.tsv"),
+            caption="../report/passes_table.rst",
+            category="Chunk-size study",
+            labels={"content": "analysis passes"},
+        ),
+        passes_plot=report(
+            out("summary/analysis_passes.png"),
+            caption="../report/passes.rst",
+            category="Chunk-size study",
+            labels={"content": "requests, bytes and seconds per analysis pass"},
         ),
         steps=report(
             out("summary/steps.png"),
