@@ -26,7 +26,7 @@ from chunkatlas.errors import ChunkatlasError
 from chunkatlas.fused.hvg import bins_explained
 from chunkatlas.remote.reader import RemoteSettings
 from chunkatlas.store.counted import take_reads
-from chunkatlas.store.location import StoreLocation
+from chunkatlas.store.location import StoreLocation, open_on_workers
 from chunkatlas.store.write import DEFAULT_ZARR_FORMAT, new_zarr_store, refuse_existing
 
 if TYPE_CHECKING:
@@ -200,6 +200,8 @@ def analyze_store(
                     zarr_format=zarr_format,
                 )
             costs = StepCosts(client)
+            with costs.step("open", "each worker opens the store"):
+                open_on_workers(client, location)
             with costs.step("check_counts"):  # the fused engine checks in pass 1
                 check_counts(adata.X, integers=params.flavor == "seurat_v3", where=location)
             result = hvg_pca(adata, params, costs)

@@ -18,6 +18,7 @@ STEPS = ("fetch", "rechunk", "consolidate", "analyze", "remote")
 REMOTE_METRICS = ("requests", "bytes", "seconds")  # per pattern in summary.tsv; all in remote.tsv
 # The analysis steps in the order they run (fused engine, then the scanpy engine's).
 PASSES = (
+    "open",
     "library_sizes",
     "count_moments",
     "loess",

@@ -29,6 +29,7 @@ from chunkatlas.fused.tasks import (
     task_select,
     task_select_project,
 )
+from chunkatlas.store.location import open_on_workers
 
 if TYPE_CHECKING:  # the workers never import pandas or scipy.sparse: they start faster
     import pandas as pd
@@ -264,6 +265,8 @@ def run_passes(
         raise ChunkatlasError(f"HVG flavor {flavor!r} is not one of {', '.join(FLAVORS)}")
     costs = StepCosts(client)
     store = layout.location
+    with costs.step("open", "each worker opens the store"):
+        open_on_workers(client, store)
     table, scale, stored = select_hvgs(client, layout, blocks, flavor, n_top_genes, costs)
     hvg = table["highly_variable"].to_numpy()
     width = int(hvg.sum())

@@ -217,9 +217,7 @@ def measure_store(
     and network it was measured with (:data:`CONDITIONS`).
 
     Over S3 the reader's storage options are ``settings``' with the server's endpoint and
-    credentials over them.  s3fs's defaults cost a HEAD before every whole-object GET (it
-    checks the size to split big objects into concurrent ranges): twice HTTP's requests, the
-    same bytes; ``{"max_concurrency": 1}`` in the storage options reads as HTTP does.
+    credentials over them (the reader's: one GET per whole object, as over HTTP).
     """
     store = Path(store)
     settings = settings or RemoteSettings()

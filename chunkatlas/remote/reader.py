@@ -260,8 +260,13 @@ def sealed_keys(manifest: Mapping) -> frozenset[str]:
 
 
 def storage_options_for(url: str, settings: RemoteSettings) -> dict[str, Any]:
-    """fsspec options: a request timeout for HTTP (aiohttp waits 300 s by default)."""
+    """fsspec options: a request timeout for HTTP (aiohttp waits 300 s by default); for S3 one
+    GET per whole object, unless the options say otherwise (s3fs would first ask each object's
+    size with a HEAD, to split objects above its 50 MB block size into concurrent ranges: a
+    second round trip for every chunk or shard, which are far smaller)."""
     options = dict(settings.storage_options)
+    if url.startswith("s3://"):
+        options.setdefault("max_concurrency", 1)
     if url.startswith(("http://", "https://")):
         import aiohttp
 
