@@ -24,6 +24,7 @@ PASSES = (
     "loess",
     "clipped_moments",
     "moments",
+    "moments_again",
     "gram",
     "eigh",
     "projection",

@@ -325,6 +325,45 @@ def test_one_cell_per_task_unexpressed_genes_and_empty_cells(client, tmp_path, f
         assert_matches_reference(result, reference, n_pcs=4)
 
 
+@pytest.mark.parametrize("flavor", ["seurat", "cell_ranger"])
+def test_library_sizes_recorded_in_obs_spare_pass_one_and_are_checked(
+    client, tmp_path, caplog, flavor
+):
+    """A store whose obs has raw_sum (as the Census has) is analysed in one pass fewer, with
+    results identical to those without it; a wrong raw_sum costs pass 2 again, never a wrong
+    result."""
+    rng = np.random.default_rng(11)
+    counts, types = counts_with_types(rng, 300, 120)
+    counts[[5, 150]] = 0  # cells without counts
+    x = sp.csr_matrix(counts)
+    plain = write_store(tmp_path / "plain.zarr", x, types)
+    adata = ad.read_zarr(plain)
+    adata.obs["raw_sum"] = np.asarray(x.sum(axis=1), dtype=np.float64).ravel()
+    adata.write_zarr(tmp_path / "recorded.zarr")
+    adata.obs.loc[adata.obs_names[7], "raw_sum"] += 1  # one cell's record is wrong
+    adata.write_zarr(tmp_path / "wrong.zarr")
+    results, passes = {}, {}
+    for name in ("plain", "recorded", "wrong"):
+        with caplog.at_level("WARNING", logger="chunkatlas.fused.passes"):
+            result = run_fused(
+                client,
+                tmp_path / f"{name}.zarr",
+                tmp_path / f"{name}-out.zarr",
+                rows=70,
+                flavor=flavor,
+                n_top_genes=40,
+                n_comps=8,
+            )
+        results[name], passes[name] = result, set(result.uns["chunkatlas"]["passes"])
+    assert "library_sizes" in passes["plain"]
+    assert "library_sizes" not in passes["recorded"] and "moments_again" not in passes["recorded"]
+    assert {"moments", "moments_again"} <= passes["wrong"] - {"library_sizes"}
+    assert "obs 'raw_sum' of cell 7 is" in caplog.text
+    for name in ("recorded", "wrong"):
+        np.testing.assert_array_equal(results[name].obsm["X_pca"], results["plain"].obsm["X_pca"])
+        assert_same_var(results[name], results["plain"])
+
+
 def test_keep_blocks_fills_the_budget_in_order():
     blocks = [
         plan.Block(0, 10, 0, 100),

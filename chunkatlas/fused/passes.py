@@ -4,6 +4,7 @@ so results are identical from run to run."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -17,7 +18,7 @@ from chunkatlas.costs import StepCosts
 from chunkatlas.errors import ChunkatlasError
 from chunkatlas.fused.hvg import dispersion_table, mean_var, seurat_v3_clip, seurat_v3_table
 from chunkatlas.fused.pca import PcaFit, pca_from_gram
-from chunkatlas.fused.plan import Block, Layout, work_dtype
+from chunkatlas.fused.plan import LIBRARY_COLUMN, Block, Layout, work_dtype
 from chunkatlas.fused.tasks import (
     GramPart,
     task_clipped,
@@ -34,6 +35,8 @@ from chunkatlas.store.location import open_on_workers
 if TYPE_CHECKING:  # the workers never import pandas or scipy.sparse: they start faster
     import pandas as pd
 
+
+log = logging.getLogger(__name__)
 
 #: Default memory (all workers together) for keeping the HVG values between Gram and projection.
 KEEP_MB = 128
@@ -163,7 +166,10 @@ def select_hvgs(
     n_top_genes: int,
     costs: StepCosts,
 ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-    """Passes 1 and 2: the HVG table, per-cell scale and per-gene stored counts."""
+    """Passes 1 and 2: the HVG table, per-cell scale and per-gene stored counts.  Where the
+    store's obs records each cell's library size (``raw_sum``), seurat and cell_ranger skip
+    pass 1: pass 2 computes the row sums anyway and, should they differ, runs again with
+    them."""
     store, n_obs, n_vars = layout.location, layout.n_obs, layout.n_vars
     dtype = work_dtype(layout.dtype)
     if flavor == "seurat_v3":
@@ -171,7 +177,7 @@ def select_hvgs(
             futures = client.map(
                 task_count_moments, [store] * len(blocks), blocks, n_vars=n_vars, pure=False
             )
-            library, sums, squares, stored = gather_pass_one(futures, blocks, layout, integers=True)
+            library, sums, squares, stored = gather_rows(futures, blocks, layout, integers=True)
         mean, var = mean_var(sums, squares, n_obs)
         with costs.step("loess", "seurat_v3 variance fit"):
             reg_std, clip = seurat_v3_clip(mean, var, n_obs)
@@ -187,31 +193,50 @@ def select_hvgs(
             )
         table = seurat_v3_table(mean, var, reg_std, *clipped, n_obs, n_top_genes)
         return table, library_scale(library, dtype), stored
-    with costs.step("library_sizes", "pass 1"):
-        futures = client.map(task_library_sizes, [store] * len(blocks), blocks, pure=False)
-        (library,) = gather_pass_one(futures, blocks, layout, integers=False)
-        scale = library_scale(library, dtype)
+    recorded = layout.library
+    if recorded is None:
+        with costs.step("library_sizes", "pass 1"):
+            futures = client.map(task_library_sizes, [store] * len(blocks), blocks, pure=False)
+            (library,) = gather_rows(futures, blocks, layout, integers=False)
+    else:  # no pass for what the store records; pass 2 checks it
+        log.info("library sizes: obs %r of the store (checked in pass 2)", LIBRARY_COLUMN)
+        library = recorded
     kind = "log1p_expm1" if flavor == "seurat" else "log1p"
-    with costs.step("moments", f"pass 2: moments of the normalised values, {kind}"):
-        futures = client.map(
-            task_moments,
-            [store] * len(blocks),
-            blocks,
-            scales(scale, blocks),
-            kind=kind,
-            n_vars=n_vars,
-            pure=False,
+    step = "moments"
+    while True:
+        with costs.step(step, f"pass 2: moments of the normalised values, {kind}"):
+            futures = client.map(
+                task_moments,
+                [store] * len(blocks),
+                blocks,
+                scales(library_scale(library, dtype), blocks),
+                kind=kind,
+                n_vars=n_vars,
+                pure=False,
+            )
+            own, sums, squares, stored = gather_rows(futures, blocks, layout, integers=False)
+        if np.array_equal(own, library):
+            break
+        first = int(np.flatnonzero(own != library)[0])
+        log.warning(
+            "obs %r of cell %d is %r, X's row sum %r: pass 2 again with X's own library sizes",
+            LIBRARY_COLUMN,
+            first,
+            library[first],
+            own[first],
         )
-        sums, squares, stored = sum_results(futures)
+        library, step = own, "moments_again"
+    scale = library_scale(library, dtype)
     mean, var = mean_var(sums, squares, n_obs)
     return dispersion_table(mean, var, flavor, n_top_genes), scale, stored
 
 
-def gather_pass_one(
+def gather_rows(
     futures: Sequence, blocks: Sequence[Block], layout: Layout, *, integers: bool
 ) -> tuple:
-    """Library sizes (shared rows added up) and any summed per-gene moments from pass 1's
-    futures, after refusing X if it holds values that are not counts."""
+    """Library sizes (shared rows added up) and any summed per-gene moments from the futures of
+    a pass whose tasks return (row sums, problem counts, *moments), after refusing X if it
+    holds values that are not counts."""
     library = np.zeros(layout.n_obs, dtype=np.float64)
     problems = np.zeros(3, dtype=np.int64)
     totals: list = []

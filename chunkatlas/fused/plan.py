@@ -29,6 +29,8 @@ class Layout:
     nnz: int = 0
     data_chunk: int = 0
     indptr: np.ndarray | None = field(default=None, repr=False, compare=False)
+    #: Each cell's library size as the store's obs records it (Census ``raw_sum``), or None.
+    library: np.ndarray | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True, eq=False)
@@ -62,10 +64,11 @@ class Block:
 def open_layout(store: str | os.PathLike | StoreLocation) -> Layout:
     """Describe X of the AnnData store ``store`` (CSR or dense), reading only its indptr."""
     location = StoreLocation.of(store)
-    x = open_anndata_group(location)["X"]
+    group = open_anndata_group(location)
+    x, library = group["X"], recorded_library(group)
     if isinstance(x, zarr.Array):
         n_obs, n_vars = x.shape
-        return Layout(location, int(n_obs), int(n_vars), False, np.dtype(x.dtype))
+        return Layout(location, int(n_obs), int(n_vars), False, np.dtype(x.dtype), library=library)
     encoding = x.attrs.get("encoding-type")
     if encoding != "csr_matrix":
         raise ChunkatlasError(
@@ -83,7 +86,23 @@ def open_layout(store: str | os.PathLike | StoreLocation) -> Layout:
         nnz=int(indptr[-1]),
         data_chunk=int(x["data"].chunks[0]),
         indptr=indptr,
+        library=library,
     )
+
+
+#: The obs column with each cell's sum of counts, as the CELLxGENE Census names it.
+LIBRARY_COLUMN = "raw_sum"
+
+
+def recorded_library(group: zarr.Group) -> np.ndarray | None:
+    """The obs column ``raw_sum`` of an AnnData store (float64), or None without one."""
+    obs = group["obs"]
+    if LIBRARY_COLUMN not in obs.attrs.get("column-order", []):
+        return None
+    column = obs[LIBRARY_COLUMN]
+    if not isinstance(column, zarr.Array) or not np.issubdtype(column.dtype, np.number):
+        return None  # e.g. a categorical: not a sum of counts
+    return np.asarray(column[:], dtype=np.float64)
 
 
 def entry_bounds(nnz: int, target: int, chunk: int) -> np.ndarray:

@@ -60,7 +60,9 @@ def task_count_moments(store: StoreLocation, block: Block, n_vars: int) -> tuple
 def task_moments(
     store: StoreLocation, block: Block, scale: np.ndarray, kind: str, n_vars: int
 ) -> tuple:
-    """Pass 2: per-gene sums, squares and stored counts of the normalised, transformed values."""
+    """Pass 2: the block's row sums and the counts of values that are not counts (as pass 1:
+    they check library sizes taken from obs, and the counts), then per-gene sums, squares and
+    stored counts of the normalised, transformed values."""
     piece = read_piece(store, block)
     totals = [np.zeros(n_vars), np.zeros(n_vars), np.zeros(n_vars, dtype=np.int64)]
     for lo, hi in row_batches(piece.row_ptr, MOMENT_BATCH):  # bounded temporaries
@@ -71,7 +73,7 @@ def task_moments(
             totals, _column_moments(piece.indices[first:last], values, n_vars), strict=True
         ):
             total += part
-    return tuple(totals)
+    return (_row_sums(piece.row_ptr, piece.data), block_problems(piece.data), *totals)
 
 
 def row_batches(row_ptr: np.ndarray, values: int) -> list[tuple[int, int]]:
