@@ -16,7 +16,7 @@ from chunkatlas import fused
 from chunkatlas.analyze import AnalysisParams, analyze_store
 from chunkatlas.cluster import ClusterSettings, dask_client
 from chunkatlas.errors import ChunkatlasError
-from chunkatlas.fused import hvg, kernels, passes, pca, plan, tasks
+from chunkatlas.fused import hvg, kernels, passes, pca, plan, stash, tasks
 
 from .oracle import assert_matches_reference, in_memory_reference
 
@@ -364,62 +364,35 @@ def test_library_sizes_recorded_in_obs_spare_pass_one_and_are_checked(
         assert_same_var(results[name], results["plain"])
 
 
-def test_keep_blocks_fills_the_budget_in_order():
-    blocks = [
-        plan.Block(0, 10, 0, 100),
-        plan.Block(10, 20, 100, 300),
-        plan.Block(20, 30, 300, 400),
-    ]
-    np.testing.assert_array_equal(passes.keep_blocks(blocks, 40.0, 30.0), [True, True, False])
-    np.testing.assert_array_equal(passes.keep_blocks(blocks, 40.0, 0.0), [False, False, False])
-
-
-def test_keeping_or_rereading_hvg_values_and_dense_x_agree(client, tmp_path, monkeypatch):
+def test_hvg_values_in_memory_on_disk_or_read_again_agree(client, tmp_path, monkeypatch):
+    """Pass 4 projects the HVG values pass 3 kept: in memory, or on the workers' local disks
+    past the budget (X is decoded twice in all), or, where they are gone, from X read again."""
     rng = np.random.default_rng(9)
     counts, types = counts_with_types(rng, 300, 120)
     sparse_store = write_store(tmp_path / "csr.zarr", sp.csr_matrix(counts), types)
     dense_store = write_store(tmp_path / "dense.zarr", counts, types)
-    kept = run_fused(
-        client,
-        sparse_store,
-        tmp_path / "kept.zarr",
-        rows=40,
-        flavor="seurat",
-        n_top_genes=50,
-        n_comps=8,
-    )
-    reread = run_fused(
-        client,
-        sparse_store,
-        tmp_path / "reread.zarr",
-        rows=40,
-        flavor="seurat",
-        n_top_genes=50,
-        n_comps=8,
-        keep_budget_mb=0,
-    )
-    with monkeypatch.context() as patch:  # every other task keeps its values
-        patch.setattr(passes, "keep_blocks", lambda blocks, *_: np.arange(len(blocks)) % 2 == 0)
-        partly = run_fused(
-            client,
-            sparse_store,
-            tmp_path / "partly.zarr",
-            rows=40,
-            flavor="seurat",
-            n_top_genes=50,
-            n_comps=8,
-        )
-    np.testing.assert_array_equal(kept.obsm["X_pca"], partly.obsm["X_pca"])
-    dense = run_fused(
-        client,
-        dense_store,
-        tmp_path / "dense-out.zarr",
-        rows=70,
-        flavor="seurat",
-        n_top_genes=50,
-        n_comps=8,
-    )
-    np.testing.assert_array_equal(kept.obsm["X_pca"], reread.obsm["X_pca"])
+    options = {"rows": 40, "flavor": "seurat", "n_top_genes": 50, "n_comps": 8}
+    kept = run_fused(client, sparse_store, tmp_path / "kept.zarr", **options)
+    on_disk = run_fused(client, sparse_store, tmp_path / "disk.zarr", keep_budget_mb=0, **options)
+    left = client.run(lambda: [p.name for p in stash.scratch_dir().iterdir()])
+    assert not any(left.values())  # the files are gone after pass 4
+    for result in (kept, on_disk):
+        steps = result.uns["chunkatlas"]["passes"]
+        assert steps["projection"]["requests"] == 0  # X not decoded a third time
+        assert steps["gram"]["requests"] == steps["moments"]["requests"]
+    original = passes.pca_from_gram
+
+    def forget_then_fit(*args):  # the workers lose what they kept (as a restarted one would)
+        client.run(lambda: __import__("chunkatlas.fused.stash", fromlist=["clear"])._kept.clear())
+        return original(*args)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(passes, "pca_from_gram", forget_then_fit)
+        reread = run_fused(client, sparse_store, tmp_path / "reread.zarr", **options)
+    assert reread.uns["chunkatlas"]["passes"]["projection"]["requests"] > 0
+    dense = run_fused(client, dense_store, tmp_path / "dense-out.zarr", **{**options, "rows": 70})
+    for result in (on_disk, reread):
+        np.testing.assert_array_equal(kept.obsm["X_pca"], result.obsm["X_pca"])
     assert_same_var(dense, kept)
     np.testing.assert_allclose(dense.obsm["X_pca"], kept.obsm["X_pca"], rtol=1e-4, atol=1e-4)
     assert_matches_reference(kept, in_memory_reference(sparse_store, "seurat", 50, 8), n_pcs=5)

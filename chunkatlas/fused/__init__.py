@@ -5,13 +5,15 @@ reads X straight from the zarr store, in tasks aligned with the on-disk chunks o
 and ``indices``, and runs numba kernels on the CSR pieces (a chunk is never densified across all
 genes):
 
-1. library sizes (reading ``data`` only); for ``seurat_v3`` also the moments of the raw counts;
-2. per-gene moments of the normalised, log1p'd values (``seurat_v3``: the clipped count moments);
+1. library sizes (reading ``data`` only), unless the store's obs records them (``raw_sum``, as
+   the Census does); for ``seurat_v3`` also the moments of the raw counts;
+2. per-gene moments of the normalised, log1p'd values (``seurat_v3``: the clipped count moments),
+   and the row sums, which check library sizes taken from obs (a mismatch runs pass 2 again);
 3. the Gram matrix of the highly-variable genes (a cache-tiled sparse kernel, or BLAS syrk on
-   densified HVG rows when they are dense), keeping the HVG values of as many tasks as fit
-   ``keep_budget_mb`` on the workers;
-4. the projection onto the principal components (from the kept values; other tasks read X once
-   more), streamed into the result store in row order: memory is flat in the number of cells.
+   densified HVG rows when they are dense); each worker keeps its blocks' HVG values, in memory
+   up to its share of ``keep_budget_mb`` and past it on its local disk (:mod:`.stash`);
+4. the projection onto the principal components from the kept values (X is not decoded a third
+   time), streamed into the result store in row order: memory is flat in the number of cells.
 
 Library sizes come first because normalize_total's target is the median library size over all
 cells with counts, known only after a full pass, and the log1p'd moments do not factor it out.
@@ -32,7 +34,8 @@ A store's rows that fall on a task boundary are split between two tasks; every p
 The package, on scanpy's ``preprocessing/_pca`` model: :mod:`.plan` (the store's layout, the
 tasks' blocks, reading a block), :mod:`.kernels` (numba kernels and scanpy-exact arithmetic),
 :mod:`.tasks` (what workers run, one function per pass), :mod:`.hvg` (scanpy's HVG statistics),
-:mod:`.pca` (eigenpairs of the covariance), :mod:`.passes` (the passes on the Dask cluster) and
+:mod:`.pca` (eigenpairs of the covariance), :mod:`.stash` (HVG values kept between passes 3
+and 4), :mod:`.passes` (the passes on the Dask cluster) and
 :mod:`.driver` (:func:`analyze`: a store in, a result store out).  Importing this package loads
 neither numba nor pandas: Dask workers start fast, and load numba through :func:`dask_setup`.
 """

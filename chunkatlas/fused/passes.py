@@ -5,6 +5,7 @@ so results are identical from run to run."""
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -21,14 +22,13 @@ from chunkatlas.fused.pca import PcaFit, pca_from_gram
 from chunkatlas.fused.plan import LIBRARY_COLUMN, Block, Layout, work_dtype
 from chunkatlas.fused.tasks import (
     GramPart,
+    clear_stash,
     task_clipped,
     task_count_moments,
     task_gram,
     task_library_sizes,
     task_moments,
-    task_project,
-    task_select,
-    task_select_project,
+    task_project_kept,
 )
 from chunkatlas.store.location import open_on_workers
 
@@ -38,7 +38,8 @@ if TYPE_CHECKING:  # the workers never import pandas or scipy.sparse: they start
 
 log = logging.getLogger(__name__)
 
-#: Default memory (all workers together) for keeping the HVG values between Gram and projection.
+#: Memory (all workers together) for the HVG values kept between pass 3 and pass 4; the rest
+#: go to the workers' local disks.
 KEEP_MB = 128
 
 
@@ -249,23 +250,6 @@ def gather_rows(
     return (library, *totals)
 
 
-def keep_blocks(blocks: Sequence[Block], total_mb: float, budget_mb: float) -> np.ndarray:
-    """Which tasks keep their HVG values for the projection: the first ones whose share of
-    ``total_mb`` (in proportion to their stored values) fits ``budget_mb``; the rest read X
-    again."""
-    sizes = np.array(
-        [
-            (b.entry_stop - b.entry_start)
-            if b.entry_start is not None
-            else (b.row_stop - b.row_start)
-            for b in blocks
-        ],
-        dtype=np.float64,
-    )
-    estimate = total_mb * sizes / max(sizes.sum(), 1.0)
-    return np.cumsum(estimate) <= budget_mb
-
-
 def scales(scale: np.ndarray, blocks: Sequence[Block]) -> list[np.ndarray]:
     """Each block's slice of the per-cell scale."""
     return [scale[b.row_start : b.row_stop] for b in blocks]
@@ -302,61 +286,82 @@ def run_passes(
     hvg_values_mb = (
         int(stored[hvg].sum()) * (6 if width < 65535 else 8) + 8 * layout.n_obs
     ) / 2**20
-    keep = keep_blocks(blocks, hvg_values_mb, keep_budget_mb)
     block_scales = scales(scale, blocks)
     positions = client.scatter(position, broadcast=True)
-    kept: dict[int, object] = {}
+    token = uuid.uuid4().hex  # names this analysis's HVG values in the workers' stashes
+    n_workers = max(1, len(client.scheduler_info().get("workers", {})))
+    groups = np.array_split(np.arange(len(blocks)), min(len(blocks), 4 * n_workers))
+    holders: dict[int, str | None] = {}
     with costs.step(
         "gram",
-        f"pass 3: Gram matrix of {width} HVGs, keeping the HVG "
-        f"values of {keep.sum()} of {len(blocks)} tasks, of {hvg_values_mb:.0f} MB in all",
+        f"pass 3: Gram matrix of {width} HVGs; their values, {hvg_values_mb:.0f} MB, kept on "
+        f"the workers for pass 4 ({keep_budget_mb:g} MB in memory, the rest on local disk)",
     ):
-        for i in np.flatnonzero(keep):
-            kept[i] = client.submit(
-                task_select, store, blocks[i], block_scales[i], position=positions, pure=False
-            )
-        n_workers = max(1, len(client.scheduler_info().get("workers", {})))
         grams = [
             client.submit(
                 task_gram,
                 store,
                 [blocks[i] for i in group],
+                group.tolist(),
                 [block_scales[i] for i in group],
-                [kept.get(i) for i in group],
                 position=positions,
                 width=width,
+                token=token,
+                budget_bytes=keep_budget_mb * 2**20 / n_workers,
                 pure=False,
             )
-            for group in np.array_split(np.arange(len(blocks)), min(len(blocks), 4 * n_workers))
+            for group in groups
         ]
-        gram, sums = sum_results(grams).total()
-    with costs.step("eigh", f"PCA: {n_comps} eigenpairs of {width}"):
-        fit = pca_from_gram(gram, sums, layout.n_obs, n_comps)
+        total = None
+        try:
+            for g, part in in_order(grams):
+                holders.update(dict.fromkeys(groups[g].tolist(), part.holder))
+                total = part if total is None else total.__iadd__(part)
+        except BaseException:  # what the finished tasks kept would stay on the workers
+            client.run(clear_stash, token)
+            raise
+        gram, sums = total.total()
+        log.info(
+            "HVG values kept for pass 4: %.0f MB in memory, %.0f MB on local disk",
+            total.kept["memory"] / 2**20,
+            total.kept["disk"] / 2**20,
+        )
+    try:
+        with costs.step("eigh", f"PCA: {n_comps} eigenpairs of {width}"):
+            fit = pca_from_gram(gram, sums, layout.n_obs, n_comps)
+    except BaseException:
+        client.run(clear_stash, token)
+        raise
     del gram
 
     def project(array: zarr.Array) -> None:
         loadings = fit.components.T.copy()
-        with costs.step("projection", "pass 4"):
-            shared = client.scatter(loadings, broadcast=True)
-            futures = [
-                client.submit(task_project, kept[i], loadings=shared, pure=False)
-                if i in kept
-                else client.submit(
-                    task_select_project,
-                    store,
-                    block,
-                    block_scale,
-                    position=positions,
-                    loadings=shared,
-                    pure=False,
-                )
-                for i, (block, block_scale) in enumerate(zip(blocks, block_scales, strict=True))
-            ]
-            writer = RowWriter(array, fit.mean @ loadings)
-            for future, block in zip(futures, blocks, strict=True):
-                writer.add(block.row_start, future.result())
-                future.release()
-            writer.close()
-            client.cancel(list(kept.values()))
+        try:
+            with costs.step("projection", "pass 4, from the values pass 3 kept"):
+                shared = client.scatter(loadings, broadcast=True)
+                futures = [
+                    client.submit(
+                        task_project_kept,
+                        token,
+                        i,
+                        store,
+                        block,
+                        block_scale,
+                        position=positions,
+                        loadings=shared,
+                        # where the values are; elsewhere (that worker gone) X is read again
+                        workers=[holders[i]] if holders[i] else None,
+                        allow_other_workers=True,
+                        pure=False,
+                    )
+                    for i, (block, block_scale) in enumerate(zip(blocks, block_scales, strict=True))
+                ]
+                writer = RowWriter(array, fit.mean @ loadings)
+                for future, block in zip(futures, blocks, strict=True):
+                    writer.add(block.row_start, future.result())
+                    future.release()
+                writer.close()
+        finally:
+            client.run(clear_stash, token)
 
     return FusedResult(table, hvg, fit, costs), project

@@ -4,7 +4,7 @@ return."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -113,10 +113,14 @@ class GramPart:
     gram: np.ndarray
     sums: np.ndarray
     shared: dict[int, list[tuple[np.ndarray, np.ndarray]]]
+    holder: str | None = None  # the worker whose stash holds the blocks' HVG values
+    kept: dict[str, int] = field(default_factory=lambda: {"memory": 0, "disk": 0})  # bytes
 
     def __iadd__(self, other: GramPart) -> GramPart:
         self.gram += other.gram
         self.sums += other.sums
+        for where, nbytes in other.kept.items():
+            self.kept[where] += nbytes
         for row, parts in other.shared.items():
             self.shared.setdefault(row, []).extend(parts)
         return self
@@ -149,20 +153,33 @@ def add_gram(kept: Kept, block: Block, part: GramPart) -> None:
 def task_gram(
     store: StoreLocation,
     blocks: Sequence[Block],
+    indices: Sequence[int],
     scales: Sequence[np.ndarray],
-    kept: Sequence[Kept | None],
     position: np.ndarray,
     width: int,
+    token: str,
+    budget_bytes: float,
 ) -> GramPart:
     """Pass 3 for consecutive blocks: one Gram matrix for them all (a few n_hvg^2 results to
-    gather instead of one per block).  A block's HVG values come from ``kept`` or, where that is
-    None, from reading X."""
-    part = GramPart(np.zeros((width, width)), np.zeros(width), {})
-    for block, scale, values in zip(blocks, scales, kept, strict=True):
-        if values is None:
-            values = task_select(store, block, scale, position)
+    gather instead of one per block).  Each block's HVG values go to this worker's stash for
+    pass 4 (:mod:`chunkatlas.fused.stash`); the part names the worker that holds them."""
+    from chunkatlas.fused import stash
+
+    part = GramPart(np.zeros((width, width)), np.zeros(width), {}, holder=worker_address())
+    for block, index, scale in zip(blocks, indices, scales, strict=True):
+        values = task_select(store, block, scale, position)
         add_gram(values, block, part)
+        part.kept[stash.put(token, index, values, budget_bytes)] += values.nbytes
     return part
+
+
+def worker_address() -> str | None:
+    try:
+        from distributed import get_worker
+
+        return get_worker().address
+    except (ImportError, ValueError):
+        return None
 
 
 def task_project(kept: Kept, loadings: np.ndarray) -> np.ndarray:
@@ -170,12 +187,26 @@ def task_project(kept: Kept, loadings: np.ndarray) -> np.ndarray:
     return _project(kept.row_ptr, kept.cols, kept.values, loadings)
 
 
-def task_select_project(
+def task_project_kept(
+    token: str,
+    index: int,
     store: StoreLocation,
     block: Block,
     scale: np.ndarray,
     position: np.ndarray,
     loadings: np.ndarray,
 ) -> np.ndarray:
-    """Pass 4 reading X again (the HVG values were not kept)."""
-    return task_project(task_select(store, block, scale, position), loadings)
+    """Pass 4 from the values pass 3 kept for block ``index`` on this worker, or, where they
+    are gone (the worker restarted, or this task ran elsewhere), from X read again."""
+    from chunkatlas.fused import stash
+
+    kept = stash.take(token, index)
+    if kept is None:
+        kept = task_select(store, block, scale, position)
+    return task_project(kept, loadings)
+
+
+def clear_stash(token: str) -> int:
+    from chunkatlas.fused import stash
+
+    return stash.clear(token)
