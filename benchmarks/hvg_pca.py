@@ -352,7 +352,8 @@ def make_stores(plan: Plan, data: Path) -> dict[str, Path]:
     sys.path.insert(0, str(HERE))
     from synth import make_pool, write_store
 
-    stores = {s.name: data / f"synthetic-v3-{s.name}-{s.n_genes}.zarr" for s in plan.scales}
+    # "census": obs records raw_sum and nnz per cell (the analysis then skips its pass 1)
+    stores = {s.name: data / f"synthetic-census-{s.name}-{s.n_genes}.zarr" for s in plan.scales}
     missing = [s for s in plan.scales if not stores[s.name].exists()]
     pools = {}
     for scale in missing:

@@ -2,7 +2,7 @@
 
     python benchmarks/readers.py STORE [--repeats 3]
 
-STORE is an AnnData zarr store with CSR X (e.g. benchmarks/data/synthetic-v3-70k-20000.zarr,
+STORE is an AnnData zarr store with CSR X (e.g. benchmarks/data/synthetic-census-70k-20000.zarr,
 made by hvg_pca.py).  Each measurement runs in a subprocess of its own, the two variants
 alternating, and reports wall seconds:
 

@@ -82,16 +82,22 @@ def fill_store(
 ) -> None:
     per_cell = pool.counts.nnz / pool.counts.shape[0] * 0.75
     chunk_nnz = max(1, math.ceil(per_cell * chunk))
-    cell_types = []
+    cell_types, raw_sums, nnzs = [], [], []
     for lo in range(0, n_cells, chunk):
         block, types = draw_block(pool, rng, min(chunk, n_cells - lo))
         cell_types.append(types)
+        raw_sums.append(np.asarray(block.sum(axis=1, dtype=np.float64)).ravel())
+        nnzs.append(np.diff(block.indptr).astype(np.int64))
         if lo == 0:
             write_elem(root, "X", block, dataset_kwargs={"chunks": (chunk_nnz,)})
         else:
             sparse_dataset(root["X"]).append(block)
-    obs = pd.DataFrame(
-        {"cell_type": pd.Categorical(np.concatenate(cell_types))},
+    obs = pd.DataFrame(  # raw_sum and nnz per cell, as the CELLxGENE Census records them
+        {
+            "cell_type": pd.Categorical(np.concatenate(cell_types)),
+            "raw_sum": np.concatenate(raw_sums),
+            "nnz": np.concatenate(nnzs),
+        },
         index=pd.Index([f"cell{i}" for i in range(n_cells)]),
     )
     var = pd.DataFrame(index=pool.var_names)
