@@ -14,8 +14,8 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import tiledbsoma
-from anndata.io import write_elem
 
+from chunkatlas.cell_totals import write_with_totals
 from chunkatlas.errors import ChunkatlasError
 from chunkatlas.remote.reader import RemoteSettings, open_remote_group, storage_options_for
 from chunkatlas.store.layout import is_matrix_element, is_sparse, matrix_shape
@@ -203,9 +203,11 @@ def with_str_index(frame: pd.DataFrame, column: str | None = None) -> pd.DataFra
 def write_fetched(
     adata: ad.AnnData, dest: str | os.PathLike, zarr_format: int = DEFAULT_ZARR_FORMAT
 ) -> None:
-    """Stream an AnnData (Dask-backed X and layers) into a new zarr store, atomically."""
+    """Stream an AnnData (Dask-backed X and layers) into a new zarr store, atomically, with each
+    cell's ``raw_sum`` and ``nnz`` in obs, counted from X as it streams
+    (:mod:`chunkatlas.cell_totals`)."""
     with new_zarr_store(dest, zarr_format) as root:
-        write_elem(root, "/", adata)
+        write_with_totals(root, adata)
 
 
 SCANPY_PREFIX = "scanpy:"

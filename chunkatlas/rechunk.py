@@ -11,6 +11,7 @@ import scipy.sparse as sp
 import zarr
 from anndata.experimental import write_dispatched
 
+from chunkatlas.cell_totals import TOTAL_COLUMNS, write_with_totals
 from chunkatlas.geometry import (
     CODECS,
     DEFAULT_CODEC,
@@ -52,8 +53,10 @@ def plan_chunks(group: zarr.Group, size: int, dense_axis: str = "obs") -> dict[s
 
 def plan_columns(group: zarr.Group, size: int) -> dict[str, tuple]:
     """On-disk chunks for every 1-D array under obs and var (columns, the index, categorical
-    codes and categories, nullable values and masks), keyed by absolute path."""
-    planned = {}
+    codes and categories, nullable values and masks) and for the cell totals every store gets
+    (:mod:`chunkatlas.cell_totals`), keyed by absolute path."""
+    n_obs = matrix_shape(group["X"])[0]
+    planned = {f"/obs/{name}": column_chunks(n_obs, "obs", size) for name in TOTAL_COLUMNS}
     for axis in ("obs", "var"):
         for name, member in group[axis].members(max_depth=None):
             if isinstance(member, zarr.Array) and member.ndim == 1:
@@ -172,7 +175,9 @@ def rechunk_store(
     ``size`` and READ_ROWS), so memory stays bounded by one block whatever the store's size;
     a dense matrix is written one whole shard per task (memory: a shard).  The ``packed``
     preset first reads each matrix's values once to choose their integer type.
-    ``dest`` appears only when complete.
+    obs gets each cell's ``raw_sum`` and ``nnz``, counted from X as it streams (and checked
+    against the source's own, :mod:`chunkatlas.cell_totals`).  ``dest`` appears only when
+    complete.
     """
     check_geometry(shard, codec, zarr_format)
     refuse_existing(dest)  # before scanning the values
@@ -183,4 +188,4 @@ def rechunk_store(
     with new_zarr_store(dest, zarr_format) as out:
         # Every chunk is materialised, even an all-zero one, so "missing" always means lost.
         with zarr.config.set({"array.write_empty_chunks": True}):
-            write_dispatched(out, "/", adata, callback=callback)
+            write_with_totals(out, adata, partial(write_dispatched, callback=callback))

@@ -36,6 +36,7 @@ OBS_COLUMNS = {
     "sex",
 }
 VAR_COLUMNS = {"soma_joinid", "feature_id", "feature_name", "feature_length"}
+TOTAL_COLUMNS = {"raw_sum", "nnz"}  # written from each block's counts, as in the Census
 
 
 @pytest.fixture(scope="module")
@@ -290,7 +291,7 @@ def test_written_experiment_reads_back(
         assert raw.shape == (SMALL.n_cells, SMALL.n_genes)
         assert raw.nnz == counts.nnz == summary["nnz"]
         table = raw.read().tables().concat()
-    assert OBS_COLUMNS <= set(stored_obs.columns)
+    assert set(stored_obs.columns) == OBS_COLUMNS | TOTAL_COLUMNS
     assert VAR_COLUMNS <= set(stored_var.columns)
     assert stored_obs["soma_joinid"].tolist() == list(range(SMALL.n_cells))
     assert stored_obs["is_primary_data"].dtype == bool
@@ -306,6 +307,34 @@ def test_written_experiment_reads_back(
     )
     assert stored.dtype == np.float32
     assert (stored != counts).nnz == 0
+
+
+def test_written_obs_holds_each_cells_raw_sum_and_nnz(
+    written: tuple[Path, dict], counts: sp.csr_matrix
+) -> None:
+    tiledbsoma = pytest.importorskip("tiledbsoma")
+    uri, _ = written
+    with tiledbsoma.Experiment.open(str(uri)) as exp:
+        stored_obs = exp.obs.read().concat().to_pandas().sort_values("soma_joinid")
+    assert stored_obs["raw_sum"].dtype == np.float64
+    assert stored_obs["nnz"].dtype == np.int64
+    # exact: the counts are integers, summed in float64
+    np.testing.assert_array_equal(stored_obs["raw_sum"], np.asarray(counts.sum(axis=1)).ravel())
+    np.testing.assert_array_equal(stored_obs["nnz"], np.diff(counts.indptr))
+
+
+def test_same_seed_same_written_obs(written: tuple[Path, dict], tmp_path: Path) -> None:
+    tiledbsoma = pytest.importorskip("tiledbsoma")
+    uri, _ = written
+    again = tmp_path / "again.soma"
+    write_demo_atlas(str(again), dataclasses.replace(SMALL, block_cells=700))
+    frames = []
+    for where in (uri, again):
+        with tiledbsoma.Experiment.open(str(where)) as exp:
+            frames.append(exp.obs.read().concat().to_pandas().sort_values("soma_joinid"))
+    pd.testing.assert_frame_equal(
+        frames[0].reset_index(drop=True), frames[1].reset_index(drop=True)
+    )
 
 
 def test_summary_matches_data(written: tuple[Path, dict], obs: pd.DataFrame) -> None:

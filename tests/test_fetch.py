@@ -1,9 +1,12 @@
 import anndata as ad
+import numpy as np
+import pandas as pd
 import pytest
+import scipy.sparse as sp
 import tiledbsoma
 
 from chunkatlas.errors import ChunkatlasError
-from chunkatlas.fetch import DEFAULT_OBS_FILTER, build_obs_filter, fetch_tissue
+from chunkatlas.fetch import DEFAULT_OBS_FILTER, build_obs_filter, fetch_anndata, fetch_tissue
 
 
 def test_obs_filter_builder():
@@ -79,3 +82,83 @@ def test_fetch_refuses_bad_names(atlas, tmp_path, kwargs, needle):
 def test_fetch_missing_source(tmp_path):
     with pytest.raises(ChunkatlasError, match="SOMA experiment not found"):
         fetch_tissue(str(tmp_path / "nope.soma"), "lung", tmp_path / "out.zarr")
+
+
+def assert_totals_of_x(adata: ad.AnnData) -> None:
+    """obs raw_sum and nnz are X's row sums and stored values per row (non-zeros if dense)."""
+    assert adata.obs["raw_sum"].dtype == np.float64
+    assert adata.obs["nnz"].dtype == np.int64
+    if sp.issparse(adata.X):
+        x = sp.csr_matrix(adata.X)
+        sums, nnz = np.asarray(x.sum(axis=1, dtype=np.float64)).ravel(), np.diff(x.indptr)
+    else:
+        sums, nnz = adata.X.sum(axis=1, dtype=np.float64), np.count_nonzero(adata.X, axis=1)
+    np.testing.assert_array_equal(adata.obs["raw_sum"], sums)  # integer counts: exact
+    np.testing.assert_array_equal(adata.obs["nnz"], nnz)
+
+
+def test_fetched_store_records_each_cells_raw_sum_and_nnz(atlas, fetched):
+    adata = ad.read_zarr(fetched)
+    assert_totals_of_x(adata)
+    # the demo atlas records them too, as the Census does: the fetched values are the source's
+    with tiledbsoma.Experiment.open(atlas) as exp:
+        source = exp.obs.read(column_names=["soma_joinid", "raw_sum", "nnz"]).concat().to_pandas()
+    source = source.set_index("soma_joinid").loc[adata.obs["soma_joinid"]]
+    np.testing.assert_array_equal(adata.obs["raw_sum"], source["raw_sum"])
+    np.testing.assert_array_equal(adata.obs["nnz"], source["nnz"])
+
+
+def test_dense_fetch_records_the_same_totals(fetched, tmp_path):
+    fetch_anndata(str(fetched), "lung", tmp_path / "dense.zarr", dense=True, chunk_rows=128)
+    dense, sparse = ad.read_zarr(tmp_path / "dense.zarr"), ad.read_zarr(fetched)
+    assert isinstance(dense.X, np.ndarray)
+    assert_totals_of_x(dense)
+    pd.testing.assert_frame_equal(dense.obs, sparse.obs)
+
+
+def counts_anndata(n_obs: int = 300, n_vars: int = 40) -> ad.AnnData:
+    rng = np.random.default_rng(1)
+    counts = sp.random(n_obs, n_vars, density=0.2, format="csr", dtype=np.float32, rng=rng)
+    counts.data = np.ceil(counts.data * 20)
+    adata = ad.AnnData(X=counts, layers={"twice": counts * 2})
+    adata.obs_names = [f"cell-{i}" for i in range(n_obs)]
+    adata.obs["tissue"] = rng.choice(["lung", "blood"], n_obs)
+    return adata
+
+
+def test_h5ad_fetch_records_totals_of_x_not_layers(tmp_path):
+    source = counts_anndata()
+    source.write_h5ad(tmp_path / "source.h5ad")
+    fetch_anndata(
+        str(tmp_path / "source.h5ad"),
+        "lung",
+        tmp_path / "lung.zarr",
+        tissue_column="tissue",
+        chunk_rows=50,
+    )
+    adata = ad.read_zarr(tmp_path / "lung.zarr")
+    assert adata.n_obs == (source.obs["tissue"] == "lung").sum()
+    assert_totals_of_x(adata)
+
+
+def test_fetch_of_an_in_memory_scanpy_dataset_records_totals(tmp_path):
+    fetch_anndata("scanpy:pbmc68k_reduced", "blood", tmp_path / "pbmc.zarr")
+    adata = ad.read_zarr(tmp_path / "pbmc.zarr")
+    # scaled values, not counts: equal up to the order of the additions
+    np.testing.assert_allclose(adata.obs["raw_sum"], adata.X.sum(axis=1, dtype=np.float64))
+    np.testing.assert_array_equal(adata.obs["nnz"], np.count_nonzero(adata.X, axis=1))
+
+
+@pytest.mark.parametrize("column", ["raw_sum", "nnz"])
+def test_source_whose_obs_totals_disagree_with_x_is_refused(tmp_path, column):
+    source = counts_anndata()
+    x = source.X
+    source.obs["raw_sum"] = np.asarray(x.sum(axis=1, dtype=np.float64)).ravel()
+    source.obs["nnz"] = np.diff(x.indptr)
+    source.obs.loc["cell-137", column] += 1
+    source.write_h5ad(tmp_path / "source.h5ad")
+    with pytest.raises(ChunkatlasError, match=f"obs {column} of cell 'cell-137' is ") as err:
+        fetch_anndata(str(tmp_path / "source.h5ad"), "all", tmp_path / "out.zarr", chunk_rows=64)
+    assert "\n" not in str(err.value)
+    assert "1 of 300 cells differ" in str(err.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["source.h5ad"]

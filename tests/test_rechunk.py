@@ -1,10 +1,12 @@
 import anndata as ad
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse as sp
 import zarr
 from anndata.io import write_elem
 
+from chunkatlas.cell_totals import CellTotals
 from chunkatlas.errors import ChunkatlasError
 from chunkatlas.rechunk import chunk_callback, matrix_chunks, plan_chunks, rechunk_store
 
@@ -102,3 +104,91 @@ def test_fetched_store_rechunked_by_cells(fetched, consolidated):
     nnz = source["X/data"].shape[0]
     assert group["X/data"].chunks == (int(np.ceil(nnz / n_obs * 200)),)
     np.testing.assert_array_equal(group["X/data"][:], source["X/data"][:])
+
+
+def assert_totals_of_x(adata: ad.AnnData) -> None:
+    """obs raw_sum and nnz are X's row sums and stored values per row (non-zeros if dense)."""
+    assert adata.obs["raw_sum"].dtype == np.float64
+    assert adata.obs["nnz"].dtype == np.int64
+    if sp.issparse(adata.X):
+        x = sp.csr_matrix(adata.X)
+        sums, nnz = np.asarray(x.sum(axis=1, dtype=np.float64)).ravel(), np.diff(x.indptr)
+    else:
+        sums, nnz = adata.X.sum(axis=1, dtype=np.float64), np.count_nonzero(adata.X, axis=1)
+    np.testing.assert_array_equal(adata.obs["raw_sum"], sums)  # integer counts: exact
+    np.testing.assert_array_equal(adata.obs["nnz"], nnz)
+
+
+def test_rechunked_store_records_each_cells_raw_sum_and_nnz(fetched, consolidated):
+    store, _ = consolidated
+    rechunked = ad.read_zarr(store)
+    assert_totals_of_x(rechunked)
+    pd.testing.assert_frame_equal(rechunked.obs, ad.read_zarr(fetched).obs)
+    group = zarr.open_group(store, mode="r")
+    assert group["obs/raw_sum"].chunks == group["obs/soma_joinid"].chunks
+
+
+@pytest.mark.parametrize("axis", ["obs", "var"])
+def test_dense_rechunk_records_totals_of_x_not_layers(tmp_path, axis):
+    adata = small_anndata()
+    adata.X = adata.layers.pop("dense")  # the sparse layer "counts" holds the same values
+    adata.layers["twice"] = adata.X * 2
+    write_plain(adata, tmp_path / "plain.zarr")
+    rechunk_store(tmp_path / "plain.zarr", tmp_path / "out.zarr", 7, dense_axis=axis)
+    back = ad.read_zarr(tmp_path / "out.zarr")
+    assert isinstance(back.X, np.ndarray)
+    assert zarr.open_group(tmp_path / "out.zarr", mode="r")["X"].chunks == (
+        (7, 60) if axis == "obs" else (500, 7)
+    )
+    assert_totals_of_x(back)
+
+
+def test_rechunk_of_a_gene_chunked_store_keeps_its_totals(tmp_path):
+    adata = small_anndata()
+    adata.X = adata.layers.pop("dense")
+    write_plain(adata, tmp_path / "plain.zarr")
+    rechunk_store(tmp_path / "plain.zarr", tmp_path / "genes.zarr", 7, dense_axis="var")
+    rechunk_store(tmp_path / "genes.zarr", tmp_path / "cells.zarr", 50, read_rows=64)
+    genes, cells = ad.read_zarr(tmp_path / "genes.zarr"), ad.read_zarr(tmp_path / "cells.zarr")
+    assert_totals_of_x(cells)
+    pd.testing.assert_frame_equal(cells.obs, genes.obs)
+
+
+@pytest.mark.parametrize("dense", [False, True])
+def test_totals_of_blocks_split_along_genes_add_up(dense):
+    import dask
+    import dask.array as da
+
+    counts = small_anndata().X
+    matrix = counts.toarray() if dense else counts
+    x = da.from_array(matrix, chunks=(64, 25), asarray=False)  # 8 x 3 blocks
+    totals = CellTotals(x)
+    with dask.config.set(scheduler="threads"):
+        written = totals.x.compute()
+    assert (sp.csr_matrix(written) != counts).nnz == 0  # passed through unchanged
+    sums, nnz = totals.totals()
+    np.testing.assert_array_equal(sums, np.asarray(counts.sum(axis=1, dtype=np.float64)).ravel())
+    np.testing.assert_array_equal(nnz, np.diff(counts.indptr))
+
+
+def test_totals_refused_before_every_block_is_counted():
+    import dask.array as da
+
+    totals = CellTotals(da.from_array(small_anndata().X.toarray(), chunks=(100, 60)))
+    totals.x.blocks[0].compute()
+    with pytest.raises(ChunkatlasError, match=r"4 blocks of X were written but not counted"):
+        totals.totals()
+
+
+def test_rechunk_refuses_a_source_whose_obs_totals_disagree_with_x(tmp_path):
+    adata = small_anndata()
+    adata.obs["raw_sum"] = np.asarray(adata.X.sum(axis=1, dtype=np.float64)).ravel()
+    adata.obs["nnz"] = np.diff(adata.X.indptr)
+    adata.obs.loc["42", "raw_sum"] -= 0.5
+    write_plain(adata, tmp_path / "plain.zarr")
+    with pytest.raises(
+        ChunkatlasError, match=r"obs raw_sum of cell '42' is \S+ but X gives"
+    ) as err:
+        rechunk_store(tmp_path / "plain.zarr", tmp_path / "out.zarr", 64)
+    assert "\n" not in str(err.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plain.zarr"]

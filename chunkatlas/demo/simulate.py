@@ -123,7 +123,8 @@ def simulate_obs(spec: DemoSpec) -> pd.DataFrame:
         One row per cell with a ``RangeIndex`` equal to ``soma_joinid`` and the
         columns ``dataset_id``, ``assay``, ``cell_type``, ``donor_id``,
         ``is_primary_data`` (bool), ``sex``, ``tissue`` and ``tissue_general``
-        (the others are strings).
+        (the others are strings).  The written atlas's obs also has each cell's
+        ``raw_sum`` and ``nnz``, which come from its counts (:mod:`chunkatlas.cell_totals`).
     """
     rng = _rng(spec, _STREAM_OBS)
     n_tissues = len(spec.tissues)

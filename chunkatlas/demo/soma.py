@@ -12,17 +12,20 @@ import pandas as pd
 import pyarrow as pa
 import scipy.sparse as sp
 
+from chunkatlas.cell_totals import row_totals
 from chunkatlas.demo.simulate import _OBS_COLUMNS, simulate_counts, simulate_obs, simulate_var
 from chunkatlas.demo.spec import DemoSpec, DemoSpecError
 from chunkatlas.store.write import atomic_directory
 
 
 def _obs_schema() -> pa.Schema:
-    """Return the Arrow schema of the stored ``obs`` dataframe."""
+    """Return the Arrow schema of the stored ``obs`` dataframe: the simulated columns, then each
+    cell's totals as the Census stores them (:mod:`chunkatlas.cell_totals`)."""
     fields = [pa.field("soma_joinid", pa.int64())]
     for name in _OBS_COLUMNS:
         kind = pa.bool_() if name == "is_primary_data" else pa.large_string()
         fields.append(pa.field(name, kind))
+    fields += [pa.field("raw_sum", pa.float64()), pa.field("nnz", pa.int64())]
     return pa.schema(fields)
 
 
@@ -87,8 +90,11 @@ def _write_experiment(path: str, spec: DemoSpec) -> dict[str, Any]:
         raw = x.add_new_sparse_ndarray("raw", type=pa.float32(), shape=(spec.n_cells, spec.n_genes))
         for start in range(0, spec.n_cells, spec.block_cells):
             stop = min(start + spec.block_cells, spec.n_cells)
-            obs_df.write(_frame_table(obs.iloc[start:stop], start, _obs_schema()))
+            # A block's counts come first: its obs rows hold each cell's totals, as the Census's do.
             counts = simulate_counts(spec, obs, start, stop)
+            raw_sum, cell_nnz = row_totals(counts)
+            rows = obs.iloc[start:stop].assign(raw_sum=raw_sum, nnz=cell_nnz)
+            obs_df.write(_frame_table(rows, start, _obs_schema()))
             raw.write(_coo_table(counts, start))
             nnz += counts.nnz
     per_tissue = obs["tissue_general"].value_counts()
