@@ -139,7 +139,7 @@ def test_worker_killed_during_analysis_changes_nothing(big_source, tmp_path):
             stderr=stderr,
         )
         # the fused engine (the default) logs each pass over X as it starts
-        wait_for(lambda: "library_sizes (pass 1) ..." in log.read_text(), 300, "analysis to start")
+        wait_for(lambda: "moments (pass 2" in log.read_text(), 300, "analysis to start")
         # The nannies live in the analysis process; each spawns one worker process.
         workers = [
             p

@@ -87,9 +87,11 @@ def test_summary_has_one_row_per_grid_point(test_run):
     assert (summary.nnz > 0).all() and (summary.store_bytes > 0).all()
     # each pass's reads, as analysis.read had them (over S3 in the test config)
     assert (summary.analysis_read == config["analysis"]["read"]).all()
-    for step in ("library_sizes", "moments", "gram"):
+    for step in ("moments", "gram"):  # no pass 1: the stores' obs record raw_sum
         assert (summary[f"analyze_{step}_requests"] > 0).all()
         assert (summary[f"analyze_{step}_bytes"] > 0).all()
+    assert "analyze_library_sizes_requests" not in summary  # X decoded twice, not three times
+    assert (summary["analyze_projection_requests"] == 0).all()
     passes = pd.read_csv(results_dir(workdir, config) / "analysis_passes.tsv", sep="\t")
     assert len(passes.groupby(["tissue", "chunk", "shard", "codec"])) == len(summary)
     assert (passes.read == "s3").all() and (passes.retries == 0).all()
