@@ -122,11 +122,16 @@ def plain(value):
 
 
 def write_with_totals(
-    root, adata, write: Callable[[object, str, object], None] = write_elem
+    root,
+    adata,
+    write: Callable[[object, str, object], None] = write_elem,
+    *,
+    threads: int | None = None,
 ) -> None:
     """Write ``adata`` as the AnnData at ``root`` (with ``write(group, key, elem)``, default
     anndata's ``write_elem``), then its obs again with each cell's ``raw_sum`` and ``nnz``
-    counted from X on its way to the store.  ``adata.X`` is replaced by the counting array."""
+    counted from X on its way to the store.  ``adata.X`` is replaced by the counting array.
+    ``threads``: Dask threads that compute X's blocks (None: one per core)."""
     import dask
 
     totals = CellTotals(adata.X)
@@ -134,6 +139,6 @@ def write_with_totals(
         adata.X = totals.x
     # The blocks' records are shared by threads only: a process or distributed scheduler would
     # lose them.
-    with dask.config.set(scheduler="threads"):
+    with dask.config.set(scheduler="threads", num_workers=threads):
         write(root, "/", adata)
     write(root, "obs", totals.obs_with_totals(adata.obs))

@@ -188,7 +188,9 @@ def fetch_tissue(
         var = with_str_index(var, var_index)
         coords = (query.obs_joinids(), query.var_joinids())
         x = layers[layer].read(coords=coords).dask_array(chunk_size=chunk_rows)
-        write_fetched(ad.AnnData(X=x, obs=obs, var=var), dest, zarr_format)
+        # One SOMA read at a time from Python (TileDB reads with threads of its own): reads
+        # from several Python threads at once once aborted the process inside tiledbsoma.
+        write_fetched(ad.AnnData(X=x, obs=obs, var=var), dest, zarr_format, threads=1)
     return {"n_obs": int(n_obs), "n_vars": len(var), "filter": value_filter}
 
 
@@ -201,13 +203,17 @@ def with_str_index(frame: pd.DataFrame, column: str | None = None) -> pd.DataFra
 
 
 def write_fetched(
-    adata: ad.AnnData, dest: str | os.PathLike, zarr_format: int = DEFAULT_ZARR_FORMAT
+    adata: ad.AnnData,
+    dest: str | os.PathLike,
+    zarr_format: int = DEFAULT_ZARR_FORMAT,
+    *,
+    threads: int | None = None,
 ) -> None:
     """Stream an AnnData (Dask-backed X and layers) into a new zarr store, atomically, with each
     cell's ``raw_sum`` and ``nnz`` in obs, counted from X as it streams
-    (:mod:`chunkatlas.cell_totals`)."""
+    (:mod:`chunkatlas.cell_totals`); ``threads`` Dask threads read X (None: one per core)."""
     with new_zarr_store(dest, zarr_format) as root:
-        write_with_totals(root, adata)
+        write_with_totals(root, adata, threads=threads)
 
 
 SCANPY_PREFIX = "scanpy:"

@@ -417,7 +417,7 @@ def served_store(
     """:func:`served`, its request log in a temporary folder: yield (store URL, storage
     options for the reader)."""
     store = Path(store)
-    with tempfile.TemporaryDirectory(dir=store.parent, prefix=".requests-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="chunkatlas-requests-") as tmp:
         log_path = Path(tmp) / "requests.jsonl"
         log_path.touch()
         with served(backend, store, log_path, server, network) as (url, _, options):
