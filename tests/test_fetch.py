@@ -8,6 +8,8 @@ import tiledbsoma
 from chunkatlas.errors import ChunkatlasError
 from chunkatlas.fetch import DEFAULT_OBS_FILTER, build_obs_filter, fetch_anndata, fetch_tissue
 
+from .stores import assert_totals_of_x
+
 
 def test_obs_filter_builder():
     assert build_obs_filter(DEFAULT_OBS_FILTER, "bone marrow") == (
@@ -82,19 +84,6 @@ def test_fetch_refuses_bad_names(atlas, tmp_path, kwargs, needle):
 def test_fetch_missing_source(tmp_path):
     with pytest.raises(ChunkatlasError, match="SOMA experiment not found"):
         fetch_tissue(str(tmp_path / "nope.soma"), "lung", tmp_path / "out.zarr")
-
-
-def assert_totals_of_x(adata: ad.AnnData) -> None:
-    """obs raw_sum and nnz are X's row sums and stored values per row (non-zeros if dense)."""
-    assert adata.obs["raw_sum"].dtype == np.float64
-    assert adata.obs["nnz"].dtype == np.int64
-    if sp.issparse(adata.X):
-        x = sp.csr_matrix(adata.X)
-        sums, nnz = np.asarray(x.sum(axis=1, dtype=np.float64)).ravel(), np.diff(x.indptr)
-    else:
-        sums, nnz = adata.X.sum(axis=1, dtype=np.float64), np.count_nonzero(adata.X, axis=1)
-    np.testing.assert_array_equal(adata.obs["raw_sum"], sums)  # integer counts: exact
-    np.testing.assert_array_equal(adata.obs["nnz"], nnz)
 
 
 def test_fetched_store_records_each_cells_raw_sum_and_nnz(atlas, fetched):

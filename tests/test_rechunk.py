@@ -10,6 +10,8 @@ from chunkatlas.cell_totals import CellTotals
 from chunkatlas.errors import ChunkatlasError
 from chunkatlas.rechunk import chunk_callback, matrix_chunks, plan_chunks, rechunk_store
 
+from .stores import assert_totals_of_x
+
 
 def test_matrix_chunks_sparse_holds_about_size_cells():
     # 1,000 cells with 50,000 stored values: 50 per cell, so 100 cells ~ 5,000 values
@@ -104,19 +106,6 @@ def test_fetched_store_rechunked_by_cells(fetched, consolidated):
     nnz = source["X/data"].shape[0]
     assert group["X/data"].chunks == (int(np.ceil(nnz / n_obs * 200)),)
     np.testing.assert_array_equal(group["X/data"][:], source["X/data"][:])
-
-
-def assert_totals_of_x(adata: ad.AnnData) -> None:
-    """obs raw_sum and nnz are X's row sums and stored values per row (non-zeros if dense)."""
-    assert adata.obs["raw_sum"].dtype == np.float64
-    assert adata.obs["nnz"].dtype == np.int64
-    if sp.issparse(adata.X):
-        x = sp.csr_matrix(adata.X)
-        sums, nnz = np.asarray(x.sum(axis=1, dtype=np.float64)).ravel(), np.diff(x.indptr)
-    else:
-        sums, nnz = adata.X.sum(axis=1, dtype=np.float64), np.count_nonzero(adata.X, axis=1)
-    np.testing.assert_array_equal(adata.obs["raw_sum"], sums)  # integer counts: exact
-    np.testing.assert_array_equal(adata.obs["nnz"], nnz)
 
 
 def test_rechunked_store_records_each_cells_raw_sum_and_nnz(fetched, consolidated):

@@ -52,6 +52,11 @@ def local_results(consolidated, tmp_path_factory) -> dict[str, Path]:
     return results
 
 
+def analyze_url(url: str, out: Path, engine: str = "fused", remote=FAST, cluster=TWO_WORKERS):
+    """The analysis of the store at ``url`` (200 cells per task) into ``out``."""
+    return analyze_store(url, out, rows=200, params=params(engine), cluster=cluster, remote=remote)
+
+
 def assert_identical(ours: Path, reference: Path) -> None:
     """Bit for bit: PCA coordinates, loadings, variances and every var column."""
     a, b = ad.read_zarr(ours), ad.read_zarr(reference)
@@ -84,14 +89,7 @@ def test_analysis_over_http_equals_the_local_one_and_counts_every_request(
     store, manifest_path = consolidated
     log_path = tmp_path / "requests.jsonl"
     with aiohttp_serving(store.parent, log_path, network=Network(latency_ms=10)) as url:
-        result = analyze_store(
-            f"{url}/store.zarr",
-            tmp_path / "remote.zarr",
-            rows=200,
-            params=params(engine),
-            cluster=TWO_WORKERS,
-            remote=FAST,
-        )
+        result = analyze_url(f"{url}/store.zarr", tmp_path / "remote.zarr", engine)
     assert_identical(tmp_path / "remote.zarr", local_results[engine])
     record = result.uns["chunkatlas"]
     assert record["read"] == "http" and record["store"] == f"{url}/store.zarr"
@@ -117,12 +115,9 @@ def test_analysis_over_http_equals_the_local_one_and_counts_every_request(
 def test_analysis_over_s3_equals_the_local_one(consolidated, local_results, tmp_path):
     store, _ = consolidated
     with s3_serving(store, tmp_path / "requests.jsonl") as (prefix, options):
-        result = analyze_store(
+        result = analyze_url(
             f"{prefix}/store.zarr",
             tmp_path / "remote.zarr",
-            rows=200,
-            params=params("fused"),
-            cluster=TWO_WORKERS,
             remote=RemoteSettings(storage_options=options),
         )
     assert_identical(tmp_path / "remote.zarr", local_results["fused"])
@@ -143,13 +138,11 @@ def test_workers_sharing_no_file_system_analyse_a_store_in_a_bucket(
         s3_serving(copy, tmp_path / "requests.jsonl") as (prefix, options),
     ):
         shutil.rmtree(copy.parent)  # nobody can read it from disk now
-        analyze_store(
+        analyze_url(
             f"{prefix}/store.zarr",
             tmp_path / "remote.zarr",
-            rows=200,
-            params=params("fused"),
-            cluster=ClusterSettings(workers=2, scheduler_address=address),
             remote=RemoteSettings(storage_options=options),
+            cluster=ClusterSettings(workers=2, scheduler_address=address),
         )
     assert_identical(tmp_path / "remote.zarr", local_results["fused"])
 
@@ -163,14 +156,7 @@ def test_a_one_off_404_and_503s_give_identical_results(
     faults = Faults(fail_rate=0.2, missing_once={missing}, seed=7)
     log_path = tmp_path / "requests.jsonl"
     with faulty_serving(store.parent, log_path, faults) as url:
-        result = analyze_store(
-            f"{url}/store.zarr",
-            tmp_path / "remote.zarr",
-            rows=200,
-            params=params(engine),
-            cluster=TWO_WORKERS,
-            remote=FAST,
-        )
+        result = analyze_url(f"{url}/store.zarr", tmp_path / "remote.zarr", engine)
     assert_identical(tmp_path / "remote.zarr", local_results[engine])
     statuses = [e["status"] for e in server_requests(log_path)]
     assert 404 in statuses and 503 in statuses  # the faults happened
@@ -244,12 +230,5 @@ def test_a_chunk_lost_on_the_server_fails_the_analysis_never_zeros(consolidated,
             ChunkatlasError, match=rf"chunk 'X/indices/{key}' .* missing, but the manifest"
         ),
     ):
-        analyze_store(
-            f"{url}/store.zarr",
-            tmp_path / "remote.zarr",
-            rows=200,
-            params=params("fused"),
-            cluster=TWO_WORKERS,
-            remote=settings,
-        )
+        analyze_url(f"{url}/store.zarr", tmp_path / "remote.zarr", remote=settings)
     assert not (tmp_path / "remote.zarr").exists()
