@@ -25,6 +25,20 @@ include: "workflow/rules/remote.smk"
 include: "workflow/rules/summary.smk"
 
 
+# The analyze jobs of a local run share one Dask cluster, stopped when the run ends.
+onstart:
+    if workflow.local_exec and config["dask"]["shared_cluster"]:
+        open_run()
+
+
+onsuccess:
+    close_run()
+
+
+onerror:
+    close_run()
+
+
 rule all:
     default_target: True
     input:

@@ -3,8 +3,10 @@
     python benchmarks/hvg_pca.py [--quick] [--repeats N] [--data DIR] [--json FILE]
 
 Part 1 makes synthetic stores (benchmarks/synth.py: ~70,000 and 500,000 cells x 20,000 genes,
-~5 % non-zero, data/indices chunked by 10,000 cells; --quick: 10,000 and 40,000 cells x 5,000
-genes) and analyses each with every engine, alternating, each run in its own subprocess: wall
+~5 % non-zero, and BPCells' PCA benchmark's shape, 480,000 cells x 58,900 genes with ~2,000
+values per cell; --quick: 10,000 and 40,000 cells x 5,000 genes), rechunks them as the workflow
+does (10,000 cells per chunk, the default codec preset) and analyses each with every engine
+(in-memory scanpy where it fits), alternating, each run in its own subprocess: wall
 time of the subprocess (interpreter start, imports, cluster start, analysis, result written) and
 peak memory summed over the process tree (the driver and its Dask workers), sampled with psutil
 every 50 ms, both RSS (what the targets are stated in; shared libraries count once per process)
@@ -51,6 +53,7 @@ class Scale:
     rows: int
     n_top_genes: int
     engines: tuple[str, ...]
+    depth: tuple[float, float] = (0.5, 1.0)  # per-cell thinning of the pool's counts
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,8 @@ FULL = Plan(
     scales=(
         Scale("70k", 70_000, 20_000, 10_000, 2000, ENGINES),
         Scale("500k", 500_000, 20_000, 10_000, 2000, ENGINES),
+        # BPCells' PCA benchmark's shape: 480k cells x 58.9k genes, ~2,000 values per cell
+        Scale("bpcells", 480_000, 58_900, 10_000, 2000, ENGINES, depth=(0.3, 0.52)),
     ),
     atlas_cells=80_000,
     atlas_genes=8_000,
@@ -124,10 +129,27 @@ def tree_memory(procs: list, *, pss: bool) -> int:
     return total
 
 
+def run_clusters_of(pid: int) -> list:
+    """The shared Dask clusters a snakemake process ``pid`` started (chunkatlas.run_cluster),
+    with their workers: once the analyze job that started one ends, they are no longer in the
+    snakemake process's tree."""
+    import psutil
+
+    mark = f"chunkatlas-clusters/{pid}/"
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        if any(mark in part for part in proc.info["cmdline"] or ()):
+            try:
+                found += [proc, *proc.children(recursive=True)]
+            except psutil.Error:
+                continue
+    return found
+
+
 def measure(label: str, argv: list[str], interval: float = 0.05) -> Run:
-    """Run ``argv`` in a subprocess, sampling the memory of its process tree: RSS every
-    ``interval`` seconds, PSS and the list of processes every tenth sample (cheap enough not to
-    slow the run on 2 cores)."""
+    """Run ``argv`` in a subprocess, sampling the memory of its process tree (and of the shared
+    Dask clusters it started): RSS every ``interval`` seconds, PSS and the list of processes
+    every tenth sample (cheap enough not to slow the run on 2 cores)."""
     import resource
 
     import psutil
@@ -148,7 +170,8 @@ def measure(label: str, argv: list[str], interval: float = 0.05) -> Run:
         while not done.is_set():
             if tick % 10 == 0:
                 try:
-                    procs = [root, *root.children(recursive=True)]
+                    found = [root, *root.children(recursive=True), *run_clusters_of(root.pid)]
+                    procs = list({proc.pid: proc for proc in found}.values())
                 except psutil.Error:
                     pass
                 peak[1] = max(peak[1], tree_memory(procs, pss=True))
@@ -348,7 +371,28 @@ def child_main(args: list[str]) -> None:
 
 
 def make_stores(plan: Plan, data: Path) -> dict[str, Path]:
-    """The synthetic stores of ``plan`` in ``data`` (made once, then reused)."""
+    """The synthetic stores of ``plan`` in ``data`` (made once, then reused), rechunked as the
+    workflow writes them: ``rows`` cells per chunk, the default codec preset."""
+    from chunkatlas.geometry import DEFAULT_CODEC
+    from chunkatlas.rechunk import rechunk_store
+
+    written = write_synthetic(plan, data)
+    stores = {}
+    for scale in plan.scales:
+        stores[scale.name] = data / f"{written[scale.name].stem}-{DEFAULT_CODEC}.zarr"
+        if not stores[scale.name].exists():
+            start = time.perf_counter()
+            rechunk_store(written[scale.name], stores[scale.name], scale.rows, codec=DEFAULT_CODEC)
+            print(
+                f"  store {scale.name}, rechunked ({DEFAULT_CODEC}): "
+                f"{time.perf_counter() - start:.0f} s",
+                flush=True,
+            )
+    return stores
+
+
+def write_synthetic(plan: Plan, data: Path) -> dict[str, Path]:
+    """The synthetic stores of ``plan`` as written by benchmarks/synth.py (anndata's codecs)."""
     sys.path.insert(0, str(HERE))
     from synth import make_pool, write_store
 
@@ -366,7 +410,13 @@ def make_stores(plan: Plan, data: Path) -> dict[str, Path]:
                 flush=True,
             )
         start = time.perf_counter()
-        write_store(stores[scale.name], pools[scale.n_genes], scale.n_cells, chunk=scale.rows)
+        write_store(
+            stores[scale.name],
+            pools[scale.n_genes],
+            scale.n_cells,
+            chunk=scale.rows,
+            depth=scale.depth,
+        )
         print(f"  store {scale.name}: {time.perf_counter() - start:.0f} s", flush=True)
     return stores
 

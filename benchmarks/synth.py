@@ -48,15 +48,18 @@ def make_pool(n_cells: int, n_genes: int, seed: int = 0) -> Pool:
     return Pool(counts, obs["cell_type"].to_numpy(dtype=object), var_names)
 
 
-def draw_block(pool: Pool, rng: np.random.Generator, n: int) -> tuple[sp.csr_matrix, np.ndarray]:
-    """``n`` new cells: pool cells with counts thinned binomially at a per-cell depth.
+def draw_block(
+    pool: Pool, rng: np.random.Generator, n: int, depth: tuple[float, float] = (0.5, 1.0)
+) -> tuple[sp.csr_matrix, np.ndarray]:
+    """``n`` new cells: pool cells with counts thinned binomially at a per-cell depth drawn
+    uniformly from ``depth`` (lower depths store fewer values per cell).
 
     A cell that thinning would leave empty keeps its pool counts (as after QC, no cell is empty).
     """
     rows = rng.integers(0, pool.counts.shape[0], n)
     block = pool.counts[rows]
     original = block.data.copy()
-    depth = np.repeat(rng.uniform(0.5, 1.0, n), np.diff(block.indptr))
+    depth = np.repeat(rng.uniform(*depth, n), np.diff(block.indptr))
     block.data = rng.binomial(original.astype(np.int64), depth).astype(np.float32)
     sums = np.add.reduceat(block.data, block.indptr[:-1]) if block.nnz else np.zeros(n)
     for row in np.flatnonzero(sums == 0):
@@ -67,24 +70,35 @@ def draw_block(pool: Pool, rng: np.random.Generator, n: int) -> tuple[sp.csr_mat
 
 
 def write_store(
-    path: str | Path, pool: Pool, n_cells: int, *, chunk: int = 10_000, seed: int = 1
+    path: str | Path,
+    pool: Pool,
+    n_cells: int,
+    *,
+    chunk: int = 10_000,
+    seed: int = 1,
+    depth: tuple[float, float] = (0.5, 1.0),
 ) -> Path:
     """Write an AnnData zarr store of ``n_cells`` cells drawn from ``pool``; return its path."""
     path = Path(path)
     shutil.rmtree(path, ignore_errors=True)
     with new_zarr_store(path) as root:  # zarr v3, codecs as chunkatlas rechunk writes them
-        fill_store(root, pool, n_cells, chunk, np.random.default_rng(seed))
+        fill_store(root, pool, n_cells, chunk, np.random.default_rng(seed), depth)
     return path
 
 
 def fill_store(
-    root: zarr.Group, pool: Pool, n_cells: int, chunk: int, rng: np.random.Generator
+    root: zarr.Group,
+    pool: Pool,
+    n_cells: int,
+    chunk: int,
+    rng: np.random.Generator,
+    depth: tuple[float, float],
 ) -> None:
-    per_cell = pool.counts.nnz / pool.counts.shape[0] * 0.75
+    per_cell = pool.counts.nnz / pool.counts.shape[0] * sum(depth) / 2
     chunk_nnz = max(1, math.ceil(per_cell * chunk))
     cell_types, raw_sums, nnzs = [], [], []
     for lo in range(0, n_cells, chunk):
-        block, types = draw_block(pool, rng, min(chunk, n_cells - lo))
+        block, types = draw_block(pool, rng, min(chunk, n_cells - lo), depth)
         cell_types.append(types)
         raw_sums.append(np.asarray(block.sum(axis=1, dtype=np.float64)).ravel())
         nnzs.append(np.diff(block.indptr).astype(np.int64))

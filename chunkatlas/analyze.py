@@ -176,6 +176,7 @@ def analyze_store(
         "version": __version__,
         "store": str(location),
         "read": location.read,
+        "cluster": cluster.kind,
         "rows_per_task": rows,
         **asdict(params),
         **(provenance or {}),
@@ -205,11 +206,13 @@ def analyze_store(
             with costs.step("check_counts"):  # the fused engine checks in pass 1
                 check_counts(adata.X, integers=params.flavor == "seurat_v3", where=location)
             result = hvg_pca(adata, params, costs)
+            workers_peak_mb = costs.workers_peak_mb()
     result.uns["chunkatlas"] = {
         **provenance,
         "seconds": costs.seconds,
         "passes": costs.passes,
         "driver_reads": take_reads()[1].asdict(),
+        "workers_peak_rss_mb": workers_peak_mb,
     }
     write_result(result, out, zarr_format)
     return result

@@ -49,6 +49,7 @@ COMMAND_KEYS = {
         "remote.timeout_seconds",
         "dask.memory_mb_per_worker",
         "dask.threads_per_worker",
+        "dask.shared_cluster",
         "dask.cluster",
         "dask.scheduler_address",
         "dask.connect_timeout",

@@ -1,6 +1,7 @@
 """The Dask distributed cluster that analysis runs on.
 
-Three ways, one result: a new LocalCluster (the default), a running cluster at
+Four ways, one result: a new LocalCluster (the default), the workflow run's shared LocalCluster
+(``shared_cluster``, inside a snakemake run: :mod:`chunkatlas.run_cluster`), a running cluster at
 ``scheduler_address``, or workers started as SLURM jobs through dask-jobqueue
 (``cluster="slurm"``).
 """
@@ -8,6 +9,7 @@ Three ways, one result: a new LocalCluster (the default), a running cluster at
 from __future__ import annotations
 
 import logging
+import os
 import shlex
 import shutil
 from collections.abc import Iterator, Mapping, Sequence
@@ -18,6 +20,7 @@ import dask
 from distributed import Client, LocalCluster, WorkerPlugin
 
 from chunkatlas.errors import ChunkatlasError
+from chunkatlas.run_cluster import RUN_VARIABLE, cluster_spec, run_cluster_address
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +116,17 @@ class ClusterSettings:
     large_graph_warning_threshold: str = "10MB"
     slurm: SlurmOptions = field(default_factory=SlurmOptions)
     threads_per_worker: int = 1  # a new LocalCluster's
+    shared_cluster: bool = False  # use the workflow run's LocalCluster, when there is one
+
+    @property
+    def kind(self) -> str:
+        """Which cluster the analysis runs on: "local" (a new LocalCluster, its workers children
+        of this process), "run" (the workflow run's), "scheduler" (a running one) or "slurm"."""
+        if self.cluster == "slurm":
+            return "slurm"
+        if self.scheduler_address:
+            return "scheduler"
+        return "run" if self.shared_cluster and os.environ.get(RUN_VARIABLE) else "local"
 
     @classmethod
     def from_config(cls, config: Mapping, *, workers: int, memory_mb: int) -> ClusterSettings:
@@ -126,6 +140,7 @@ class ClusterSettings:
             large_graph_warning_threshold=dask["large_graph_warning_threshold"],
             slurm=SlurmOptions.from_mapping(dask["slurm"]),
             threads_per_worker=dask["threads_per_worker"],
+            shared_cluster=dask["shared_cluster"],
         )
 
 
@@ -282,6 +297,22 @@ def cluster_client(settings: ClusterSettings, preload: Sequence[str] = ()) -> It
                 yield client
             return
         per_worker_mb = max(256, memory_mb // n_workers)
+        if settings.kind == "run":
+            spec = cluster_spec(
+                n_workers, per_worker_mb, settings.threads_per_worker, preload, dask_settings
+            )
+            with (
+                run_cluster_address(os.environ[RUN_VARIABLE], spec, connect_timeout) as address,
+                Client(address, timeout=connect_timeout) as client,
+            ):
+                client.wait_for_workers(n_workers, timeout=connect_timeout)
+                log.info(
+                    "%d workers of the run's Dask cluster; dashboard: %s",
+                    n_workers,
+                    client.dashboard_link,
+                )
+                yield client
+            return
         with (
             LocalCluster(
                 n_workers=n_workers,

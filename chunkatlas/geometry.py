@@ -78,7 +78,8 @@ CODECS: dict[str, CodecPreset] = {
         BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle"), delta=True, cast=True
     ),
 }
-DEFAULT_CODEC = "zstd"
+# The analysis default, chosen on decode time per pass (benchmarks/README.md, "Round two").
+DEFAULT_CODEC = "packed"
 
 # numcodecs' shuffle constants for zarr v2 (NOSHUFFLE, SHUFFLE, BITSHUFFLE).
 _V2_SHUFFLE = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}

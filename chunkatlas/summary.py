@@ -11,6 +11,7 @@ import pandas as pd
 
 from chunkatlas.consolidate import load_manifest
 from chunkatlas.costs import MEASURES
+from chunkatlas.geometry import DEFAULT_CODEC
 from chunkatlas.remote.measure import CONDITIONS, Measurement
 from chunkatlas.store.layout import read_store
 
@@ -64,7 +65,7 @@ class GridPoint:
     benchmarks: Mapping[str, str]
     remote: str | None = None
     shard: int = 1
-    codec: str = "zstd"
+    codec: str = DEFAULT_CODEC
     dense_axis: str = "obs"  # the config's rechunk.dense_axis: what the chunk size counts
 
     def unit(self) -> str:
@@ -112,6 +113,12 @@ def summary_row(point: GridPoint) -> dict[str, object]:
             bench = read_benchmark(point.benchmarks[name])
             row[f"{name}_seconds"] = round(bench["seconds"], 3)
             row[f"{name}_max_rss_mb"] = round(bench["max_rss_mb"], 1)
+    workers_mb = provenance.get("workers_peak_rss_mb")
+    if workers_mb is not None:
+        row["analyze_workers_max_rss_mb"] = workers_mb
+        # the job's own process tree holds its workers only when it started them itself
+        if provenance.get("cluster", "local") != "local" and "analyze_max_rss_mb" in row:
+            row["analyze_max_rss_mb"] = round(row["analyze_max_rss_mb"] + workers_mb, 1)
     return row
 
 

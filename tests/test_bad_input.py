@@ -130,7 +130,7 @@ def test_profiles_never_keep_incomplete_outputs():
 def test_secrets_in_config_never_reach_outputs_or_logs(tmp_path):
     import yaml
 
-    from .workflow_runs import REPO, snakemake
+    from .workflow_runs import REPO, snakemake, store_dir
 
     secret = "wJalrXUtnFEMI-K7MDENG-not-a-real-key"
     config = yaml.safe_load((REPO / "config/test.yaml").read_text())
@@ -139,7 +139,7 @@ def test_secrets_in_config_never_reach_outputs_or_logs(tmp_path):
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
     done = snakemake(
         tmp_path,
-        "results/test/lung/chunks-300-shard-1-zstd/store.manifest.json",
+        f"results/test/{store_dir('lung', 300)}/store.manifest.json",
         "--cores",
         "1",
         "--configfile",

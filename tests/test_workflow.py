@@ -97,6 +97,26 @@ def test_summary_has_one_row_per_grid_point(test_run):
     assert (passes.read == "s3").all() and (passes.retries == 0).all()
 
 
+def test_analyses_of_a_run_share_one_cluster_stopped_when_the_run_ends(test_run):
+    import psutil
+
+    workdir, config = test_run
+    logs = [p.read_text() for p in (results_dir(workdir, config) / "logs/analyze").rglob("*.log")]
+    assert len(logs) == len(list(geometries(config)))
+    assert sum("started the run's Dask cluster" in log for log in logs) == 1
+    assert sum("reusing the run's Dask cluster" in log for log in logs) == len(logs) - 1
+    for tissue, chunk, shard, codec in geometries(config):
+        here = results_dir(workdir, config) / store_dir(tissue, chunk, shard, codec)
+        recorded = ad.read_zarr(here / "hvg_pca.zarr").uns["chunkatlas"]
+        assert recorded["cluster"] == "run" and recorded["workers_peak_rss_mb"] > 0
+    summary = pd.read_csv(results_dir(workdir, config) / "summary.tsv", sep="\t")
+    # the job's own process tree is the driver; its workers are added to it
+    assert (summary.analyze_max_rss_mb > summary.analyze_workers_max_rss_mb).all()
+    assert not any((workdir / ".snakemake" / "chunkatlas-clusters").iterdir())
+    commands = [" ".join(p.info["cmdline"] or []) for p in psutil.process_iter(["cmdline"])]
+    assert not [command for command in commands if str(workdir) in command]  # no worker left
+
+
 def test_every_rule_logged_and_rerun_is_a_no_op(test_run):
     workdir, config = test_run
     logs = list((results_dir(workdir, config) / "logs").rglob("*.log"))

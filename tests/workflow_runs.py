@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from chunkatlas.geometry import DEFAULT_CODEC
+
 REPO = Path(__file__).resolve().parents[1]
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
@@ -40,10 +42,10 @@ def geometries(config: dict):
     for tissue in config["tissues"]:
         for chunk in config["chunks"]:
             for shard in config.get("shards", [1]):
-                for codec in config.get("codecs", ["zstd"]):
+                for codec in config.get("codecs", [DEFAULT_CODEC]):
                     yield tissue, chunk, shard, codec
 
 
-def store_dir(tissue: str, chunk: int, shard: int = 1, codec: str = "zstd") -> str:
+def store_dir(tissue: str, chunk: int, shard: int = 1, codec: str = DEFAULT_CODEC) -> str:
     """The folder of one store inside results/RUN/ (the workflow names every geometry part)."""
     return f"{tissue}/chunks-{chunk}-shard-{shard}-{codec}"

@@ -124,6 +124,7 @@ def analyze(
             "seconds": costs.seconds,
             "passes": costs.passes,
             "driver_reads": take_reads()[1].asdict(),
+            "workers_peak_rss_mb": costs.workers_peak_mb(),
         }.items():
             write_elem(root["uns"]["chunkatlas"], name, value)
             result.uns["chunkatlas"][name] = value

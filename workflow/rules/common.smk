@@ -15,6 +15,7 @@ from chunkatlas.config import (
 from chunkatlas.errors import ChunkatlasError
 from chunkatlas.fetch import SourceSettings
 from chunkatlas.provenance import run_record
+from chunkatlas.run_cluster import close_run, open_run
 
 try:
     _schema = load_schema()

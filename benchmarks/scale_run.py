@@ -1,0 +1,314 @@
+"""Scale run: the whole workflow on a synthetic atlas of N cells x 20,000 genes.
+
+    python benchmarks/scale_run.py [--cells 2000000] [--genes 20000] [--chunk 10000]
+                                   [--data benchmarks/data] [--work DIR] [--json FILE]
+
+Makes (once, cached in --data as ``synthetic-census-CELLS-GENES.zarr``) an AnnData zarr store of
+cells drawn from a pool of 20,000 simulated ones (``benchmarks/synth.py``, written in blocks, so
+memory stays flat), writes a config that reads it as one tissue (``synthetic``: the whole store)
+in one geometry (--chunk cells per chunk, unsharded, codec ``packed``), and runs fetch ->
+rechunk -> consolidate -> analyze (fused engine, seurat, 2,000 HVGs, 50 PCs) -> plot_pca ->
+summary with ``snakemake --cores 2`` in --work (default: DATA/scale-run-CELLS, removed and made
+again each run).  Remote accounting is off: it would read the whole store again several times.
+
+What is measured:
+
+* the whole run: wall time, CPU, and peak RSS and PSS summed over snakemake's process tree and
+  the run's shared Dask cluster (``measure`` of ``hvg_pca.py``: RSS every 50 ms, PSS every
+  0.5 s);
+* fetch, rechunk, consolidate, analyze: wall time and ``max_rss`` of the job from Snakemake's
+  benchmark files;
+* the jobs of the rules without ``benchmark:`` (warmup, plot_pca, summary, provenance): sampled
+  here every 0.25 s, wall from the job's script process's start to its last sighting, peak RSS
+  of that process and its children;
+* the analysis's memory: the analyze job runs on the run's shared Dask cluster
+  (``chunkatlas.run_cluster``), a service process that the first analyze job starts and that is
+  its child until the job ends, so that job's benchmark ``max_rss`` counts the cluster too and
+  a later job's does not.  Reported instead: the driver's peak RSS (the job's script process
+  alone, sampled here) plus the workers' peak during the analysis
+  (``uns['chunkatlas']['workers_peak_rss_mb']`` of the result, with the seconds of each pass);
+* the stores' sizes on disk (the synthetic source, fetched, rechunked) and the machine.
+
+Never run by the tests.  At 2,000,000 cells the stores need about 3.7 GB (source), 3.5 GB
+(fetched) and 2.1 GB (rechunked) of disk (scaled from 30,000 cells).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import re
+import shutil
+import sys
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from hvg_pca import machine, measure  # noqa: E402
+
+POOL_CELLS = 20_000  # as hvg_pca.py's FULL plan
+TISSUE = "synthetic"
+RUN = "scale"
+STEPS = (
+    "fetch",
+    "rechunk",
+    "consolidate",
+    "warmup",
+    "analyze",
+    "plot_pca",
+    "summary",
+    "provenance",
+)
+BENCHMARKED = ("fetch", "rechunk", "consolidate", "analyze")
+
+
+def make_store(data: Path, cells: int, genes: int) -> Path:
+    """The synthetic source store (made once, then reused)."""
+    store = data / f"synthetic-census-{cells}-{genes}.zarr"
+    if not store.exists():
+        from synth import make_pool, write_store
+
+        start = time.perf_counter()
+        pool = make_pool(POOL_CELLS, genes)
+        print(f"pool of {POOL_CELLS:,} cells: {time.perf_counter() - start:.0f} s", flush=True)
+        partial = store.with_name(store.name + ".partial")  # an interrupted write is not cached
+        write_store(partial, pool, cells, chunk=10_000)
+        partial.rename(store)
+        print(f"store {store.name}: {time.perf_counter() - start:.0f} s", flush=True)
+    return store
+
+
+def write_config(work: Path, store: Path, chunk: int) -> Path:
+    """The run's config, validated as the workflow will validate it."""
+    import yaml
+
+    from chunkatlas.config import load_schema, validate_config
+    from chunkatlas.errors import ChunkatlasError
+
+    config = {
+        "run": RUN,
+        "source": {"kind": "anndata", "uri": str(store.resolve()), "tissue_column": None},
+        "tissues": [TISSUE],
+        "chunks": [chunk],
+        "shards": [1],
+        "codecs": ["packed"],
+        "analysis": {
+            "engine": "fused",
+            "flavor": "seurat",
+            "n_top_genes": 2000,
+            "n_comps": 50,
+            "label_key": "cell_type",
+        },
+        "remote": {"enabled": False},
+    }
+    try:  # an unknown key or a bad value fails here, at once
+        validate_config(config, load_schema())
+    except ChunkatlasError as err:
+        sys.exit(f"config: {err}")
+    path = work / "scale_run.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+class ScriptJobs:
+    """Samples the script process of each job of the run (``.snakemake/scripts/tmpXXXX.RULE.py``
+    under ``work``, started by snakemake): per rule, wall seconds (summed over its jobs), peak RSS
+    of a job's process alone and of its process tree."""
+
+    def __init__(self, work: Path, interval: float = 0.25) -> None:
+        self.pattern = re.compile(re.escape(f"{work}/.snakemake/scripts/") + r"tmp\w+\.(\w+)\.py\b")
+        self.jobs: dict[int, dict] = {}  # pid -> rule, start, last seen, peak RSS
+        self.interval = interval
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self.sample, daemon=True)
+
+    def sample(self) -> None:
+        import psutil
+
+        while not self.done.wait(self.interval):
+            for proc in psutil.process_iter():  # no attrs: measure's thread shares its cache
+                try:
+                    cmdline = proc.cmdline()
+                    match = self.pattern.search(" ".join(cmdline))
+                    parent = proc.parent()
+                    if match is None or parent is None or parent.cmdline() == cmdline:
+                        continue  # not a job's script, or a process the script forked
+                    own = proc.memory_info().rss
+                    tree = own + sum(c.memory_info().rss for c in proc.children(recursive=True))
+                    job = self.jobs.setdefault(
+                        proc.pid, {"rule": match[1], "start": proc.create_time(), "own": 0}
+                    )
+                except psutil.Error:
+                    continue
+                job["last"] = time.time()
+                job["own"] = max(job["own"], own)
+                job["tree"] = max(job.get("tree", 0), tree)
+
+    def __enter__(self) -> ScriptJobs:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.done.set()
+        self.thread.join()
+
+    def per_rule(self) -> dict[str, dict]:
+        rules: dict[str, dict] = {}
+        for job in self.jobs.values():
+            row = rules.setdefault(
+                job["rule"], {"seconds": 0.0, "max_rss_mb": 0.0, "process_rss_mb": 0.0, "jobs": 0}
+            )
+            row["seconds"] = round(row["seconds"] + job["last"] - job["start"], 2)
+            row["max_rss_mb"] = max(row["max_rss_mb"], round(job["tree"] / 2**20, 1))
+            row["process_rss_mb"] = max(row["process_rss_mb"], round(job["own"] / 2**20, 1))
+            row["jobs"] += 1
+        return rules
+
+
+def read_benchmark(path: Path) -> dict:
+    with path.open() as handle:
+        row = next(csv.DictReader(handle, delimiter="\t"))
+    return {"seconds": round(float(row["s"]), 2), "max_rss_mb": round(float(row["max_rss"]), 1)}
+
+
+def tree_mb(path: Path) -> float:
+    return round(sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20, 1)
+
+
+def collect(work: Path, chunk: int, sampled: dict[str, dict]) -> dict:
+    """Per step: seconds and peak memory; the analysis's passes; the stores' sizes."""
+    import zarr
+    from anndata.io import read_elem
+
+    from chunkatlas.summary import PASSES
+
+    def rank(name: str) -> int:  # the passes in the order they ran
+        return PASSES.index(name) if name in PASSES else len(PASSES)
+
+    results = work / "results" / RUN
+    point = f"{TISSUE}/chunks-{chunk}-shard-1-packed"
+    benchmarks = {
+        "fetch": f"fetch/{TISSUE}.tsv",
+        **{step: f"{step}/{point}.tsv" for step in ("rechunk", "consolidate", "analyze")},
+    }
+    steps = {}
+    for step in STEPS:
+        if step in BENCHMARKED and (results / "benchmarks" / benchmarks[step]).exists():
+            steps[step] = {
+                **read_benchmark(results / "benchmarks" / benchmarks[step]),
+                "what": "job max_rss (benchmark file)",
+            }
+        elif step in sampled:
+            steps[step] = {**sampled[step], "what": "job peak RSS (sampled)"}
+    uns = read_elem(zarr.open_group(results / point / "hvg_pca.zarr", mode="r")["uns/chunkatlas"])
+    analysis = {
+        "cluster": str(uns.get("cluster")),
+        "seconds": {
+            name: round(float(seconds), 2)
+            for name, seconds in sorted(uns.get("seconds", {}).items(), key=lambda i: rank(i[0]))
+        },
+        "workers_peak_rss_mb": float(uns.get("workers_peak_rss_mb") or 0),
+    }
+    if "analyze" in steps:  # its benchmark counts the shared cluster if this job started it
+        bench, workers = steps["analyze"], analysis["workers_peak_rss_mb"]
+        driver = sampled.get("analyze", {}).get("process_rss_mb") or bench["max_rss_mb"]
+        bench.update(
+            benchmark_max_rss_mb=bench["max_rss_mb"],
+            driver_rss_mb=driver,
+            workers_peak_rss_mb=workers,
+            max_rss_mb=round(driver + workers, 1),
+            what=f"driver {driver:,.0f} (sampled) + workers {workers:,.0f} (uns)",
+        )
+    summary_row = {}
+    if (results / "summary.tsv").exists():
+        with (results / "summary.tsv").open() as handle:
+            summary_row = next(csv.DictReader(handle, delimiter="\t"))
+    return {
+        "steps": steps,
+        "analysis": analysis,
+        "summary_tsv": {k: v for k, v in summary_row.items() if k.endswith(("_seconds", "_mb"))},
+        "stores_mb": {
+            "fetched": tree_mb(results / TISSUE / "fetched.zarr"),
+            "rechunked": tree_mb(results / point / "store.zarr"),
+        },
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--cells", type=int, default=2_000_000)
+    parser.add_argument("--genes", type=int, default=20_000)
+    parser.add_argument("--chunk", type=int, default=10_000, help="cells per chunk of X")
+    parser.add_argument("--data", default=str(HERE / "data"), help="where the store is cached")
+    parser.add_argument("--work", default=None, help="the run's folder (default DATA/scale-run-N)")
+    parser.add_argument("--json", default=None, help="also write the figures to this file")
+    args = parser.parse_args()
+    data = Path(args.data).resolve()
+    data.mkdir(parents=True, exist_ok=True)
+    work = Path(args.work or data / f"scale-run-{args.cells}").resolve()
+    if work.exists() and any(work.iterdir()) and not (work / "scale_run.yaml").exists():
+        sys.exit(f"{work} is not empty and not an earlier scale run's folder: not removing it")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+
+    import psutil
+
+    report: dict = {
+        "machine": {**machine(), "ram_gb": round(psutil.virtual_memory().total / 2**30, 1)},
+        "cells": args.cells,
+        "genes": args.genes,
+        "chunk": args.chunk,
+    }
+    print(f"machine: {report['machine']}", flush=True)
+    store = make_store(data, args.cells, args.genes)
+    config = write_config(work, store, args.chunk)
+    argv = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
+    argv += ["--directory", str(work), "--cores", "2", "--configfile", str(config)]
+    print(f"running: {' '.join(argv)}", flush=True)
+    with ScriptJobs(work) as jobs:
+        run = measure("snakemake", argv)
+    report["run"] = {
+        "returncode": run.returncode,
+        "seconds": run.seconds,
+        "cpu_seconds": run.cpu_seconds,
+        "peak_rss_mb": run.peak_rss_mb,
+        "peak_pss_mb": run.peak_pss_mb,
+    }
+    if run.returncode:
+        sys.exit(run.returncode)  # measure printed the end of snakemake's stderr
+    report.update(collect(work, args.chunk, jobs.per_rule()))
+    report["stores_mb"] = {"source": tree_mb(store), **report["stores_mb"]}
+
+    print(f"\n{args.cells:,} cells x {args.genes:,} genes, {args.chunk:,} cells per chunk\n")
+    print("| step | wall s | peak memory MB: what |\n| --- | ---: | --- |")
+    for step in STEPS:
+        row = report["steps"].get(step)
+        if row is None:
+            print(f"| {step} | - | - (not measured) |")
+        else:
+            print(f"| {step} | {row['seconds']:,.1f} | {row['max_rss_mb']:,.0f}: {row['what']} |")
+    whole = report["run"]
+    print(
+        f"| whole run | {whole['seconds']:,.1f} | RSS {whole['peak_rss_mb']:,.0f}, PSS "
+        f"{whole['peak_pss_mb']:,.0f}: everything, sampled (CPU {whole['cpu_seconds']:,.0f} s) |"
+    )
+    analysis = report["analysis"]
+    passes = ", ".join(f"{k} {v:.1f} s" for k, v in analysis["seconds"].items())
+    print(f"\nanalysis on cluster {analysis['cluster']!r}: {passes}")
+    sizes = ", ".join(f"{name} {mb:,.0f} MB" for name, mb in report["stores_mb"].items())
+    print(f"stores on disk: {sizes}")
+    m = report["machine"]
+    print(f"machine: {m['cpus']} cores ({m['model']}), {m['ram_gb']} GB RAM, Python {m['python']}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
