@@ -40,6 +40,13 @@ ENGINES = ("fused", "scanpy", "memory")
 #: Not run by default (``--engines fused,fused-zarrs``): the fused engine with zarrs (Rust) as
 #: zarr's codec pipeline, in the driver and, through the environment, in every worker.
 ZARRS = "fused-zarrs"
+#: Not run by default either: the fused engine on thread-based workers (a LocalCluster with
+#: processes=False inside the analysing process), which start faster but share one process.
+THREADS = "fused-threads"
+#: The fused engine on a cluster already running, as every analyze job of a workflow run after
+#: the first (chunkatlas.run_cluster); the cluster is started by an unrecorded run before.
+ON_RUN_CLUSTER = "fused-run"
+VARIANTS = (ZARRS, THREADS, ON_RUN_CLUSTER)
 E2E_PATHS = ("chunkatlas", "tutorial")
 
 
@@ -146,10 +153,13 @@ def run_clusters_of(pid: int) -> list:
     return found
 
 
-def measure(label: str, argv: list[str], interval: float = 0.05) -> Run:
-    """Run ``argv`` in a subprocess, sampling the memory of its process tree (and of the shared
-    Dask clusters it started): RSS every ``interval`` seconds, PSS and the list of processes
-    every tenth sample (cheap enough not to slow the run on 2 cores)."""
+def measure(
+    label: str, argv: list[str], interval: float = 0.05, cluster_owner: int | None = None
+) -> Run:
+    """Run ``argv`` in a subprocess, sampling the memory of its process tree and of the shared
+    Dask clusters of ``cluster_owner`` (default: the subprocess, e.g. snakemake): RSS every
+    ``interval`` seconds, PSS and the list of processes every tenth sample (cheap enough not to
+    slow the run on 2 cores)."""
     import resource
 
     import psutil
@@ -170,7 +180,8 @@ def measure(label: str, argv: list[str], interval: float = 0.05) -> Run:
         while not done.is_set():
             if tick % 10 == 0:
                 try:
-                    found = [root, *root.children(recursive=True), *run_clusters_of(root.pid)]
+                    clusters = run_clusters_of(cluster_owner or root.pid)
+                    found = [root, *root.children(recursive=True), *clusters]
                     procs = list({proc.pid: proc for proc in found}.values())
                 except psutil.Error:
                     pass
@@ -252,6 +263,35 @@ def run_engine(engine: str, store: str, out: str, rows: int, n_top_genes: int) -
                 read_lazy(store, rows), AnalysisParams(n_top_genes=n_top_genes, engine="scanpy")
             )
         write_result(result, out)
+    elif engine == THREADS:
+        from distributed import LocalCluster
+
+        from chunkatlas.analyze import AnalysisParams, analyze_store
+        from chunkatlas.cluster import ClusterSettings
+
+        with LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0"
+        ) as local:
+            analyze_store(
+                store,
+                out,
+                rows=rows,
+                cluster=ClusterSettings(
+                    workers=2, memory_mb=8192, scheduler_address=local.scheduler_address
+                ),
+                params=AnalysisParams(n_top_genes=n_top_genes, engine="fused"),
+            )
+    elif engine == ON_RUN_CLUSTER:
+        from chunkatlas.analyze import AnalysisParams, analyze_store
+        from chunkatlas.cluster import ClusterSettings
+
+        analyze_store(
+            store,
+            out,
+            rows=rows,
+            cluster=ClusterSettings(workers=2, memory_mb=8192, shared_cluster=True),
+            params=AnalysisParams(n_top_genes=n_top_genes, engine="fused"),
+        )
     else:
         if engine == ZARRS:  # before zarr is imported here or in a worker
             os.environ["ZARR_CODEC_PIPELINE__PATH"] = "zarrs.ZarrsCodecPipeline"
@@ -524,7 +564,7 @@ def main() -> None:
     parser.add_argument(
         "--engines",
         default=",".join(ENGINES),
-        help=f"engines to run, of {', '.join((*ENGINES, ZARRS))}",
+        help=f"engines to run, of {', '.join((*ENGINES, *VARIANTS))}",
     )
     parser.add_argument("--child", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -538,7 +578,7 @@ def main() -> None:
     plan = replace(
         plan,
         scales=tuple(
-            replace(s, engines=tuple(e for e in (*s.engines, ZARRS) if e in chosen))
+            replace(s, engines=tuple(e for e in (*s.engines, *VARIANTS) if e in chosen))
             for s in plan.scales
         ),
     )
@@ -553,27 +593,32 @@ def main() -> None:
     stores = make_stores(plan, data)
     atlas = None if args.skip_e2e else make_atlas(plan, data)
 
+    if any(ON_RUN_CLUSTER in scale.engines for scale in plan.scales):
+        from chunkatlas.run_cluster import close_run, open_run
+
+        open_run(data)  # this process owns the cluster its children share
     for scale in plan.scales:
         slowest = scale is plan.scales[-1]
         engines = [e for e in scale.engines if e != "memory" or fits_in_memory(stores[scale.name])]
         runs: dict[str, list[Run]] = {e: [] for e in engines}
         for rep in range(repeats):
             for engine in engines:
-                if slowest and engine not in ("fused", ZARRS) and rep >= plan.slow_repeats:
+                if slowest and not engine.startswith("fused") and rep >= plan.slow_repeats:
                     continue
-                shutil.rmtree(scratch, ignore_errors=True)
-                scratch.mkdir()
-                run = measure(
+                argv = child(
+                    "engine",
                     engine,
-                    child(
-                        "engine",
-                        engine,
-                        str(stores[scale.name]),
-                        str(scratch / "out.zarr"),
-                        str(scale.rows),
-                        str(scale.n_top_genes),
-                    ),
+                    str(stores[scale.name]),
+                    str(scratch / "out.zarr"),
+                    str(scale.rows),
+                    str(scale.n_top_genes),
                 )
+                warm_up = engine == ON_RUN_CLUSTER and rep == 0  # as the run's first job
+                for _ in range(2 if warm_up else 1):
+                    shutil.rmtree(scratch, ignore_errors=True)
+                    scratch.mkdir()
+                    owner = os.getpid() if engine == ON_RUN_CLUSTER else None
+                    run = measure(engine, argv, cluster_owner=owner)
                 runs[engine].append(run)
                 print_run(f"{scale.name} {engine:7s}", rep, run, pss=True)
         rows = {engine: summarise(r) for engine, r in runs.items()}
@@ -644,6 +689,8 @@ def main() -> None:
             rows,
             "chunkatlas",
         )
+    if any(ON_RUN_CLUSTER in scale.engines for scale in plan.scales):
+        close_run()
     shutil.rmtree(scratch, ignore_errors=True)
     report["total_seconds"] = round(time.perf_counter() - t0)
     print(f"\ntotal {report['total_seconds']} s")

@@ -16,18 +16,13 @@ What is measured:
 * the whole run: wall time, CPU, and peak RSS and PSS summed over snakemake's process tree and
   the run's shared Dask cluster (``measure`` of ``hvg_pca.py``: RSS every 50 ms, PSS every
   0.5 s);
-* fetch, rechunk, consolidate, analyze: wall time and ``max_rss`` of the job from Snakemake's
-  benchmark files;
-* the jobs of the rules without ``benchmark:`` (warmup, plot_pca, summary, provenance): sampled
-  here every 0.25 s, wall from the job's script process's start to its last sighting, peak RSS
-  of that process and its children;
-* the analysis's memory: the analyze job runs on the run's shared Dask cluster
-  (``chunkatlas.run_cluster``), a service process that the first analyze job starts and that is
-  its child until the job ends, so that job's benchmark ``max_rss`` counts the cluster too and
-  a later job's does not.  Reported instead: the driver's peak RSS (the job's script process
-  alone, sampled here) plus the workers' peak during the analysis
-  (``uns['chunkatlas']['workers_peak_rss_mb']`` of the result, with the seconds of each pass);
-* the stores' sizes on disk (the synthetic source, fetched, rechunked) and the machine.
+* fetch, rechunk, consolidate, analyze: wall time and ``max_rss`` of each job from Snakemake's
+  benchmark files.  The analysis runs on the run's shared Dask cluster (a service process of
+  its own, ``chunkatlas.run_cluster``), so its memory is the job's (the driver) plus the
+  workers' peak during the analysis (``uns['chunkatlas']['workers_peak_rss_mb']``), as
+  ``summary.tsv``'s ``analyze_max_rss_mb`` adds them;
+* the seconds of each analysis pass, the stores' sizes on disk (the synthetic source, fetched,
+  rechunked) and the machine.
 
 Never run by the tests.  At 2,000,000 cells the stores need about 3.7 GB (source), 3.5 GB
 (fetched) and 2.1 GB (rechunked) of disk (scaled from 30,000 cells).
@@ -38,10 +33,8 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import re
 import shutil
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -54,22 +47,11 @@ from hvg_pca import machine, measure  # noqa: E402
 POOL_CELLS = 20_000  # as hvg_pca.py's FULL plan
 TISSUE = "synthetic"
 RUN = "scale"
-STEPS = (
-    "fetch",
-    "rechunk",
-    "consolidate",
-    "warmup",
-    "analyze",
-    "plot_pca",
-    "summary",
-    "provenance",
-)
-BENCHMARKED = ("fetch", "rechunk", "consolidate", "analyze")
+STEPS = ("fetch", "rechunk", "consolidate", "analyze")  # the rules with a benchmark file
 
 
-def make_store(data: Path, cells: int, genes: int) -> Path:
+def make_store(store: Path, cells: int, genes: int) -> None:
     """The synthetic source store (made once, then reused)."""
-    store = data / f"synthetic-census-{cells}-{genes}.zarr"
     if not store.exists():
         from synth import make_pool, write_store
 
@@ -80,7 +62,6 @@ def make_store(data: Path, cells: int, genes: int) -> Path:
         write_store(partial, pool, cells, chunk=10_000)
         partial.rename(store)
         print(f"store {store.name}: {time.perf_counter() - start:.0f} s", flush=True)
-    return store
 
 
 def write_config(work: Path, store: Path, chunk: int) -> Path:
@@ -115,61 +96,6 @@ def write_config(work: Path, store: Path, chunk: int) -> Path:
     return path
 
 
-class ScriptJobs:
-    """Samples the script process of each job of the run (``.snakemake/scripts/tmpXXXX.RULE.py``
-    under ``work``, started by snakemake): per rule, wall seconds (summed over its jobs), peak RSS
-    of a job's process alone and of its process tree."""
-
-    def __init__(self, work: Path, interval: float = 0.25) -> None:
-        self.pattern = re.compile(re.escape(f"{work}/.snakemake/scripts/") + r"tmp\w+\.(\w+)\.py\b")
-        self.jobs: dict[int, dict] = {}  # pid -> rule, start, last seen, peak RSS
-        self.interval = interval
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self.sample, daemon=True)
-
-    def sample(self) -> None:
-        import psutil
-
-        while not self.done.wait(self.interval):
-            for proc in psutil.process_iter():  # no attrs: measure's thread shares its cache
-                try:
-                    cmdline = proc.cmdline()
-                    match = self.pattern.search(" ".join(cmdline))
-                    parent = proc.parent()
-                    if match is None or parent is None or parent.cmdline() == cmdline:
-                        continue  # not a job's script, or a process the script forked
-                    own = proc.memory_info().rss
-                    tree = own + sum(c.memory_info().rss for c in proc.children(recursive=True))
-                    job = self.jobs.setdefault(
-                        proc.pid, {"rule": match[1], "start": proc.create_time(), "own": 0}
-                    )
-                except psutil.Error:
-                    continue
-                job["last"] = time.time()
-                job["own"] = max(job["own"], own)
-                job["tree"] = max(job.get("tree", 0), tree)
-
-    def __enter__(self) -> ScriptJobs:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.done.set()
-        self.thread.join()
-
-    def per_rule(self) -> dict[str, dict]:
-        rules: dict[str, dict] = {}
-        for job in self.jobs.values():
-            row = rules.setdefault(
-                job["rule"], {"seconds": 0.0, "max_rss_mb": 0.0, "process_rss_mb": 0.0, "jobs": 0}
-            )
-            row["seconds"] = round(row["seconds"] + job["last"] - job["start"], 2)
-            row["max_rss_mb"] = max(row["max_rss_mb"], round(job["tree"] / 2**20, 1))
-            row["process_rss_mb"] = max(row["process_rss_mb"], round(job["own"] / 2**20, 1))
-            row["jobs"] += 1
-        return rules
-
-
 def read_benchmark(path: Path) -> dict:
     with path.open() as handle:
         row = next(csv.DictReader(handle, delimiter="\t"))
@@ -180,7 +106,7 @@ def tree_mb(path: Path) -> float:
     return round(sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20, 1)
 
 
-def collect(work: Path, chunk: int, sampled: dict[str, dict]) -> dict:
+def collect(work: Path, chunk: int) -> dict:
     """Per step: seconds and peak memory; the analysis's passes; the stores' sizes."""
     import zarr
     from anndata.io import read_elem
@@ -192,46 +118,27 @@ def collect(work: Path, chunk: int, sampled: dict[str, dict]) -> dict:
 
     results = work / "results" / RUN
     point = f"{TISSUE}/chunks-{chunk}-shard-1-packed"
-    benchmarks = {
-        "fetch": f"fetch/{TISSUE}.tsv",
-        **{step: f"{step}/{point}.tsv" for step in ("rechunk", "consolidate", "analyze")},
+    benchmarks = results / "benchmarks"
+    steps = {
+        step: read_benchmark(benchmarks / step / f"{TISSUE if step == 'fetch' else point}.tsv")
+        for step in STEPS
     }
-    steps = {}
-    for step in STEPS:
-        if step in BENCHMARKED and (results / "benchmarks" / benchmarks[step]).exists():
-            steps[step] = {
-                **read_benchmark(results / "benchmarks" / benchmarks[step]),
-                "what": "job max_rss (benchmark file)",
-            }
-        elif step in sampled:
-            steps[step] = {**sampled[step], "what": "job peak RSS (sampled)"}
     uns = read_elem(zarr.open_group(results / point / "hvg_pca.zarr", mode="r")["uns/chunkatlas"])
-    analysis = {
-        "cluster": str(uns.get("cluster")),
-        "seconds": {
-            name: round(float(seconds), 2)
-            for name, seconds in sorted(uns.get("seconds", {}).items(), key=lambda i: rank(i[0]))
-        },
-        "workers_peak_rss_mb": float(uns.get("workers_peak_rss_mb") or 0),
-    }
-    if "analyze" in steps:  # its benchmark counts the shared cluster if this job started it
-        bench, workers = steps["analyze"], analysis["workers_peak_rss_mb"]
-        driver = sampled.get("analyze", {}).get("process_rss_mb") or bench["max_rss_mb"]
-        bench.update(
-            benchmark_max_rss_mb=bench["max_rss_mb"],
-            driver_rss_mb=driver,
-            workers_peak_rss_mb=workers,
-            max_rss_mb=round(driver + workers, 1),
-            what=f"driver {driver:,.0f} (sampled) + workers {workers:,.0f} (uns)",
-        )
-    summary_row = {}
-    if (results / "summary.tsv").exists():
-        with (results / "summary.tsv").open() as handle:
-            summary_row = next(csv.DictReader(handle, delimiter="\t"))
+    workers = float(uns.get("workers_peak_rss_mb") or 0)
+    steps["analyze"].update(
+        driver_rss_mb=steps["analyze"]["max_rss_mb"],
+        workers_peak_rss_mb=workers,
+        max_rss_mb=round(steps["analyze"]["max_rss_mb"] + workers, 1),
+    )
     return {
         "steps": steps,
-        "analysis": analysis,
-        "summary_tsv": {k: v for k, v in summary_row.items() if k.endswith(("_seconds", "_mb"))},
+        "analysis": {
+            "cluster": str(uns.get("cluster")),
+            "seconds": {
+                name: round(float(seconds), 2)
+                for name, seconds in sorted(uns["seconds"].items(), key=lambda i: rank(i[0]))
+            },
+        },
         "stores_mb": {
             "fetched": tree_mb(results / TISSUE / "fetched.zarr"),
             "rechunked": tree_mb(results / point / "store.zarr"),
@@ -267,13 +174,13 @@ def main() -> None:
         "chunk": args.chunk,
     }
     print(f"machine: {report['machine']}", flush=True)
-    store = make_store(data, args.cells, args.genes)
+    store = data / f"synthetic-census-{args.cells}-{args.genes}.zarr"
     config = write_config(work, store, args.chunk)
+    make_store(store, args.cells, args.genes)
     argv = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
     argv += ["--directory", str(work), "--cores", "2", "--configfile", str(config)]
     print(f"running: {' '.join(argv)}", flush=True)
-    with ScriptJobs(work) as jobs:
-        run = measure("snakemake", argv)
+    run = measure("snakemake", argv)
     report["run"] = {
         "returncode": run.returncode,
         "seconds": run.seconds,
@@ -281,23 +188,24 @@ def main() -> None:
         "peak_rss_mb": run.peak_rss_mb,
         "peak_pss_mb": run.peak_pss_mb,
     }
-    if run.returncode:
-        sys.exit(run.returncode)  # measure printed the end of snakemake's stderr
-    report.update(collect(work, args.chunk, jobs.per_rule()))
+    if run.returncode:  # measure printed the end of snakemake's stderr
+        sys.exit(f"snakemake failed (exit {run.returncode}); job logs: {work}/results/{RUN}/logs")
+    report.update(collect(work, args.chunk))
     report["stores_mb"] = {"source": tree_mb(store), **report["stores_mb"]}
 
     print(f"\n{args.cells:,} cells x {args.genes:,} genes, {args.chunk:,} cells per chunk\n")
-    print("| step | wall s | peak memory MB: what |\n| --- | ---: | --- |")
-    for step in STEPS:
-        row = report["steps"].get(step)
-        if row is None:
-            print(f"| {step} | - | - (not measured) |")
-        else:
-            print(f"| {step} | {row['seconds']:,.1f} | {row['max_rss_mb']:,.0f}: {row['what']} |")
+    print("| step | wall s | peak memory MB |\n| --- | ---: | ---: |")
+    for step, row in report["steps"].items():
+        print(f"| {step} | {row['seconds']:,.1f} | {row['max_rss_mb']:,.0f} |")
+    analyze = report["steps"]["analyze"]
+    print(
+        f"\nanalyze: the job (driver) {analyze['driver_rss_mb']:,.0f} MB + the workers' peak "
+        f"{analyze['workers_peak_rss_mb']:,.0f} MB"
+    )
     whole = report["run"]
     print(
-        f"| whole run | {whole['seconds']:,.1f} | RSS {whole['peak_rss_mb']:,.0f}, PSS "
-        f"{whole['peak_pss_mb']:,.0f}: everything, sampled (CPU {whole['cpu_seconds']:,.0f} s) |"
+        f"whole run: {whole['seconds']:,.1f} s (CPU {whole['cpu_seconds']:,.0f} s), peak RSS "
+        f"{whole['peak_rss_mb']:,.0f} MB, PSS {whole['peak_pss_mb']:,.0f} MB (every process)"
     )
     analysis = report["analysis"]
     passes = ", ".join(f"{k} {v:.1f} s" for k, v in analysis["seconds"].items())

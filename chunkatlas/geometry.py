@@ -20,21 +20,23 @@ has a single compressor and no such place, and relies on the manifest's CRC-32 o
 preset     encoding                                          for
 =========  ================================================  ===================================
 blosc-lz4  Blosc lz4, level 5, byte shuffle                  anndata 0.12's default (zarr v2's)
-zstd       Zstd level 0 (no Zstd checksum)                   anndata 0.13's default (zarr v3's);
-                                                             the default here
-packed     CSR ``indices`` and ``indptr``: delta coding;     sparse counts: deltas of sorted
-           integer-valued matrix values (X's ``data``,       gene indices are small, and counts
-           dense X, layers): stored as the narrowest         fit in one or two bytes; bit-shuffle
-           integer type that holds them all (never when      puts their many zero high bits
-           one value is not an integer: then as they are);   together for zstd
+zstd       Zstd level 0 (no Zstd checksum)                   anndata 0.13's default (zarr v3's)
+packed     CSR ``indices``: stored as the narrowest          sparse counts, the default here:
+           unsigned type that holds every gene number, then  deltas of sorted gene indices are
+           delta coding; ``indptr``: delta coding;           small, and counts fit in one or two
+           integer-valued matrix values (X's ``data``,       bytes; bit-shuffle puts their many
+           dense X, layers): stored as the narrowest         zero high bits together for zstd;
+           integer type that holds them all (never when      narrow types decode in a fraction
+           one value is not an integer: then as they are);   of the time
            then Blosc zstd, level 5, bit-shuffle
 =========  ================================================  ===================================
 
 The cast of ``packed`` is chosen from the values themselves (:func:`integer_cast`) and changes
 no value read back: it is refused for any non-integer, non-finite or negative-zero value, or a
 range no narrower integer type holds.  Delta coding of integers is exact (wrap-around
-arithmetic undoes itself); CSR indices are sorted only within a row, so a delta is negative at
-each row start, which the signed integer type stores as well.
+arithmetic undoes itself, also in the narrow unsigned type of CSR indices); CSR indices are
+sorted only within a row, so a delta is negative at each row start, which wraps around exactly
+as well.
 """
 
 from __future__ import annotations
@@ -85,6 +87,7 @@ DEFAULT_CODEC = "packed"
 _V2_SHUFFLE = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}
 # Candidates for a cast, narrowest first.
 _CAST_TYPES = tuple(np.dtype(t) for t in ("u1", "i1", "u2", "i2", "u4", "i4"))
+_INDEX_TYPES = tuple(np.dtype(t) for t in ("u1", "u2", "u4"))
 
 
 def check_geometry(shard: int, codec: str, zarr_format: int) -> None:
@@ -172,17 +175,21 @@ def array_settings(
     """``dataset_kwargs`` for one array, as anndata passes them to ``create_array``: chunks,
     shards, filters and compressors.
 
-    ``role`` "index" (CSR indices and indptr) gets the preset's delta coding; "values" (matrix
-    values) the ``cast`` found by :func:`integer_cast`; "column" (obs and var arrays, strings
-    too) neither: only chunks, shards and compressors.
+    ``role`` "index" (CSR indptr) gets the preset's delta coding; "indices" (CSR indices) too,
+    after the ``cast`` of :func:`index_cast` for presets that cast; "values" (matrix values) the
+    ``cast`` found by :func:`integer_cast`; "column" (obs and var arrays, strings too) neither:
+    only chunks, shards and compressors.
     """
     preset = CODECS[codec]
     v3 = zarr_format == 3
     # The same codec names and settings exist as numcodecs codecs (v2) and zarr v3 wrappers.
     source = zarr.codecs.numcodecs if v3 else numcodecs
     filters = []
-    if role == "index" and preset.delta:
-        filters.append(source.Delta(dtype=np.dtype(dtype).str))
+    if role in ("index", "indices") and preset.delta:
+        narrow = cast if role == "indices" and preset.cast else None
+        if narrow is not None:  # stored narrow, decoded to ``dtype``; deltas wrap around in it
+            filters.append(source.AsType(encode_dtype=narrow.str, decode_dtype=np.dtype(dtype).str))
+        filters.append(source.Delta(dtype=(narrow or np.dtype(dtype)).str))
     if role == "values" and cast is not None:
         filters.append(source.AsType(encode_dtype=cast.str, decode_dtype=np.dtype(dtype).str))
     settings: dict = {"chunks": tuple(chunks)}
@@ -203,6 +210,12 @@ def as_v2(preset: CodecPreset) -> numcodecs.abc.Codec:
     return numcodecs.Blosc(
         cname=str(codec.cname), clevel=codec.clevel, shuffle=_V2_SHUFFLE[str(codec.shuffle)]
     )
+
+
+def index_cast(n: int) -> np.dtype | None:
+    """The narrowest unsigned type that holds every index below ``n`` (gene numbers of CSR
+    indices; two bytes for up to 65,536 genes), or None if only 8 bytes do."""
+    return next((t for t in _INDEX_TYPES if n - 1 <= np.iinfo(t).max), None)
 
 
 def integer_cast(array) -> np.dtype | None:

@@ -18,6 +18,7 @@ from chunkatlas.geometry import (
     array_settings,
     check_geometry,
     column_chunks,
+    index_cast,
     integer_cast,
     matrix_chunks,
 )
@@ -118,21 +119,22 @@ def write_csr(
     parent: zarr.Group, name: str, matrix, chunks: tuple[int], settings: Callable[..., dict]
 ) -> None:
     """Write ``matrix`` (a Dask array of CSR blocks, or a CSR matrix) as anndata's csr_matrix
-    group, one block of rows at a time; ``settings(chunks, shape, dtype=, role=)`` gives each
-    array's geometry and codecs.  Indices and indptr are int64, as anndata writes them."""
+    group, one block of rows at a time; ``settings(chunks, shape, dtype=, role=, cast=)`` gives
+    each array's geometry and codecs.  Indices and indptr are int64, as anndata writes them
+    (presets that cast store indices narrower: :func:`~chunkatlas.geometry.index_cast`)."""
     n_obs = matrix.shape[0]
     group = parent.create_group(name)
     group.attrs.update(
         {"encoding-type": "csr_matrix", "encoding-version": "0.1.0", "shape": list(matrix.shape)}
     )
 
-    def create(key, shape, dtype, role):
+    def create(key, shape, dtype, role, **cast):
         known = None if shape == (0,) else shape  # data and indices grow block by block
-        kwargs = settings(chunks, known, dtype=np.dtype(dtype), role=role)
+        kwargs = settings(chunks, known, dtype=np.dtype(dtype), role=role, **cast)
         return group.create_array(key, shape=shape, dtype=dtype, **kwargs)
 
     data = create("data", (0,), matrix.dtype, "values")
-    indices = create("indices", (0,), np.int64, "index")
+    indices = create("indices", (0,), np.int64, "indices", cast=index_cast(matrix.shape[1]))
     indptr = create("indptr", (n_obs + 1,), np.int64, "index")
     indptr[0] = 0
     row = nnz = 0

@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 RUN_VARIABLE = "CHUNKATLAS_RUN_CLUSTERS"
 OWNER = "owner.pid"
 CLUSTER = "cluster.json"
+SERVICE_PID = "service.pid"
 
 
 def open_run(workdir: str | os.PathLike = ".") -> Path:
@@ -155,28 +156,33 @@ def stop_services(pids: Sequence[int], timeout: float) -> None:
 
 def start_service(slot: Path, spec: Mapping[str, object], timeout: float) -> dict:
     """Start the slot's cluster as a process of its own and wait until it listens."""
-    (slot / CLUSTER).unlink(missing_ok=True)
-    with open(slot / "service.log", "ab") as service_log:
-        process = subprocess.Popen(
+    for name in (CLUSTER, SERVICE_PID):
+        (slot / name).unlink(missing_ok=True)
+    service_log = slot / "service.log"
+    with open(service_log, "ab") as output:
+        subprocess.run(  # returns as soon as the service has forked away
             [sys.executable, "-m", __name__, str(slot), json.dumps(spec)],
             stdin=subprocess.DEVNULL,
-            stdout=service_log,
+            stdout=output,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # not stopped with the job that started it
+            check=True,
         )
     deadline = time.monotonic() + timeout
-    while (service := running(slot)) is None or service["pid"] != process.pid:
-        if process.poll() is not None:
-            tail = (slot / "service.log").read_text(errors="replace").strip().splitlines()[-1:]
+    while (service := running(slot)) is None:
+        pid = int((slot / SERVICE_PID).read_text() or 0) if (slot / SERVICE_PID).exists() else 0
+        if pid and not alive(pid):
+            tail = service_log.read_text(errors="replace").strip().splitlines()[-1:]
             raise ChunkatlasError(
-                f"the run's Dask cluster did not start (exit {process.returncode}): "
-                f"{tail[0] if tail else 'no output'}; see {slot / 'service.log'}"
+                f"the run's Dask cluster did not start: {tail[0] if tail else 'no output'}; "
+                f"see {service_log}"
             )
         if time.monotonic() > deadline:
-            process.terminate()
+            if pid:
+                stop_services([pid], timeout)
             raise ChunkatlasError(
                 f"the run's Dask cluster did not start within {timeout:g} s "
-                f"(dask.connect_timeout); see {slot / 'service.log'}"
+                f"(dask.connect_timeout); see {service_log}"
             )
         time.sleep(0.05)
     log.info(
@@ -220,4 +226,9 @@ def serve(slot: Path, spec: Mapping[str, object]) -> None:
 
 
 if __name__ == "__main__":
+    # Fork away from the job that starts the service: its process tree (and so Snakemake's
+    # benchmark of it) never holds the cluster, which every analysis of the run uses.
+    if os.fork():
+        os._exit(0)
+    (Path(sys.argv[1]) / SERVICE_PID).write_text(str(os.getpid()))
     serve(Path(sys.argv[1]), json.loads(sys.argv[2]))

@@ -98,11 +98,23 @@ def run_fused(client, store, out, *, rows, flavor, n_top_genes, n_comps, **kwarg
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32])
+def test_row_sums_count_what_is_not_a_count_as_the_checks_do(dtype):
+    from chunkatlas.checks import block_problems
+
+    x = random_csr(np.random.default_rng(1), 40, 20, dtype=dtype)
+    bad = [-3, 0.5, np.nan, np.inf, -np.inf, -0.25] if x.dtype.kind == "f" else [-3, -1]
+    x.data[: len(bad)] = bad
+    _, problems = kernels._row_sums(x.indptr, x.data)
+    np.testing.assert_array_equal(problems, block_problems(x))
+    assert problems.sum() > 0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32])
 def test_row_sums_and_column_moments_match_numpy(dtype):
     rng = np.random.default_rng(0)
     x = random_csr(rng, 50, 30, dtype=dtype)
     np.testing.assert_array_equal(
-        kernels._row_sums(x.indptr, x.data), np.asarray(x.sum(axis=1), dtype=np.float64).ravel()
+        kernels._row_sums(x.indptr, x.data)[0], np.asarray(x.sum(axis=1), dtype=np.float64).ravel()
     )
     sums, squares, stored = kernels._column_moments(x.indices, x.data, 30)
     dense = x.toarray()
@@ -232,7 +244,7 @@ def test_blocks_cover_every_value_once(rows, chunk):
     for block in blocks:
         assert (block.entry_start % chunk == 0) or chunk > rows * x.nnz / 120
         piece = x.data[block.entry_start : block.entry_stop]
-        row_sums[block.row_start : block.row_stop] += kernels._row_sums(block.row_ptr, piece)
+        row_sums[block.row_start : block.row_stop] += kernels._row_sums(block.row_ptr, piece)[0]
     np.testing.assert_array_equal(row_sums, np.asarray(x.sum(axis=1)).ravel())
 
 

@@ -20,7 +20,13 @@ from chunkatlas.analyze import AnalysisParams, analyze_store
 from chunkatlas.cell_totals import row_totals
 from chunkatlas.consolidate import consolidate_store, verify_store
 from chunkatlas.errors import ChunkatlasError
-from chunkatlas.geometry import CODECS, COLUMN_ROWS, decode_pass_seconds, integer_cast
+from chunkatlas.geometry import (
+    CODECS,
+    COLUMN_ROWS,
+    decode_pass_seconds,
+    index_cast,
+    integer_cast,
+)
 from chunkatlas.rechunk import rechunk_store
 from chunkatlas.remote.reader import RemoteSettings
 from chunkatlas.remote.serve import aiohttp_serving
@@ -128,7 +134,11 @@ def test_every_preset_and_shard_round_trips_exactly(varied_source, tmp_path, cod
         assert casts["X/data"] == ["<u2"]
         assert casts["layers/counts/data"] == casts["X/data"]
         assert casts["layers/scaled"] == casts["layers/large/data"] == []
-        assert [f.codec_name for f in group["X/indices"].filters] == ["numcodecs.delta"]
+        # gene numbers below 70 in one byte, delta-coded there (wrapping at each row start)
+        indices = group["X/indices"]
+        assert [f.codec_name for f in indices.filters] == ["numcodecs.astype", "numcodecs.delta"]
+        assert indices.filters[0].codec_config["encode_dtype"] == "|u1"
+        assert indices.dtype == np.int64  # read back as anndata writes them
     else:
         assert not any(casts.values()) and not group["X/indices"].filters
 
@@ -147,6 +157,13 @@ def test_zstd_preset_is_what_anndata_writes(tmp_path):
     (sharding,) = zarr.open_array(tmp_path / "plain.zarr" / "X").metadata.codecs
     assert isinstance(sharding, ShardingCodec)  # anndata 0.13 shards by default
     assert sharding.codecs[-1] == CODECS["zstd"].compressor == ZstdCodec(level=0, checksum=False)
+
+
+def test_index_cast_holds_every_gene_number():
+    assert index_cast(70) == index_cast(256) == np.uint8
+    assert index_cast(257) == index_cast(58_900) == index_cast(65_536) == np.uint16
+    assert index_cast(65_537) == np.uint32
+    assert index_cast(2**40) is None
 
 
 def test_integer_cast_is_exact_or_none():

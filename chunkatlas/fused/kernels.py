@@ -40,14 +40,23 @@ def jit(func: Callable) -> Callable:
 
 @jit
 def _row_sums(row_ptr, data):
-    """Per-row sums accumulated in float64 (scanpy's library sizes before rounding)."""
+    """Per-row sums accumulated in float64 (scanpy's library sizes before rounding), and in the
+    same pass the counts of negative, NaN or infinite, and non-integer values (as
+    :func:`chunkatlas.checks.block_problems`, without its temporaries)."""
     out = np.zeros(len(row_ptr) - 1, dtype=np.float64)
+    problems = np.zeros(3, dtype=np.int64)
     for r in range(len(row_ptr) - 1):
         total = 0.0
         for j in range(row_ptr[r], row_ptr[r + 1]):
-            total += data[j]
+            x = data[j]
+            total += x
+            if not np.isfinite(x):
+                problems[1] += 1
+            else:
+                problems[0] += x < 0
+                problems[2] += x != np.floor(x)
         out[r] = total
-    return out
+    return out, problems
 
 
 @jit

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from chunkatlas.checks import block_problems
 from chunkatlas.fused.kernels import (
     _clipped_moments,
     _column_moments,
@@ -42,17 +41,16 @@ class Kept:
 
 def task_library_sizes(store: StoreLocation, block: Block) -> tuple:
     """Pass 1: the block's row sums (partial for a shared first or last row) and the counts of
-    values that are not counts (:func:`chunkatlas.checks.block_problems`)."""
+    values that are not counts (as :func:`chunkatlas.checks.block_problems`)."""
     piece = read_piece(store, block, indices=False)
-    return _row_sums(piece.row_ptr, piece.data), block_problems(piece.data)
+    return _row_sums(piece.row_ptr, piece.data)
 
 
 def task_count_moments(store: StoreLocation, block: Block, n_vars: int) -> tuple:
     """Pass 1 of seurat_v3: as :func:`task_library_sizes`, and per-gene moments of the counts."""
     piece = read_piece(store, block)
     return (
-        _row_sums(piece.row_ptr, piece.data),
-        block_problems(piece.data),
+        *_row_sums(piece.row_ptr, piece.data),
         *_column_moments(piece.indices, piece.data, n_vars),
     )
 
@@ -73,7 +71,7 @@ def task_moments(
             totals, _column_moments(piece.indices[first:last], values, n_vars), strict=True
         ):
             total += part
-    return (_row_sums(piece.row_ptr, piece.data), block_problems(piece.data), *totals)
+    return (*_row_sums(piece.row_ptr, piece.data), *totals)
 
 
 def row_batches(row_ptr: np.ndarray, values: int) -> list[tuple[int, int]]:
