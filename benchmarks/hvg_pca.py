@@ -121,19 +121,43 @@ class Run:
     peak_pss_mb: float
     returncode: int
     detail: dict = field(default_factory=dict)
+    peak: dict = field(default_factory=dict)  # when the RSS peak was, and what made it up
 
 
 def tree_memory(procs: list, *, pss: bool) -> int:
     """RSS (or PSS, which reads smaps and costs more) in bytes summed over ``procs``."""
+    return sum(memory_of(procs, pss=pss).values())
+
+
+def memory_of(procs: list, *, pss: bool = False) -> dict:
+    """RSS (or PSS) in bytes of each of ``procs`` still running."""
     import psutil
 
-    total = 0
+    found = {}
     for proc in procs:
         try:
-            total += proc.memory_full_info().pss if pss else proc.memory_info().rss
+            found[proc] = proc.memory_full_info().pss if pss else proc.memory_info().rss
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
-    return total
+    return found
+
+
+def process_label(proc) -> str:
+    """What a process of a measured run is: a Snakemake job's rule, a Dask worker, ..."""
+    try:
+        command = " ".join(proc.cmdline())
+    except Exception:  # gone since it was sampled
+        return "?"
+    if ".snakemake/scripts/" in command:  # .snakemake/scripts/tmpXXXX.RULE.py
+        return "job " + command.split(".snakemake/scripts/")[1].split(".")[1]
+    for mark, label in (
+        ("chunkatlas.run_cluster", "the run's Dask cluster"),
+        ("multiprocessing", "Dask worker"),
+        ("snakemake", "snakemake"),
+    ):
+        if mark in command:
+            return label
+    return command[:40]
 
 
 def run_clusters_of(pid: int) -> list:
@@ -169,6 +193,7 @@ def measure(
         return usage.ru_utime + usage.ru_stime
 
     peak = [0, 0]
+    moment: dict = {}
     cpu_before = cpu()
     start = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -186,7 +211,14 @@ def measure(
                 except psutil.Error:
                     pass
                 peak[1] = max(peak[1], tree_memory(procs, pss=True))
-            peak[0] = max(peak[0], tree_memory(procs, pss=False))
+            each = memory_of(procs)
+            if sum(each.values()) > peak[0]:
+                peak[0] = sum(each.values())
+                by_label: dict[str, float] = {}
+                for one, rss in each.items():
+                    label = process_label(one)
+                    by_label[label] = by_label.get(label, 0) + round(rss / 2**20)
+                moment.update(at_s=round(time.perf_counter() - start, 1), mb=by_label)
             tick += 1
             done.wait(interval)
 
@@ -211,6 +243,7 @@ def measure(
         round(peak[1] / 2**20),
         proc.returncode,
         detail,
+        moment,
     )
 
 

@@ -187,6 +187,7 @@ def main() -> None:
         "cpu_seconds": run.cpu_seconds,
         "peak_rss_mb": run.peak_rss_mb,
         "peak_pss_mb": run.peak_pss_mb,
+        "peak": run.peak,
     }
     if run.returncode:  # measure printed the end of snakemake's stderr
         sys.exit(f"snakemake failed (exit {run.returncode}); job logs: {work}/results/{RUN}/logs")
@@ -207,6 +208,10 @@ def main() -> None:
         f"whole run: {whole['seconds']:,.1f} s (CPU {whole['cpu_seconds']:,.0f} s), peak RSS "
         f"{whole['peak_rss_mb']:,.0f} MB, PSS {whole['peak_pss_mb']:,.0f} MB (every process)"
     )
+    at = report["run"]["peak"]
+    largest_first = sorted(at["mb"].items(), key=lambda item: -item[1])
+    parts = ", ".join(f"{name} {mb:,.0f}" for name, mb in largest_first)
+    print(f"at the RSS peak ({at['at_s']} s into the run), MB: {parts}")
     analysis = report["analysis"]
     passes = ", ".join(f"{k} {v:.1f} s" for k, v in analysis["seconds"].items())
     print(f"\nanalysis on cluster {analysis['cluster']!r}: {passes}")

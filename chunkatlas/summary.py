@@ -13,7 +13,7 @@ from chunkatlas.consolidate import load_manifest
 from chunkatlas.costs import MEASURES
 from chunkatlas.geometry import DEFAULT_CODEC
 from chunkatlas.remote.measure import CONDITIONS, Measurement
-from chunkatlas.store.layout import read_store
+from chunkatlas.store.layout import read_elements
 
 STEPS = ("fetch", "rechunk", "consolidate", "analyze", "remote")
 REMOTE_METRICS = ("requests", "bytes", "seconds")  # per pattern in summary.tsv; all in remote.tsv
@@ -74,7 +74,7 @@ class GridPoint:
 
 def summary_row(point: GridPoint) -> dict[str, object]:
     manifest = load_manifest(point.manifest)
-    result = read_store(point.result)
+    var, uns = read_elements(point.result, "var", "uns")
     row: dict[str, object] = {
         "tissue": point.tissue,
         "chunk": point.chunk,
@@ -86,9 +86,9 @@ def summary_row(point: GridPoint) -> dict[str, object]:
         "nnz": manifest["x_nnz"],
         "store_bytes": manifest["stored_bytes"],
         "objects": manifest["objects"],
-        "n_hvg": int(result.var["highly_variable"].sum()),
+        "n_hvg": int(var["highly_variable"].sum()),
     }
-    provenance = result.uns.get("chunkatlas", {})
+    provenance = uns.get("chunkatlas", {})
     row["analysis_read"] = provenance.get("read", "local")
     for step, measured in ordered_passes(provenance):
         for measure in MEASURES:
@@ -135,7 +135,8 @@ def passes_table(points: Sequence[GridPoint]) -> pd.DataFrame:
     requests, bytes, seconds and retries."""
     rows = []
     for point in points:
-        provenance = read_store(point.result).uns.get("chunkatlas", {})
+        (uns,) = read_elements(point.result, "uns")
+        provenance = uns.get("chunkatlas", {})
         for at, (step, measured) in enumerate(ordered_passes(provenance)):
             rows.append(
                 {

@@ -8,6 +8,7 @@ from chunkatlas.costmodel import fit_costs, recommend, recommendation_text
 from chunkatlas.errors import ChunkatlasError
 from chunkatlas.logs import run_snakemake_step
 from chunkatlas.remote.measure import PATTERNS
+from chunkatlas.run_cluster import close_run
 from chunkatlas.summary import (
     GridPoint,
     build_summary,
@@ -29,6 +30,7 @@ log = logging.getLogger("chunkatlas")
 
 
 def main(snakemake):
+    close_run()  # every analysis of the run is an input here: the run's cluster is done
     output = snakemake.output
     points = [GridPoint(**p) for p in snakemake.params.points]
     summary = build_summary(points)

@@ -92,6 +92,17 @@ def read_store(path: str | os.PathLike):
         return ad.read_zarr(path)
 
 
+def read_elements(path: str | os.PathLike, *keys: str) -> list:
+    """Some elements of a store the workflow wrote (e.g. "var", "uns"), read as
+    :func:`read_store` reads them, and nothing else (a result's obs and X_pca grow with the
+    cells)."""
+    from anndata.io import read_elem
+
+    with without_snakemake_marker_warnings():
+        group = open_anndata_group(path, need_x=False)
+        return [read_elem(group[key]) for key in keys]
+
+
 @contextmanager
 def without_snakemake_marker_warnings() -> Iterator[None]:
     """Silence zarr's and anndata's warning about the ``.snakemake_timestamp`` file that
