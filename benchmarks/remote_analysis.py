@@ -3,9 +3,9 @@
     python -m benchmarks.remote_analysis [--cells 30000] [--chunk 500] [--engine fused]
 
 Builds the demo atlas of config/config.yaml (30,000 cells x 2,000 genes, tissue lung), stores
-it at the default geometry (``--chunk`` cells per chunk, unsharded, zstd), and analyses it with
-2 workers three ways: from its path, from a loopback aiohttp server and from a loopback S3
-server (moto), both behind the emulated object-store network (30 ms to the first byte,
+it at the default geometry (``--chunk`` cells per chunk, unsharded, the default codec), and
+analyses it with 2 workers three ways: from its path, from a loopback aiohttp server and from a
+loopback S3 server (moto), both behind the emulated object-store network (30 ms to the first byte,
 160 Mbit/s per response).  Per pass: requests, MB, seconds, and for the remote reads the ratio
 
     seconds / (requests x latency / workers)
