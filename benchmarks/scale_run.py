@@ -31,7 +31,6 @@ Never run by the tests.  At 2,000,000 cells the stores need about 3.7 GB (source
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import shutil
 import sys
@@ -96,12 +95,6 @@ def write_config(work: Path, store: Path, chunk: int) -> Path:
     return path
 
 
-def read_benchmark(path: Path) -> dict:
-    with path.open() as handle:
-        row = next(csv.DictReader(handle, delimiter="\t"))
-    return {"seconds": round(float(row["s"]), 2), "max_rss_mb": round(float(row["max_rss"]), 1)}
-
-
 def tree_mb(path: Path) -> float:
     return round(sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20, 1)
 
@@ -111,7 +104,7 @@ def collect(work: Path, chunk: int) -> dict:
     import zarr
     from anndata.io import read_elem
 
-    from chunkatlas.summary import PASSES
+    from chunkatlas.summary import PASSES, read_benchmark
 
     def rank(name: str) -> int:  # the passes in the order they ran
         return PASSES.index(name) if name in PASSES else len(PASSES)
