@@ -44,7 +44,7 @@ ZARRS = "fused-zarrs"
 #: processes=False inside the analysing process), which start faster but share one process.
 THREADS = "fused-threads"
 #: The fused engine on a cluster already running, as every analyze job of a workflow run after
-#: the first (chunkatlas.run_cluster); the cluster is started by an unrecorded run before.
+#: the first (chunkatlas.analysis._shared_cluster); an unrecorded run starts the cluster.
 ON_RUN_CLUSTER = "fused-run"
 VARIANTS = (ZARRS, THREADS, ON_RUN_CLUSTER)
 E2E_PATHS = ("chunkatlas", "tutorial")
@@ -151,7 +151,7 @@ def process_label(proc) -> str:
     if ".snakemake/scripts/" in command:  # .snakemake/scripts/tmpXXXX.RULE.py
         return "job " + command.split(".snakemake/scripts/")[1].split(".")[1]
     for mark, label in (
-        ("chunkatlas.run_cluster", "the run's Dask cluster"),
+        ("chunkatlas.analysis._shared_cluster", "the run's Dask cluster"),
         ("multiprocessing", "Dask worker"),
         ("snakemake", "snakemake"),
     ):
@@ -161,7 +161,8 @@ def process_label(proc) -> str:
 
 
 def run_clusters_of(pid: int) -> list:
-    """The shared Dask clusters a snakemake process ``pid`` started (chunkatlas.run_cluster),
+    """The shared Dask clusters a snakemake process ``pid`` started
+    (chunkatlas.analysis._shared_cluster),
     with their workers: once the analyze job that started one ends, they are no longer in the
     snakemake process's tree."""
     import psutil
@@ -280,16 +281,16 @@ def run_engine(engine: str, store: str, out: str, rows: int, n_top_genes: int) -
         import anndata as ad
         import scanpy as sc
 
-        from chunkatlas.analyze import AnalysisParams, hvg_pca, write_result
+        from chunkatlas.analysis._analyze import AnalysisParams, hvg_pca, write_result
 
         adata = ad.read_zarr(store)
         result = hvg_pca(adata, AnalysisParams(n_top_genes=n_top_genes, engine="scanpy"))
         write_result(result, out)
         del sc
     elif engine == "scanpy":  # stock: scanpy's Dask code paths on the lazily read store
-        from chunkatlas.analyze import AnalysisParams, hvg_pca, write_result
-        from chunkatlas.cluster import ClusterSettings, dask_client
-        from chunkatlas.store.lazy import read_lazy
+        from chunkatlas.analysis._analyze import AnalysisParams, hvg_pca, write_result
+        from chunkatlas.analysis._client import ClusterSettings, dask_client
+        from chunkatlas.store._lazy import read_lazy
 
         with dask_client(ClusterSettings(workers=2, memory_mb=8192)):
             result = hvg_pca(
@@ -299,8 +300,8 @@ def run_engine(engine: str, store: str, out: str, rows: int, n_top_genes: int) -
     elif engine == THREADS:
         from distributed import LocalCluster
 
-        from chunkatlas.analyze import AnalysisParams, analyze_store
-        from chunkatlas.cluster import ClusterSettings
+        from chunkatlas.analysis._analyze import AnalysisParams, analyze_store
+        from chunkatlas.analysis._client import ClusterSettings
 
         with LocalCluster(
             n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0"
@@ -315,8 +316,8 @@ def run_engine(engine: str, store: str, out: str, rows: int, n_top_genes: int) -
                 params=AnalysisParams(n_top_genes=n_top_genes, engine="fused"),
             )
     elif engine == ON_RUN_CLUSTER:
-        from chunkatlas.analyze import AnalysisParams, analyze_store
-        from chunkatlas.cluster import ClusterSettings
+        from chunkatlas.analysis._analyze import AnalysisParams, analyze_store
+        from chunkatlas.analysis._client import ClusterSettings
 
         analyze_store(
             store,
@@ -328,8 +329,8 @@ def run_engine(engine: str, store: str, out: str, rows: int, n_top_genes: int) -
     else:
         if engine == ZARRS:  # before zarr is imported here or in a worker
             os.environ["ZARR_CODEC_PIPELINE__PATH"] = "zarrs.ZarrsCodecPipeline"
-        from chunkatlas.analyze import AnalysisParams, analyze_store
-        from chunkatlas.cluster import ClusterSettings
+        from chunkatlas.analysis._analyze import AnalysisParams, analyze_store
+        from chunkatlas.analysis._client import ClusterSettings
 
         analyze_store(
             store,
@@ -343,11 +344,11 @@ def run_engine(engine: str, store: str, out: str, rows: int, n_top_genes: int) -
 
 def run_chunkatlas_e2e(atlas: str, work: str, rows: int, n_top_genes: int) -> dict:
     """chunkatlas from the SOMA source: fetch, rechunk, consolidate, fused analysis."""
-    from chunkatlas.analyze import AnalysisParams, analyze_store
-    from chunkatlas.cluster import ClusterSettings
-    from chunkatlas.consolidate import consolidate_store
-    from chunkatlas.fetch import fetch_tissue
-    from chunkatlas.rechunk import rechunk_store
+    from chunkatlas.analysis._analyze import AnalysisParams, analyze_store
+    from chunkatlas.analysis._client import ClusterSettings
+    from chunkatlas.ingest._fetch import fetch_tissue
+    from chunkatlas.rewrite._consolidate import consolidate_store
+    from chunkatlas.rewrite._rechunk import rechunk_store
 
     work = Path(work)
     steps = {}
@@ -373,9 +374,9 @@ def run_tutorial_e2e(atlas: str, work: str, rows: int, n_top_genes: int) -> dict
     """The TileDB-SOMA Dask tutorial's path: to_anndata(dask=...) then scanpy on Dask."""
     import tiledbsoma
 
-    from chunkatlas.analyze import AnalysisParams, hvg_pca, write_result
-    from chunkatlas.cluster import ClusterSettings, dask_client
-    from chunkatlas.fetch import DEFAULT_OBS_FILTER, build_obs_filter
+    from chunkatlas.analysis._analyze import AnalysisParams, hvg_pca, write_result
+    from chunkatlas.analysis._client import ClusterSettings, dask_client
+    from chunkatlas.ingest._fetch import DEFAULT_OBS_FILTER, build_obs_filter
 
     start = time.perf_counter()
     with (
@@ -409,7 +410,7 @@ class StepLog:
         class Handler(logging.Handler):
             def emit(self, record: logging.LogRecord) -> None:
                 message = record.getMessage()
-                if record.name == "chunkatlas.cluster":
+                if record.name == "chunkatlas.analysis._client":
                     collector.steps["(cluster up at)"] = round(
                         time.perf_counter() - collector.start, 2
                     )
@@ -446,8 +447,8 @@ def child_main(args: list[str]) -> None:
 def make_stores(plan: Plan, data: Path) -> dict[str, Path]:
     """The synthetic stores of ``plan`` in ``data`` (made once, then reused), rechunked as the
     workflow writes them: ``rows`` cells per chunk, the default codec preset."""
-    from chunkatlas.geometry import DEFAULT_CODEC
-    from chunkatlas.rechunk import rechunk_store
+    from chunkatlas.rewrite._geometry import DEFAULT_CODEC
+    from chunkatlas.rewrite._rechunk import rechunk_store
 
     written = write_synthetic(plan, data)
     stores = {}
@@ -496,7 +497,7 @@ def write_synthetic(plan: Plan, data: Path) -> dict[str, Path]:
 
 def make_atlas(plan: Plan, data: Path) -> Path:
     """The demo atlas (a SOMA Experiment) of part 2."""
-    from chunkatlas.demo import DemoSpec, write_demo_atlas
+    from chunkatlas.ingest.demo import DemoSpec, write_demo_atlas
 
     atlas = data / f"atlas-{plan.atlas_cells}-{plan.atlas_genes}.soma"
     if not atlas.exists():
@@ -627,7 +628,7 @@ def main() -> None:
     atlas = None if args.skip_e2e else make_atlas(plan, data)
 
     if any(ON_RUN_CLUSTER in scale.engines for scale in plan.scales):
-        from chunkatlas.run_cluster import close_run, open_run
+        from chunkatlas.analysis._shared_cluster import close_run, open_run
 
         open_run(data)  # this process owns the cluster its children share
     for scale in plan.scales:

@@ -20,12 +20,12 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from chunkatlas.consolidate import consolidate_store
-from chunkatlas.demo import DemoSpec, write_demo_atlas
-from chunkatlas.fetch import fetch_tissue
-from chunkatlas.rechunk import rechunk_store
-from chunkatlas.remote.measure import peak_in_flight
-from chunkatlas.remote.serve import Network
+from chunkatlas.ingest._fetch import fetch_tissue
+from chunkatlas.ingest.demo import DemoSpec, write_demo_atlas
+from chunkatlas.rewrite._consolidate import consolidate_store
+from chunkatlas.rewrite._rechunk import rechunk_store
+from chunkatlas.study._measure import peak_in_flight
+from chunkatlas.study._serving import Network
 from tests.test_network import DEFAULT, SEQUENTIAL, timed_read
 
 SETTINGS = (("http", "aiohttp"), ("http", "nginx"), ("s3", "moto"))  # moto: s3_serving

@@ -23,15 +23,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from chunkatlas.analyze import AnalysisParams, analyze_store
-from chunkatlas.cluster import ClusterSettings
-from chunkatlas.consolidate import consolidate_store
-from chunkatlas.demo import DemoSpec, write_demo_atlas
-from chunkatlas.fetch import fetch_tissue
-from chunkatlas.rechunk import rechunk_store
-from chunkatlas.remote.reader import RemoteSettings
-from chunkatlas.remote.serve import OBJECT_STORE, served_store
-from chunkatlas.summary import ordered_passes
+from chunkatlas.analysis._analyze import AnalysisParams, analyze_store
+from chunkatlas.analysis._client import ClusterSettings
+from chunkatlas.ingest._fetch import fetch_tissue
+from chunkatlas.ingest.demo import DemoSpec, write_demo_atlas
+from chunkatlas.report._tables import ordered_passes
+from chunkatlas.rewrite._consolidate import consolidate_store
+from chunkatlas.rewrite._rechunk import rechunk_store
+from chunkatlas.store._guarded import RemoteSettings
+from chunkatlas.study._serving import OBJECT_STORE, served_store
 
 WORKERS = 2
 

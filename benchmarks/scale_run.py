@@ -18,7 +18,8 @@ What is measured:
   0.5 s);
 * fetch, rechunk, consolidate, analyze: wall time and ``max_rss`` of each job from Snakemake's
   benchmark files.  The analysis runs on the run's shared Dask cluster (a service process of
-  its own, ``chunkatlas.run_cluster``), so its memory is the job's (the driver) plus the
+  its own, ``chunkatlas.analysis._shared_cluster``), so its memory is the job's (the driver)
+  plus the
   workers' peak during the analysis (``uns['chunkatlas']['workers_peak_rss_mb']``), as
   ``summary.tsv``'s ``analyze_max_rss_mb`` adds them;
 * the seconds of each analysis pass, the stores' sizes on disk (the synthetic source, fetched,
@@ -104,7 +105,7 @@ def collect(work: Path, chunk: int) -> dict:
     import zarr
     from anndata.io import read_elem
 
-    from chunkatlas.summary import PASSES, read_benchmark
+    from chunkatlas.report._tables import PASSES, read_benchmark
 
     def rank(name: str) -> int:  # the passes in the order they ran
         return PASSES.index(name) if name in PASSES else len(PASSES)

@@ -1,7 +1,7 @@
 """Synthetic atlas-sized AnnData zarr stores for the benchmarks.
 
 A pool of distinct cells is simulated with chunkatlas's count model
-(:func:`chunkatlas.demo.simulate_counts`: negative-binomial counts over cell-type profiles,
+(:func:`chunkatlas.ingest.demo.simulate_counts`: negative-binomial counts over cell-type profiles,
 ~6 % non-zero at 20,000 genes); a store of any size is then made by drawing cells from the pool
 and thinning each one's counts binomially (a random sequencing depth per cell), so every cell is
 distinct while generation costs O(nnz).  X is written with anndata as CSR in row blocks, data and
@@ -23,8 +23,8 @@ import scipy.sparse as sp
 import zarr
 from anndata.io import sparse_dataset, write_elem
 
-from chunkatlas.demo import DemoSpec, simulate_counts, simulate_obs
-from chunkatlas.store.write import new_zarr_store
+from chunkatlas.ingest.demo import DemoSpec, simulate_counts, simulate_obs
+from chunkatlas.store._write import new_zarr_store
 
 
 @dataclass(frozen=True)

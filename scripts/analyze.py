@@ -6,13 +6,13 @@ The guard matters: Dask's worker processes re-import the main module.
 
 from dataclasses import replace
 
-from chunkatlas.analyze import AnalysisParams, analyze_store
-from chunkatlas.cluster import ClusterSettings
-from chunkatlas.consolidate import verify_store
+from chunkatlas.analysis._analyze import AnalysisParams, analyze_store
+from chunkatlas.analysis._client import ClusterSettings
 from chunkatlas.logs import run_snakemake_step
-from chunkatlas.provenance import run_record
-from chunkatlas.remote.reader import RemoteSettings
-from chunkatlas.remote.serve import Network, served_store
+from chunkatlas.report._provenance import run_record
+from chunkatlas.rewrite._consolidate import verify_store
+from chunkatlas.store._guarded import RemoteSettings
+from chunkatlas.study._serving import Network, served_store
 
 
 def main(snakemake):

@@ -1,8 +1,8 @@
 """Snakemake entry point: consolidate a store's metadata and write its manifest."""
 
-from chunkatlas.consolidate import consolidate_store
 from chunkatlas.logs import run_snakemake_step
-from chunkatlas.provenance import run_record
+from chunkatlas.report._provenance import run_record
+from chunkatlas.rewrite._consolidate import consolidate_store
 
 if __name__ == "__main__":
     # The hash comes from the config inside the job, not from params: params are rerun triggers.

@@ -1,6 +1,6 @@
 """Snakemake entry point: build the embedded demo atlas."""
 
-from chunkatlas.demo import DemoSpec, write_demo_atlas
+from chunkatlas.ingest.demo import DemoSpec, write_demo_atlas
 from chunkatlas.logs import run_snakemake_step
 
 if __name__ == "__main__":

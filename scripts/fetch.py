@@ -1,8 +1,8 @@
 """Snakemake entry point: fetch one tissue from the configured source to zarr."""
 
-from chunkatlas.fetch import SourceSettings, fetch
+from chunkatlas.ingest._fetch import SourceSettings, fetch
 from chunkatlas.logs import run_snakemake_step
-from chunkatlas.remote.reader import RemoteSettings
+from chunkatlas.store._guarded import RemoteSettings
 
 if __name__ == "__main__":
     # Settings come from the config (secrets included); the rule's params are its rerun triggers.

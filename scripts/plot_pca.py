@@ -1,10 +1,10 @@
 """Snakemake entry point: the PCA figure."""
 
-from chunkatlas.consolidate import load_manifest
 from chunkatlas.logs import run_snakemake_step
-from chunkatlas.plot_pca import plot_pca
-from chunkatlas.store.layout import read_store
-from chunkatlas.summary import chunk_title
+from chunkatlas.report._pca_figure import plot_pca
+from chunkatlas.report._tables import chunk_title
+from chunkatlas.rewrite._consolidate import load_manifest
+from chunkatlas.store._layout import read_store
 
 
 def main(snakemake):

@@ -1,7 +1,7 @@
 """Snakemake entry point: re-write a store in the geometry its wildcards name."""
 
 from chunkatlas.logs import run_snakemake_step
-from chunkatlas.rechunk import rechunk_store
+from chunkatlas.rewrite._rechunk import rechunk_store
 
 if __name__ == "__main__":
     run_snakemake_step(

@@ -1,10 +1,10 @@
 """Snakemake entry point: request accounting of one store on loopback servers (HTTP, S3)."""
 
-from chunkatlas.consolidate import verify_store
 from chunkatlas.logs import run_snakemake_step
-from chunkatlas.remote.measure import measure_backends
-from chunkatlas.remote.reader import RemoteSettings
-from chunkatlas.remote.serve import Network
+from chunkatlas.rewrite._consolidate import verify_store
+from chunkatlas.store._guarded import RemoteSettings
+from chunkatlas.study._measure import measure_backends
+from chunkatlas.study._serving import Network
 
 
 def main(snakemake):

@@ -4,19 +4,11 @@ and its recommendation."""
 import logging
 from pathlib import Path
 
-from chunkatlas.costmodel import fit_costs, recommend, recommendation_text
+from chunkatlas.analysis._shared_cluster import close_run
 from chunkatlas.errors import ChunkatlasError
 from chunkatlas.logs import run_snakemake_step
-from chunkatlas.remote.measure import PATTERNS
-from chunkatlas.run_cluster import close_run
-from chunkatlas.summary import (
-    GridPoint,
-    build_summary,
-    passes_table,
-    reference_geometry,
-    remote_table,
-)
-from chunkatlas.summary_figures import (
+from chunkatlas.report._cost_model import fit_costs, recommend, recommendation_text
+from chunkatlas.report._figures import (
     plot_cost_fit,
     plot_geometry,
     plot_message,
@@ -25,6 +17,14 @@ from chunkatlas.summary_figures import (
     plot_steps,
     plot_store_size,
 )
+from chunkatlas.report._tables import (
+    GridPoint,
+    build_summary,
+    passes_table,
+    reference_geometry,
+    remote_table,
+)
+from chunkatlas.study._measure import PATTERNS
 
 log = logging.getLogger("chunkatlas")
 

@@ -2,7 +2,7 @@
 
 import yaml
 
-from chunkatlas.analyze import AnalysisParams, warmup
+from chunkatlas.analysis._analyze import AnalysisParams, warmup
 from chunkatlas.logs import run_snakemake_step
 
 

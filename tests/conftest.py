@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from chunkatlas.consolidate import consolidate_store
-from chunkatlas.demo import DemoSpec, write_demo_atlas
-from chunkatlas.fetch import fetch_tissue
-from chunkatlas.rechunk import rechunk_store
+from chunkatlas.ingest._fetch import fetch_tissue
+from chunkatlas.ingest.demo import DemoSpec, write_demo_atlas
+from chunkatlas.rewrite._consolidate import consolidate_store
+from chunkatlas.rewrite._rechunk import rechunk_store
 
 from .workflow_runs import REPO, snakemake
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from distributed import Client
 
-from chunkatlas.cluster import dask_variables, worker_settings
-from chunkatlas.remote.serve import stop_process
+from chunkatlas.analysis._client import dask_variables, worker_settings
+from chunkatlas.study._serving import stop_process
 
 BIN = Path(sys.executable).parent  # the dask and chunkatlas commands of this environment
 

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from chunkatlas.remote.serve import (
+from chunkatlas.study._serving import (
     MARK_PREFIX,
     aiohttp_serving,
     argument_parser,

@@ -2,8 +2,8 @@ import anndata as ad
 import numpy as np
 import pytest
 
-from chunkatlas.analyze import AnalysisParams, analyze_store
-from chunkatlas.cluster import ClusterSettings
+from chunkatlas.analysis._analyze import AnalysisParams, analyze_store
+from chunkatlas.analysis._client import ClusterSettings
 from chunkatlas.errors import ChunkatlasError
 
 from .oracle import assert_matches_reference, in_memory_reference

@@ -11,9 +11,9 @@ import scipy.sparse as sp
 import zarr
 
 from chunkatlas.errors import ChunkatlasError
-from chunkatlas.rechunk import rechunk_store
-from chunkatlas.store.lazy import read_lazy
-from chunkatlas.store.write import atomic_directory, redact
+from chunkatlas.rewrite._rechunk import rechunk_store
+from chunkatlas.store._lazy import read_lazy
+from chunkatlas.store._write import atomic_directory, redact
 
 
 def counts_store(path, obs_names=None, var_names=None):
@@ -162,7 +162,7 @@ def test_secrets_in_config_never_reach_outputs_or_logs(tmp_path):
     ],
 )
 def test_analysis_refuses_values_that_are_not_counts(tmp_path, engine, value, flavor, needle):
-    from chunkatlas.analyze import AnalysisParams, analyze_store
+    from chunkatlas.analysis._analyze import AnalysisParams, analyze_store
 
     rng = np.random.default_rng(1)
     counts = rng.poisson(2, (60, 30)).astype(np.float32)
@@ -181,7 +181,7 @@ def test_analysis_refuses_values_that_are_not_counts(tmp_path, engine, value, fl
 def test_fused_engine_refuses_duplicate_names(tmp_path):
     import warnings
 
-    from chunkatlas.analyze import AnalysisParams, analyze_store
+    from chunkatlas.analysis._analyze import AnalysisParams, analyze_store
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -244,7 +244,7 @@ def test_damaged_chunk_without_manifest_is_named_in_one_line(
 def test_damaged_chunk_of_dense_x_is_named(tmp_path, engine):
     import pickle
 
-    from chunkatlas.analyze import AnalysisParams, analyze_store
+    from chunkatlas.analysis._analyze import AnalysisParams, analyze_store
 
     from .stores import chunk_key
 
@@ -269,7 +269,7 @@ def test_damaged_chunk_of_dense_x_is_named(tmp_path, engine):
 def test_fetch_emits_no_warning(atlas, tmp_path):
     import warnings
 
-    from chunkatlas.fetch import fetch_tissue
+    from chunkatlas.ingest._fetch import fetch_tissue
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from chunkatlas.checks import check_counts, count_problems
+from chunkatlas.analysis._checks import check_counts, count_problems
 from chunkatlas.errors import ChunkatlasError
 
 

@@ -102,11 +102,11 @@ def test_the_cli_takes_every_setting_the_workflow_uses():
     """Each stage's settings are config keys the CLI offers: nothing only the workflow can do."""
     from dataclasses import fields
 
-    from chunkatlas.analyze import AnalysisParams
+    from chunkatlas.analysis._analyze import AnalysisParams
+    from chunkatlas.analysis._client import ClusterSettings
     from chunkatlas.cli import COMMAND_KEYS
-    from chunkatlas.cluster import ClusterSettings
     from chunkatlas.config import load_schema
-    from chunkatlas.fetch import SourceSettings
+    from chunkatlas.ingest._fetch import SourceSettings
 
     fetch_keys = {f"source.{f.name}" for f in fields(SourceSettings)} - {"source.uri"}
     assert fetch_keys | {"remote.attempts", "remote.timeout_seconds"} <= set(COMMAND_KEYS["fetch"])

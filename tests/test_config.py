@@ -120,7 +120,7 @@ def test_a_missing_local_source_is_refused_before_any_job(tmp_path):
 
 
 def test_the_schema_offers_the_codec_presets_there_are():
-    from chunkatlas.geometry import CODECS, DEFAULT_CODEC
+    from chunkatlas.rewrite._geometry import CODECS, DEFAULT_CODEC
 
     codecs = SCHEMA["properties"]["codecs"]
     assert codecs["items"]["enum"] == list(CODECS)

@@ -4,8 +4,13 @@ import shutil
 import pytest
 import zarr
 
-from chunkatlas.consolidate import METADATA_FILES, build_manifest, consolidate_store, verify_store
 from chunkatlas.errors import ChunkatlasError
+from chunkatlas.rewrite._consolidate import (
+    METADATA_FILES,
+    build_manifest,
+    consolidate_store,
+    verify_store,
+)
 
 from .stores import chunk_key
 

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from chunkatlas.costmodel import fit_costs, predicted, recommend, recommendation_text
 from chunkatlas.errors import ChunkatlasError
-from chunkatlas.summary_figures import (
+from chunkatlas.report._cost_model import fit_costs, predicted, recommend, recommendation_text
+from chunkatlas.report._figures import (
     cost_fit_figure,
     geometry_figure,
     plot_cost_fit,

@@ -36,7 +36,7 @@ def test_workers_import_chunkatlas(scheduler):
             "w1",
             "w2",
         ]
-    assert set(where.values()) == {str(REPO / "chunkatlas" / "__init__.py")}
+    assert set(where.values()) == {str(REPO / "src" / "chunkatlas" / "__init__.py")}
 
 
 def analyze(store: Path, out: Path, *extra: str) -> None:

@@ -1,4 +1,4 @@
-"""Tests of the Census-shaped demo atlas generator (chunkatlas.demo)."""
+"""Tests of the Census-shaped demo atlas generator (chunkatlas.ingest.demo)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from chunkatlas.demo import (
+from chunkatlas.errors import ChunkatlasError
+from chunkatlas.ingest.demo import (
     DemoSpec,
     DemoSpecError,
     simulate_counts,
@@ -19,8 +20,7 @@ from chunkatlas.demo import (
     simulate_var,
     write_demo_atlas,
 )
-from chunkatlas.demo import soma as demo_soma
-from chunkatlas.errors import ChunkatlasError
+from chunkatlas.ingest.demo import _soma as demo_soma
 
 SMALL = DemoSpec(n_cells=3_000, n_genes=500, seed=0, block_cells=1_000)
 

@@ -7,10 +7,10 @@ against an uninterrupted one, store chunk bytes and hvg_pca results alike.)
 import anndata as ad
 import numpy as np
 
-from chunkatlas.analyze import AnalysisParams, analyze_store
-from chunkatlas.cluster import ClusterSettings
-from chunkatlas.consolidate import consolidate_store
-from chunkatlas.rechunk import rechunk_store
+from chunkatlas.analysis._analyze import AnalysisParams, analyze_store
+from chunkatlas.analysis._client import ClusterSettings
+from chunkatlas.rewrite._consolidate import consolidate_store
+from chunkatlas.rewrite._rechunk import rechunk_store
 
 
 def chunk_bytes(store):

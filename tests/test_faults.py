@@ -17,9 +17,9 @@ import psutil
 import pytest
 import scipy.sparse as sp
 
-from chunkatlas.consolidate import consolidate_store, verify_store
 from chunkatlas.errors import ChunkatlasError
-from chunkatlas.store.lazy import read_lazy
+from chunkatlas.rewrite._consolidate import consolidate_store, verify_store
+from chunkatlas.store._lazy import read_lazy
 
 from .workflow_runs import REPO, SNAKEMAKE, geometries, store_dir
 

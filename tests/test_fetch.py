@@ -6,7 +6,12 @@ import scipy.sparse as sp
 import tiledbsoma
 
 from chunkatlas.errors import ChunkatlasError
-from chunkatlas.fetch import DEFAULT_OBS_FILTER, build_obs_filter, fetch_anndata, fetch_tissue
+from chunkatlas.ingest._fetch import (
+    DEFAULT_OBS_FILTER,
+    build_obs_filter,
+    fetch_anndata,
+    fetch_tissue,
+)
 
 from .stores import assert_totals_of_x
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import yaml
 
-from chunkatlas.store.layout import read_store
+from chunkatlas.store._layout import read_store
 
 from .workflow_runs import REPO, job_counts, results_dir, snakemake, store_dir
 
@@ -159,7 +159,9 @@ def test_chunkatlas_run_is_snakemake_on_the_workflow(tmp_path):
 @pytest.mark.slow
 def test_warmup_compiles_every_kernel_before_the_timed_analyses(tmp_path):
     """With a cold numba cache, the warm-up leaves every fused kernel compiled on disk."""
-    code = "from chunkatlas.analyze import AnalysisParams, warmup; warmup(AnalysisParams())"
+    code = (
+        "from chunkatlas.analysis._analyze import AnalysisParams, warmup; warmup(AnalysisParams())"
+    )
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
     done = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600
@@ -173,8 +175,8 @@ def test_warmup_compiles_every_kernel_before_the_timed_analyses(tmp_path):
     compiled = sorted(p.name for p in (tmp_path / "numba").rglob("*.nbc"))
     analyse = (
         "import numpy as np, scipy.sparse as sp, anndata as ad\n"
-        "from chunkatlas.analyze import AnalysisParams, analyze_store\n"
-        "from chunkatlas.rechunk import rechunk_store\n"
+        "from chunkatlas.analysis._analyze import AnalysisParams, analyze_store\n"
+        "from chunkatlas.rewrite._rechunk import rechunk_store\n"
         "x = sp.random(900, 300, density=0.1, format='csr', rng=1, dtype=np.float32)\n"
         "x.data = np.ceil(x.data * 20)\n"
         f"ad.AnnData(x).write_zarr('{tmp_path}/in.zarr')\n"

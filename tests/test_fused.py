@@ -12,11 +12,17 @@ import pytest
 import scanpy as sc
 import scipy.sparse as sp
 
-from chunkatlas import fused
-from chunkatlas.analyze import AnalysisParams, analyze_store
-from chunkatlas.cluster import ClusterSettings, dask_client
+from chunkatlas.analysis import fused
+from chunkatlas.analysis._analyze import AnalysisParams, analyze_store
+from chunkatlas.analysis._client import ClusterSettings, dask_client
+from chunkatlas.analysis.fused import _hvg as hvg
+from chunkatlas.analysis.fused import _kernels as kernels
+from chunkatlas.analysis.fused import _passes as passes
+from chunkatlas.analysis.fused import _pca as pca
+from chunkatlas.analysis.fused import _plan as plan
+from chunkatlas.analysis.fused import _stash as stash
+from chunkatlas.analysis.fused import _tasks as tasks
 from chunkatlas.errors import ChunkatlasError
-from chunkatlas.fused import hvg, kernels, passes, pca, plan, stash, tasks
 
 from .oracle import assert_matches_reference, in_memory_reference
 
@@ -99,7 +105,7 @@ def run_fused(client, store, out, *, rows, flavor, n_top_genes, n_comps, **kwarg
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32])
 def test_row_sums_count_what_is_not_a_count_as_the_checks_do(dtype):
-    from chunkatlas.checks import block_problems
+    from chunkatlas.analysis._checks import block_problems
 
     x = random_csr(np.random.default_rng(1), 40, 20, dtype=dtype)
     bad = [-3, 0.5, np.nan, np.inf, -np.inf, -0.25] if x.dtype.kind == "f" else [-3, -1]
@@ -356,7 +362,7 @@ def test_library_sizes_recorded_in_obs_spare_pass_one_and_are_checked(
     adata.write_zarr(tmp_path / "wrong.zarr")
     results, passes = {}, {}
     for name in ("plain", "recorded", "wrong"):
-        with caplog.at_level("WARNING", logger="chunkatlas.fused.passes"):
+        with caplog.at_level("WARNING", logger="chunkatlas.analysis.fused._passes"):
             result = run_fused(
                 client,
                 tmp_path / f"{name}.zarr",
@@ -395,7 +401,9 @@ def test_hvg_values_in_memory_on_disk_or_read_again_agree(client, tmp_path, monk
     original = passes.pca_from_gram
 
     def forget_then_fit(*args):  # the workers lose what they kept (as a restarted one would)
-        client.run(lambda: __import__("chunkatlas.fused.stash", fromlist=["clear"])._kept.clear())
+        client.run(
+            lambda: __import__("chunkatlas.analysis.fused._stash", fromlist=["clear"])._kept.clear()
+        )
         return original(*args)
 
     with monkeypatch.context() as patch:
@@ -471,7 +479,7 @@ def test_driver_opens_stores_without_importing_anndata():
     """The analysis driver imports anndata in a thread while the cluster starts; opening the
     store and checking its manifest must not import it first."""
     code = (
-        "import sys; import chunkatlas.fused, chunkatlas.consolidate; "
+        "import sys; import chunkatlas.analysis.fused, chunkatlas.rewrite._consolidate; "
         "print(sorted(m for m in ('anndata', 'pandas', 'scanpy') if m in sys.modules))"
     )
     out = subprocess.run(
@@ -484,7 +492,9 @@ def test_local_workers_load_the_kernels_as_they_start():
     def loaded():
         return "numba" in sys.modules
 
-    with dask_client(ClusterSettings(memory_mb=1024), preload=("chunkatlas.fused",)) as warm:
+    with dask_client(
+        ClusterSettings(memory_mb=1024), preload=("chunkatlas.analysis.fused",)
+    ) as warm:
         assert all(warm.run(loaded).values())
     with dask_client(ClusterSettings(memory_mb=1024)) as cold:
         assert not any(cold.run(loaded).values())

@@ -16,21 +16,21 @@ import zarr
 from anndata.io import write_elem
 from zarr.codecs import Crc32cCodec, ShardingCodec, ZstdCodec
 
-from chunkatlas.analyze import AnalysisParams, analyze_store
-from chunkatlas.cell_totals import row_totals
-from chunkatlas.consolidate import consolidate_store, verify_store
+from chunkatlas.analysis._analyze import AnalysisParams, analyze_store
 from chunkatlas.errors import ChunkatlasError
-from chunkatlas.geometry import (
+from chunkatlas.ingest._cell_totals import row_totals
+from chunkatlas.rewrite._consolidate import consolidate_store, verify_store
+from chunkatlas.rewrite._geometry import (
     CODECS,
     COLUMN_ROWS,
     decode_pass_seconds,
     index_cast,
     integer_cast,
 )
-from chunkatlas.rechunk import rechunk_store
-from chunkatlas.remote.reader import RemoteSettings
-from chunkatlas.remote.serve import aiohttp_serving
-from chunkatlas.store.lazy import read_lazy
+from chunkatlas.rewrite._rechunk import rechunk_store
+from chunkatlas.store._guarded import RemoteSettings
+from chunkatlas.store._lazy import read_lazy
+from chunkatlas.study._serving import aiohttp_serving
 
 from .faulty_server import Faults, faulty_serving
 from .stores import chunk_key
@@ -325,7 +325,7 @@ def test_reads_of_neighbouring_chunks_of_a_shard_are_coalesced(sharded, unsharde
     with a shard's cells per task, reading all of X from the sharded store takes fewer
     requests than from the unsharded one with the same chunks, the bytes of the same order.
     (With one chunk per task each task fetches the shard index too: more requests.)"""
-    from chunkatlas.remote.measure import measure_store
+    from chunkatlas.study._measure import measure_store
 
     def all_x(store):
         table = measure_store(store, 4 * 100, repeats=1).set_index("pattern")  # a shard a task

@@ -12,17 +12,17 @@ import pytest
 import zarr
 
 from chunkatlas.errors import ChunkatlasError
-from chunkatlas.remote import serve
-from chunkatlas.remote.measure import (
+from chunkatlas.store._guarded import RemoteSettings, open_remote_group
+from chunkatlas.store._lazy import read_lazy
+from chunkatlas.study import _serving as serve
+from chunkatlas.study._measure import (
     RequestLog,
     measure_store,
     peak_in_flight,
     read_pattern,
     served,
 )
-from chunkatlas.remote.reader import RemoteSettings, open_remote_group
-from chunkatlas.remote.serve import OBJECT_STORE, Network, nginx_serving
-from chunkatlas.store.lazy import read_lazy
+from chunkatlas.study._serving import OBJECT_STORE, Network, nginx_serving
 
 from .test_remote import FAST, local_x
 

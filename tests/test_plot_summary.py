@@ -4,12 +4,15 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from chunkatlas.consolidate import consolidate_store
 from chunkatlas.errors import ChunkatlasError
-from chunkatlas.plot_pca import OTHER, plot_pca, top_labels
-from chunkatlas.rechunk import rechunk_store
-from chunkatlas.remote.measure import measure_store
-from chunkatlas.summary import (
+from chunkatlas.report._figures import (
+    plot_remote,
+    plot_store_size,
+    remote_figure,
+    store_size_figure,
+)
+from chunkatlas.report._pca_figure import OTHER, plot_pca, top_labels
+from chunkatlas.report._tables import (
     GridPoint,
     build_summary,
     chunk_title,
@@ -17,12 +20,9 @@ from chunkatlas.summary import (
     read_benchmark,
     remote_table,
 )
-from chunkatlas.summary_figures import (
-    plot_remote,
-    plot_store_size,
-    remote_figure,
-    store_size_figure,
-)
+from chunkatlas.rewrite._consolidate import consolidate_store
+from chunkatlas.rewrite._rechunk import rechunk_store
+from chunkatlas.study._measure import measure_store
 
 
 def test_top_labels_keeps_the_commonest_and_greys_the_rest():

@@ -6,9 +6,9 @@ import scipy.sparse as sp
 import zarr
 from anndata.io import write_elem
 
-from chunkatlas.cell_totals import CellTotals
 from chunkatlas.errors import ChunkatlasError
-from chunkatlas.rechunk import chunk_callback, matrix_chunks, plan_chunks, rechunk_store
+from chunkatlas.ingest._cell_totals import CellTotals
+from chunkatlas.rewrite._rechunk import chunk_callback, matrix_chunks, plan_chunks, rechunk_store
 
 from .stores import assert_totals_of_x
 

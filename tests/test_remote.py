@@ -15,11 +15,13 @@ import zarr
 from zarr.abc.store import RangeByteRequest
 from zarr.core.buffer import default_buffer_prototype
 
-from chunkatlas.consolidate import consolidate_store
 from chunkatlas.errors import ChunkatlasError
-from chunkatlas.fetch import fetch_anndata
-from chunkatlas.rechunk import rechunk_store
-from chunkatlas.remote.measure import (
+from chunkatlas.ingest._fetch import fetch_anndata
+from chunkatlas.rewrite._consolidate import consolidate_store
+from chunkatlas.rewrite._rechunk import rechunk_store
+from chunkatlas.store._guarded import CredentialsRefused, RemoteSettings, open_remote_group
+from chunkatlas.store._lazy import read_lazy
+from chunkatlas.study._measure import (
     PATTERNS,
     WARM_UP,
     RequestLog,
@@ -28,9 +30,7 @@ from chunkatlas.remote.measure import (
     pattern_genes,
     run_patterns,
 )
-from chunkatlas.remote.reader import CredentialsRefused, RemoteSettings, open_remote_group
-from chunkatlas.remote.serve import MARK_PREFIX, aiohttp_serving, nginx_serving
-from chunkatlas.store.lazy import read_lazy
+from chunkatlas.study._serving import MARK_PREFIX, aiohttp_serving, nginx_serving
 
 from .faulty_server import Faults, faulty_serving
 from .stores import chunk_key

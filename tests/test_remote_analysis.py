@@ -14,13 +14,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from chunkatlas.analyze import AnalysisParams, analyze_store
-from chunkatlas.cluster import ClusterSettings
-from chunkatlas.consolidate import load_manifest
+from chunkatlas.analysis._analyze import AnalysisParams, analyze_store
+from chunkatlas.analysis._client import ClusterSettings
 from chunkatlas.errors import ChunkatlasError
-from chunkatlas.remote.reader import RemoteSettings
-from chunkatlas.remote.s3 import s3_serving
-from chunkatlas.remote.serve import MARK_PREFIX, Network, aiohttp_serving
+from chunkatlas.rewrite._consolidate import load_manifest
+from chunkatlas.store._guarded import RemoteSettings
+from chunkatlas.study._s3 import s3_serving
+from chunkatlas.study._serving import MARK_PREFIX, Network, aiohttp_serving
 
 from .dask_cluster import BIN, external_cluster
 from .faulty_server import Faults, faulty_serving

@@ -10,8 +10,8 @@ import scanpy as sc
 import scipy.sparse as sp
 
 from chunkatlas import ChunkatlasError, open_result
-from chunkatlas.analyze import AnalysisParams, analyze_store
-from chunkatlas.cluster import ClusterSettings
+from chunkatlas.analysis._analyze import AnalysisParams, analyze_store
+from chunkatlas.analysis._client import ClusterSettings
 
 matplotlib.use("Agg")
 

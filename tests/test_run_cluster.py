@@ -9,9 +9,16 @@ import time
 
 import pytest
 
-from chunkatlas.cluster import ClusterSettings, cluster_client
+from chunkatlas.analysis._client import ClusterSettings, cluster_client
+from chunkatlas.analysis._shared_cluster import (
+    OWNER,
+    RUN_VARIABLE,
+    alive,
+    close_run,
+    open_run,
+    running,
+)
 from chunkatlas.errors import ChunkatlasError
-from chunkatlas.run_cluster import OWNER, RUN_VARIABLE, alive, close_run, open_run, running
 
 pytestmark = pytest.mark.servers
 

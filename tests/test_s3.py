@@ -12,10 +12,10 @@ import anndata as ad
 import pytest
 
 from chunkatlas.errors import ChunkatlasError
-from chunkatlas.fetch import fetch_anndata, fetch_tissue
-from chunkatlas.remote.reader import CredentialsRefused, RemoteSettings, open_remote_group
-from chunkatlas.remote.serve import free_port
-from chunkatlas.store.lazy import read_lazy
+from chunkatlas.ingest._fetch import fetch_anndata, fetch_tissue
+from chunkatlas.store._guarded import CredentialsRefused, RemoteSettings, open_remote_group
+from chunkatlas.store._lazy import read_lazy
+from chunkatlas.study._serving import free_port
 
 pytestmark = pytest.mark.servers
 

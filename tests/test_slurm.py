@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 import yaml
 
-from chunkatlas.cluster import (
+from chunkatlas.analysis._client import (
     ClusterSettings,
     SlurmOptions,
     check_cluster,
@@ -33,7 +33,7 @@ from chunkatlas.cluster import (
 )
 from chunkatlas.config import load_schema, validate_config
 from chunkatlas.errors import ChunkatlasError
-from chunkatlas.remote.serve import stop_process
+from chunkatlas.study._serving import stop_process
 
 from .workflow_runs import REPO, SNAKEMAKE, geometries, job_counts, store_dir
 
@@ -336,9 +336,9 @@ def squeue_while(slurm: Slurm, seen: list[str]) -> None:
 def test_dask_workers_as_slurm_jobs_equal_the_local_cluster(
     slurm, consolidated, tmp_path, monkeypatch
 ):
-    from chunkatlas import fused
-    from chunkatlas.analyze import AnalysisParams, hvg_pca
-    from chunkatlas.store.lazy import read_lazy
+    from chunkatlas.analysis import fused
+    from chunkatlas.analysis._analyze import AnalysisParams, hvg_pca
+    from chunkatlas.store._lazy import read_lazy
 
     store, _ = consolidated
     params = AnalysisParams(flavor="seurat", n_top_genes=150, n_comps=20, engine="scanpy")

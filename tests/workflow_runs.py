@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from chunkatlas.geometry import DEFAULT_CODEC
+from chunkatlas.rewrite._geometry import DEFAULT_CODEC
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -4,7 +4,7 @@ import re
 import sys
 from dataclasses import asdict
 
-from chunkatlas.analyze import AnalysisParams
+from chunkatlas.analysis._analyze import AnalysisParams
 from chunkatlas.config import (
     check_source,
     coerce_to_schema,
@@ -13,9 +13,9 @@ from chunkatlas.config import (
     validate_config,
 )
 from chunkatlas.errors import ChunkatlasError
-from chunkatlas.fetch import SourceSettings
-from chunkatlas.provenance import run_record
-from chunkatlas.run_cluster import close_run, open_run
+from chunkatlas.ingest._fetch import SourceSettings
+from chunkatlas.report._provenance import run_record
+from chunkatlas.analysis._shared_cluster import close_run, open_run
 
 try:
     _schema = load_schema()

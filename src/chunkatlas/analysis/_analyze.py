@@ -1,0 +1,254 @@
+"""normalize_total, log1p, highly-variable genes and PCA, out of core on Dask.
+
+Two engines compute the same results: ``fused`` (the default; chunkatlas.analysis.fused reads X
+in tasks aligned with its chunks, in two to four passes) and ``scanpy`` (scanpy's own Dask code
+paths on the lazily read store, four passes; kept for comparison).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, fields, replace
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from chunkatlas import __version__
+from chunkatlas.analysis._checks import check_counts
+from chunkatlas.analysis._client import ClusterSettings, dask_client
+from chunkatlas.analysis._metering import StepCosts
+from chunkatlas.analysis.fused._hvg import bins_explained
+from chunkatlas.config import engine_flavor_problem
+from chunkatlas.errors import ChunkatlasError
+from chunkatlas.store._counting import take_reads
+from chunkatlas.store._guarded import RemoteSettings
+from chunkatlas.store._location import StoreLocation, open_on_workers
+from chunkatlas.store._write import DEFAULT_ZARR_FORMAT, new_zarr_store, refuse_existing
+
+if TYPE_CHECKING:
+    import anndata as ad
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AnalysisParams:
+    """What to compute and how: HVG flavor and count, number of principal components, engine."""
+
+    flavor: str = "seurat"
+    n_top_genes: int = 2000
+    n_comps: int = 50
+    engine: str = "fused"
+
+    @classmethod
+    def from_config(cls, config: Mapping) -> AnalysisParams:
+        """The config's ``analysis`` section without what only the plot uses."""
+        return cls(**{f.name: config["analysis"][f.name] for f in fields(cls)})
+
+    def check(self, n_obs: int, n_vars: int) -> None:
+        """Refuse parameters the data cannot support, before any heavy work."""
+        problem = engine_flavor_problem(self.engine, self.flavor)
+        if problem:
+            raise ChunkatlasError(problem)
+        if not 1 <= self.n_top_genes <= n_vars:
+            raise ChunkatlasError(
+                f"n_top_genes {self.n_top_genes} must be between 1 and n_vars ({n_vars})"
+            )
+        if self.flavor == "seurat_v3" and importlib.util.find_spec("skmisc") is None:
+            raise ChunkatlasError("HVG flavor seurat_v3 needs scikit-misc: pip install scikit-misc")
+        limit = min(n_obs, self.n_top_genes)
+        if not 1 <= self.n_comps < limit:
+            raise ChunkatlasError(
+                f"n_comps {self.n_comps} must be below min(n_obs, n_top_genes) = {limit}"
+            )
+
+
+def select_hvgs(adata: ad.AnnData, params: AnalysisParams, costs: StepCosts) -> None:
+    """scanpy's highly_variable_genes, with its bin-edge failure said in one line."""
+    import scanpy as sc
+
+    detail = f"flavor {params.flavor}, n_top_genes {params.n_top_genes}"
+    with costs.step("highly_variable_genes", detail), bins_explained(params.flavor):
+        sc.pp.highly_variable_genes(adata, flavor=params.flavor, n_top_genes=params.n_top_genes)
+
+
+def hvg_pca(
+    adata: ad.AnnData, params: AnalysisParams, costs: StepCosts | None = None
+) -> ad.AnnData:
+    """Run the scanpy pipeline on ``adata`` (in memory or Dask-backed) and return the results.
+
+    The result has no X: obs, var with the highly-variable columns, obsm['X_pca'] (computed),
+    varm['PCs'], uns['hvg'] and uns['pca'].  Each step's seconds and reads go into ``costs``.
+    """
+    import anndata as ad
+    import scanpy as sc
+
+    costs = costs or StepCosts()
+    on_counts = params.flavor == "seurat_v3"  # its HVGs come from the raw counts
+    if on_counts:
+        select_hvgs(adata, params, costs)
+    with costs.step("normalize_total"):
+        sc.pp.normalize_total(adata)
+    with costs.step("log1p"):
+        sc.pp.log1p(adata)
+    if not on_counts:
+        select_hvgs(adata, params, costs)
+    with costs.step("pca", f"n_comps {params.n_comps}, on the highly variable genes"):
+        # On Dask, the covariance eigendecomposition (exact, n_hvg^2 memory) for dense X too,
+        # as scanpy already does for sparse X: no dask-ml needed.
+        solver = "covariance_eigh" if hasattr(adata.X, "dask") else None
+        sc.pp.pca(adata, n_comps=params.n_comps, mask_var="highly_variable", svd_solver=solver)
+        x_pca = adata.obsm["X_pca"]
+        if hasattr(x_pca, "compute"):
+            x_pca = x_pca.compute()
+    return ad.AnnData(
+        obs=adata.obs.copy(),
+        var=adata.var.copy(),
+        obsm={"X_pca": np.asarray(x_pca)},
+        varm={"PCs": np.asarray(adata.varm["PCs"])},
+        uns={"hvg": dict(adata.uns["hvg"]), "pca": dict(adata.uns["pca"])},
+    )
+
+
+def write_result(
+    result: ad.AnnData, out: str | os.PathLike, zarr_format: int = DEFAULT_ZARR_FORMAT
+) -> None:
+    """Write the analysis result as a zarr store, atomically."""
+    from anndata.io import write_elem
+
+    with new_zarr_store(out, zarr_format) as root:
+        write_elem(root, "/", result)
+
+
+def analyze_store(
+    store: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    rows: int,
+    params: AnalysisParams,
+    cluster: ClusterSettings = ClusterSettings(),  # noqa: B008 - frozen, so safe to share
+    provenance: dict | None = None,
+    zarr_format: int = DEFAULT_ZARR_FORMAT,
+    remote: RemoteSettings | None = None,
+) -> ad.AnnData:
+    """Analyze the AnnData store ``store`` on Dask, ``rows`` cells per task, and write ``out``.
+
+    ``store`` is a local path or an http(s)/s3 URL (read with ``remote``: retries, timeout,
+    fsspec options).  Each worker opens the store itself and reads its own chunks.
+    With ``params.engine == "fused"`` the result's ``obsm['X_pca']`` is a Dask array over
+    ``out`` (the projection is streamed to disk); with ``"scanpy"`` it is in memory.
+    X must hold counts: negative or non-finite values, and for seurat_v3 non-integer ones, are
+    refused before any result is written.  ``uns['chunkatlas']`` records the seconds and the
+    reads (requests, bytes, retries) of every pass, and what the driver itself read.
+    """
+    refuse_existing(out)  # before the work, not after it
+    if rows < 1:
+        raise ChunkatlasError(f"chunk (rows per task) must be a positive integer, got {rows}")
+    take_reads()  # the driver's reads from here on are this analysis's
+    location = StoreLocation.of(store, remote).probed()
+    if location.is_remote:  # one task's reads wait on the network while another computes
+        cluster = replace(cluster, threads_per_worker=max(cluster.threads_per_worker, 2))
+    if params.engine == "fused":
+        from chunkatlas.analysis import fused
+
+        layout = fused.open_layout(location)
+        shape = (layout.n_obs, layout.n_vars)
+        preload = ("chunkatlas.analysis.fused",)  # workers load numba as they start
+    else:
+        from chunkatlas.store._lazy import read_lazy
+
+        adata = read_lazy(location, rows)
+        shape = adata.shape
+        preload = ()
+    params.check(*shape)
+    log.info(
+        "store %s: %d cells x %d genes, %d rows per task, engine %s",
+        location,
+        *shape,
+        rows,
+        params.engine,
+    )
+    provenance = {
+        "version": __version__,
+        "store": str(location),
+        "read": location.read,
+        "cluster": cluster.kind,
+        "rows_per_task": rows,
+        **asdict(params),
+        **(provenance or {}),
+    }
+    frames = None
+    with ThreadPoolExecutor(1) as pool:
+        if params.engine == "fused":  # obs, var and anndata's import while the cluster starts
+            frames = pool.submit(fused.read_frames, location)
+        with dask_client(cluster, preload) as client:
+            if frames is not None:
+                return fused.analyze(
+                    location,
+                    out,
+                    client=client,
+                    rows=rows,
+                    flavor=params.flavor,
+                    n_top_genes=params.n_top_genes,
+                    n_comps=params.n_comps,
+                    layout=layout,
+                    uns={"chunkatlas": provenance},
+                    frames=frames,
+                    zarr_format=zarr_format,
+                )
+            costs = StepCosts(client)
+            with costs.step("open", "each worker opens the store"):
+                open_on_workers(client, location)
+            with costs.step("check_counts"):  # the fused engine checks in pass 1
+                check_counts(adata.X, integers=params.flavor == "seurat_v3", where=location)
+            result = hvg_pca(adata, params, costs)
+            workers_peak_mb = costs.workers_peak_mb()
+    result.uns["chunkatlas"] = {
+        **provenance,
+        "seconds": costs.seconds,
+        "passes": costs.passes,
+        "driver_reads": take_reads()[1].asdict(),
+        "workers_peak_rss_mb": workers_peak_mb,
+    }
+    write_result(result, out, zarr_format)
+    return result
+
+
+# Densities of the warm-up stores: below and above the fused engine's dense-Gram threshold, so
+# both Gram kernels are compiled.
+WARMUP_DENSITIES = (0.05, 0.5)
+
+
+def warmup(params: AnalysisParams, zarr_format: int = DEFAULT_ZARR_FORMAT) -> dict[str, float]:
+    """Analyse tiny synthetic count stores, written as the workflow writes stores, with the
+    engine and flavor of ``params``: numba compiles the kernels and caches them on disk, so the
+    timed analyses that follow do not pay the one-off compilation.  Returns seconds per store."""
+    import tempfile
+    import time
+
+    import anndata as ad
+    import scipy.sparse as sp
+    from anndata.io import write_elem
+
+    from chunkatlas.rewrite._rechunk import rechunk_store
+
+    tiny = AnalysisParams(flavor=params.flavor, n_top_genes=60, n_comps=5, engine=params.engine)
+    rng = np.random.default_rng(0)
+    seconds = {}
+    with tempfile.TemporaryDirectory(prefix="chunkatlas-warmup-") as tmp:
+        for density in WARMUP_DENSITIES:
+            counts = sp.random(400, 200, density=density, format="csr", rng=rng, dtype=np.float32)
+            counts.data = np.ceil(counts.data * 10)
+            written, store = f"{tmp}/written-{density}.zarr", f"{tmp}/counts-{density}.zarr"
+            with new_zarr_store(written, zarr_format) as root:
+                write_elem(root, "/", ad.AnnData(counts))
+            # rechunked as the workflow's stores are: the kernels compile for their dtypes
+            rechunk_store(written, store, 100, zarr_format=zarr_format)
+            start = time.perf_counter()
+            analyze_store(store, f"{tmp}/result-{density}.zarr", rows=100, params=tiny)
+            seconds[f"density {density}"] = round(time.perf_counter() - start, 2)
+    return seconds

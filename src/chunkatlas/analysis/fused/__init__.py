@@ -1,0 +1,59 @@
+"""The fused engine: normalize_total, log1p, highly-variable genes and PCA in few passes over X.
+
+Stock scanpy on Dask passes over X four times through general-purpose sparse code.  This engine
+reads X straight from the zarr store, in tasks aligned with the on-disk chunks of X's ``data``
+and ``indices``, and runs numba kernels on the CSR pieces (a chunk is never densified across all
+genes):
+
+1. library sizes (reading ``data`` only), unless the store's obs records them (``raw_sum``, as
+   the Census does); for ``seurat_v3`` also the moments of the raw counts;
+2. per-gene moments of the normalised, log1p'd values (``seurat_v3``: the clipped count moments),
+   and the row sums, which check library sizes taken from obs (a mismatch runs pass 2 again);
+3. the Gram matrix of the highly-variable genes (a cache-tiled sparse kernel, or BLAS syrk on
+   densified HVG rows when they are dense); each worker keeps its blocks' HVG values, in memory
+   up to its share of ``keep_budget_mb`` and past it on its local disk (:mod:`.stash`);
+4. the projection onto the principal components from the kept values (X is not decoded a third
+   time), streamed into the result store in row order: memory is flat in the number of cells.
+
+Library sizes come first because normalize_total's target is the median library size over all
+cells with counts, known only after a full pass, and the log1p'd moments do not factor it out.
+
+Results are those of in-memory scanpy 1.12.4 on the same store (scanpy 1.12 changed one formula
+here: the median library size leaves out cells without counts, ``_compute_nnz_median``): every
+stored value goes through the same float32 operations (library sizes summed in float64 and
+rounded to X's float type, the same division, numpy's log1p and expm1, squares in X's float
+type, sums in float64); the HVG
+statistics use scanpy's formulas, binning, 1e-12 substitution and NaN handling; seurat_v3 fits the
+same loess (scikit-misc) and clips as scanpy does.  The PCA is the eigendecomposition of the
+covariance of the HVGs (accumulated in float64) with sklearn's sign convention (the largest
+loading of each component is positive) and explained variances with ddof=1, as sklearn's PCA.
+
+A store's rows that fall on a task boundary are split between two tasks; every per-cell quantity
+(library size, projection) is a sum over the row's stored values, so the parts add up exactly.
+
+The package, on scanpy's ``preprocessing/_pca`` model: :mod:`.plan` (the store's layout, the
+tasks' blocks, reading a block), :mod:`.kernels` (numba kernels and scanpy-exact arithmetic),
+:mod:`.tasks` (what workers run, one function per pass), :mod:`.hvg` (scanpy's HVG statistics),
+:mod:`.pca` (eigenpairs of the covariance), :mod:`.stash` (HVG values kept between passes 3
+and 4), :mod:`.passes` (the passes on the Dask cluster) and
+:mod:`.driver` (:func:`analyze`: a store in, a result store out).  Importing this package loads
+neither numba nor pandas: Dask workers start fast, and load numba through :func:`dask_setup`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from chunkatlas.analysis.fused._driver import analyze, read_frames
+from chunkatlas.analysis.fused._plan import open_layout
+
+__all__ = ["analyze", "dask_setup", "open_layout", "read_frames"]
+
+
+def dask_setup(worker) -> None:
+    """Dask preload hook (``preload=["chunkatlas.analysis.fused"]``): load numba and pass 1's kernel
+    while the worker starts (about 0.7 s a process), as the driver reads obs and var, instead
+    of in the first pass."""
+    from chunkatlas.analysis.fused._kernels import _row_sums
+
+    _row_sums(np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.float32))

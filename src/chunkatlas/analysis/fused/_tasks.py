@@ -1,0 +1,210 @@
+"""What the workers run: one function per pass over a block of X, and the partial results they
+return."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from chunkatlas.analysis.fused._kernels import (
+    _clipped_moments,
+    _column_moments,
+    _project,
+    _row_sums,
+    _select_columns,
+    _sort_rows,
+    gram_update,
+    normalized_values,
+    symmetric,
+)
+from chunkatlas.analysis.fused._plan import Block, read_piece
+from chunkatlas.store._location import StoreLocation
+
+#: Stored values normalised at once in pass 2 (bounds a task's temporaries).
+MOMENT_BATCH = 1 << 21
+
+
+@dataclass(frozen=True)
+class Kept:
+    """The HVG values of one block: CSR with columns numbered among the HVGs."""
+
+    row_ptr: np.ndarray
+    cols: np.ndarray
+    values: np.ndarray
+
+    @property
+    def nbytes(self) -> int:
+        return self.row_ptr.nbytes + self.cols.nbytes + self.values.nbytes
+
+
+def task_library_sizes(store: StoreLocation, block: Block) -> tuple:
+    """Pass 1: the block's row sums (partial for a shared first or last row) and the counts of
+    values that are not counts (as :func:`chunkatlas.analysis._checks.block_problems`)."""
+    piece = read_piece(store, block, indices=False)
+    return _row_sums(piece.row_ptr, piece.data)
+
+
+def task_count_moments(store: StoreLocation, block: Block, n_vars: int) -> tuple:
+    """Pass 1 of seurat_v3: as :func:`task_library_sizes`, and per-gene moments of the counts."""
+    piece = read_piece(store, block)
+    return (
+        *_row_sums(piece.row_ptr, piece.data),
+        *_column_moments(piece.indices, piece.data, n_vars),
+    )
+
+
+def task_moments(
+    store: StoreLocation, block: Block, scale: np.ndarray, kind: str, n_vars: int
+) -> tuple:
+    """Pass 2: the block's row sums and the counts of values that are not counts (as pass 1:
+    they check library sizes taken from obs, and the counts), then per-gene sums, squares and
+    stored counts of the normalised, transformed values."""
+    piece = read_piece(store, block)
+    totals = [np.zeros(n_vars), np.zeros(n_vars), np.zeros(n_vars, dtype=np.int64)]
+    for lo, hi in row_batches(piece.row_ptr, MOMENT_BATCH):  # bounded temporaries
+        row_ptr = piece.row_ptr[lo : hi + 1]
+        first, last = row_ptr[0], row_ptr[-1]
+        values = normalized_values(row_ptr - first, piece.data[first:last], scale[lo:hi], kind)
+        for total, part in zip(
+            totals, _column_moments(piece.indices[first:last], values, n_vars), strict=True
+        ):
+            total += part
+    return (*_row_sums(piece.row_ptr, piece.data), *totals)
+
+
+def row_batches(row_ptr: np.ndarray, values: int) -> list[tuple[int, int]]:
+    """Consecutive row ranges of a CSR piece holding about ``values`` stored values each."""
+    n_rows = len(row_ptr) - 1
+    if n_rows == 0:
+        return []
+    cuts = np.searchsorted(row_ptr, np.arange(values, row_ptr[-1], values), side="right") - 1
+    bounds = np.unique(np.concatenate([[0], np.clip(cuts, 1, n_rows), [n_rows]]))
+    return list(zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True))
+
+
+def task_clipped(store: StoreLocation, block: Block, clip: np.ndarray) -> tuple:
+    """Pass 2 of seurat_v3: per-gene sums and squares of the counts clipped at ``clip``."""
+    piece = read_piece(store, block)
+    return _clipped_moments(piece.indices, piece.data, clip)
+
+
+def task_select(
+    store: StoreLocation, block: Block, scale: np.ndarray, position: np.ndarray
+) -> Kept:
+    """The normalised, log1p'd values of the HVGs in one block (columns renumbered)."""
+    piece = read_piece(store, block)
+    row_ptr, cols, raw = _select_columns(piece.row_ptr, piece.indices, piece.data, position)
+    _sort_rows(row_ptr, cols, raw)  # CSR from other writers need not be canonical
+    values = normalized_values(row_ptr, raw, scale, "log1p")
+    if position.max() < np.iinfo(np.uint16).max:
+        cols = cols.astype(np.uint16)
+    return Kept(row_ptr, cols, values)
+
+
+@dataclass
+class GramPart:
+    """A block's share of the Gram matrix: whole rows' X^T X (one triangle per pair), column
+    sums of all its values, and the values of its shared rows (global row -> (cols, values))."""
+
+    gram: np.ndarray
+    sums: np.ndarray
+    shared: dict[int, list[tuple[np.ndarray, np.ndarray]]]
+    holder: str | None = None  # the worker whose stash holds the blocks' HVG values
+    kept: dict[str, int] = field(default_factory=lambda: {"memory": 0, "disk": 0})  # bytes
+
+    def __iadd__(self, other: GramPart) -> GramPart:
+        self.gram += other.gram
+        self.sums += other.sums
+        for where, nbytes in other.kept.items():
+            self.kept[where] += nbytes
+        for row, parts in other.shared.items():
+            self.shared.setdefault(row, []).extend(parts)
+        return self
+
+    def total(self) -> tuple[np.ndarray, np.ndarray]:
+        """The full symmetric Gram matrix, shared rows completed, and the column sums."""
+        gram = self.gram
+        for parts in self.shared.values():  # a few rows: numpy, no numba in the driver
+            cols = np.concatenate([c for c, _ in parts]).astype(np.int64)
+            values = np.concatenate([v for _, v in parts]).astype(np.float64)
+            order = np.argsort(cols, kind="stable")
+            cols, values = cols[order], values[order]
+            gram[np.ix_(cols, cols)] += np.triu(np.outer(values, values))
+        return symmetric(gram), self.sums
+
+
+def add_gram(kept: Kept, block: Block, part: GramPart) -> None:
+    """Add one block's HVG values to ``part``: its whole rows to the Gram matrix, all values to
+    the column sums, its shared rows' values aside."""
+    first, stop = block.whole_rows()
+    gram_update(kept.row_ptr[first : stop + 1], kept.cols, kept.values, part.gram)
+    part.sums += np.bincount(kept.cols, weights=kept.values, minlength=len(part.sums))
+    for row in block.partial_rows():
+        lo, hi = kept.row_ptr[row], kept.row_ptr[row + 1]
+        part.shared.setdefault(block.row_start + row, []).append(
+            (kept.cols[lo:hi].copy(), kept.values[lo:hi].copy())
+        )
+
+
+def task_gram(
+    store: StoreLocation,
+    blocks: Sequence[Block],
+    indices: Sequence[int],
+    scales: Sequence[np.ndarray],
+    position: np.ndarray,
+    width: int,
+    token: str,
+    budget_bytes: float,
+) -> GramPart:
+    """Pass 3 for consecutive blocks: one Gram matrix for them all (a few n_hvg^2 results to
+    gather instead of one per block).  Each block's HVG values go to this worker's stash for
+    pass 4 (:mod:`chunkatlas.analysis.fused._stash`); the part names the worker that holds them."""
+    from chunkatlas.analysis.fused import _stash as stash
+
+    part = GramPart(np.zeros((width, width)), np.zeros(width), {}, holder=worker_address())
+    for block, index, scale in zip(blocks, indices, scales, strict=True):
+        values = task_select(store, block, scale, position)
+        add_gram(values, block, part)
+        part.kept[stash.put(token, index, values, budget_bytes)] += values.nbytes
+    return part
+
+
+def worker_address() -> str | None:
+    try:
+        from distributed import get_worker
+
+        return get_worker().address
+    except (ImportError, ValueError):
+        return None
+
+
+def task_project(kept: Kept, loadings: np.ndarray) -> np.ndarray:
+    """Pass 4: the block's rows times the loadings (n_hvg x n_comps), uncentred, float64."""
+    return _project(kept.row_ptr, kept.cols, kept.values, loadings)
+
+
+def task_project_kept(
+    token: str,
+    index: int,
+    store: StoreLocation,
+    block: Block,
+    scale: np.ndarray,
+    position: np.ndarray,
+    loadings: np.ndarray,
+) -> np.ndarray:
+    """Pass 4 from the values pass 3 kept for block ``index`` on this worker, or, where they
+    are gone (the worker restarted, or this task ran elsewhere), from X read again."""
+    from chunkatlas.analysis.fused import _stash as stash
+
+    kept = stash.take(token, index)
+    if kept is None:
+        kept = task_select(store, block, scale, position)
+    return task_project(kept, loadings)
+
+
+def clear_stash(token: str) -> int:
+    from chunkatlas.analysis.fused import _stash as stash
+
+    return stash.clear(token)

@@ -1,0 +1,377 @@
+"""``chunkatlas``: every workflow step as a command, so any step runs outside Snakemake.
+
+Every option is a key of the workflow's config: its name, default, allowed values and help come
+from the config schema, and ``--configfile`` reads a workflow config (options override it), so a
+step run by hand does what the workflow does with the same config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Mapping, Sequence
+
+import yaml
+
+from chunkatlas import __version__
+from chunkatlas.errors import ChunkatlasError
+from chunkatlas.rewrite._geometry import CODECS, DEFAULT_CODEC
+
+# The config keys each command takes as options (the flag is the last part, dashed).
+COMMAND_KEYS = {
+    "demo": ("demo_atlas.n_cells", "demo_atlas.n_genes", "demo_atlas.seed"),
+    "fetch": (
+        "source.kind",
+        "source.fetch_chunk_rows",
+        "source.measurement",
+        "source.layer",
+        "source.obs_filter",
+        "source.var_index",
+        "source.tiledb_config",
+        "source.tissue_column",
+        "source.use_raw",
+        "source.dense",
+        "source.scaled_layer",
+        "source.storage_options",
+        "remote.attempts",
+        "remote.timeout_seconds",
+        "zarr_format",
+    ),
+    "rechunk": ("rechunk.dense_axis", "zarr_format"),
+    "analyze": (
+        "analysis.engine",
+        "analysis.flavor",
+        "analysis.n_top_genes",
+        "analysis.n_comps",
+        "analysis.label_key",
+        "analysis.storage_options",
+        "remote.attempts",
+        "remote.timeout_seconds",
+        "dask.memory_mb_per_worker",
+        "dask.threads_per_worker",
+        "dask.shared_cluster",
+        "dask.cluster",
+        "dask.scheduler_address",
+        "dask.connect_timeout",
+        "dask.large_graph_warning_threshold",
+        "dask.slurm",
+        "zarr_format",
+    ),
+}
+CONFIG_DEST = "config:"  # argparse destinations of config options start with this
+
+
+def flag(key: str) -> str:
+    return "--" + key.rsplit(".", 1)[-1].replace("_", "-")
+
+
+def schema_of(schema: Mapping, key: str) -> Mapping:
+    for part in key.split("."):
+        schema = schema["properties"][part]
+    return schema
+
+
+def key_value(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` with VALUE read as YAML (``anon=true``, ``cores=2``, ``x=[a, b]``)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
+    return key, yaml.safe_load(value) if value else ""
+
+
+def add_config_option(parser: argparse.ArgumentParser, key: str, schema: Mapping) -> None:
+    """An option for config ``key``; unset options leave the config (file or default) alone."""
+    sub = schema_of(schema, key)
+    kinds = sub.get("type", "string")
+    kinds = [kinds] if isinstance(kinds, str) else kinds
+    default = sub.get("default")
+    shown = "" if default in (None, {}, []) else f" (default: {default})"
+    help_text = f"{sub['description']}{shown}; config {key}".replace("%", "%%")
+    options: dict = {"dest": CONFIG_DEST + key, "default": argparse.SUPPRESS, "help": help_text}
+    if "enum" in sub:
+        values = sub["enum"]
+        options.update(choices=values, type=type(values[0]))
+    elif "boolean" in kinds:
+        options["action"] = argparse.BooleanOptionalAction
+    elif "object" in kinds:
+        options.update(type=key_value, action="append", metavar="KEY=VALUE")
+        options["help"] = help_text + " (repeat for more keys)"
+    elif "integer" in kinds:
+        options.update(type=int, metavar="N")
+    elif "number" in kinds:
+        options.update(type=float, metavar="X")
+    else:
+        options["metavar"] = "TEXT"
+    parser.add_argument(flag(key), **options)
+
+
+def set_key(config: dict, key: str, value: object) -> None:
+    *parents, last = key.split(".")
+    for part in parents:
+        config = config.setdefault(part, {})
+    if isinstance(value, list) and value and isinstance(value[0], tuple):  # KEY=VALUE pairs
+        value = {**config.get(last, {}), **dict(value)}
+    config[last] = value
+
+
+def command_config(args: argparse.Namespace, sections: Sequence[str]) -> dict:
+    """The validated config of one command: ``--configfile``, then the options given."""
+    from chunkatlas.config import load_schema, read_configfile, validate_config
+
+    config = read_configfile(args.configfile) if args.configfile else {}
+    config = {k: v for k, v in config.items() if k in sections}
+    for dest, value in vars(args).items():
+        if dest.startswith(CONFIG_DEST):
+            set_key(config, dest.removeprefix(CONFIG_DEST), value)
+    try:
+        return validate_config(config, load_schema(), sections=sections)
+    except ChunkatlasError as err:  # name the option, not the config key, where there is one
+        message = str(err)
+        for key in COMMAND_KEYS.get(args.command, ()):
+            message = message.replace(f"config {key}:", f"{flag(key)}:")
+        raise ChunkatlasError(message) from None
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from chunkatlas.ingest.demo import DemoSpec, write_demo_atlas
+
+    config = command_config(args, ["demo_atlas"])
+    summary = write_demo_atlas(args.out, DemoSpec(**config["demo_atlas"]))
+    print(f"demo atlas written to {args.out}: {summary}")
+
+
+def guess_source_kind(uri: str) -> str:
+    """anndata for h5ad, zarr and scanpy: sources; a TileDB-SOMA Experiment otherwise."""
+    anndata_like = uri.startswith("scanpy:") or uri.rstrip("/").endswith((".h5ad", ".zarr"))
+    return "anndata" if anndata_like else "soma"
+
+
+def cmd_fetch(args: argparse.Namespace) -> None:
+    from chunkatlas.ingest._fetch import SourceSettings, fetch
+    from chunkatlas.store._guarded import RemoteSettings
+
+    setattr(args, CONFIG_DEST + "source.uri", args.source)
+    if not hasattr(args, CONFIG_DEST + "source.kind") and not args.configfile:
+        setattr(args, CONFIG_DEST + "source.kind", guess_source_kind(args.source))
+    config = command_config(args, ["source", "remote", "zarr_format"])
+    fetched = fetch(
+        SourceSettings.from_config(config),
+        args.tissue,
+        args.out,
+        remote=RemoteSettings.from_config(config),
+        zarr_format=config["zarr_format"],
+    )
+    print(f"{args.tissue}: {fetched['n_obs']} cells x {fetched['n_vars']} genes -> {args.out}")
+
+
+def cmd_rechunk(args: argparse.Namespace) -> None:
+    from chunkatlas.rewrite._rechunk import rechunk_store
+
+    config = command_config(args, ["rechunk", "zarr_format"])
+    rechunk_store(
+        args.source,
+        args.out,
+        args.chunk,
+        shard=args.shard,
+        codec=args.codec,
+        dense_axis=config["rechunk"]["dense_axis"],
+        zarr_format=config["zarr_format"],
+    )
+
+
+def cmd_consolidate(args: argparse.Namespace) -> None:
+    from chunkatlas.rewrite._consolidate import consolidate_store, manifest_location
+
+    manifest_path = args.manifest or manifest_location(args.store)
+    manifest = consolidate_store(args.store, manifest_path)
+    print(f"{args.store}: {len(manifest['arrays'])} arrays, {manifest['stored_bytes']:,} bytes")
+
+
+def cmd_analyze(args: argparse.Namespace) -> None:
+    import os
+
+    from chunkatlas.analysis._analyze import AnalysisParams, analyze_store
+    from chunkatlas.analysis._client import ClusterSettings
+    from chunkatlas.rewrite._consolidate import manifest_location, verify_store
+    from chunkatlas.store._guarded import RemoteSettings
+    from chunkatlas.store._layout import check_obs_column
+    from chunkatlas.store._location import StoreLocation
+    from chunkatlas.store._write import refuse_existing
+
+    config = command_config(args, ["analysis", "remote", "dask", "zarr_format"])
+    store = StoreLocation.of(args.store, RemoteSettings.from_config(config, "analysis"))
+    # A local store written by `chunkatlas consolidate` is checked against its manifest first
+    # (a remote one chunk by chunk as it is read).
+    if not store.is_remote and os.path.exists(manifest_location(args.store)):
+        verify_store(args.store, manifest_location(args.store))
+    if args.plot:  # every check before the work
+        refuse_existing(args.plot)
+        store = store.probed()  # the remote store stays open for the analysis
+        check_obs_column(store, config["analysis"]["label_key"], "--label-key")
+    memory_mb = args.workers * config["dask"]["memory_mb_per_worker"]
+    result = analyze_store(
+        store,
+        args.out,
+        rows=args.chunk,
+        params=AnalysisParams.from_config(config),
+        cluster=ClusterSettings.from_config(config, workers=args.workers, memory_mb=memory_mb),
+        zarr_format=config["zarr_format"],
+    )
+    if args.plot:
+        from chunkatlas.report._pca_figure import plot_pca
+
+        plot_pca(result, args.plot, label_key=config["analysis"]["label_key"])
+
+
+def configfiles_in(snakemake_args: Sequence[str]) -> list[str]:
+    """The paths given to snakemake's ``--configfile``/``--configfiles`` (one or more each)."""
+    files, taking = [], False
+    for arg in snakemake_args:
+        name, sep, value = arg.partition("=")
+        if name in ("--configfile", "--configfiles"):
+            taking = not sep
+            files += [value] if sep else []
+        elif taking and not arg.startswith("-"):
+            files.append(arg)
+        else:
+            taking = False
+    return files
+
+
+def run_workflow(snakemake_args: Sequence[str]) -> int:
+    """``snakemake ARGS`` on chunkatlas's workflow, from any directory (results go there).
+
+    Snakemake reads ``--configfile`` before any workflow code runs and answers a missing file
+    with a traceback; here each one is checked first, with one line.
+    """
+    import subprocess
+    from pathlib import Path
+
+    from chunkatlas.config import read_configfile
+
+    for path in configfiles_in(snakemake_args):
+        read_configfile(path)
+    snakefile = Path(__file__).resolve().parents[2] / "Snakefile"  # src/chunkatlas/cli.py
+    if not snakefile.exists():
+        raise ChunkatlasError(
+            f"no workflow beside this chunkatlas ({snakefile} is missing): install it from a "
+            "checkout (pip install -e .)"
+        )
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(snakefile)]
+    return subprocess.call([*command, *snakemake_args])
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from chunkatlas.config import load_schema
+
+    schema = load_schema()
+    parser = argparse.ArgumentParser(prog="chunkatlas", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"chunkatlas {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    commands = {
+        "demo": (cmd_demo, "write the embedded demo atlas (a TileDB-SOMA Experiment)"),
+        "fetch": (cmd_fetch, "stream one tissue of a source (SOMA or AnnData) to a zarr store"),
+        "rechunk": (cmd_rechunk, "re-write a store with X and layers chunked"),
+        "consolidate": (cmd_consolidate, "consolidate metadata, write the manifest"),
+        "analyze": (cmd_analyze, "normalize, log1p, HVG and PCA on Dask"),
+    }
+    sub.add_parser(
+        "run",
+        help="run the whole workflow: snakemake with chunkatlas's Snakefile (chunkatlas run "
+        "--cores 2 [--configfile FILE] [any snakemake option]), config files checked first",
+        add_help=False,
+    )
+    parsers = {}
+    for name, (func, help_text) in commands.items():
+        parsers[name] = sub.add_parser(name, help=help_text, description=help_text)
+        parsers[name].set_defaults(func=func)
+
+    parsers["demo"].add_argument("out", help="path of the SOMA Experiment to create")
+
+    fetch = parsers["fetch"]
+    fetch.add_argument(
+        "source",
+        help="SOMA Experiment, .h5ad or .zarr store (path, http(s):// or s3://) or scanpy:NAME; "
+        "--kind defaults to anndata for .h5ad, .zarr and scanpy:, soma otherwise",
+    )
+    fetch.add_argument("tissue", help="the tissue to fetch (with --tissue-column or obs_filter)")
+    fetch.add_argument("out", help="AnnData zarr store to create")
+
+    rechunk = parsers["rechunk"]
+    rechunk.add_argument("source", help="AnnData zarr store")
+    rechunk.add_argument("out", help="AnnData zarr store to create")
+    rechunk.add_argument(
+        "--chunk",
+        type=positive_int,
+        required=True,
+        help="cells per chunk (genes per chunk with --dense-axis var)",
+    )
+    rechunk.add_argument(
+        "--shard",
+        type=positive_int,
+        default=1,
+        help="chunks per shard of X and layers (zarr v3 sharding; default 1: unsharded)",
+    )
+    rechunk.add_argument(
+        "--codec",
+        choices=list(CODECS),
+        default=DEFAULT_CODEC,
+        help=f"codec preset of X and layers (default: {DEFAULT_CODEC}); see README",
+    )
+
+    consolidate = parsers["consolidate"]
+    consolidate.add_argument("store", help="AnnData zarr store")
+    consolidate.add_argument(
+        "--manifest",
+        default=None,
+        help="manifest path (default: NAME.manifest.json beside NAME.zarr, "
+        "where `chunkatlas analyze` looks for it)",
+    )
+
+    analyze = parsers["analyze"]
+    analyze.add_argument(
+        "store", help="AnnData zarr store with raw counts in X: a path or an http(s)/s3 URL"
+    )
+    analyze.add_argument("out", help="hvg_pca.zarr to create")
+    analyze.add_argument("--chunk", type=positive_int, required=True, help="cells per Dask task")
+    analyze.add_argument(
+        "--workers", type=positive_int, default=1, help="Dask workers, one thread each (default: 1)"
+    )
+    analyze.add_argument("--plot", default=None, help="also write the PCA plot to this PNG")
+
+    for name, keys in COMMAND_KEYS.items():
+        parsers[name].add_argument(
+            "--configfile",
+            default=None,
+            help="a workflow config (YAML) to take this step's settings from; "
+            "options given here override it",
+        )
+        for key in keys:
+            add_config_option(parsers[name], key, schema)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from chunkatlas.logs import configure_logging, report_errors
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    configure_logging(sys.stderr)
+    if argv[:1] == ["run"]:  # every other argument is snakemake's
+        return report_errors(lambda: run_workflow(argv[1:]))
+    args = build_parser().parse_args(argv)
+    report_errors(lambda: args.func(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""Logging and error reporting shared by the CLI and the Snakemake scripts."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TextIO
+
+from chunkatlas.errors import ChunkatlasError
+from chunkatlas.store._write import redact
+
+FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+log = logging.getLogger("chunkatlas")
+
+
+@contextmanager
+def timed(step: str, seconds: dict[str, float], detail: str = "") -> Iterator[None]:
+    """Log the start and duration of one step and record it in ``seconds`` under ``step``.
+
+    ``step`` is a short identifier (it becomes a key of ``uns['chunkatlas']['seconds']``, where
+    anndata refuses "/"); the log line adds the ``detail``.
+    """
+    label = f"{step} ({detail})" if detail else step
+    log.info("%s ...", label)
+    start = time.perf_counter()
+    yield
+    seconds[step] = round(time.perf_counter() - start, 3)
+    log.info("%s done in %.1f s", label, seconds[step])
+
+
+class RedactingFormatter(logging.Formatter):
+    """Masks credentials in URLs of every log record, whoever logs it."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
+def configure_logging(stream: TextIO) -> None:
+    """Send chunkatlas, dask and Python warnings to ``stream`` with timestamps."""
+    logging.basicConfig(stream=stream, level=logging.INFO, format=FORMAT, force=True)
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(RedactingFormatter(FORMAT))
+    for noisy in ("distributed", "numba", "tiledbsoma", "fsspec", "asyncio", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.captureWarnings(True)
+
+
+def report_errors[T](action: Callable[[], T], *, console: TextIO | None = None) -> T:
+    """Run ``action``; a ChunkatlasError becomes one line on stderr (and in the log) and exit 1."""
+    try:
+        return action()
+    except ChunkatlasError as err:
+        console = console or sys.__stderr__
+        # Into the log as well, unless the log is the console (the CLI): one line there.
+        if not any(getattr(h, "stream", None) is console for h in logging.getLogger().handlers):
+            logging.getLogger("chunkatlas").error("%s", err)
+        print(redact(f"chunkatlas: error: {err}"), file=console, flush=True)
+        raise SystemExit(1) from None
+
+
+def run_snakemake_step[T](snakemake, action: Callable[[], T]) -> T:
+    """Run one workflow step with stdout/stderr and logging in the rule's log file."""
+    log_file = open(snakemake.log[0], "a", buffering=1)  # noqa: SIM115 - lives as long as the job
+    sys.stderr = log_file
+    sys.stdout = log_file
+    configure_logging(log_file)
+    return report_errors(action)

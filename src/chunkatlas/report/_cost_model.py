@@ -1,0 +1,294 @@
+"""A cost model of remote reads: seconds from requests, bytes and decoding, per backend.
+
+For each backend, seconds ~ requests x a + bytes x b + decode x c, with a, b, c >= 0 (NNLS):
+
+* ``a`` is the effective seconds per request: the emulated latency divided by how many
+  requests the reader keeps in flight (its effective concurrency);
+* ``b`` is seconds per byte transferred: 1e-6 / b is the effective bandwidth in MB/s;
+* ``decode`` is the seconds the row's bytes take to decode with the store's codec,
+  ``decode_seconds x bytes / store_bytes`` (``decode_seconds`` decodes one pass over X, so
+  this is exactly it for ``all_x`` and the same share of it for a partial read); ``c``
+  scales it: 1 when decoding adds to the transfer, below 1 when it overlaps it.
+
+Why not a per-byte decode coefficient per codec: a row of codec k would cost
+``bytes x (b + d_k)``, so the network's ``b`` and the codecs' ``d_k`` only ever appear as sums
+and cannot be told apart from remote reads alone. The decode seconds measured locally per store
+give each row a decode time that does not grow with bytes at the same rate for every codec,
+which separates it from the transfer. With a single codec (or no ``decode_seconds``) it would
+again be a multiple of bytes, so the term is then left out and the fit says why.
+
+Rows are weighted by 1 / measured seconds: the fit minimises relative errors, so the
+patterns that take milliseconds count as much as the ones that take seconds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import scipy.optimize
+
+from chunkatlas.errors import ChunkatlasError
+from chunkatlas.study._measure import PATTERNS
+
+GEOMETRY = ("chunk", "shard", "codec")
+FIT_COLUMNS = ("backend", "requests", "bytes", "seconds")
+RECOMMEND_COLUMNS = ("tissue", "pattern", *GEOMETRY, "objects")
+
+
+def _require(table: pd.DataFrame, columns, what: str) -> None:
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise ChunkatlasError(f"{what} needs column(s) {', '.join(missing)}: not in the table")
+
+
+@dataclass(frozen=True)
+class BackendFit:
+    """The fitted costs of one backend, in the units of the model (see the module doc)."""
+
+    backend: str
+    seconds_per_request: float  # a
+    seconds_per_byte: float  # b
+    decode_scale: float | None  # c; None when the decode term is left out (see ``note``)
+    r2: float  # of seconds, unweighted
+    median_relative_error: float  # median of |predicted - measured| / measured
+    rows: int
+    latency_ms: float = math.nan  # the emulated network, when one setting was used throughout
+    bandwidth_mbps: float = math.nan
+    note: str = ""
+
+    @property
+    def megabytes_per_second(self) -> float:
+        """Effective bandwidth; infinite when bytes cost nothing measurable."""
+        return math.inf if self.seconds_per_byte == 0 else 1e-6 / self.seconds_per_byte
+
+    @property
+    def concurrency(self) -> float:
+        """Requests in flight at once, as the latency and the cost per request imply."""
+        if math.isnan(self.latency_ms) or self.seconds_per_request == 0:
+            return math.nan
+        return self.latency_ms / 1e3 / self.seconds_per_request
+
+    def describe(self) -> str:
+        """One line, e.g. "s3: 30 ms/request, 50 MB/s, decode x0.98; R² 0.99, median error 3%"."""
+        decode = (
+            "no decode term" if self.decode_scale is None else f"decode ×{self.decode_scale:.2g}"
+        )
+        return (
+            f"{self.backend}: {self.seconds_per_request * 1e3:.3g} ms/request, "
+            f"{self.megabytes_per_second:.3g} MB/s, {decode}; "
+            f"R² {self.r2:.3f}, median error {self.median_relative_error:.1%}"
+        )
+
+    def predict(self, rows: pd.DataFrame) -> np.ndarray:
+        x = _design(rows, self.decode_scale is not None)
+        coefficients = [self.seconds_per_request, self.seconds_per_byte]
+        if self.decode_scale is not None:
+            coefficients.append(self.decode_scale)
+        return x @ np.array(coefficients)
+
+
+@dataclass(frozen=True)
+class CostFit:
+    """One :class:`BackendFit` per backend."""
+
+    backends: Mapping[str, BackendFit]
+
+    def __getitem__(self, backend: str) -> BackendFit:
+        return self.backends[backend]
+
+    def describe(self) -> str:
+        return "\n".join(fit.describe() for fit in self.backends.values())
+
+    def table(self) -> pd.DataFrame:
+        """One row per backend with the coefficients in meaningful units."""
+        return pd.DataFrame(
+            [
+                {
+                    "backend": f.backend,
+                    "seconds_per_request": f.seconds_per_request,
+                    "megabytes_per_second": f.megabytes_per_second,
+                    "decode_scale": f.decode_scale,
+                    "latency_ms": f.latency_ms,
+                    "concurrency": f.concurrency,
+                    "bandwidth_mbps": f.bandwidth_mbps,
+                    "r2": f.r2,
+                    "median_relative_error": f.median_relative_error,
+                    "rows": f.rows,
+                    "note": f.note,
+                }
+                for f in self.backends.values()
+            ]
+        )
+
+
+def _decode(rows: pd.DataFrame) -> pd.Series:
+    """Seconds to decode the bytes of each row: its share of one decoded pass over X."""
+    return rows["decode_seconds"] * rows["bytes"] / rows["store_bytes"]
+
+
+def _design(rows: pd.DataFrame, decode: bool) -> np.ndarray:
+    columns = [rows["requests"], rows["bytes"]] + ([_decode(rows)] if decode else [])
+    return np.column_stack([np.asarray(c, dtype=float) for c in columns])
+
+
+def _separable(x: np.ndarray) -> bool:
+    """Whether no column is a multiple (or mix) of the others, scale aside."""
+    scaled = x / np.abs(x).max(axis=0)
+    return np.linalg.matrix_rank(scaled, tol=1e-6) == x.shape[1]
+
+
+def _decode_note(rows: pd.DataFrame) -> str:
+    """Why the decode term cannot be fitted from these rows, or "" when it can."""
+    if not {"decode_seconds", "store_bytes"} <= set(rows.columns):
+        return "no decode term: no decode_seconds column"
+    decode = _decode(rows)
+    if not np.isfinite(decode).all() or not (decode > 0).any():
+        return "no decode term: decode_seconds missing for some or all stores"
+    if len(rows) <= 3:
+        return "no decode term: too few rows for three coefficients"
+    if not _separable(_design(rows, True)):
+        return "no decode term: decoding costs the same per byte in every store"
+    return ""
+
+
+def _network(rows: pd.DataFrame, column: str) -> float:
+    values = rows[column].dropna().unique() if column in rows.columns else []
+    return float(values[0]) if len(values) == 1 else math.nan
+
+
+def _fit_backend(backend: str, rows: pd.DataFrame) -> BackendFit:
+    rows = rows[np.isfinite(rows["seconds"]) & (rows["seconds"] > 0)]
+    if len(rows) < 3:  # two coefficients and a residual
+        raise ChunkatlasError(
+            f"cannot fit {backend}: {len(rows)} rows with positive seconds, need at least 3"
+        )
+    for column in ("requests", "bytes"):
+        if not (rows[column] > 0).any():
+            raise ChunkatlasError(f"cannot fit {backend}: column {column} is zero in every row")
+    if not _separable(_design(rows, False)):
+        raise ChunkatlasError(
+            f"cannot fit {backend}: requests and bytes are proportional in every row, "
+            "so their costs cannot be told apart (measure more chunk sizes or patterns)"
+        )
+    note = _decode_note(rows)
+    x = _design(rows, not note)
+    measured = rows["seconds"].to_numpy(dtype=float)
+    # Relative weights: each row's error as a share of its own seconds.
+    coefficients, _ = scipy.optimize.nnls(x / measured[:, None], np.ones(len(measured)))
+    fitted = x @ coefficients
+    total = ((measured - measured.mean()) ** 2).sum()
+    return BackendFit(
+        backend=backend,
+        seconds_per_request=float(coefficients[0]),
+        seconds_per_byte=float(coefficients[1]),
+        decode_scale=None if note else float(coefficients[2]),
+        r2=float(1 - ((measured - fitted) ** 2).sum() / total) if total > 0 else math.nan,
+        median_relative_error=float(np.median(np.abs(fitted - measured) / measured)),
+        rows=len(rows),
+        latency_ms=_network(rows, "latency_ms"),
+        bandwidth_mbps=_network(rows, "bandwidth_mbps"),
+        note=note,
+    )
+
+
+def fit_costs(table: pd.DataFrame) -> CostFit:
+    """Fit the cost model (module doc) to a remote table, separately for each backend."""
+    _require(table, FIT_COLUMNS, "the cost fit")
+    if table.empty:
+        raise ChunkatlasError("cannot fit costs: the remote table has no rows")
+    return CostFit(
+        {str(b): _fit_backend(str(b), rows) for b, rows in table.groupby("backend", sort=True)}
+    )
+
+
+def predicted(table: pd.DataFrame, fit: CostFit) -> pd.DataFrame:
+    """The table with a ``predicted_seconds`` column from each row's backend fit."""
+    _require(table, FIT_COLUMNS, "a prediction")
+    unfitted = sorted(set(table["backend"].astype(str)) - set(fit.backends))
+    if unfitted:
+        raise ChunkatlasError(f"no cost fit for backend(s) {', '.join(unfitted)}")
+    out = table.copy()
+    out["predicted_seconds"] = np.nan
+    for backend, rows in table.groupby("backend"):
+        out.loc[rows.index, "predicted_seconds"] = fit[str(backend)].predict(rows)
+    return out
+
+
+def _shard_text(shard: int) -> str:
+    return "unsharded" if shard == 1 else f"shard {shard:,}"
+
+
+def _sentence(best: pd.Series) -> str:
+    """E.g. "for one_gene reads over s3: chunk 2,000 cells, shard 8, codec packed
+    (0.21 s; 3 requests, 0.4 MB)"."""
+    tissues = "" if best["tissues"] == 1 else f"; mean of {best['tissues']} tissues"
+    return (
+        f"for {best['pattern']} reads over {best['backend']}: chunk {best['chunk']:,} "
+        f"{best['chunk_unit']}, {_shard_text(best['shard'])}, codec {best['codec']} "
+        f"({best['seconds']:.3g} s; {best['requests']:,.0f} requests, "
+        f"{best['bytes'] / 1e6:.3g} MB{tissues})"
+    )
+
+
+def _pairs(rows: pd.DataFrame) -> set[tuple[str, str]]:
+    return set(zip(rows["backend"], rows["pattern"], strict=True))
+
+
+NETWORK_COLUMNS = ("latency_ms", "bandwidth_mbps")
+
+
+def recommend(table: pd.DataFrame, fit: CostFit) -> pd.DataFrame:
+    """The fastest geometry (chunk, shard, codec) per backend and pattern, by measured median
+    seconds, with the model's prediction beside it.
+
+    With several tissues, a geometry's seconds, requests and bytes are the mean over the
+    tissues, and only geometries measured for every tissue compete, so each is compared on the
+    same reads. Ties go to fewer objects (files in the store), then fewer bytes, then the
+    smaller chunk, shard and codec name, so the answer never depends on row order.
+    """
+    _require(table, (*FIT_COLUMNS, *RECOMMEND_COLUMNS), "a recommendation")
+    rows = predicted(table, fit)
+    if "chunk_unit" not in rows.columns:
+        rows["chunk_unit"] = "cells"
+    keys = ["backend", "pattern"]
+    mean = ["seconds", "predicted_seconds", "requests", "bytes", "objects"]
+    per_geometry = (
+        rows.groupby([*keys, *GEOMETRY, "chunk_unit"], sort=False)
+        .agg(**{c: (c, "mean") for c in mean}, tissues=("tissue", "nunique"))
+        .reset_index()
+    )
+    # Only geometries every tissue of that backend and pattern was measured with compete.
+    every = rows.groupby(keys)["tissue"].nunique().rename("of")
+    per_geometry = per_geometry.join(every, on=keys)
+    complete = per_geometry[per_geometry["tissues"] == per_geometry["of"]].drop(columns="of")
+    lost = sorted(_pairs(per_geometry) - _pairs(complete))
+    if lost:
+        backend, pattern = lost[0]
+        raise ChunkatlasError(
+            f"no geometry was measured for every tissue of {pattern} reads over {backend}"
+        )
+    order = [*keys, "seconds", "objects", "bytes", *GEOMETRY]
+    best = complete.sort_values(order, kind="stable").groupby(keys, sort=False).head(1)
+    rank = {p: i for i, p in enumerate(PATTERNS)}
+    best = best.sort_values(
+        ["backend", "pattern"], key=lambda s: s.map(rank) if s.name == "pattern" else s
+    ).reset_index(drop=True)
+    best["sentence"] = best.apply(_sentence, axis=1)
+    # The network the answer holds for, in every row (as in the remote table).
+    for column in NETWORK_COLUMNS:
+        if column in rows:
+            network = rows.groupby("backend")[column].first()
+            best[column] = best["backend"].map(network)
+    return best
+
+
+def recommendation_text(recommendations: pd.DataFrame) -> str:
+    """Markdown: one bullet per backend and pattern, with the model's prediction."""
+    return "\n".join(
+        f"- {r.sentence}; the cost model predicts {r.predicted_seconds:.3g} s"
+        for r in recommendations.itertuples()
+    )

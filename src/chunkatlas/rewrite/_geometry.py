@@ -1,0 +1,269 @@
+"""Store geometry: how arrays are cut into chunks and shards, and the codecs that encode them.
+
+Chunks (:func:`matrix_chunks`, :func:`column_chunks`)
+    X and every layer hold about ``size`` cells per chunk (dense matrices: ``size`` cells, or
+    ``size`` genes with ``dense_axis="var"``), so that a partial read decodes little beyond
+    what it needs.  obs columns hold ``size`` rows but at least :data:`COLUMN_ROWS`, var
+    columns :data:`COLUMN_ROWS`: a column takes a few bytes per row, so smaller chunks would
+    multiply objects and requests (every reader loads obs whole) for little saved.
+
+Shards (:func:`shard_shape`, zarr v3 only)
+    ``shard`` chunks per shard along the chunked axis: one stored object holds that many chunks
+    and an index of where each one starts (zarr's default index codecs, ending in CRC-32C).
+    ``shard=1`` writes one object per chunk.
+
+Codec presets (:data:`CODECS`).  In zarr v3 every preset ends each (inner) chunk with a CRC-32C
+checksum, so a damaged chunk fails its checksum instead of decoding into wrong numbers; zarr v2
+has a single compressor and no such place, and relies on the manifest's CRC-32 of each file.
+
+=========  ================================================  ===================================
+preset     encoding                                          for
+=========  ================================================  ===================================
+blosc-lz4  Blosc lz4, level 5, byte shuffle                  anndata 0.12's default (zarr v2's)
+zstd       Zstd level 0 (no Zstd checksum)                   anndata 0.13's default (zarr v3's)
+packed     CSR ``indices``: stored as the narrowest          sparse counts, the default here:
+           unsigned type that holds every gene number, then  deltas of sorted gene indices are
+           delta coding; ``indptr``: delta coding;           small, and counts fit in one or two
+           integer-valued matrix values (X's ``data``,       bytes; bit-shuffle puts their many
+           dense X, layers): stored as the narrowest         zero high bits together for zstd;
+           integer type that holds them all (never when      narrow types decode in a fraction
+           one value is not an integer: then as they are);   of the time
+           then Blosc zstd, level 5, bit-shuffle
+=========  ================================================  ===================================
+
+The cast of ``packed`` is chosen from the values themselves (:func:`integer_cast`) and changes
+no value read back: it is refused for any non-integer, non-finite or negative-zero value, or a
+range no narrower integer type holds.  Delta coding of integers is exact (wrap-around
+arithmetic undoes itself, also in the narrow unsigned type of CSR indices); CSR indices are
+sorted only within a row, so a delta is negative at each row start, which wraps around exactly
+as well.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import time
+from dataclasses import dataclass
+
+import numcodecs
+import numpy as np
+import zarr
+import zarr.codecs.numcodecs
+from zarr.codecs import BloscCodec, Crc32cCodec, ZstdCodec
+
+from chunkatlas.errors import ChunkatlasError
+from chunkatlas.store._layout import is_sparse, open_anndata_group
+
+DENSE_AXES = ("obs", "var")
+#: Rows per chunk of var columns, and the least of obs columns.
+COLUMN_ROWS = 4096
+#: Values per block when scanning an array (bounds memory).
+SCAN_VALUES = 1 << 22
+
+
+@dataclass(frozen=True)
+class CodecPreset:
+    """A named encoding: ``compressor`` (zarr v3 codec), delta coding of CSR indices and indptr,
+    and storing integer-valued matrix values as a narrower integer type."""
+
+    compressor: BloscCodec | ZstdCodec
+    delta: bool = False
+    cast: bool = False
+
+
+CODECS: dict[str, CodecPreset] = {
+    "blosc-lz4": CodecPreset(BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")),
+    "zstd": CodecPreset(ZstdCodec(level=0, checksum=False)),
+    "packed": CodecPreset(
+        BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle"), delta=True, cast=True
+    ),
+}
+# The analysis default, chosen on decode time per pass (benchmarks/README.md, "Round two").
+DEFAULT_CODEC = "packed"
+
+# numcodecs' shuffle constants for zarr v2 (NOSHUFFLE, SHUFFLE, BITSHUFFLE).
+_V2_SHUFFLE = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}
+# Candidates for a cast, narrowest first.
+_CAST_TYPES = tuple(np.dtype(t) for t in ("u1", "i1", "u2", "i2", "u4", "i4"))
+_INDEX_TYPES = tuple(np.dtype(t) for t in ("u1", "u2", "u4"))
+
+
+def check_geometry(shard: int, codec: str, zarr_format: int) -> None:
+    """Refuse a shard count, codec preset or zarr format that do not go together."""
+    if isinstance(shard, bool) or not isinstance(shard, int) or shard < 1:
+        raise ChunkatlasError(
+            f"shard must be a positive integer (chunks per shard; 1 = unsharded), got {shard!r}"
+        )
+    if codec not in CODECS:
+        raise ChunkatlasError(f"codec {codec!r} is not one of {', '.join(CODECS)}")
+    if shard > 1 and zarr_format != 3:
+        raise ChunkatlasError(
+            f"shard {shard} needs zarr_format 3 (zarr v2 has no shards), got zarr_format "
+            f"{zarr_format}; use shard 1 or zarr_format 3"
+        )
+
+
+def matrix_chunks(
+    shape: tuple[int, int], size: int, *, nnz: int | None = None, dense_axis: str = "obs"
+) -> tuple[int, ...]:
+    """On-disk chunks for one matrix.
+
+    Parameters
+    ----------
+    shape
+        (n_obs, n_vars) of the matrix.
+    size
+        The chunk size: cells per chunk, or genes per chunk for dense matrices with
+        ``dense_axis="var"``.
+    nnz
+        Stored values of a sparse CSR matrix; None for a dense one.  The 1-D data and indices
+        arrays are chunked so that one chunk holds about ``size`` cells on average.
+    dense_axis
+        "obs": dense chunks are (size, n_vars); "var": (n_obs, size), as in the remote-zarr
+        tutorial where one gene is one request.
+    """
+    if size < 1:
+        raise ChunkatlasError(f"chunk size must be a positive integer, got {size}")
+    if dense_axis not in DENSE_AXES:
+        raise ChunkatlasError(f"dense_axis must be one of {DENSE_AXES}, got {dense_axis!r}")
+    n_obs, n_vars = shape
+    if nnz is not None:
+        per_cell = nnz / max(n_obs, 1)
+        return (max(1, math.ceil(per_cell * size)),)
+    if dense_axis == "obs":
+        return (max(1, min(size, n_obs)), max(1, n_vars))
+    return (max(1, n_obs), max(1, min(size, n_vars)))
+
+
+def column_chunks(length: int, axis: str, size: int) -> tuple[int]:
+    """Chunks of a 1-D obs (``size`` rows, at least COLUMN_ROWS) or var (COLUMN_ROWS) array."""
+    rows = max(size, COLUMN_ROWS) if axis == "obs" else COLUMN_ROWS
+    return (max(1, min(rows, length)),)
+
+
+def shard_shape(
+    chunks: tuple[int, ...], shape: tuple[int, ...] | None, shard: int
+) -> tuple[int, ...] | None:
+    """Shards of ``shard`` chunks along the chunked axis (the first one a chunk does not span),
+    or None for an unsharded array.  ``shape`` None: a 1-D array whose length is not known yet
+    (a CSR matrix written block by block)."""
+    if shard == 1:
+        return None
+    if shape is None:
+        return (chunks[0] * shard, *chunks[1:])
+    for axis, (chunk, length) in enumerate(zip(chunks, shape, strict=True)):
+        if chunk < length:
+            grid = list(chunks)
+            grid[axis] = chunk * min(shard, math.ceil(length / chunk))
+            return tuple(grid)
+    return None  # one chunk holds it all
+
+
+def array_settings(
+    codec: str,
+    zarr_format: int,
+    chunks: tuple[int, ...],
+    shape: tuple[int, ...] | None,
+    shard: int = 1,
+    *,
+    dtype: np.dtype | None = None,
+    role: str = "column",
+    cast: np.dtype | None = None,
+) -> dict:
+    """``dataset_kwargs`` for one array, as anndata passes them to ``create_array``: chunks,
+    shards, filters and compressors.
+
+    ``role`` "index" (CSR indptr) gets the preset's delta coding; "indices" (CSR indices) too,
+    after the ``cast`` of :func:`index_cast` for presets that cast; "values" (matrix values) the
+    ``cast`` found by :func:`integer_cast`; "column" (obs and var arrays, strings too) neither:
+    only chunks, shards and compressors.
+    """
+    preset = CODECS[codec]
+    v3 = zarr_format == 3
+    # The same codec names and settings exist as numcodecs codecs (v2) and zarr v3 wrappers.
+    source = zarr.codecs.numcodecs if v3 else numcodecs
+    filters = []
+    if role in ("index", "indices") and preset.delta:
+        narrow = cast if role == "indices" and preset.cast else None
+        if narrow is not None:  # stored narrow, decoded to ``dtype``; deltas wrap around in it
+            filters.append(source.AsType(encode_dtype=narrow.str, decode_dtype=np.dtype(dtype).str))
+        filters.append(source.Delta(dtype=(narrow or np.dtype(dtype)).str))
+    if role == "values" and cast is not None:
+        filters.append(source.AsType(encode_dtype=cast.str, decode_dtype=np.dtype(dtype).str))
+    settings: dict = {"chunks": tuple(chunks)}
+    shards = shard_shape(chunks, shape, shard)
+    if shards is not None:
+        settings["shards"] = shards
+    if filters:
+        settings["filters"] = filters
+    settings["compressors"] = [preset.compressor, Crc32cCodec()] if v3 else as_v2(preset)
+    return settings
+
+
+def as_v2(preset: CodecPreset) -> numcodecs.abc.Codec:
+    """The preset's compressor as zarr v2's single numcodecs compressor."""
+    codec = preset.compressor
+    if isinstance(codec, ZstdCodec):
+        return numcodecs.Zstd(level=codec.level, checksum=codec.checksum)
+    return numcodecs.Blosc(
+        cname=str(codec.cname), clevel=codec.clevel, shuffle=_V2_SHUFFLE[str(codec.shuffle)]
+    )
+
+
+def index_cast(n: int) -> np.dtype | None:
+    """The narrowest unsigned type that holds every index below ``n`` (gene numbers of CSR
+    indices; two bytes for up to 65,536 genes), or None if only 8 bytes do."""
+    return next((t for t in _INDEX_TYPES if n - 1 <= np.iinfo(t).max), None)
+
+
+def integer_cast(array) -> np.dtype | None:
+    """The narrowest integer type, narrower than ``array``'s own, that holds each of its values
+    exactly; None when there is none (a non-integer, non-finite or negative-zero value, a range
+    too wide, or no values)."""
+    dtype = np.dtype(array.dtype)
+    if dtype.kind not in "iuf" or array.size == 0:
+        return None
+    low, high = math.inf, -math.inf
+    for block in scan_blocks(array):
+        if dtype.kind == "f":
+            whole = np.isfinite(block) & (block == np.trunc(block))
+            if not whole.all() or np.signbit(block[block == 0]).any():
+                return None
+        if block.size:
+            low, high = min(low, block.min()), max(high, block.max())
+    return next(
+        (
+            t
+            for t in _CAST_TYPES
+            if t.itemsize < dtype.itemsize and np.iinfo(t).min <= low and high <= np.iinfo(t).max
+        ),
+        None,
+    )
+
+
+def scan_blocks(array):
+    """``array`` (zarr or numpy) as numpy blocks of whole rows, about SCAN_VALUES values each."""
+    rows = max(1, SCAN_VALUES // max(1, math.prod(array.shape[1:])))
+    for start in range(0, array.shape[0], rows):
+        yield np.asarray(array[start : start + rows])
+
+
+def chunk_regions(array: zarr.Array):
+    """Selections of each (inner) chunk of ``array``, in order."""
+    starts = [range(0, n, c) for n, c in zip(array.shape, array.chunks, strict=True)]
+    for corner in itertools.product(*starts):
+        yield tuple(slice(s, s + c) for s, c in zip(corner, array.chunks, strict=True))
+
+
+def decode_pass_seconds(store: str | os.PathLike) -> float:
+    """Seconds to read and decode X of a local store once, chunk by chunk (for a sparse X: its
+    indptr, indices and data).  One informal measurement: the study repeats it."""
+    x = open_anndata_group(store)["X"]
+    arrays = [x["indptr"], x["indices"], x["data"]] if is_sparse(x) else [x]
+    start = time.perf_counter()
+    for array in arrays:
+        for region in chunk_regions(array):
+            array[region]
+    return time.perf_counter() - start

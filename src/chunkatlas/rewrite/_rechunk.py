@@ -1,0 +1,194 @@
+"""The rechunking writer: a store re-written with the geometry of the rewrite package."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Mapping
+from functools import partial
+
+import numpy as np
+import scipy.sparse as sp
+import zarr
+from anndata.experimental import write_dispatched
+
+from chunkatlas.ingest._cell_totals import TOTAL_COLUMNS, write_with_totals
+from chunkatlas.rewrite._geometry import (
+    CODECS,
+    DEFAULT_CODEC,
+    array_settings,
+    check_geometry,
+    column_chunks,
+    index_cast,
+    integer_cast,
+    matrix_chunks,
+)
+from chunkatlas.store._layout import is_matrix_element, is_sparse, matrix_shape, open_anndata_group
+from chunkatlas.store._lazy import read_lazy
+from chunkatlas.store._write import DEFAULT_ZARR_FORMAT, new_zarr_store, refuse_existing
+
+# Cells per block read while rechunking: large enough to keep appends few, small enough to
+# bound memory (a block of dense X is READ_ROWS x n_vars).
+READ_ROWS = 4096
+
+
+def matrices(group: zarr.Group) -> dict[str, zarr.Array | zarr.Group]:
+    """X and every layer of an AnnData store, keyed by absolute path."""
+    found = {"/X": group["X"]}
+    if "layers" in group:
+        found.update({f"/layers/{k}": v for k, v in group["layers"].members()})
+    return found
+
+
+def plan_chunks(group: zarr.Group, size: int, dense_axis: str = "obs") -> dict[str, tuple]:
+    """On-disk chunks for X and every layer of an AnnData store, keyed by absolute path."""
+    return {
+        path: matrix_chunks(
+            matrix_shape(elem),
+            size,
+            nnz=int(elem["data"].shape[0]) if is_sparse(elem) else None,
+            dense_axis=dense_axis,
+        )
+        for path, elem in matrices(group).items()
+    }
+
+
+def plan_columns(group: zarr.Group, size: int) -> dict[str, tuple]:
+    """On-disk chunks for every 1-D array under obs and var (columns, the index, categorical
+    codes and categories, nullable values and masks) and for the cell totals every store gets
+    (:mod:`chunkatlas.ingest._cell_totals`), keyed by absolute path."""
+    n_obs = matrix_shape(group["X"])[0]
+    planned = {f"/obs/{name}": column_chunks(n_obs, "obs", size) for name in TOTAL_COLUMNS}
+    for axis in ("obs", "var"):
+        for name, member in group[axis].members(max_depth=None):
+            if isinstance(member, zarr.Array) and member.ndim == 1:
+                planned[f"/{axis}/{name}"] = column_chunks(member.shape[0], axis, size)
+    return planned
+
+
+def plan_casts(group: zarr.Group, codec: str) -> dict[str, np.dtype | None]:
+    """For presets that cast: the integer type each matrix's values can be stored as."""
+    if not CODECS[codec].cast:
+        return {}
+    return {
+        path: integer_cast(elem["data"] if is_sparse(elem) else elem)
+        for path, elem in matrices(group).items()
+    }
+
+
+def chunk_callback(
+    planned: Mapping[str, tuple],
+    *,
+    shard: int = 1,
+    codec: str = DEFAULT_CODEC,
+    casts: Mapping[str, np.dtype | None] | None = None,
+) -> Callable[..., None]:
+    """A ``write_dispatched`` callback that gives each planned array its chunks, shards and
+    codecs: X and layers (``planned`` from :func:`plan_chunks`), obs and var arrays (from
+    :func:`plan_columns`).  ``casts`` from :func:`plan_casts`.
+
+    Other elements are written as anndata would.  Planned chunks come from the whole matrix:
+    anndata writes a Dask sparse matrix block by block, calling back once per block; CSR
+    matrices are written here (anndata's writer gives data, indices and indptr one codec).
+    """
+    casts = casts or {}
+
+    def callback(func, store, elem_name, elem, *, dataset_kwargs, iospec):
+        path = f"{store.name.rstrip('/')}/{elem_name}"
+        if path not in planned:
+            return func(store, elem_name, elem, dataset_kwargs=dataset_kwargs)
+        chunks = planned[path]
+        settings = partial(array_settings, codec, store.metadata.zarr_format, shard=shard)
+        cast = casts.get(path)
+        if is_matrix_element(path) and iospec.encoding_type == "csr_matrix":
+            return write_csr(store, elem_name, elem, chunks, partial(settings, cast=cast))
+        if is_matrix_element(path) and iospec.encoding_type == "array":
+            chosen = settings(chunks, elem.shape, dtype=elem.dtype, role="values", cast=cast)
+            if hasattr(elem, "rechunk"):
+                # Dask blocks aligned with stored objects: two tasks never rewrite one shard.
+                elem = elem.rechunk(chosen.get("shards", chunks))
+        elif is_matrix_element(path):  # CSC: one setting for data, indices and indptr
+            chosen = settings(chunks, None)
+        else:
+            chosen = settings(chunks, (len(elem),))
+        return func(store, elem_name, elem, dataset_kwargs={**dataset_kwargs, **chosen})
+
+    return callback
+
+
+def write_csr(
+    parent: zarr.Group, name: str, matrix, chunks: tuple[int], settings: Callable[..., dict]
+) -> None:
+    """Write ``matrix`` (a Dask array of CSR blocks, or a CSR matrix) as anndata's csr_matrix
+    group, one block of rows at a time; ``settings(chunks, shape, dtype=, role=, cast=)`` gives
+    each array's geometry and codecs.  Indices and indptr are int64, as anndata writes them
+    (presets that cast store indices narrower: :func:`~chunkatlas.rewrite._geometry.index_cast`)."""
+    n_obs = matrix.shape[0]
+    group = parent.create_group(name)
+    group.attrs.update(
+        {"encoding-type": "csr_matrix", "encoding-version": "0.1.0", "shape": list(matrix.shape)}
+    )
+
+    def create(key, shape, dtype, role, **cast):
+        known = None if shape == (0,) else shape  # data and indices grow block by block
+        kwargs = settings(chunks, known, dtype=np.dtype(dtype), role=role, **cast)
+        return group.create_array(key, shape=shape, dtype=dtype, **kwargs)
+
+    data = create("data", (0,), matrix.dtype, "values")
+    indices = create("indices", (0,), np.int64, "indices", cast=index_cast(matrix.shape[1]))
+    indptr = create("indptr", (n_obs + 1,), np.int64, "index")
+    indptr[0] = 0
+    row = nnz = 0
+    for block in csr_blocks(matrix):
+        end = nnz + block.nnz
+        for array, values in ((data, block.data), (indices, block.indices)):
+            array.resize((end,))
+            array[nnz:end] = values
+        indptr[row + 1 : row + 1 + block.shape[0]] = block.indptr[1:].astype(np.int64) + nnz
+        row, nnz = row + block.shape[0], end
+
+
+def csr_blocks(matrix) -> Iterator[sp.csr_matrix]:
+    """Blocks of whole rows of a Dask CSR array (one at a time), or the matrix itself."""
+    if not hasattr(matrix, "blocks"):
+        yield sp.csr_matrix(matrix)
+        return
+    matrix = matrix.rechunk({1: -1})
+    for i in range(matrix.numblocks[0]):
+        yield sp.csr_matrix(matrix.blocks[i].compute())
+
+
+def rechunk_store(
+    source: str | os.PathLike,
+    dest: str | os.PathLike,
+    size: int,
+    *,
+    shard: int = 1,
+    codec: str = DEFAULT_CODEC,
+    dense_axis: str = "obs",
+    read_rows: int | None = None,
+    zarr_format: int = DEFAULT_ZARR_FORMAT,
+) -> None:
+    """Re-write the AnnData store ``source`` as ``dest`` with the geometry of
+    :mod:`chunkatlas.rewrite._geometry`: X and layers chunked by ``size`` (cells, or genes of a
+    dense
+    matrix with ``dense_axis="var"``), obs and var columns chunked for partial reads,
+    ``shard`` chunks per shard (1: unsharded; zarr v3 only) and the ``codec`` preset.
+
+    Matrices stream through Dask, ``read_rows`` cells at a time (default: the larger of
+    ``size`` and READ_ROWS), so memory stays bounded by one block whatever the store's size;
+    a dense matrix is written one whole shard per task (memory: a shard).  The ``packed``
+    preset first reads each matrix's values once to choose their integer type.
+    obs gets each cell's ``raw_sum`` and ``nnz``, counted from X as it streams (and checked
+    against the source's own, :mod:`chunkatlas.ingest._cell_totals`).  ``dest`` appears only when
+    complete.
+    """
+    check_geometry(shard, codec, zarr_format)
+    refuse_existing(dest)  # before scanning the values
+    group = open_anndata_group(source)
+    planned = {**plan_chunks(group, size, dense_axis), **plan_columns(group, size)}
+    callback = chunk_callback(planned, shard=shard, codec=codec, casts=plan_casts(group, codec))
+    adata = read_lazy(source, read_rows or max(size, READ_ROWS))
+    with new_zarr_store(dest, zarr_format) as out:
+        # Every chunk is materialised, even an all-zero one, so "missing" always means lost.
+        with zarr.config.set({"array.write_empty_chunks": True}):
+            write_with_totals(out, adata, partial(write_dispatched, callback=callback))

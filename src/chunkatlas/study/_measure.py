@@ -1,0 +1,277 @@
+"""What each chunk size costs when a store is read remotely: requests, bytes and seconds for
+fixed access patterns, counted by the server that answers them.  Each pattern is read several
+times, each time from a freshly opened store; seconds are the median of those cold reads.
+
+The store is served over HTTP (aiohttp or nginx) or S3 (moto), on loopback, optionally over an
+emulated :class:`~chunkatlas.study._serving.Network`: on bare loopback a request costs nothing,
+so seconds there say little about many small chunks against an object store.
+
+How many requests the reader overlaps (:func:`peak_in_flight`, from the server's log): Dask's
+threaded scheduler reads one block per worker thread (one per core), and within a block zarr
+fetches each array's chunks under its ``async.concurrency`` (10).  On two cores 2 to 4 requests
+were in flight at once, and a read of N requests with latency L took about N x L / 2.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import dask
+import numpy as np
+import pandas as pd
+
+from chunkatlas.errors import ChunkatlasError
+from chunkatlas.store._guarded import RemoteSettings, open_remote_group
+from chunkatlas.store._lazy import read_lazy
+from chunkatlas.study._serving import LOOPBACK, MARK_PREFIX, Network, served
+
+PATTERNS = ("open", "one_gene", "fifty_genes", "cell_block", "all_x")
+CELL_BLOCK = 1000  # the most cells cell_block reads
+PANEL = 50
+REPEATS = 3  # cold reads per pattern: the median needs three, the run stays short
+WARM_UP = "one_gene"  # read once, uncounted, before the measured reads: the cheapest pattern
+
+
+def cell_block_size(n_obs: int) -> int:
+    """Cells the cell_block pattern reads: a tenth of the tissue, at least 1 and at most
+    CELL_BLOCK, so that it stays a block and never becomes all of X in a small tissue."""
+    return max(1, min(CELL_BLOCK, n_obs // 10))
+
+
+def pattern_genes(n_vars: int) -> dict[str, np.ndarray]:
+    """The genes each pattern reads: one gene in the middle; 50 spread evenly (a panel)."""
+    return {
+        "one_gene": np.array([n_vars // 2]),
+        "fifty_genes": np.unique(np.linspace(0, n_vars - 1, min(PANEL, n_vars)).astype(int)),
+    }
+
+
+class RequestLog:
+    """The server's JSON-lines request log, read between marker requests.
+
+    Every server here (HTTP or S3) answers ``base_url`` + :data:`MARK_PREFIX` + n itself, with
+    no delay, and logs it: the entries between two markers are one read's traffic.
+    """
+
+    def __init__(self, path: str | os.PathLike, base_url: str) -> None:
+        self.path = Path(path)
+        self.base_url = base_url
+        self.count = 0
+
+    def mark(self, timeout: float = 10.0) -> list[dict]:
+        """Entries logged since the previous mark (the marker requests themselves excluded)."""
+        self.count += 1
+        name = f"{MARK_PREFIX}{self.count}"
+        with urllib.request.urlopen(self.base_url + name, timeout=timeout):
+            pass
+        deadline = time.monotonic() + timeout
+        while True:
+            entries = [json.loads(line) for line in self.path.read_text().splitlines() if line]
+            at = [i for i, e in enumerate(entries) if e["path"] == name]
+            if at or time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
+        before = f"{MARK_PREFIX}{self.count - 1}"
+        previous = [i for i, e in enumerate(entries) if e["path"] == before]
+        start = previous[0] + 1 if previous else 0
+        return [e for e in entries[start : at[0]] if not e["path"].startswith(MARK_PREFIX)]
+
+
+def peak_in_flight(entries: list[dict]) -> int:
+    """The most requests the server was answering at once, from the log's end and seconds."""
+    events = sorted(
+        (t, step) for e in entries for t, step in ((e["end"] - e["seconds"], 1), (e["end"], -1))
+    )  # at equal times an end (-1) sorts before a start: touching requests do not overlap
+    peak = now = 0
+    for _, step in events:
+        now += step
+        peak = max(peak, now)
+    return peak
+
+
+def total(x) -> float:
+    """Sum of every value of a Dask array of dense or sparse blocks: reads all of it once."""
+    sums = [dask.delayed(lambda block: float(block.sum()))(b) for b in x.to_delayed().ravel()]
+    return float(np.sum(dask.compute(*sums)))
+
+
+@dataclass
+class Measurement:
+    """One pattern's cost: traffic is the same on every cold read, seconds vary."""
+
+    pattern: str
+    cells: int  # the part of X read: cells x genes (0 x 0 for open)
+    genes: int
+    requests: int
+    bytes: int
+    repeats: int
+    seconds: float  # median over the repeats
+    seconds_min: float
+    seconds_max: float
+
+
+def read_pattern(pattern: str, x) -> tuple[int, int]:
+    """Read one access pattern from X (a Dask array); return the cells and genes it read."""
+    n_obs, n_vars = x.shape
+    if pattern == "all_x":
+        total(x)
+        return n_obs, n_vars
+    if pattern == "cell_block":
+        cells = cell_block_size(n_obs)
+        x[:cells].compute()
+        return cells, n_vars
+    genes = pattern_genes(n_vars)[pattern]
+    x[:, genes].compute()
+    return n_obs, len(genes)
+
+
+def run_patterns(
+    url: str,
+    log: RequestLog,
+    rows: int,
+    settings: RemoteSettings | None = None,
+    repeats: int = REPEATS,
+) -> list[Measurement]:
+    """Read each pattern of the store at ``url`` ``repeats`` times, each from a freshly opened
+    store, counting server requests; seconds are the median of the repeats.
+
+    Each read starts cold: a new zarr group and Dask graph, nothing kept from earlier reads
+    (fsspec may reuse its HTTP connections).  One uncounted read first pays the process's
+    warm-up (imports, first connection, thread pool), so that no pattern's seconds depend on
+    which was measured first.  Requests and bytes must not differ between repeats.
+    """
+    if repeats < 1:
+        raise ChunkatlasError(f"repeats must be at least 1, got {repeats}")
+
+    def open_store():
+        group, _ = open_remote_group(url, settings)
+        return read_lazy(group, rows, dense_chunks="disk")
+
+    def read_once(pattern: str) -> tuple[tuple[int, ...], float]:
+        adata = None if pattern == "open" else open_store()
+        log.mark()  # the open above is not this pattern's traffic
+        start = time.perf_counter()
+        if adata is None:
+            open_store()
+            shape = (0, 0)
+        else:
+            shape = read_pattern(pattern, adata.X)
+        seconds = time.perf_counter() - start
+        entries = log.mark()
+        return (*shape, len(entries), sum(e["bytes"] for e in entries)), seconds
+
+    traffic: dict[str, tuple[int, ...]] = {}
+    seconds: dict[str, list[float]] = {p: [] for p in PATTERNS}
+    with dask.config.set(scheduler="threads"):
+        # Not counted: the process's first read pays imports and thread start-up, whatever
+        # the pattern, and would stretch that pattern's spread.
+        read_once(WARM_UP)
+        for _ in range(repeats):
+            for pattern in PATTERNS:
+                cost, took = read_once(pattern)
+                first = traffic.setdefault(pattern, cost)
+                if cost != first:
+                    raise ChunkatlasError(
+                        f"remote pattern {pattern!r} cost (cells, genes, requests, bytes) {first} "
+                        f"on one cold read and {cost} on another: with retries or a changing "
+                        "store the counts would mean nothing"
+                    )
+                seconds[pattern].append(took)
+    return [
+        Measurement(
+            pattern,
+            *traffic[pattern],
+            repeats,
+            round(float(np.median(seconds[pattern])), 4),
+            round(min(seconds[pattern]), 4),
+            round(max(seconds[pattern]), 4),
+        )
+        for pattern in PATTERNS
+    ]
+
+
+CONDITIONS = ("backend", "server", "latency_ms", "bandwidth_mbps")  # how a row was measured
+
+
+def measure_store(
+    store: str | os.PathLike,
+    rows: int,
+    *,
+    backend: str = "http",
+    server: str = "aiohttp",
+    network: Network = LOOPBACK,
+    workdir: str | os.PathLike | None = None,
+    settings: RemoteSettings | None = None,
+    repeats: int = REPEATS,
+) -> pd.DataFrame:
+    """Serve ``store`` (and its manifest) on loopback over HTTP (``server``: aiohttp or nginx)
+    or S3 (moto; ``server`` is then "moto"), behind ``network``, and measure every pattern,
+    ``repeats`` cold reads each (:func:`run_patterns`).  Every row names the backend, server
+    and network it was measured with (:data:`CONDITIONS`).
+
+    Over S3 the reader's storage options are ``settings``' with the server's endpoint and
+    credentials over them (the reader's: one GET per whole object, as over HTTP).
+    """
+    store = Path(store)
+    settings = settings or RemoteSettings()
+    with tempfile.TemporaryDirectory(dir=workdir, prefix=".requests-") as tmp:
+        log_path = Path(tmp) / "requests.jsonl"
+        log_path.touch()
+        with served(backend, store, log_path, server, network) as (url, base_url, options):
+            if options:  # the server's credentials and endpoint over the config's options
+                settings = replace(
+                    settings, storage_options={**settings.storage_options, **options}
+                )
+            log = RequestLog(log_path, base_url)
+            rows_out = run_patterns(url, log, rows, settings, repeats)
+    server_name = "moto" if backend == "s3" else server
+    # bandwidth_mbps None (an empty cell in a TSV): no cap
+    values = (backend, server_name, float(network.latency_ms), network.bandwidth_mbps)
+    table = pd.DataFrame([vars(m) for m in rows_out])
+    for at, (name, value) in enumerate(zip(CONDITIONS, values, strict=True), start=1):
+        table.insert(at, name, value)
+    return table
+
+
+def measure_backends(
+    store: str | os.PathLike,
+    rows: int,
+    *,
+    backends: Sequence[str] = ("http",),
+    server: str = "aiohttp",
+    network: Network = LOOPBACK,
+    settings: RemoteSettings | None = None,
+    repeats: int = REPEATS,
+) -> pd.DataFrame:
+    """:func:`measure_store` over each backend, with what the store's geometry costs beside
+    the traffic: its objects (files), bytes, and seconds to decode X once locally."""
+    from chunkatlas.rewrite._consolidate import load_manifest, manifest_location
+    from chunkatlas.rewrite._geometry import decode_pass_seconds
+
+    table = pd.concat(
+        [
+            measure_store(
+                store,
+                rows,
+                backend=backend,
+                server=server,
+                network=network,
+                settings=settings,
+                repeats=repeats,
+            )
+            for backend in backends
+        ],
+        ignore_index=True,
+    )
+    manifest = load_manifest(manifest_location(store))
+    table["objects"] = manifest["objects"]
+    table["store_bytes"] = manifest["stored_bytes"]
+    table["decode_seconds"] = round(decode_pass_seconds(store), 3)
+    return table

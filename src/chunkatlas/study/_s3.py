@@ -1,0 +1,143 @@
+"""An S3 server on loopback for the chunk-size study: moto's S3 in a subprocess, wrapped so that
+every request is logged like the HTTP servers' requests (:class:`~.serve.LogWriter`) and
+answered over the same emulated :class:`~.serve.Network`.
+
+``python -m chunkatlas.study._s3 --log FILE`` serves an empty S3 and prints its endpoint;
+:func:`s3_serving` starts it, uploads a store with its manifest and yields where to read it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from chunkatlas.rewrite._consolidate import manifest_location
+from chunkatlas.study._serving import (
+    LOOPBACK,
+    MARK_PREFIX,
+    LogWriter,
+    Network,
+    add_network_arguments,
+    network_from,
+    process_serving,
+)
+
+BUCKET = "chunkatlas"
+REGION = "us-west-2"  # any but us-east-1, which refuses a location constraint
+CREDENTIALS = {"key": "chunkatlas", "secret": "chunkatlas"}  # moto accepts any key by default
+
+
+class LoggedNetwork:
+    """WSGI middleware: answers marker requests itself (204) and delays every read (GET, HEAD)
+    by the network's latency plus its body's transfer time, before the answer starts; logs
+    every request.  Uploads (PUT, POST) are logged but not delayed: they set the study up."""
+
+    def __init__(self, app, log: LogWriter, network: Network) -> None:
+        self.app, self.log, self.network = app, log, network
+
+    def __call__(self, environ, start_response):
+        started = time.time()
+        method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO", "")
+        if path.startswith(MARK_PREFIX):
+            start_response("204 No Content", [])
+            self.log.write(method, path, 204, 0, "", started)
+            return []
+        answer: dict = {}
+        written: list[bytes] = []
+
+        def capture(status, headers, exc_info=None):
+            answer.update(status=status, headers=headers)
+            return written.append
+
+        body_parts = self.app(environ, capture)
+        try:
+            body = b"".join(body_parts)
+            body = b"".join(written) + body  # anything given to write() went first
+        finally:
+            getattr(body_parts, "close", lambda: None)()
+        sent = 0 if method == "HEAD" else len(body)
+        if method in ("GET", "HEAD"):
+            time.sleep(self.network.seconds(sent))
+        start_response(answer["status"], answer["headers"])
+        status = int(answer["status"].split()[0])
+        self.log.write(method, path, status, sent, environ.get("HTTP_RANGE", ""), started)
+        return [body]
+
+
+def serve_forever(log_path: Path, port: int = 0, network: Network = LOOPBACK) -> None:
+    """moto's S3 (its own WSGI app and request handler) behind :class:`LoggedNetwork`."""
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+    from werkzeug.serving import make_server
+
+    app = LoggedNetwork(
+        DomainDispatcherApplication(create_backend_app), LogWriter(log_path), network
+    )
+    server = make_server("127.0.0.1", port, app, threaded=True, request_handler=MotoRequestHandler)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # its line per request: ours is the log
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    print(f"http://127.0.0.1:{server.server_port}", flush=True)
+    server.serve_forever()
+
+
+def storage_options(endpoint: str) -> dict:
+    """s3fs options for the loopback server (path-style addressing: the host is an IP)."""
+    return {
+        "endpoint_url": endpoint,
+        **CREDENTIALS,
+        "anon": False,
+        "client_kwargs": {"region_name": REGION},
+        "config_kwargs": {"s3": {"addressing_style": "path"}},
+    }
+
+
+@contextmanager
+def s3_serving(
+    root: str | os.PathLike,
+    log_path: str | os.PathLike,
+    network: Network = LOOPBACK,
+    *,
+    start_timeout: float = 60,
+) -> Iterator[tuple[str, dict]]:
+    """Serve the store ``root`` (and the manifest beside it) from an S3 server on loopback;
+    yield (URL prefix, s3fs storage options): the store is at ``f"{prefix}/{root.name}"``.
+
+    The upload's requests are in the log, before anything the caller reads.
+    """
+    import s3fs
+
+    store = Path(root)
+    args = [sys.executable, "-m", "chunkatlas.study._s3", "--log", str(log_path)]
+    with process_serving([*args, *network.arguments()], start_timeout, "S3 server") as endpoint:
+        options = storage_options(endpoint)
+        # Not the instance the reader will get from fsspec's cache: nothing of the upload
+        # (listings) may spare the measured reads a request.
+        fs = s3fs.S3FileSystem(**options, skip_instance_cache=True)
+        fs.mkdir(BUCKET, region_name=REGION)
+        fs.put(str(store), f"{BUCKET}/{store.name}", recursive=True)
+        manifest = Path(manifest_location(store))
+        fs.put(str(manifest), f"{BUCKET}/{manifest.name}")
+        yield f"s3://{BUCKET}", options
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m chunkatlas.study._s3", description=__doc__)
+    parser.add_argument("--log", type=Path, required=True)
+    parser.add_argument("--port", type=int, default=0)
+    add_network_arguments(parser)
+    args = parser.parse_args(argv)
+    serve_forever(args.log, args.port, network_from(args))
+
+
+if __name__ == "__main__":
+    main()
