@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# CI: a one-node SLURM (slurmctld, slurmd, munge; Debian packages) for tests/test_slurm.py.
+# CI: a one-node SLURM (slurmctld, slurmd, munge; Debian packages) for tests/servers/test_slurm.py.
 # Idempotent: does nothing when the daemons and clients are installed already. The packages'
 # own services are not started (a policy-rc.d refuses it during the install); the test starts
 # its own daemons with its own slurm.conf and munge key.

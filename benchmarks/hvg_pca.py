@@ -281,27 +281,32 @@ def run_engine(engine: str, store: str, out: str, rows: int, n_top_genes: int) -
         import anndata as ad
         import scanpy as sc
 
-        from chunkatlas.analysis._analyze import AnalysisParams, hvg_pca, write_result
+        from chunkatlas.analysis import AnalysisParams, hvg_pca, write_result
 
         adata = ad.read_zarr(store)
         result = hvg_pca(adata, AnalysisParams(n_top_genes=n_top_genes, engine="scanpy"))
         write_result(result, out)
         del sc
     elif engine == "scanpy":  # stock: scanpy's Dask code paths on the lazily read store
-        from chunkatlas.analysis._analyze import AnalysisParams, hvg_pca, write_result
-        from chunkatlas.analysis._client import ClusterSettings, dask_client
-        from chunkatlas.store._lazy import read_lazy
+        from chunkatlas.analysis import (
+            AnalysisParams,
+            ClusterSettings,
+            dask_client,
+            hvg_pca,
+            write_result,
+        )
+        from chunkatlas.store import read_dask_backed
 
         with dask_client(ClusterSettings(workers=2, memory_mb=8192)):
             result = hvg_pca(
-                read_lazy(store, rows), AnalysisParams(n_top_genes=n_top_genes, engine="scanpy")
+                read_dask_backed(store, rows),
+                AnalysisParams(n_top_genes=n_top_genes, engine="scanpy"),
             )
         write_result(result, out)
     elif engine == THREADS:
         from distributed import LocalCluster
 
-        from chunkatlas.analysis._analyze import AnalysisParams, analyze_store
-        from chunkatlas.analysis._client import ClusterSettings
+        from chunkatlas.analysis import AnalysisParams, ClusterSettings, analyze_store
 
         with LocalCluster(
             n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0"
@@ -316,8 +321,7 @@ def run_engine(engine: str, store: str, out: str, rows: int, n_top_genes: int) -
                 params=AnalysisParams(n_top_genes=n_top_genes, engine="fused"),
             )
     elif engine == ON_RUN_CLUSTER:
-        from chunkatlas.analysis._analyze import AnalysisParams, analyze_store
-        from chunkatlas.analysis._client import ClusterSettings
+        from chunkatlas.analysis import AnalysisParams, ClusterSettings, analyze_store
 
         analyze_store(
             store,
@@ -329,8 +333,7 @@ def run_engine(engine: str, store: str, out: str, rows: int, n_top_genes: int) -
     else:
         if engine == ZARRS:  # before zarr is imported here or in a worker
             os.environ["ZARR_CODEC_PIPELINE__PATH"] = "zarrs.ZarrsCodecPipeline"
-        from chunkatlas.analysis._analyze import AnalysisParams, analyze_store
-        from chunkatlas.analysis._client import ClusterSettings
+        from chunkatlas.analysis import AnalysisParams, ClusterSettings, analyze_store
 
         analyze_store(
             store,
@@ -344,11 +347,9 @@ def run_engine(engine: str, store: str, out: str, rows: int, n_top_genes: int) -
 
 def run_chunkatlas_e2e(atlas: str, work: str, rows: int, n_top_genes: int) -> dict:
     """chunkatlas from the SOMA source: fetch, rechunk, consolidate, fused analysis."""
-    from chunkatlas.analysis._analyze import AnalysisParams, analyze_store
-    from chunkatlas.analysis._client import ClusterSettings
-    from chunkatlas.ingest._fetch import fetch_tissue
-    from chunkatlas.rewrite._consolidate import consolidate_store
-    from chunkatlas.rewrite._rechunk import rechunk_store
+    from chunkatlas.analysis import AnalysisParams, ClusterSettings, analyze_store
+    from chunkatlas.ingest import fetch_tissue
+    from chunkatlas.rewrite import consolidate_store, rechunk_store
 
     work = Path(work)
     steps = {}
@@ -374,9 +375,14 @@ def run_tutorial_e2e(atlas: str, work: str, rows: int, n_top_genes: int) -> dict
     """The TileDB-SOMA Dask tutorial's path: to_anndata(dask=...) then scanpy on Dask."""
     import tiledbsoma
 
-    from chunkatlas.analysis._analyze import AnalysisParams, hvg_pca, write_result
-    from chunkatlas.analysis._client import ClusterSettings, dask_client
-    from chunkatlas.ingest._fetch import DEFAULT_OBS_FILTER, build_obs_filter
+    from chunkatlas.analysis import (
+        AnalysisParams,
+        ClusterSettings,
+        dask_client,
+        hvg_pca,
+        write_result,
+    )
+    from chunkatlas.ingest import DEFAULT_OBS_FILTER, build_obs_filter
 
     start = time.perf_counter()
     with (
@@ -447,8 +453,7 @@ def child_main(args: list[str]) -> None:
 def make_stores(plan: Plan, data: Path) -> dict[str, Path]:
     """The synthetic stores of ``plan`` in ``data`` (made once, then reused), rechunked as the
     workflow writes them: ``rows`` cells per chunk, the default codec preset."""
-    from chunkatlas.rewrite._geometry import DEFAULT_CODEC
-    from chunkatlas.rewrite._rechunk import rechunk_store
+    from chunkatlas.rewrite import DEFAULT_CODEC, rechunk_store
 
     written = write_synthetic(plan, data)
     stores = {}
@@ -628,7 +633,7 @@ def main() -> None:
     atlas = None if args.skip_e2e else make_atlas(plan, data)
 
     if any(ON_RUN_CLUSTER in scale.engines for scale in plan.scales):
-        from chunkatlas.analysis._shared_cluster import close_run, open_run
+        from chunkatlas.analysis import close_run, open_run
 
         open_run(data)  # this process owns the cluster its children share
     for scale in plan.scales:

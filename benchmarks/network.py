@@ -20,13 +20,11 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from chunkatlas.ingest._fetch import fetch_tissue
+from chunkatlas.ingest import fetch_tissue
 from chunkatlas.ingest.demo import DemoSpec, write_demo_atlas
-from chunkatlas.rewrite._consolidate import consolidate_store
-from chunkatlas.rewrite._rechunk import rechunk_store
-from chunkatlas.study._measure import peak_in_flight
-from chunkatlas.study._serving import Network
-from tests.test_network import DEFAULT, SEQUENTIAL, timed_read
+from chunkatlas.rewrite import consolidate_store, rechunk_store
+from chunkatlas.study import Network, peak_in_flight
+from tests.servers.test_network import DEFAULT, SEQUENTIAL, timed_read
 
 SETTINGS = (("http", "aiohttp"), ("http", "nginx"), ("s3", "moto"))  # moto: s3_serving
 

@@ -94,7 +94,7 @@ def main() -> None:
         return
     store = Path(args.store).resolve()
     compare("decode", str(store), args.repeats)
-    from chunkatlas.study._serving import nginx_serving
+    from chunkatlas.study import nginx_serving
 
     with (
         tempfile.TemporaryDirectory() as tmp,

@@ -23,15 +23,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from chunkatlas.analysis._analyze import AnalysisParams, analyze_store
-from chunkatlas.analysis._client import ClusterSettings
-from chunkatlas.ingest._fetch import fetch_tissue
+from chunkatlas.analysis import AnalysisParams, ClusterSettings, analyze_store
+from chunkatlas.ingest import fetch_tissue
 from chunkatlas.ingest.demo import DemoSpec, write_demo_atlas
-from chunkatlas.report._tables import ordered_passes
-from chunkatlas.rewrite._consolidate import consolidate_store
-from chunkatlas.rewrite._rechunk import rechunk_store
-from chunkatlas.store._guarded import RemoteSettings
-from chunkatlas.study._serving import OBJECT_STORE, served_store
+from chunkatlas.report import ordered_passes
+from chunkatlas.rewrite import consolidate_store, rechunk_store
+from chunkatlas.store import RemoteSettings
+from chunkatlas.study import OBJECT_STORE, served_store
 
 WORKERS = 2
 

@@ -105,7 +105,7 @@ def collect(work: Path, chunk: int) -> dict:
     import zarr
     from anndata.io import read_elem
 
-    from chunkatlas.report._tables import PASSES, read_benchmark
+    from chunkatlas.report import PASSES, read_benchmark
 
     def rank(name: str) -> int:  # the passes in the order they ran
         return PASSES.index(name) if name in PASSES else len(PASSES)

@@ -24,7 +24,7 @@ import zarr
 from anndata.io import sparse_dataset, write_elem
 
 from chunkatlas.ingest.demo import DemoSpec, simulate_counts, simulate_obs
-from chunkatlas.store._write import new_zarr_store
+from chunkatlas.store import new_zarr_store
 
 
 @dataclass(frozen=True)

@@ -6,17 +6,14 @@ The guard matters: Dask's worker processes re-import the main module.
 
 from dataclasses import replace
 
-from chunkatlas.analysis._analyze import AnalysisParams, analyze_store
-from chunkatlas.analysis._client import ClusterSettings
+from chunkatlas.analysis import AnalysisParams, analyze_store
 from chunkatlas.logs import run_snakemake_step
-from chunkatlas.report._provenance import run_record
-from chunkatlas.rewrite._consolidate import verify_store
-from chunkatlas.store._guarded import RemoteSettings
-from chunkatlas.study._serving import Network, served_store
+from chunkatlas.store import verify_store
+from chunkatlas.study import served_store
 
 
 def main(snakemake):
-    config = snakemake.config
+    params = snakemake.params
     store = snakemake.input.store
     verify_store(store, snakemake.input.manifest)
 
@@ -24,22 +21,19 @@ def main(snakemake):
         analyze_store(
             where,
             snakemake.output.result,
-            rows=snakemake.params.rows,
-            params=AnalysisParams.from_config(config),
-            cluster=ClusterSettings.from_config(
-                config, workers=snakemake.threads, memory_mb=snakemake.resources.mem_mb
-            ),
-            provenance={"config_hash": run_record(config)["config_hash"]},
-            zarr_format=config["zarr_format"],
+            rows=params.rows,
+            params=AnalysisParams(**params.analysis),
+            cluster=params.cluster.value,
+            provenance={"config_hash": params.config_hash.value},
+            zarr_format=params.zarr_format,
             remote=remote,
         )
 
-    read = config["analysis"]["read"]
-    if read == "local":
+    if params.backend == "local":
         return analyze(store)
-    server = config["remote"]["server"] if read == "http" else "moto"
-    with served_store(read, store, server, Network.from_config(config)) as (url, options):
-        remote = RemoteSettings.from_config(config, "analysis")
+    server = params.server if params.backend == "http" else "moto"
+    with served_store(params.backend, store, server, params.network.value) as (url, options):
+        remote = params.remote.value
         analyze(url, replace(remote, storage_options={**remote.storage_options, **options}))
 
 

@@ -1,18 +1,13 @@
 """Snakemake entry point: the PCA figure."""
 
 from chunkatlas.logs import run_snakemake_step
-from chunkatlas.report._pca_figure import plot_pca
-from chunkatlas.report._tables import chunk_title
-from chunkatlas.rewrite._consolidate import load_manifest
-from chunkatlas.store._layout import read_store
+from chunkatlas.report import chunk_title, plot_pca
+from chunkatlas.store import read_store
 
 
 def main(snakemake):
     title = chunk_title(
-        snakemake.params.tissue,
-        snakemake.wildcards.chunk,
-        snakemake.params.dense_axis,
-        sparse=load_manifest(snakemake.input.manifest)["x_sparse"],
+        snakemake.params.tissue, snakemake.wildcards.chunk, snakemake.params.orientation
     )
     plot_pca(
         read_store(snakemake.input.result),

@@ -3,7 +3,7 @@
 import yaml
 
 from chunkatlas.logs import run_snakemake_step
-from chunkatlas.report._provenance import software_versions
+from chunkatlas.report import software_versions
 
 
 def main(snakemake):

@@ -1,10 +1,8 @@
 """Snakemake entry point: request accounting of one store on loopback servers (HTTP, S3)."""
 
 from chunkatlas.logs import run_snakemake_step
-from chunkatlas.rewrite._consolidate import verify_store
-from chunkatlas.store._guarded import RemoteSettings
-from chunkatlas.study._measure import measure_backends
-from chunkatlas.study._serving import Network
+from chunkatlas.store import verify_store
+from chunkatlas.study import Network, measure_backends
 
 
 def main(snakemake):
@@ -12,11 +10,10 @@ def main(snakemake):
     params = snakemake.params
     table = measure_backends(
         snakemake.input.store,
-        params.rows,
         backends=params.backends,
         server=params.server,
         network=Network(latency_ms=params.latency_ms, bandwidth_mbps=params.bandwidth_mbps),
-        settings=RemoteSettings.from_config(snakemake.config),
+        settings=params.settings.value,
         repeats=params.repeats,
     )
     table.to_csv(snakemake.output.table, sep="\t", index=False)

@@ -1,30 +1,15 @@
 """Snakemake entry point: the summary and remote tables, the study's figures, the cost model
 and its recommendation."""
 
+import json
 import logging
 from pathlib import Path
 
-from chunkatlas.analysis._shared_cluster import close_run
+from chunkatlas import report
+from chunkatlas.analysis import close_run
 from chunkatlas.errors import ChunkatlasError
 from chunkatlas.logs import run_snakemake_step
-from chunkatlas.report._cost_model import fit_costs, recommend, recommendation_text
-from chunkatlas.report._figures import (
-    plot_cost_fit,
-    plot_geometry,
-    plot_message,
-    plot_passes,
-    plot_remote,
-    plot_steps,
-    plot_store_size,
-)
-from chunkatlas.report._tables import (
-    GridPoint,
-    build_summary,
-    passes_table,
-    reference_geometry,
-    remote_table,
-)
-from chunkatlas.study._measure import PATTERNS
+from chunkatlas.study import PATTERNS
 
 log = logging.getLogger("chunkatlas")
 
@@ -32,38 +17,42 @@ log = logging.getLogger("chunkatlas")
 def main(snakemake):
     close_run()  # every analysis of the run is an input here: the run's cluster is done
     output = snakemake.output
-    points = [GridPoint(**p) for p in snakemake.params.points]
-    summary = build_summary(points)
+    points = [report.GridPoint(**p) for p in snakemake.params.points]
+    summary = report.build_summary(points)
     summary.to_csv(output.table, sep="\t", index=False)
-    remote = remote_table(points)
+    remote = report.remote_table(points)
     remote.to_csv(output.remote, sep="\t", index=False)
-    passes = passes_table(points)
+    passes = report.passes_table(points)
     passes.to_csv(output.passes, sep="\t", index=False)
-    plot_passes(reference_geometry(passes), output.passes_plot)
-    plot_steps(reference_geometry(summary), output.steps)
-    plot_store_size(reference_geometry(summary), output.store_size)
-    plot_remote(reference_geometry(remote), output.remote_plot)
+    report.plot_passes(report.reference_geometry(passes), output.passes_plot)
+    report.plot_steps(report.reference_geometry(summary), output.steps)
+    report.plot_store_size(report.reference_geometry(summary), output.store_size)
+    report.plot_remote(report.reference_geometry(remote), output.remote_plot)
     Path(output.geometry).mkdir(parents=True, exist_ok=True)
     for backend in snakemake.params.backends:
         for pattern in PATTERNS:
             where = f"{output.geometry}/{backend}-{pattern}.png"
             rows = remote[remote["backend"] == backend] if not remote.empty else remote
             if rows.empty:
-                plot_message("remote accounting disabled (remote.enabled: false)", where)
+                report.plot_message("remote accounting disabled (remote.enabled: false)", where)
             else:
-                plot_geometry(rows, where, backend, pattern)
+                report.plot_geometry(rows, where, backend, pattern)
     try:
-        fit = fit_costs(remote)
+        fit = report.fit_costs(remote)
     except ChunkatlasError as err:  # e.g. one store, or remote accounting off
         log.info("no cost model: %s", err)
-        plot_message(f"no cost model: {err}", output.cost_fit)
+        report.plot_message(f"no cost model: {err}", output.cost_fit)
         Path(output.recommendation).write_text(f"note\nno cost model: {err}\n")
+        Path(output.cost_model).write_text(json.dumps({"note": f"no cost model: {err}"}) + "\n")
         return
     log.info("cost model: %s", fit.describe())
-    plot_cost_fit(remote, fit, output.cost_fit)
-    recommendations = recommend(remote, fit)
+    report.plot_cost_fit(remote, fit, output.cost_fit)
+    recommendations = report.recommend(remote, fit)
     recommendations.to_csv(output.recommendation, sep="\t", index=False)
-    log.info("recommendation:\n%s", recommendation_text(recommendations))
+    origin = f"the study run {snakemake.params.run} ({len(remote)} measured reads)"
+    model = report.build_cost_model(remote, summary, fit, origin)
+    Path(output.cost_model).write_text(model.to_json() + "\n")
+    log.info("recommendation:\n%s", report.recommendation_text(recommendations))
 
 
 if __name__ == "__main__":

@@ -2,12 +2,12 @@
 
 import yaml
 
-from chunkatlas.analysis._analyze import AnalysisParams, warmup
+from chunkatlas.analysis import warmup
 from chunkatlas.logs import run_snakemake_step
 
 
 def main(snakemake):
-    seconds = warmup(AnalysisParams.from_config(snakemake.config), snakemake.config["zarr_format"])
+    seconds = warmup(snakemake.params.analysis.value, snakemake.params.zarr_format)
     with open(snakemake.output.seconds, "w") as handle:
         yaml.safe_dump({"warmup_seconds": seconds}, handle)
 

@@ -7,12 +7,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from chunkatlas.ingest._fetch import fetch_tissue
+from chunkatlas.ingest import fetch_tissue
 from chunkatlas.ingest.demo import DemoSpec, write_demo_atlas
-from chunkatlas.rewrite._consolidate import consolidate_store
-from chunkatlas.rewrite._rechunk import rechunk_store
+from chunkatlas.rewrite import consolidate_store, rechunk_store
 
-from .workflow_runs import REPO, snakemake
+from .support.workflow_runs import REPO, snakemake
 
 TINY = DemoSpec(n_cells=2400, n_genes=400, seed=3)
 

@@ -11,9 +11,8 @@ import scipy.sparse as sp
 import zarr
 
 from chunkatlas.errors import ChunkatlasError
-from chunkatlas.rewrite._rechunk import rechunk_store
-from chunkatlas.store._lazy import read_lazy
-from chunkatlas.store._write import atomic_directory, redact
+from chunkatlas.rewrite import rechunk_store
+from chunkatlas.store import atomic_directory, read_dask_backed, redact
 
 
 def counts_store(path, obs_names=None, var_names=None):
@@ -40,7 +39,7 @@ def test_duplicate_names_are_refused(tmp_path, axis, names):
         store = counts_store(tmp_path / "dup.zarr", **{f"{axis}_names": names})
     first = pd.Index(names)[pd.Index(names).duplicated()][0]
     with pytest.raises(ChunkatlasError, match=f"duplicate {axis} names \\(first: '{first}'\\)"):
-        read_lazy(store, 2)
+        read_dask_backed(store, 2)
     with pytest.raises(ChunkatlasError, match="duplicate"):
         rechunk_store(store, tmp_path / "out.zarr", 2)
     assert not (tmp_path / "out.zarr").exists()
@@ -53,7 +52,7 @@ def test_store_without_x_is_refused(tmp_path):
     if "X" in group:
         del group["X"]
     with pytest.raises(ChunkatlasError, match="AnnData store has no X"):
-        read_lazy(tmp_path / "nox.zarr", 2)
+        read_dask_backed(tmp_path / "nox.zarr", 2)
 
 
 def test_killed_writer_leftovers_are_cleaned_and_never_read(tmp_path):
@@ -61,7 +60,7 @@ def test_killed_writer_leftovers_are_cleaned_and_never_read(tmp_path):
     stale.mkdir()
     (stale / "junk").write_text("half")
     with pytest.raises(ChunkatlasError, match="store not found"):
-        read_lazy(tmp_path / "out.zarr", 2)
+        read_dask_backed(tmp_path / "out.zarr", 2)
     with atomic_directory(tmp_path / "out.zarr") as tmp:
         tmp.mkdir()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.zarr"]
@@ -99,7 +98,7 @@ def test_cli_error_redacts_credentials(tmp_path):
 def test_snakemake_job_with_bad_input_fails_with_one_line_and_no_output(tmp_path):
     import yaml
 
-    from .workflow_runs import REPO, snakemake
+    from .support.workflow_runs import REPO, snakemake
 
     config = yaml.safe_load((REPO / "config/test.yaml").read_text())
     config["demo_atlas"]["n_cells"] = 600
@@ -119,7 +118,7 @@ def test_snakemake_job_with_bad_input_fails_with_one_line_and_no_output(tmp_path
 def test_profiles_never_keep_incomplete_outputs():
     import yaml
 
-    from .workflow_runs import REPO
+    from .support.workflow_runs import REPO
 
     for profile in (REPO / "profiles").glob("*/config.yaml"):
         settings = yaml.safe_load(profile.read_text()) or {}
@@ -130,7 +129,7 @@ def test_profiles_never_keep_incomplete_outputs():
 def test_secrets_in_config_never_reach_outputs_or_logs(tmp_path):
     import yaml
 
-    from .workflow_runs import REPO, snakemake, store_dir
+    from .support.workflow_runs import REPO, snakemake, store_dir
 
     secret = "wJalrXUtnFEMI-K7MDENG-not-a-real-key"
     config = yaml.safe_load((REPO / "config/test.yaml").read_text())
@@ -139,7 +138,7 @@ def test_secrets_in_config_never_reach_outputs_or_logs(tmp_path):
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
     done = snakemake(
         tmp_path,
-        f"results/test/{store_dir('lung', 300)}/store.manifest.json",
+        f"results/test/{store_dir('lung', 'cells', 300)}/store.manifest.json",
         "--cores",
         "1",
         "--configfile",
@@ -162,7 +161,7 @@ def test_secrets_in_config_never_reach_outputs_or_logs(tmp_path):
     ],
 )
 def test_analysis_refuses_values_that_are_not_counts(tmp_path, engine, value, flavor, needle):
-    from chunkatlas.analysis._analyze import AnalysisParams, analyze_store
+    from chunkatlas.analysis import AnalysisParams, analyze_store
 
     rng = np.random.default_rng(1)
     counts = rng.poisson(2, (60, 30)).astype(np.float32)
@@ -181,7 +180,7 @@ def test_analysis_refuses_values_that_are_not_counts(tmp_path, engine, value, fl
 def test_fused_engine_refuses_duplicate_names(tmp_path):
     import warnings
 
-    from chunkatlas.analysis._analyze import AnalysisParams, analyze_store
+    from chunkatlas.analysis import AnalysisParams, analyze_store
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -216,7 +215,7 @@ def damage_chunk(chunk, how: str) -> None:
 def test_damaged_chunk_without_manifest_is_named_in_one_line(
     fetched, tmp_path, engine, how, zarr_format
 ):
-    from .stores import chunk_key
+    from .support.stores import chunk_key
 
     store = tmp_path / "x.zarr"  # no manifest beside it: nothing checks the chunks beforehand
     rechunk_store(fetched, store, 200, zarr_format=zarr_format)
@@ -244,9 +243,9 @@ def test_damaged_chunk_without_manifest_is_named_in_one_line(
 def test_damaged_chunk_of_dense_x_is_named(tmp_path, engine):
     import pickle
 
-    from chunkatlas.analysis._analyze import AnalysisParams, analyze_store
+    from chunkatlas.analysis import AnalysisParams, analyze_store
 
-    from .stores import chunk_key
+    from .support.stores import chunk_key
 
     store = tmp_path / "dense.zarr"
     counts = np.random.default_rng(4).poisson(2, (90, 30)).astype(np.float32)
@@ -269,7 +268,7 @@ def test_damaged_chunk_of_dense_x_is_named(tmp_path, engine):
 def test_fetch_emits_no_warning(atlas, tmp_path):
     import warnings
 
-    from chunkatlas.ingest._fetch import fetch_tissue
+    from chunkatlas.ingest import fetch_tissue
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -9,8 +9,8 @@ import scipy.sparse as sp
 
 from chunkatlas.cli import main
 
-from .oracle import assert_matches_reference, in_memory_reference
-from .stores import chunk_key
+from .support.oracle import assert_matches_reference, in_memory_reference
+from .support.stores import chunk_key
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -102,11 +102,10 @@ def test_the_cli_takes_every_setting_the_workflow_uses():
     """Each stage's settings are config keys the CLI offers: nothing only the workflow can do."""
     from dataclasses import fields
 
-    from chunkatlas.analysis._analyze import AnalysisParams
-    from chunkatlas.analysis._client import ClusterSettings
+    from chunkatlas.analysis import AnalysisParams, ClusterSettings
     from chunkatlas.cli import COMMAND_KEYS
     from chunkatlas.config import load_schema
-    from chunkatlas.ingest._fetch import SourceSettings
+    from chunkatlas.ingest import SourceSettings
 
     fetch_keys = {f"source.{f.name}" for f in fields(SourceSettings)} - {"source.uri"}
     assert fetch_keys | {"remote.attempts", "remote.timeout_seconds"} <= set(COMMAND_KEYS["fetch"])

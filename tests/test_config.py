@@ -12,7 +12,7 @@ from chunkatlas.config import (
 )
 from chunkatlas.errors import ChunkatlasError
 
-from .workflow_runs import REPO
+from .support.workflow_runs import REPO
 
 SCHEMA = load_schema()
 
@@ -35,8 +35,24 @@ def test_defaults_are_filled():
     assert config["source"]["layer"] == "raw"
     assert "{tissue}" in config["source"]["obs_filter"]
     assert config["analysis"]["flavor"] == "seurat"
-    assert config["rechunk"]["dense_axis"] == "obs"
+    assert config["orientations"] == ["cells"]
     assert config["dask"]["scheduler_address"] is None
+
+
+@pytest.mark.parametrize(
+    ("axis", "instead"), [("var", "orientations: [genes]"), ("obs", "orientations: [cells]")]
+)
+def test_the_replaced_dense_axis_is_refused_with_what_to_write(axis, instead):
+    with pytest.raises(ChunkatlasError) as raised:
+        validate_config({**minimal(), "rechunk": {"dense_axis": axis}}, SCHEMA)
+    message = str(raised.value)
+    assert "\n" not in message and "rechunk.dense_axis" in message and instead in message
+
+
+@pytest.mark.parametrize("bad", [["diagonal"], [], ["cells", "cells"]])
+def test_orientations_outside_cells_and_genes_are_refused(bad):
+    with pytest.raises(ChunkatlasError, match="config orientations"):
+        validate_config({**minimal(), "orientations": bad}, SCHEMA)
 
 
 @pytest.mark.parametrize(
@@ -120,7 +136,7 @@ def test_a_missing_local_source_is_refused_before_any_job(tmp_path):
 
 
 def test_the_schema_offers_the_codec_presets_there_are():
-    from chunkatlas.rewrite._geometry import CODECS, DEFAULT_CODEC
+    from chunkatlas.rewrite import CODECS, DEFAULT_CODEC
 
     codecs = SCHEMA["properties"]["codecs"]
     assert codecs["items"]["enum"] == list(CODECS)

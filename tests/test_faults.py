@@ -18,10 +18,10 @@ import pytest
 import scipy.sparse as sp
 
 from chunkatlas.errors import ChunkatlasError
-from chunkatlas.rewrite._consolidate import consolidate_store, verify_store
-from chunkatlas.store._lazy import read_lazy
+from chunkatlas.rewrite import consolidate_store
+from chunkatlas.store import read_dask_backed, verify_store
 
-from .workflow_runs import REPO, SNAKEMAKE, geometries, store_dir
+from .support.workflow_runs import REPO, SNAKEMAKE, geometries, store_dir
 
 pytestmark = pytest.mark.slow
 
@@ -79,7 +79,7 @@ def test_rechunk_killed_at_random_points_leaves_nothing_readable(big_source, tmp
         )
         return
     with pytest.raises(ChunkatlasError, match="store not found"):
-        read_lazy(dest, 100)
+        read_dask_backed(dest, 100)
     with pytest.raises(ChunkatlasError, match="never completed"):
         verify_store(dest, tmp_path / "store.manifest.json")
     # and the next writer cleans up after the killed one
@@ -100,7 +100,7 @@ def test_fetch_killed_at_random_points_leaves_nothing(atlas, tmp_path, seed):
     )
     if not dest.exists():
         with pytest.raises(ChunkatlasError, match="store not found"):
-            read_lazy(dest, 100)
+            read_dask_backed(dest, 100)
     else:
         assert ad.read_zarr(dest).n_obs > 0
 
@@ -194,8 +194,8 @@ def test_snakemake_killed_mid_stage_then_rerun_gives_identical_results(test_run,
         [*args, "--rerun-incomplete"], capture_output=True, text=True, timeout=900
     )
     assert again.returncode == 0, again.stderr[-3000:]
-    for tissue, chunk, shard, codec in geometries(config):
-        here = Path("results") / config["run"] / store_dir(tissue, chunk, shard, codec)
+    for tissue, orientation, chunk, shard, codec in geometries(config):
+        here = Path("results") / config["run"] / store_dir(tissue, orientation, chunk, shard, codec)
         assert chunk_files(tmp_path / here / "store.zarr") == chunk_files(
             workdir / here / "store.zarr"
         )

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import yaml
 
-from chunkatlas.store._layout import read_store
+from chunkatlas.store import read_store
 
-from .workflow_runs import REPO, job_counts, results_dir, snakemake, store_dir
+from .support.workflow_runs import REPO, job_counts, results_dir, snakemake, store_dir
 
 
 def files_and_times(folder) -> dict[str, float]:

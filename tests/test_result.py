@@ -10,8 +10,7 @@ import scanpy as sc
 import scipy.sparse as sp
 
 from chunkatlas import ChunkatlasError, open_result
-from chunkatlas.analysis._analyze import AnalysisParams, analyze_store
-from chunkatlas.analysis._client import ClusterSettings
+from chunkatlas.analysis import AnalysisParams, ClusterSettings, analyze_store
 
 matplotlib.use("Agg")
 

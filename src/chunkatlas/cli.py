@@ -10,12 +10,13 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import yaml
 
-from chunkatlas import __version__
+from chunkatlas._version import __version__
 from chunkatlas.errors import ChunkatlasError
-from chunkatlas.rewrite._geometry import CODECS, DEFAULT_CODEC
+from chunkatlas.rewrite import CODECS, DEFAULT_CODEC, ORIENTATIONS
 
 # The config keys each command takes as options (the flag is the last part, dashed).
 COMMAND_KEYS = {
@@ -37,7 +38,7 @@ COMMAND_KEYS = {
         "remote.timeout_seconds",
         "zarr_format",
     ),
-    "rechunk": ("rechunk.dense_axis", "zarr_format"),
+    "rechunk": ("zarr_format",),
     "analyze": (
         "analysis.engine",
         "analysis.flavor",
@@ -147,8 +148,8 @@ def guess_source_kind(uri: str) -> str:
 
 
 def cmd_fetch(args: argparse.Namespace) -> None:
-    from chunkatlas.ingest._fetch import SourceSettings, fetch
-    from chunkatlas.store._guarded import RemoteSettings
+    from chunkatlas.ingest import SourceSettings, fetch
+    from chunkatlas.store import RemoteSettings
 
     setattr(args, CONFIG_DEST + "source.uri", args.source)
     if not hasattr(args, CONFIG_DEST + "source.kind") and not args.configfile:
@@ -165,22 +166,23 @@ def cmd_fetch(args: argparse.Namespace) -> None:
 
 
 def cmd_rechunk(args: argparse.Namespace) -> None:
-    from chunkatlas.rewrite._rechunk import rechunk_store
+    from chunkatlas.rewrite import rechunk_store
 
-    config = command_config(args, ["rechunk", "zarr_format"])
+    config = command_config(args, ["zarr_format"])
     rechunk_store(
         args.source,
         args.out,
         args.chunk,
         shard=args.shard,
         codec=args.codec,
-        dense_axis=config["rechunk"]["dense_axis"],
+        orientation=args.orientation,
         zarr_format=config["zarr_format"],
     )
 
 
 def cmd_consolidate(args: argparse.Namespace) -> None:
-    from chunkatlas.rewrite._consolidate import consolidate_store, manifest_location
+    from chunkatlas.rewrite import consolidate_store
+    from chunkatlas.store import manifest_location
 
     manifest_path = args.manifest or manifest_location(args.store)
     manifest = consolidate_store(args.store, manifest_path)
@@ -190,13 +192,15 @@ def cmd_consolidate(args: argparse.Namespace) -> None:
 def cmd_analyze(args: argparse.Namespace) -> None:
     import os
 
-    from chunkatlas.analysis._analyze import AnalysisParams, analyze_store
-    from chunkatlas.analysis._client import ClusterSettings
-    from chunkatlas.rewrite._consolidate import manifest_location, verify_store
-    from chunkatlas.store._guarded import RemoteSettings
-    from chunkatlas.store._layout import check_obs_column
-    from chunkatlas.store._location import StoreLocation
-    from chunkatlas.store._write import refuse_existing
+    from chunkatlas.analysis import AnalysisParams, ClusterSettings, analyze_store
+    from chunkatlas.store import (
+        RemoteSettings,
+        StoreLocation,
+        check_obs_column,
+        manifest_location,
+        refuse_existing,
+        verify_store,
+    )
 
     config = command_config(args, ["analysis", "remote", "dask", "zarr_format"])
     store = StoreLocation.of(args.store, RemoteSettings.from_config(config, "analysis"))
@@ -218,7 +222,7 @@ def cmd_analyze(args: argparse.Namespace) -> None:
         zarr_format=config["zarr_format"],
     )
     if args.plot:
-        from chunkatlas.report._pca_figure import plot_pca
+        from chunkatlas.report import plot_pca
 
         plot_pca(result, args.plot, label_key=config["analysis"]["label_key"])
 
@@ -261,6 +265,90 @@ def run_workflow(snakemake_args: Sequence[str]) -> int:
     return subprocess.call([*command, *snakemake_args])
 
 
+def cmd_advise(args: argparse.Namespace) -> None:
+    from chunkatlas import report
+
+    if args.source is None and args.cells is None:
+        raise ChunkatlasError(
+            "advise needs a SOURCE (a store, an h5ad, a SOMA Experiment) or --cells N"
+        )
+    model = report.load_cost_model(args.model)
+    if args.source is None:
+        atlas = report.Atlas(args.cells, args.genes, args.cells * args.values_per_cell)
+        source = "ATLAS.zarr"
+    else:
+        atlas = report.atlas_of(args.source, args.tissue)
+        atlas = atlas.with_cells(args.cells) if args.cells else atlas
+        source = args.source
+    patterns = args.pattern or list(report.X_PATTERNS)
+    table = report.predictions(atlas, model, args.backend, patterns)
+    print(
+        f"{atlas.n_obs:,} cells x {atlas.n_vars:,} genes, {atlas.nnz:,} stored values "
+        f"({atlas.nnz / atlas.n_obs:,.0f} per cell), read over {args.backend}; coefficients "
+        f"from {model.origin}"
+    )
+    print(model.fit[args.backend].describe())
+    dest = Path(source).stem + "-{}.zarr"
+    for row in report.best_per_pattern(table).itertuples():
+        layout = report.Layout(row.orientation, row.chunk, row.shard, row.codec)
+        print(
+            f"\n{row.pattern}: {layout.describe()}\n  predicted {row.requests:,} requests, "
+            f"{row.bytes / 1e6:,.3g} MB, {row.seconds:,.3g} s; {row.objects:,} objects of X\n"
+            f"  {layout.command(source, dest.format(row.orientation))}"
+        )
+    if len(patterns) > 1:
+        mix = report.advise_mix(table)
+        first, second = mix.pair
+        print(
+            f"\nfor a mix of {', '.join(patterns)}, read equally often:\n"
+            f"  one layout: {mix.single.describe()} ({mix.single_seconds:,.3g} s in all)\n"
+            f"  two copies: {first.describe()}, and {second.describe()} "
+            f"({mix.pair_seconds:,.3g} s in all; the second copy stores "
+            f"{mix.second_copy_bytes / 1e9:,.3g} GB more)"
+        )
+
+
+def add_advise_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "source",
+        nargs="?",
+        default=None,
+        help="the atlas: an AnnData .zarr store or .h5ad file, or a TileDB-SOMA Experiment "
+        "(with --tissue); or leave it out and give --cells",
+    )
+    parser.add_argument("--tissue", default=None, help="one tissue of a SOMA source")
+    parser.add_argument(
+        "--cells",
+        type=positive_int,
+        default=None,
+        help="cells to advise for (default: the source's)",
+    )
+    parser.add_argument(
+        "--genes", type=positive_int, default=20_000, help="genes, without a source (20,000)"
+    )
+    parser.add_argument(
+        "--values-per-cell",
+        type=positive_int,
+        default=1_500,
+        help="stored values per cell, without a source (default 1,500, about the Census's)",
+    )
+    parser.add_argument(
+        "--backend", choices=["http", "s3"], default="s3", help="where it is read (default: s3)"
+    )
+    parser.add_argument(
+        "--pattern",
+        action="append",
+        choices=["one_gene", "fifty_genes", "cell_block", "all_x"],
+        help="an access pattern its users read (repeat it; default: all four)",
+    )
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="cost_model.json of a study run (default: the reference model shipped with "
+        "chunkatlas, fitted on the demo atlas's default run)",
+    )
+
+
 def positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -284,6 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
         "rechunk": (cmd_rechunk, "re-write a store with X and layers chunked"),
         "consolidate": (cmd_consolidate, "consolidate metadata, write the manifest"),
         "analyze": (cmd_analyze, "normalize, log1p, HVG and PCA on Dask"),
+        "advise": (cmd_advise, "which layout to write an atlas in, for how it is read"),
     }
     sub.add_parser(
         "run",
@@ -314,7 +403,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--chunk",
         type=positive_int,
         required=True,
-        help="cells per chunk (genes per chunk with --dense-axis var)",
+        help="cells per chunk (genes per chunk with --orientation genes)",
+    )
+    rechunk.add_argument(
+        "--orientation",
+        choices=list(ORIENTATIONS),
+        default="cells",
+        help="cells: cell-major (CSR, or dense chunks of whole cells; the default); genes: "
+        "gene-major (CSC, or dense chunks of whole genes: one gene is one small read)",
     )
     rechunk.add_argument(
         "--shard",
@@ -349,6 +445,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     analyze.add_argument("--plot", default=None, help="also write the PCA plot to this PNG")
 
+    add_advise_arguments(parsers["advise"])
     for name, keys in COMMAND_KEYS.items():
         parsers[name].add_argument(
             "--configfile",

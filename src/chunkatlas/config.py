@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import jsonschema
@@ -80,6 +81,22 @@ def read_configfile(path: str | os.PathLike) -> dict:
     return config
 
 
+def refuse_replaced_keys(config: dict) -> None:
+    """One line for a key an older chunkatlas took, saying what to write instead."""
+    rechunk = config.get("rechunk")
+    if isinstance(rechunk, dict) and "dense_axis" in rechunk:
+        axis = rechunk["dense_axis"]
+        instead = (
+            "orientations: [genes] with gene_chunks: [...] (genes per chunk)"
+            if axis == "var"
+            else "orientations: [cells] (the default; chunks: cells per chunk)"
+        )
+        raise ChunkatlasError(
+            f"config rechunk.dense_axis: {axis!r} is replaced by store orientations: write "
+            f"{instead} and remove the rechunk section"
+        )
+
+
 def validate_config(config: dict, schema: dict, sections: list[str] | None = None) -> dict:
     """Validate ``config`` against ``schema``; return it with defaults filled in.
 
@@ -96,6 +113,7 @@ def validate_config(config: dict, schema: dict, sections: list[str] | None = Non
             "properties": {k: schema["properties"][k] for k in sections},
             "required": [k for k in schema.get("required", []) if k in sections],
         }
+    refuse_replaced_keys(config or {})
     filled = fill_defaults(config or {}, schema)
     if "demo_atlas" in filled and isinstance(filled.get("run"), str):
         # The demo atlas is built inside the run's folder unless placed there explicitly.
@@ -132,6 +150,16 @@ def validate_config(config: dict, schema: dict, sections: list[str] | None = Non
     return filled
 
 
+@dataclass(frozen=True)
+class Untracked:
+    """A rule param its job gets but Snakemake neither records nor compares: Snakemake keeps only
+    params of built-in types in its metadata and re-runs a rule when one changes.  For what
+    decides how a job runs, not what it writes (Dask settings, retries, credentials, the config
+    hash the outputs record): no re-run when it changes, and no secret in ``.snakemake/``."""
+
+    value: object
+
+
 RESULTS = "results"
 
 
@@ -154,7 +182,7 @@ def confined_output(path: str, key: str, folder: str) -> str:
 
 def check_source(config: dict) -> None:
     """Refuse a local source that does not exist, before any job (the demo atlas is built)."""
-    from chunkatlas.store._location import is_remote
+    from chunkatlas.store import is_remote
 
     uri = config["source"]["uri"]
     if "demo_atlas" in config or is_remote(uri) or uri.startswith(("scanpy:", "file://")):

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from typing import TextIO
 
 from chunkatlas.errors import ChunkatlasError
-from chunkatlas.store._write import redact
+from chunkatlas.store import redact
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 log = logging.getLogger("chunkatlas")

@@ -28,7 +28,7 @@ def open_result(
     ``hvg_pca.zarr`` holds no X (only obs, var with the highly-variable columns, obsm['X_pca'],
     varm['PCs'] and uns), so scanpy cannot colour cells by a gene from it alone.  This returns
     the store's AnnData with X and layers read lazily, as Dask arrays of ``rows`` cells per
-    block (:func:`chunkatlas.store._lazy.read_lazy`), and the result's var columns
+    block (:func:`chunkatlas.store._lazy.read_dask_backed`), and the result's var columns
     (highly_variable, means, dispersions, ...), obsm['X_pca'], varm['PCs'] and uns ('hvg',
     'pca', 'chunkatlas') added.  X holds what the store holds: the raw counts, in the workflow.
 
@@ -43,8 +43,7 @@ def open_result(
     import anndata as ad
     import pandas as pd
 
-    from chunkatlas.store._layout import read_store
-    from chunkatlas.store._lazy import read_lazy
+    from chunkatlas.store import read_dask_backed, read_store
 
     result = Path(result)
     if not result.exists():
@@ -59,7 +58,7 @@ def open_result(
                 f"no store beside the result: {store} not found; "
                 "give the analysed store (store=...)"
             )
-    adata = read_lazy(store, rows)
+    adata = read_dask_backed(store, rows)
     for axis in ("obs", "var"):
         ours, theirs = getattr(adata, axis), getattr(computed, axis)
         problem = names_mismatch(ours.index, theirs.index)

@@ -15,6 +15,7 @@ rule warmup:
         engine=config["analysis"]["engine"],
         flavor=config["analysis"]["flavor"],
         zarr_format=config["zarr_format"],
+        analysis=Untracked(AnalysisParams.from_config(config)),
     script:
         "../../scripts/warmup.py"
 
@@ -40,11 +41,17 @@ rule analyze:
         * attempt,
         runtime=runtime(60),
     params:
-        rows=analysis_rows,
+        rows=task_rows,
         analysis=asdict(AnalysisParams.from_config(config)),
         zarr_format=config["zarr_format"],
         # where the store is read, and over what network: the per-pass costs depend on them
         read=analysis_read(),
+        backend=config["analysis"]["read"],
+        server=config["remote"]["server"],
+        network=Untracked(Network.from_config(config)),
+        remote=Untracked(RemoteSettings.from_config(config, "analysis")),
+        cluster=cluster_settings,
+        config_hash=config_hash(),
     script:
         "../../scripts/analyze.py"
 
@@ -62,6 +69,7 @@ rule plot_pca:
             subcategory="{tissue}",
             labels={
                 "tissue": "{tissue}",
+                "orientation": "{orientation}",
                 "chunk size": "{chunk}",
                 "chunks per shard": "{shard}",
                 "codec": "{codec}",
@@ -78,6 +86,6 @@ rule plot_pca:
     params:
         label_key=config["analysis"]["label_key"],
         tissue=lambda wildcards: TISSUES[wildcards.tissue],
-        dense_axis=config["rechunk"]["dense_axis"],
+        orientation=lambda wildcards: wildcards.orientation,
     script:
         "../../scripts/plot_pca.py"

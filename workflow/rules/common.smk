@@ -4,18 +4,20 @@ import re
 import sys
 from dataclasses import asdict
 
-from chunkatlas.analysis._analyze import AnalysisParams
+from chunkatlas.analysis import AnalysisParams, ClusterSettings, close_run, open_run
 from chunkatlas.config import (
     check_source,
     coerce_to_schema,
     load_schema,
     tissue_folders,
+    Untracked,
     validate_config,
 )
 from chunkatlas.errors import ChunkatlasError
-from chunkatlas.ingest._fetch import SourceSettings
-from chunkatlas.report._provenance import run_record
-from chunkatlas.analysis._shared_cluster import close_run, open_run
+from chunkatlas.ingest import SourceSettings
+from chunkatlas.report import STEPS, run_record
+from chunkatlas.store import RemoteSettings
+from chunkatlas.study import Network
 
 try:
     _schema = load_schema()
@@ -27,7 +29,11 @@ except ChunkatlasError as err:
     sys.exit(f"chunkatlas: error: {err}")
 config.update(_validated)
 
-CHUNKS = sorted(config["chunks"])
+# Chunk sizes per orientation: cells per chunk of cell-major stores, genes of gene-major ones.
+CHUNKS = {"cells": sorted(config["chunks"]), "genes": sorted(config["gene_chunks"])}
+ORIENTATIONS = config["orientations"]
+# Gene-major sparse stores (CSC) are measured, not analysed: analysis reads cell-major stores.
+ANALYSED = ["cells", "genes"] if config["source"]["dense"] else ["cells"]
 # Each run (config key `run`) has its own results folder: configs never touch each other's outputs.
 RESULTS = f"results/{config['run']}"
 
@@ -39,34 +45,54 @@ def out(path):
 
 SHARDS = sorted(config["shards"])
 CODECS = config["codecs"]
-# One store per tissue x geometry; its folder names every part of the geometry.
-POINT = "{tissue}/chunks-{chunk}-shard-{shard}-{codec}"
+# One store per tissue x geometry; its folder names every part of the geometry: cells-500 holds
+# 500 cells per chunk, genes-50 50 genes per chunk.
+POINT = "{tissue}/{orientation}-{chunk}-shard-{shard}-{codec}"
 GRID = out(POINT)
 
 
 wildcard_constraints:
     tissue="|".join(map(re.escape, TISSUES)),
+    orientation="cells|genes",
     chunk=r"[1-9]\d*",
     shard=r"[1-9]\d*",
     codec="|".join(map(re.escape, CODECS)),
 
 
-def grid_outputs():
-    """Every per-tissue x chunk output of the default target."""
-    outputs = [
-        f"{GRID}/store.manifest.json",
-        f"{GRID}/hvg_pca.zarr",
-        f"{GRID}/pca.png",
+def geometries():
+    """Every store geometry of the grid: dicts of orientation, chunk, shard and codec."""
+    return [
+        dict(orientation=orientation, chunk=chunk, shard=shard, codec=codec)
+        for orientation in ORIENTATIONS
+        for chunk, shard, codec in itertools.product(CHUNKS[orientation], SHARDS, CODECS)
     ]
+
+
+def point_outputs(geometry):
+    """The outputs of one store geometry (folder-relative), as the default target wants them."""
+    outputs = ["store.manifest.json"]
+    if geometry["orientation"] in ANALYSED:
+        outputs += ["hvg_pca.zarr", "pca.png"]
     if config["remote"]["enabled"]:
-        outputs.append(f"{GRID}/remote.tsv")
-    return expand(outputs, tissue=TISSUES, chunk=CHUNKS, shard=SHARDS, codec=CODECS)
+        outputs.append("remote.tsv")
+    return outputs
 
 
-def analysis_rows(wildcards):
-    """Cells per Dask task: one stored object (a chunk, or a shard of several), unless chunks
-    are gene columns of dense X.  A task within a shard would read the shard's index again."""
-    if config["rechunk"]["dense_axis"] == "var":
+def grid_outputs():
+    """Every per-tissue x geometry output of the default target."""
+    return [
+        f"{GRID.format(tissue=tissue, **geometry)}/{name}"
+        for tissue in TISSUES
+        for geometry in geometries()
+        for name in point_outputs(geometry)
+    ]
+
+
+def task_rows(wildcards):
+    """Cells per Dask task, for analysis and the study's reader alike: one stored object (a
+    chunk, or a shard of several), unless chunks are gene columns of dense X.  A task within a
+    shard would read the shard's index again."""
+    if wildcards.orientation == "genes":  # dense chunks of genes: tasks of cells
         return config["source"]["fetch_chunk_rows"]
     return int(wildcards.chunk) * int(wildcards.shard)
 
@@ -79,6 +105,19 @@ def analysis_read():
     remote = config["remote"]
     server = remote["server"] if read == "http" else "moto"
     return f"{read} {server}, {remote['latency_ms']} ms, {remote['bandwidth_mbps']} Mbit/s"
+
+
+def config_hash():
+    """The hash of the run's config, recorded in every manifest and result: not a re-run
+    trigger (the provenance rule re-runs on a config change)."""
+    return Untracked(run_record(config)["config_hash"])
+
+
+def cluster_settings(wildcards, threads, resources):
+    """The Dask cluster of an analyze job: one worker per thread, the job's memory."""
+    return Untracked(
+        ClusterSettings.from_config(config, workers=threads, memory_mb=resources.mem_mb)
+    )
 
 
 def get_fetch_source(wildcards):
@@ -117,25 +156,25 @@ def runtime(base_minutes):
 
 
 def grid_points():
-    """Files of every tissue x geometry, for the summary."""
+    """Files of every tissue x geometry, for the summary (no result where a store is measured
+    but not analysed)."""
     points = []
     for folder, tissue in TISSUES.items():
-        for chunk, shard, codec in itertools.product(CHUNKS, SHARDS, CODECS):
-            where = dict(tissue=folder, chunk=chunk, shard=shard, codec=codec)
+        for geometry in geometries():
+            where = dict(tissue=folder, **geometry)
             here = GRID.format(**where)
+            outputs = point_outputs(geometry)
             points.append(
                 dict(
                     tissue=tissue,
-                    chunk=chunk,
-                    shard=shard,
-                    codec=codec,
+                    **geometry,
                     manifest=f"{here}/store.manifest.json",
-                    result=f"{here}/hvg_pca.zarr",
-                    remote=f"{here}/remote.tsv" if config["remote"]["enabled"] else None,
-                    dense_axis=config["rechunk"]["dense_axis"],
+                    result=f"{here}/hvg_pca.zarr" if "hvg_pca.zarr" in outputs else None,
+                    remote=f"{here}/remote.tsv" if "remote.tsv" in outputs else None,
                     benchmarks={
                         step: str(getattr(rules, step).benchmark).format(**where)
-                        for step in ("fetch", "rechunk", "consolidate", "analyze", "remote")
+                        for step in STEPS
+                        if step != "analyze" or "hvg_pca.zarr" in outputs
                     },
                 )
             )

@@ -14,5 +14,7 @@ rule consolidate:
     resources:
         mem_mb=500,
         runtime=10,
+    params:
+        config_hash=config_hash(),
     script:
         "../../scripts/consolidate.py"

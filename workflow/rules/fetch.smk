@@ -18,5 +18,8 @@ rule fetch:
         tissue=lambda wildcards: TISSUES[wildcards.tissue],
         source=SourceSettings.from_config(config).output_params(),
         zarr_format=config["zarr_format"],
+        # the same with its credentials, and the retries of remote reads
+        settings=Untracked(SourceSettings.from_config(config)),
+        remote=Untracked(RemoteSettings.from_config(config)),
     script:
         "../../scripts/fetch.py"

@@ -1,6 +1,5 @@
 rule rechunk:
-    """Re-write a tissue's store in one geometry: chunks of {chunk}, {shard} chunks per shard,
-    codec {codec} (write_dispatched sets them per element)."""
+    """Re-write a tissue's store in one geometry: {orientation}-major, {chunk} {orientation} per chunk, {shard} chunks per shard, codec {codec} (write_dispatched sets them per element)."""
     input:
         store=out("{tissue}/fetched.zarr"),
     output:
@@ -16,7 +15,7 @@ rule rechunk:
         mem_mb=mem_mb(1000, 0.5),
         runtime=runtime(30),
     params:
-        dense_axis=config["rechunk"]["dense_axis"],
+        orientation=lambda wildcards: wildcards.orientation,
         zarr_format=config["zarr_format"],
     script:
         "../../scripts/rechunk.py"

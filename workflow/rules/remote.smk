@@ -16,12 +16,11 @@ rule remote:
         mem_mb=mem_mb(1000, 2),
         runtime=runtime(15 * (1 + config["remote"]["repeats"])),
     params:
-        # a stored object per reading task: zarr coalesces the inner chunks of a shard
-        rows=lambda wildcards: int(wildcards.chunk) * int(wildcards.shard),
         server=config["remote"]["server"],
         repeats=config["remote"]["repeats"],
         backends=config["remote"]["backends"],
         latency_ms=config["remote"]["latency_ms"],
         bandwidth_mbps=config["remote"]["bandwidth_mbps"],
+        settings=Untracked(RemoteSettings.from_config(config)),
     script:
         "../../scripts/remote.py"

@@ -2,7 +2,7 @@ rule summary:
     """One row per tissue x chunk size: sizes, HVGs, remote costs, each analysis pass's reads, seconds and memory per step."""
     input:
         manifests=[p["manifest"] for p in grid_points()],
-        results=[p["result"] for p in grid_points()],
+        results=[p["result"] for p in grid_points() if p["result"]],
         remote=[p["remote"] for p in grid_points() if p["remote"]],
     output:
         table=report(
@@ -66,6 +66,7 @@ rule summary:
             category="Store geometry",
             labels={"content": "recommended geometry per backend and access pattern"},
         ),
+        cost_model=out("cost_model.json"),
     log:
         out("logs/summary.log"),
     localrule: True
@@ -76,6 +77,7 @@ rule summary:
         runtime=10,
     params:
         points=grid_points(),
+        run=config["run"],
         backends=config["remote"]["backends"],
     script:
         "../../scripts/summary.py"

@@ -12,22 +12,35 @@ import logging
 import os
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from chunkatlas import __version__
 from chunkatlas.analysis._checks import check_counts
 from chunkatlas.analysis._client import ClusterSettings, dask_client
-from chunkatlas.analysis._metering import StepCosts
-from chunkatlas.analysis.fused._hvg import bins_explained
+from chunkatlas.analysis._metering import (
+    STEP_CHECK_COUNTS,
+    STEP_HIGHLY_VARIABLE_GENES,
+    STEP_LOG1P,
+    STEP_NORMALIZE_TOTAL,
+    STEP_OPEN,
+    STEP_PCA,
+    StepMeter,
+)
+from chunkatlas.analysis._record import analysis_provenance, analysis_record
+from chunkatlas.analysis.fused import bins_explained
 from chunkatlas.config import engine_flavor_problem
 from chunkatlas.errors import ChunkatlasError
-from chunkatlas.store._counting import take_reads
-from chunkatlas.store._guarded import RemoteSettings
-from chunkatlas.store._location import StoreLocation, open_on_workers
-from chunkatlas.store._write import DEFAULT_ZARR_FORMAT, new_zarr_store, refuse_existing
+from chunkatlas.store import (
+    DEFAULT_ZARR_FORMAT,
+    RemoteSettings,
+    StoreLocation,
+    new_zarr_store,
+    open_on_workers,
+    refuse_existing,
+    take_reads,
+)
 
 if TYPE_CHECKING:
     import anndata as ad
@@ -67,17 +80,17 @@ class AnalysisParams:
             )
 
 
-def select_hvgs(adata: ad.AnnData, params: AnalysisParams, costs: StepCosts) -> None:
+def select_hvgs(adata: ad.AnnData, params: AnalysisParams, costs: StepMeter) -> None:
     """scanpy's highly_variable_genes, with its bin-edge failure said in one line."""
     import scanpy as sc
 
     detail = f"flavor {params.flavor}, n_top_genes {params.n_top_genes}"
-    with costs.step("highly_variable_genes", detail), bins_explained(params.flavor):
+    with costs.step(STEP_HIGHLY_VARIABLE_GENES, detail), bins_explained(params.flavor):
         sc.pp.highly_variable_genes(adata, flavor=params.flavor, n_top_genes=params.n_top_genes)
 
 
 def hvg_pca(
-    adata: ad.AnnData, params: AnalysisParams, costs: StepCosts | None = None
+    adata: ad.AnnData, params: AnalysisParams, costs: StepMeter | None = None
 ) -> ad.AnnData:
     """Run the scanpy pipeline on ``adata`` (in memory or Dask-backed) and return the results.
 
@@ -87,17 +100,17 @@ def hvg_pca(
     import anndata as ad
     import scanpy as sc
 
-    costs = costs or StepCosts()
+    costs = costs or StepMeter()
     on_counts = params.flavor == "seurat_v3"  # its HVGs come from the raw counts
     if on_counts:
         select_hvgs(adata, params, costs)
-    with costs.step("normalize_total"):
+    with costs.step(STEP_NORMALIZE_TOTAL):
         sc.pp.normalize_total(adata)
-    with costs.step("log1p"):
+    with costs.step(STEP_LOG1P):
         sc.pp.log1p(adata)
     if not on_counts:
         select_hvgs(adata, params, costs)
-    with costs.step("pca", f"n_comps {params.n_comps}, on the highly variable genes"):
+    with costs.step(STEP_PCA, f"n_comps {params.n_comps}, on the highly variable genes"):
         # On Dask, the covariance eigendecomposition (exact, n_hvg^2 memory) for dense X too,
         # as scanpy already does for sparse X: no dask-ml needed.
         solver = "covariance_eigh" if hasattr(adata.X, "dask") else None
@@ -152,69 +165,82 @@ def analyze_store(
     location = StoreLocation.of(store, remote).probed()
     if location.is_remote:  # one task's reads wait on the network while another computes
         cluster = replace(cluster, threads_per_worker=max(cluster.threads_per_worker, 2))
-    if params.engine == "fused":
-        from chunkatlas.analysis import fused
+    analysis = Analysis(location, out, rows, params, cluster, provenance, zarr_format)
+    return analyze_fused(analysis) if params.engine == "fused" else analyze_scanpy(analysis)
 
-        layout = fused.open_layout(location)
-        shape = (layout.n_obs, layout.n_vars)
-        preload = ("chunkatlas.analysis.fused",)  # workers load numba as they start
-    else:
-        from chunkatlas.store._lazy import read_lazy
 
-        adata = read_lazy(location, rows)
-        shape = adata.shape
-        preload = ()
-    params.check(*shape)
-    log.info(
-        "store %s: %d cells x %d genes, %d rows per task, engine %s",
-        location,
-        *shape,
-        rows,
-        params.engine,
-    )
-    provenance = {
-        "version": __version__,
-        "store": str(location),
-        "read": location.read,
-        "cluster": cluster.kind,
-        "rows_per_task": rows,
-        **asdict(params),
-        **(provenance or {}),
-    }
-    frames = None
+@dataclass(frozen=True)
+class Analysis:
+    """One analysis as :func:`analyze_store` was asked for it, the store probed."""
+
+    location: StoreLocation
+    out: str | os.PathLike
+    rows: int
+    params: AnalysisParams
+    cluster: ClusterSettings
+    provenance: dict | None
+    zarr_format: int
+
+    def checked_provenance(self, shape: tuple[int, int]) -> dict:
+        """Refuse parameters the store's ``shape`` cannot support (before the cluster starts),
+        say what will run, and return the provenance that ``uns['chunkatlas']`` begins with."""
+        self.params.check(*shape)
+        log.info(
+            "store %s: %d cells x %d genes, %d rows per task, engine %s",
+            self.location,
+            *shape,
+            self.rows,
+            self.params.engine,
+        )
+        return analysis_provenance(
+            self.location, self.cluster.kind, self.rows, self.params, self.provenance
+        )
+
+
+def analyze_fused(analysis: Analysis) -> ad.AnnData:
+    """The fused engine: it writes ``analysis.out`` itself, the projection streamed into it."""
+    from chunkatlas.analysis import fused
+
+    stored_x = fused.open_stored_x(analysis.location)
+    provenance = analysis.checked_provenance((stored_x.n_obs, stored_x.n_vars))
+    params = analysis.params
     with ThreadPoolExecutor(1) as pool:
-        if params.engine == "fused":  # obs, var and anndata's import while the cluster starts
-            frames = pool.submit(fused.read_frames, location)
-        with dask_client(cluster, preload) as client:
-            if frames is not None:
-                return fused.analyze(
-                    location,
-                    out,
-                    client=client,
-                    rows=rows,
-                    flavor=params.flavor,
-                    n_top_genes=params.n_top_genes,
-                    n_comps=params.n_comps,
-                    layout=layout,
-                    uns={"chunkatlas": provenance},
-                    frames=frames,
-                    zarr_format=zarr_format,
-                )
-            costs = StepCosts(client)
-            with costs.step("open", "each worker opens the store"):
-                open_on_workers(client, location)
-            with costs.step("check_counts"):  # the fused engine checks in pass 1
-                check_counts(adata.X, integers=params.flavor == "seurat_v3", where=location)
-            result = hvg_pca(adata, params, costs)
-            workers_peak_mb = costs.workers_peak_mb()
-    result.uns["chunkatlas"] = {
-        **provenance,
-        "seconds": costs.seconds,
-        "passes": costs.passes,
-        "driver_reads": take_reads()[1].asdict(),
-        "workers_peak_rss_mb": workers_peak_mb,
-    }
-    write_result(result, out, zarr_format)
+        # obs, var and anndata's import while the cluster starts
+        frames = pool.submit(fused.read_frames, analysis.location)
+        # the new workers load numba as they start
+        with dask_client(analysis.cluster, ("chunkatlas.analysis.fused",)) as client:
+            return fused.run_fused(
+                analysis.location,
+                analysis.out,
+                client=client,
+                rows=analysis.rows,
+                flavor=params.flavor,
+                n_top_genes=params.n_top_genes,
+                n_comps=params.n_comps,
+                stored_x=stored_x,
+                uns={"chunkatlas": provenance},
+                frames=frames,
+                zarr_format=analysis.zarr_format,
+            )
+
+
+def analyze_scanpy(analysis: Analysis) -> ad.AnnData:
+    """The scanpy engine on the lazily read store; the result is written once computed."""
+    from chunkatlas.store import read_dask_backed
+
+    adata = read_dask_backed(analysis.location, analysis.rows)
+    provenance = analysis.checked_provenance(adata.shape)
+    with dask_client(analysis.cluster) as client:
+        costs = StepMeter(client)
+        with costs.step(STEP_OPEN, "each worker opens the store"):
+            open_on_workers(client, analysis.location)
+        with costs.step(STEP_CHECK_COUNTS):  # the fused engine checks in pass 1
+            integers = analysis.params.flavor == "seurat_v3"
+            check_counts(adata.X, integers=integers, where=analysis.location)
+        result = hvg_pca(adata, analysis.params, costs)
+        record = analysis_record(costs, provenance)  # the workers' peaks: before they stop
+    result.uns["chunkatlas"] = record
+    write_result(result, analysis.out, analysis.zarr_format)
     return result
 
 
@@ -234,7 +260,7 @@ def warmup(params: AnalysisParams, zarr_format: int = DEFAULT_ZARR_FORMAT) -> di
     import scipy.sparse as sp
     from anndata.io import write_elem
 
-    from chunkatlas.rewrite._rechunk import rechunk_store
+    from chunkatlas.rewrite import rechunk_store
 
     tiny = AnalysisParams(flavor=params.flavor, n_top_genes=60, n_comps=5, engine=params.engine)
     rng = np.random.default_rng(0)

@@ -14,7 +14,7 @@ import os
 import shlex
 import shutil
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, fields
 
 import dask
@@ -191,27 +191,8 @@ def slurm_client(
 
     The worker jobs are cancelled when the context ends, also on errors.
     """
-    try:
-        from dask_jobqueue import SLURMCluster
-    except ImportError as err:  # a dependency of chunkatlas; only a broken install lacks it
-        raise ChunkatlasError(
-            "dask.cluster 'slurm' needs the package dask-jobqueue, which is not installed"
-        ) from err
     memory = options.memory or f"{max(256, memory_mb // n_workers)}MB"
-    with (
-        SLURMCluster(
-            cores=options.cores,
-            processes=1,
-            memory=memory,
-            queue=options.queue,
-            walltime=options.walltime,
-            job_extra_directives=list(options.job_extra_directives),
-            job_script_prologue=dask_environment(settings),
-            log_directory=options.log_directory,
-            scheduler_options={"host": options.scheduler_host, "dashboard_address": ":0"},
-        ) as cluster,
-        Client(cluster) as client,
-    ):
+    with slurm_cluster(memory, options, settings) as cluster, Client(cluster) as client:
         cluster.scale(jobs=n_workers)
         log.info(
             "Dask SLURMCluster: %d worker jobs x %d thread(s), %s each, partition %s; "
@@ -231,6 +212,28 @@ def slurm_client(
                 f"{options.start_timeout:g} s (dask.slurm.start_timeout); see squeue"
             ) from err
         yield client
+
+
+def slurm_cluster(memory: str, options: SlurmOptions, settings: Mapping[str, object]):
+    """A SLURMCluster (no jobs yet) whose worker jobs, one worker of ``memory`` each, start
+    with the Dask ``settings`` of this process (:func:`dask_environment`)."""
+    try:
+        from dask_jobqueue import SLURMCluster
+    except ImportError as err:  # a dependency of chunkatlas; only a broken install lacks it
+        raise ChunkatlasError(
+            "dask.cluster 'slurm' needs the package dask-jobqueue, which is not installed"
+        ) from err
+    return SLURMCluster(
+        cores=options.cores,
+        processes=1,
+        memory=memory,
+        queue=options.queue,
+        walltime=options.walltime,
+        job_extra_directives=list(options.job_extra_directives),
+        job_script_prologue=dask_environment(settings),
+        log_directory=options.log_directory,
+        scheduler_options={"host": options.scheduler_host, "dashboard_address": ":0"},
+    )
 
 
 def without_user_errors(record: logging.LogRecord) -> bool:
@@ -268,68 +271,97 @@ def cluster_client(settings: ClusterSettings, preload: Sequence[str] = ()) -> It
     need lazily.  The LocalCluster's and the SLURM scheduler's dashboards listen on free ports,
     so concurrent jobs never collide.
     """
-    n_workers, memory_mb = settings.workers, settings.memory_mb
-    if n_workers < 1:
-        raise ChunkatlasError(f"workers must be a positive integer, got {n_workers}")
+    if settings.workers < 1:
+        raise ChunkatlasError(f"workers must be a positive integer, got {settings.workers}")
     check_cluster(settings.cluster, settings.scheduler_address)
     # distributed sets its loggers to INFO on import; keep the rule's log to what matters.
     logging.getLogger("distributed").setLevel(logging.WARNING)
     dask_settings = worker_settings(settings.large_graph_warning_threshold)
-    scheduler_address, connect_timeout = settings.scheduler_address, settings.connect_timeout
-    with dask.config.set(dask_settings):
-        if settings.cluster == "slurm":
-            with slurm_client(n_workers, memory_mb, settings.slurm, dask_settings) as client:
-                yield client
-            return
-        if scheduler_address:
-            try:
-                client = Client(scheduler_address, timeout=connect_timeout)
-            except OSError as err:
-                raise ChunkatlasError(
-                    f"Dask scheduler {scheduler_address} did not answer within "
-                    f"{connect_timeout:g} s"
-                ) from err
-            with client:
-                log.info(
-                    "connected to Dask scheduler %s; dashboard: %s",
-                    scheduler_address,
-                    client.dashboard_link,
-                )
-                yield client
-            return
-        per_worker_mb = max(256, memory_mb // n_workers)
-        if settings.kind == "run":
-            spec = cluster_spec(
-                n_workers, per_worker_mb, settings.threads_per_worker, preload, dask_settings
-            )
-            with (
-                run_cluster_address(os.environ[RUN_VARIABLE], spec, connect_timeout) as address,
-                Client(address, timeout=connect_timeout) as client,
-            ):
-                client.wait_for_workers(n_workers, timeout=connect_timeout)
-                log.info(
-                    "%d workers of the run's Dask cluster; dashboard: %s",
-                    n_workers,
-                    client.dashboard_link,
-                )
-                yield client
-            return
-        with (
-            LocalCluster(
-                n_workers=n_workers,
-                threads_per_worker=settings.threads_per_worker,
-                processes=True,
-                memory_limit=f"{per_worker_mb}MB",
-                dashboard_address=":0",
-                preload=list(preload),
-            ) as local,
-            Client(local) as client,
-        ):
-            log.info(
-                "Dask LocalCluster: %d workers x %d thread(s), %d MB each; dashboard: %s",
-                n_workers,
-                settings.threads_per_worker,
-                per_worker_mb,
-                client.dashboard_link,
-            )
-            yield client
+    # in force while the cluster starts (a new LocalCluster passes them to its workers) and runs
+    with (
+        dask.config.set(dask_settings),
+        kind_client(settings, preload, dask_settings) as client,
+    ):
+        yield client
+
+
+def kind_client(
+    settings: ClusterSettings, preload: Sequence[str], dask_settings: Mapping[str, object]
+) -> AbstractContextManager[Client]:
+    """The client of :attr:`ClusterSettings.kind`'s cluster (not yet entered)."""
+    kind = settings.kind
+    if kind == "slurm":
+        return slurm_client(settings.workers, settings.memory_mb, settings.slurm, dask_settings)
+    if kind == "scheduler":
+        return scheduler_client(settings.scheduler_address, settings.connect_timeout)
+    if kind == "run":
+        return run_client(settings, preload, dask_settings)
+    return local_client(settings, preload)
+
+
+def worker_memory_mb(settings: ClusterSettings) -> int:
+    """Each worker's share of the memory, at least 256 MB."""
+    return max(256, settings.memory_mb // settings.workers)
+
+
+@contextmanager
+def scheduler_client(address: str, connect_timeout: float) -> Iterator[Client]:
+    """A Client on the running cluster whose scheduler is at ``address``."""
+    try:
+        client = Client(address, timeout=connect_timeout)
+    except OSError as err:
+        raise ChunkatlasError(
+            f"Dask scheduler {address} did not answer within {connect_timeout:g} s"
+        ) from err
+    with client:
+        log.info("connected to Dask scheduler %s; dashboard: %s", address, client.dashboard_link)
+        yield client
+
+
+@contextmanager
+def run_client(
+    settings: ClusterSettings, preload: Sequence[str], dask_settings: Mapping[str, object]
+) -> Iterator[Client]:
+    """A Client on ``settings.workers`` workers of the workflow run's LocalCluster (started by
+    the first analysis that asks for such workers, :mod:`._shared_cluster`)."""
+    n_workers, connect_timeout = settings.workers, settings.connect_timeout
+    spec = cluster_spec(
+        n_workers, worker_memory_mb(settings), settings.threads_per_worker, preload, dask_settings
+    )
+    with (
+        run_cluster_address(os.environ[RUN_VARIABLE], spec, connect_timeout) as address,
+        Client(address, timeout=connect_timeout) as client,
+    ):
+        client.wait_for_workers(n_workers, timeout=connect_timeout)
+        log.info(
+            "%d workers of the run's Dask cluster; dashboard: %s",
+            n_workers,
+            client.dashboard_link,
+        )
+        yield client
+
+
+@contextmanager
+def local_client(settings: ClusterSettings, preload: Sequence[str]) -> Iterator[Client]:
+    """A Client on a new LocalCluster of its own, its workers children of this process, stopped
+    when the context ends."""
+    per_worker_mb = worker_memory_mb(settings)
+    with (
+        LocalCluster(
+            n_workers=settings.workers,
+            threads_per_worker=settings.threads_per_worker,
+            processes=True,
+            memory_limit=f"{per_worker_mb}MB",
+            dashboard_address=":0",
+            preload=list(preload),
+        ) as local,
+        Client(local) as client,
+    ):
+        log.info(
+            "Dask LocalCluster: %d workers x %d thread(s), %d MB each; dashboard: %s",
+            settings.workers,
+            settings.threads_per_worker,
+            per_worker_mb,
+            client.dashboard_link,
+        )
+        yield client

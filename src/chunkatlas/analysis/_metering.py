@@ -9,12 +9,54 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from chunkatlas.logs import timed
-from chunkatlas.store._counting import Reads, take_reads
+from chunkatlas.store import Reads, take_reads
 
 log = logging.getLogger(__name__)
 
 #: The measures of one step, as recorded in ``uns['chunkatlas']['passes']`` and the summary.
 MEASURES = ("requests", "bytes", "seconds", "retries")
+
+# The names of the steps, the keys of ``uns['chunkatlas']['seconds']`` and ``['passes']``: the
+# summary's columns and the report's order (``chunkatlas.report.PASSES``) follow them.
+STEP_OPEN = "open"  # both engines: each worker opens the store
+STEP_LIBRARY_SIZES = "library_sizes"  # fused, pass 1 (seurat, cell_ranger)
+STEP_COUNT_MOMENTS = "count_moments"  # fused, pass 1 (seurat_v3)
+STEP_LOESS = "loess"  # fused, seurat_v3's variance fit
+STEP_CLIPPED_MOMENTS = "clipped_moments"  # fused, pass 2 (seurat_v3)
+STEP_MOMENTS = "moments"  # fused, pass 2 (seurat, cell_ranger)
+STEP_MOMENTS_AGAIN = "moments_again"  # fused, pass 2 again when obs's library sizes are wrong
+STEP_GRAM = "gram"  # fused, pass 3
+STEP_EIGH = "eigh"  # fused, the PCA from the Gram matrix
+STEP_PROJECTION = "projection"  # fused, pass 4
+STEP_CHECK_COUNTS = "check_counts"  # scanpy engine (the fused engine checks in pass 1)
+STEP_NORMALIZE_TOTAL = "normalize_total"  # scanpy engine
+STEP_LOG1P = "log1p"  # scanpy engine
+STEP_HIGHLY_VARIABLE_GENES = "highly_variable_genes"  # scanpy engine
+STEP_PCA = "pca"  # scanpy engine
+
+#: The fused engine's steps in the order they run (a run takes one of the two routes to HVGs).
+FUSED_STEPS = (
+    STEP_OPEN,
+    STEP_LIBRARY_SIZES,
+    STEP_COUNT_MOMENTS,
+    STEP_LOESS,
+    STEP_CLIPPED_MOMENTS,
+    STEP_MOMENTS,
+    STEP_MOMENTS_AGAIN,
+    STEP_GRAM,
+    STEP_EIGH,
+    STEP_PROJECTION,
+)
+#: The scanpy engine's steps in the order they run (seurat_v3 selects the HVGs first, on the
+#: counts).
+SCANPY_STEPS = (
+    STEP_OPEN,
+    STEP_CHECK_COUNTS,
+    STEP_NORMALIZE_TOTAL,
+    STEP_LOG1P,
+    STEP_HIGHLY_VARIABLE_GENES,
+    STEP_PCA,
+)
 
 
 def take_cluster_reads(client=None) -> Reads:
@@ -46,7 +88,7 @@ def peak_memory_mb() -> float | None:
     return None
 
 
-class StepCosts:
+class StepMeter:
     """Seconds and reads per step: ``seconds`` (step -> s) and ``passes`` (step -> the
     :data:`MEASURES`); and :meth:`workers_peak_mb`.  A cluster's workers may have run other
     analyses before (the workflow run's shared cluster), so their peaks start again here."""

@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from chunkatlas.errors import ChunkatlasError
-from chunkatlas.store._write import write_json_atomic
+from chunkatlas.store import write_json_atomic
 
 log = logging.getLogger(__name__)
 

@@ -17,11 +17,19 @@ import tiledbsoma
 
 from chunkatlas.errors import ChunkatlasError
 from chunkatlas.ingest._cell_totals import write_with_totals
-from chunkatlas.store._guarded import RemoteSettings, open_remote_group, storage_options_for
-from chunkatlas.store._layout import is_matrix_element, is_sparse, matrix_shape
-from chunkatlas.store._lazy import read_lazy
-from chunkatlas.store._location import is_remote
-from chunkatlas.store._write import DEFAULT_ZARR_FORMAT, new_zarr_store, redact
+from chunkatlas.store import (
+    DEFAULT_ZARR_FORMAT,
+    RemoteSettings,
+    is_matrix_element,
+    is_remote,
+    is_sparse,
+    matrix_shape,
+    new_zarr_store,
+    open_remote_group,
+    read_dask_backed,
+    redact,
+    storage_options_for,
+)
 
 log = logging.getLogger(__name__)
 
@@ -241,8 +249,8 @@ def open_anndata_source(uri: str, rows: int, settings: RemoteSettings | None = N
         return open_h5ad_lazy(uri, rows, settings)
     if is_remote(uri):
         group, _ = open_remote_group(uri, settings, require_manifest=False)
-        return read_lazy(group, rows), []
-    return read_lazy(uri, rows), []
+        return read_dask_backed(group, rows), []
+    return read_dask_backed(uri, rows), []
 
 
 def open_h5ad_lazy(uri: str, rows: int, settings: RemoteSettings | None):

@@ -32,9 +32,9 @@ import pandas as pd
 import scipy.optimize
 
 from chunkatlas.errors import ChunkatlasError
-from chunkatlas.study._measure import PATTERNS
+from chunkatlas.study import PATTERNS
 
-GEOMETRY = ("chunk", "shard", "codec")
+GEOMETRY = ("orientation", "chunk", "shard", "codec")
 FIT_COLUMNS = ("backend", "requests", "bytes", "seconds")
 RECOMMEND_COLUMNS = ("tissue", "pattern", *GEOMETRY, "objects")
 
@@ -223,14 +223,15 @@ def _shard_text(shard: int) -> str:
 
 
 def _sentence(best: pd.Series) -> str:
-    """E.g. "for one_gene reads over s3: chunk 2,000 cells, shard 8, codec packed
-    (0.21 s; 3 requests, 0.4 MB)"."""
+    """E.g. "for one_gene reads over s3: gene-major, chunk 20 genes, shard 8, codec packed
+    (0.21 s predicted, 0.23 s measured; 3 requests, 0.4 MB, 120 objects)"."""
     tissues = "" if best["tissues"] == 1 else f"; mean of {best['tissues']} tissues"
     return (
-        f"for {best['pattern']} reads over {best['backend']}: chunk {best['chunk']:,} "
-        f"{best['chunk_unit']}, {_shard_text(best['shard'])}, codec {best['codec']} "
-        f"({best['seconds']:.3g} s; {best['requests']:,.0f} requests, "
-        f"{best['bytes'] / 1e6:.3g} MB{tissues})"
+        f"for {best['pattern']} reads over {best['backend']}: {best['orientation'][:-1]}-major, "
+        f"chunk {best['chunk']:,} {best['orientation']}, {_shard_text(best['shard'])}, codec "
+        f"{best['codec']} ({best['predicted_seconds']:.3g} s predicted, {best['seconds']:.3g} s "
+        f"measured; {best['requests']:,.0f} requests, {best['bytes'] / 1e6:.3g} MB, "
+        f"{best['objects']:,.0f} objects{tissues})"
     )
 
 
@@ -242,22 +243,24 @@ NETWORK_COLUMNS = ("latency_ms", "bandwidth_mbps")
 
 
 def recommend(table: pd.DataFrame, fit: CostFit) -> pd.DataFrame:
-    """The fastest geometry (chunk, shard, codec) per backend and pattern, by measured median
-    seconds, with the model's prediction beside it.
+    """The fastest geometry (orientation, chunk, shard, codec) per backend and pattern, by the
+    cost model's predicted seconds, with the measured median beside it.
 
-    With several tissues, a geometry's seconds, requests and bytes are the mean over the
-    tissues, and only geometries measured for every tissue compete, so each is compared on the
-    same reads. Ties go to fewer objects (files in the store), then fewer bytes, then the
-    smaller chunk, shard and codec name, so the answer never depends on row order.
+    The prediction, not the single measured read, decides: it follows the measured requests,
+    bytes and decode time, so geometries (and patterns) that move the same traffic get the same
+    answer, where one noisy timing would tell them apart.  With several tissues, a geometry's
+    seconds, requests and bytes are the mean over the tissues, and only geometries measured
+    for every tissue compete, so each is compared on the same reads.  Ties go to fewer objects
+    (files in the store: the inode and transfer cost), then fewer bytes, then the geometry in
+    order, so the answer never depends on row order.  Every row carries its backend fit's R²
+    and median relative error.
     """
     _require(table, (*FIT_COLUMNS, *RECOMMEND_COLUMNS), "a recommendation")
     rows = predicted(table, fit)
-    if "chunk_unit" not in rows.columns:
-        rows["chunk_unit"] = "cells"
     keys = ["backend", "pattern"]
     mean = ["seconds", "predicted_seconds", "requests", "bytes", "objects"]
     per_geometry = (
-        rows.groupby([*keys, *GEOMETRY, "chunk_unit"], sort=False)
+        rows.groupby([*keys, *GEOMETRY], sort=False)
         .agg(**{c: (c, "mean") for c in mean}, tissues=("tissue", "nunique"))
         .reset_index()
     )
@@ -271,13 +274,18 @@ def recommend(table: pd.DataFrame, fit: CostFit) -> pd.DataFrame:
         raise ChunkatlasError(
             f"no geometry was measured for every tissue of {pattern} reads over {backend}"
         )
-    order = [*keys, "seconds", "objects", "bytes", *GEOMETRY]
+    # Predictions equal to the last digits are ties: fewer objects decide.
+    complete = complete.assign(rounded=complete["predicted_seconds"].round(9))
+    order = [*keys, "rounded", "objects", "bytes", *GEOMETRY]
     best = complete.sort_values(order, kind="stable").groupby(keys, sort=False).head(1)
+    best = best.drop(columns="rounded")
     rank = {p: i for i, p in enumerate(PATTERNS)}
     best = best.sort_values(
         ["backend", "pattern"], key=lambda s: s.map(rank) if s.name == "pattern" else s
     ).reset_index(drop=True)
     best["sentence"] = best.apply(_sentence, axis=1)
+    best["fit_r2"] = best["backend"].map(lambda b: fit[b].r2)
+    best["fit_median_error"] = best["backend"].map(lambda b: fit[b].median_relative_error)
     # The network the answer holds for, in every row (as in the remote table).
     for column in NETWORK_COLUMNS:
         if column in rows:

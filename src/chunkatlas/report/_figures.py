@@ -16,7 +16,7 @@ import pandas as pd  # noqa: E402
 from chunkatlas.errors import ChunkatlasError  # noqa: E402
 from chunkatlas.report._cost_model import CostFit, predicted  # noqa: E402
 from chunkatlas.report._tables import STEPS  # noqa: E402
-from chunkatlas.study._measure import PATTERNS  # noqa: E402
+from chunkatlas.study import PATTERNS
 
 # The remote figure's columns, left to right, and how each pattern's title reads.
 PATTERN_TITLES = {
@@ -40,8 +40,9 @@ def _pattern_title(rows: pd.DataFrame, pattern: str) -> str:
 
 
 def chunk_label(table: pd.DataFrame) -> str:
-    """The chunk-size axis label: "cells per chunk" or "genes per chunk"."""
-    return " / ".join(sorted(set(table["chunk_unit"]))) + " per chunk"
+    """The chunk-size axis label, from the stores' orientation: "cells per chunk" (cell-major),
+    "genes per chunk" (gene-major), or both (the panel titles say which is which)."""
+    return " / ".join(sorted(set(table["orientation"]))) + " per chunk"
 
 
 def _plain_log(axis) -> None:
@@ -255,9 +256,10 @@ def geometry_figure(table: pd.DataFrame, backend: str, pattern: str) -> plt.Figu
     and often coincide (drawn together, their lines would hide each other).
 
     Rows: requests, MB, seconds (median of the cold reads, bars from the fastest to the
-    slowest) and objects (files in the store); columns: one per codec, sharing y ranges so
-    codecs compare across; x: chunk size (log); a colour per shard setting and, with several
-    tissues, a line style per tissue.
+    slowest) and objects (files in the store); columns: one per orientation and codec, sharing
+    y ranges so layouts compare across; x: chunk size (log; cells per chunk of a cell-major
+    store, genes of a gene-major one); a colour per shard setting and, with several tissues, a
+    line style per tissue.
     """
     rows = table[(table["backend"] == backend) & (table["pattern"] == pattern)]
     if rows.empty:
@@ -282,12 +284,18 @@ def geometry_figure(table: pd.DataFrame, backend: str, pattern: str) -> plt.Figu
 
     panels = [
         [
-            (by_codec, "requests", "requests", f"codec {codec}", {"logy": True}),
+            (
+                by_codec,
+                "requests",
+                "requests",
+                f"{orientation[:-1]}-major, {codec}",
+                {"logy": True},
+            ),
             (by_codec, "mb", "MB transferred", ""),
             (by_codec, "seconds", "seconds (median)", ""),
             (by_codec, "objects", "objects in the store", "", {"logy": True}),
         ]
-        for codec, by_codec in rows.groupby("codec", sort=True)
+        for (orientation, codec), by_codec in rows.groupby(["orientation", "codec"], sort=True)
     ]
     title = (
         f"{_pattern_title(rows, pattern)} over {backend}: what each geometry costs\n"

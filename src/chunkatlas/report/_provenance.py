@@ -8,7 +8,7 @@ from importlib.metadata import distributions
 
 import pandas as pd
 
-from chunkatlas import __version__
+from chunkatlas._version import __version__
 from chunkatlas.config import config_hash
 
 SECRET_SECTIONS = ("tiledb_config", "storage_options")

@@ -9,43 +9,23 @@ from dataclasses import dataclass, fields
 
 import pandas as pd
 
-from chunkatlas.analysis._metering import MEASURES
-from chunkatlas.rewrite._consolidate import load_manifest
-from chunkatlas.rewrite._geometry import DEFAULT_CODEC
-from chunkatlas.store._layout import read_elements
-from chunkatlas.study._measure import CONDITIONS, Measurement
+from chunkatlas.analysis import FUSED_STEPS, MEASURES, SCANPY_STEPS
+from chunkatlas.rewrite import DEFAULT_CODEC
+from chunkatlas.store import load_manifest, read_elements
+from chunkatlas.study import CONDITIONS, Measurement
 
+#: What names a store's geometry in every table.
+GEOMETRY_COLUMNS = ["tissue", "orientation", "chunk", "shard", "codec"]
 STEPS = ("fetch", "rechunk", "consolidate", "analyze", "remote")
 REMOTE_METRICS = ("requests", "bytes", "seconds")  # per pattern in summary.tsv; all in remote.tsv
-# The analysis steps in the order they run (fused engine, then the scanpy engine's).
-PASSES = (
-    "open",
-    "library_sizes",
-    "count_moments",
-    "loess",
-    "clipped_moments",
-    "moments",
-    "moments_again",
-    "gram",
-    "eigh",
-    "projection",
-    "check_counts",
-    "normalize_total",
-    "log1p",
-    "highly_variable_genes",
-    "pca",
-)
+# The analysis steps in the order they run (fused engine, then the scanpy engine's own).
+PASSES = (*FUSED_STEPS, *(step for step in SCANPY_STEPS if step not in FUSED_STEPS))
 
 
-def chunk_unit(dense_axis: str, *, sparse: bool = False) -> str:
-    """What one chunk size counts: "genes" for dense X chunked along var (all cells x N
-    genes), else "cells" (sparse X is always chunked by cells, whatever ``dense_axis``)."""
-    return "genes" if dense_axis == "var" and not sparse else "cells"
-
-
-def chunk_title(tissue: str, chunk: int | str, dense_axis: str, *, sparse: bool = False) -> str:
-    """A figure title naming the tissue and chunk size, e.g. "pbmc, 5 genes per chunk"."""
-    return f"{tissue}, {int(chunk):,} {chunk_unit(dense_axis, sparse=sparse)} per chunk"
+def chunk_title(tissue: str, chunk: int | str, orientation: str) -> str:
+    """A figure title naming the tissue and the store's geometry, e.g. "pbmc, gene-major, 5
+    genes per chunk" (what a chunk size counts is the store's orientation)."""
+    return f"{tissue}, {orientation[:-1]}-major, {int(chunk):,} {orientation} per chunk"
 
 
 def read_benchmark(path: str | os.PathLike) -> dict[str, float]:
@@ -56,40 +36,45 @@ def read_benchmark(path: str | os.PathLike) -> dict[str, float]:
 
 @dataclass(frozen=True)
 class GridPoint:
-    """The files of one store: a tissue in one geometry (chunk, chunks per shard, codec)."""
+    """The files of one store: a tissue in one geometry (orientation, chunk, chunks per shard,
+    codec); ``result`` is None for a store that is measured but not analysed."""
 
     tissue: str
     chunk: int
     manifest: str
-    result: str
+    result: str | None
     benchmarks: Mapping[str, str]
     remote: str | None = None
     shard: int = 1
     codec: str = DEFAULT_CODEC
-    dense_axis: str = "obs"  # the config's rechunk.dense_axis: what the chunk size counts
+    orientation: str = "cells"  # also what the chunk size counts: cells or genes per chunk
 
-    def unit(self) -> str:
-        return chunk_unit(self.dense_axis, sparse=load_manifest(self.manifest)["x_sparse"])
+    def geometry(self) -> dict[str, object]:
+        return {
+            "tissue": self.tissue,
+            "orientation": self.orientation,
+            "chunk": self.chunk,
+            "shard": self.shard,
+            "codec": self.codec,
+        }
 
 
 def summary_row(point: GridPoint) -> dict[str, object]:
     manifest = load_manifest(point.manifest)
-    var, uns = read_elements(point.result, "var", "uns")
     row: dict[str, object] = {
-        "tissue": point.tissue,
-        "chunk": point.chunk,
-        "shard": point.shard,
-        "codec": point.codec,
-        "chunk_unit": point.unit(),
+        **point.geometry(),
         "n_obs": manifest["n_obs"],
         "n_vars": manifest["n_vars"],
         "nnz": manifest["x_nnz"],
         "store_bytes": manifest["stored_bytes"],
         "objects": manifest["objects"],
-        "n_hvg": int(var["highly_variable"].sum()),
     }
-    provenance = uns.get("chunkatlas", {})
-    row["analysis_read"] = provenance.get("read", "local")
+    provenance = {}
+    if point.result:
+        var, uns = read_elements(point.result, "var", "uns")
+        row["n_hvg"] = int(var["highly_variable"].sum())
+        provenance = uns.get("chunkatlas", {})
+        row["analysis_read"] = provenance.get("read", "local")
     for step, measured in ordered_passes(provenance):
         for measure in MEASURES:
             row[f"analyze_{step}_{measure}"] = measured[measure]
@@ -135,45 +120,36 @@ def passes_table(points: Sequence[GridPoint]) -> pd.DataFrame:
     requests, bytes, seconds and retries."""
     rows = []
     for point in points:
+        if not point.result:
+            continue
         (uns,) = read_elements(point.result, "uns")
         provenance = uns.get("chunkatlas", {})
         for at, (step, measured) in enumerate(ordered_passes(provenance)):
             rows.append(
                 {
-                    "tissue": point.tissue,
-                    "chunk": point.chunk,
-                    "shard": point.shard,
-                    "codec": point.codec,
-                    "chunk_unit": point.unit(),
+                    **point.geometry(),
                     "read": provenance.get("read", "local"),
                     "step": step,
                     "order": at,
                     **{measure: measured[measure] for measure in MEASURES},
                 }
             )
-    columns = ["tissue", "chunk", "shard", "codec", "chunk_unit", "read", "step", "order"]
+    columns = [*GEOMETRY_COLUMNS, "read", "step", "order"]
     return pd.DataFrame(rows, columns=[*columns, *MEASURES])
 
 
 def build_summary(points: Sequence[GridPoint]) -> pd.DataFrame:
     rows = [summary_row(p) for p in points]
-    order = ["tissue", "chunk", "shard", "codec"]
-    return pd.DataFrame(rows).sort_values(order, kind="stable").reset_index(drop=True)
+    return pd.DataFrame(rows).sort_values(GEOMETRY_COLUMNS, kind="stable").reset_index(drop=True)
 
 
 def remote_table(points: Sequence[GridPoint]) -> pd.DataFrame:
-    """All remote measurements, long: the store's geometry (tissue, chunk, shard, codec, chunk
-    unit), backend, pattern, server, cells and genes read, requests, bytes, repeats, seconds
+    """All remote measurements, long: the store's geometry (tissue, orientation, chunk, shard,
+    codec), backend, pattern, server, cells and genes read, requests, bytes, repeats, seconds
     (median, min, max of the cold reads), the emulated network, and the store's objects, bytes
     and decode seconds."""
-    first = ["tissue", "chunk", "shard", "codec", "chunk_unit", "backend", "pattern"]
-    frames = [
-        pd.read_csv(p.remote, sep="\t").assign(
-            tissue=p.tissue, chunk=p.chunk, shard=p.shard, codec=p.codec, chunk_unit=p.unit()
-        )
-        for p in points
-        if p.remote
-    ]
+    first = [*GEOMETRY_COLUMNS, "backend", "pattern"]
+    frames = [pd.read_csv(p.remote, sep="\t").assign(**p.geometry()) for p in points if p.remote]
     if not frames:
         measured = [f.name for f in fields(Measurement) if f.name != "pattern"]
         conditions = [c for c in CONDITIONS if c not in first]
@@ -183,12 +159,15 @@ def remote_table(points: Sequence[GridPoint]) -> pd.DataFrame:
 
 
 def reference_geometry(table: pd.DataFrame) -> pd.DataFrame:
-    """The rows of one geometry per chunk size — the smallest shard setting, the first codec
-    and the first backend measured — so that figures with a line per tissue against chunk size
-    stay lines; the geometry figures compare the rest."""
+    """The rows of one geometry per chunk size — the first orientation (cell-major where there
+    is one), the smallest shard setting, the first codec and the first backend measured — so
+    that figures with a line per tissue against chunk size stay lines; the geometry figures
+    compare the rest."""
     keep = pd.Series(True, index=table.index)
-    for column in ("shard", "codec", "backend"):
+    for column in ("orientation", "shard", "codec", "backend"):
         if column in table and len(table):
-            first = table[column].min() if column == "shard" else table[column].iloc[0]
+            first = (
+                table[column].min() if column in ("orientation", "shard") else table[column].iloc[0]
+            )
             keep &= table[column] == first
     return table[keep]

@@ -1,10 +1,16 @@
 """Store geometry: how arrays are cut into chunks and shards, and the codecs that encode them.
 
+Orientation (:data:`ORIENTATIONS`)
+    Cell-major stores keep each cell's values together (CSR; dense chunks of whole cells), so a
+    block of cells is one range; gene-major stores keep each gene's values together (CSC;
+    dense chunks of whole genes), so one gene is one small range, read by plain anndata as
+    ``ad.io.sparse_dataset(group["X"])[:, genes]``.
+
 Chunks (:func:`matrix_chunks`, :func:`column_chunks`)
-    X and every layer hold about ``size`` cells per chunk (dense matrices: ``size`` cells, or
-    ``size`` genes with ``dense_axis="var"``), so that a partial read decodes little beyond
-    what it needs.  obs columns hold ``size`` rows but at least :data:`COLUMN_ROWS`, var
-    columns :data:`COLUMN_ROWS`: a column takes a few bytes per row, so smaller chunks would
+    X and every layer hold about ``size`` cells per chunk of a cell-major store, ``size``
+    genes of a gene-major one, so that a partial read decodes little beyond what it needs.
+    obs columns hold ``size`` rows but at least :data:`COLUMN_ROWS`, var columns
+    :data:`COLUMN_ROWS`: a column takes a few bytes per row, so smaller chunks would
     multiply objects and requests (every reader loads obs whole) for little saved.
 
 Shards (:func:`shard_shape`, zarr v3 only)
@@ -54,9 +60,11 @@ import zarr.codecs.numcodecs
 from zarr.codecs import BloscCodec, Crc32cCodec, ZstdCodec
 
 from chunkatlas.errors import ChunkatlasError
-from chunkatlas.store._layout import is_sparse, open_anndata_group
+from chunkatlas.store import is_sparse, open_anndata_group
 
-DENSE_AXES = ("obs", "var")
+#: Which axis a store follows: cell-major (CSR, or dense chunks of whole cells) or gene-major
+#: (CSC, or dense chunks of whole genes).
+ORIENTATIONS = ("cells", "genes")
 #: Rows per chunk of var columns, and the least of obs columns.
 COLUMN_ROWS = 4096
 #: Values per block when scanning an array (bounds memory).
@@ -106,7 +114,7 @@ def check_geometry(shard: int, codec: str, zarr_format: int) -> None:
 
 
 def matrix_chunks(
-    shape: tuple[int, int], size: int, *, nnz: int | None = None, dense_axis: str = "obs"
+    shape: tuple[int, int], size: int, *, nnz: int | None = None, orientation: str = "cells"
 ) -> tuple[int, ...]:
     """On-disk chunks for one matrix.
 
@@ -115,26 +123,34 @@ def matrix_chunks(
     shape
         (n_obs, n_vars) of the matrix.
     size
-        The chunk size: cells per chunk, or genes per chunk for dense matrices with
-        ``dense_axis="var"``.
+        The chunk size: cells per chunk of a cell-major store, genes per chunk of a gene-major
+        one.
     nnz
-        Stored values of a sparse CSR matrix; None for a dense one.  The 1-D data and indices
-        arrays are chunked so that one chunk holds about ``size`` cells on average.
-    dense_axis
-        "obs": dense chunks are (size, n_vars); "var": (n_obs, size), as in the remote-zarr
+        Stored values of a sparse matrix (CSR when cell-major, CSC when gene-major); None for a
+        dense one.  The 1-D data and indices arrays are chunked so that one chunk holds about
+        ``size`` cells (genes) on average.
+    orientation
+        "cells": dense chunks are (size, n_vars); "genes": (n_obs, size), as in the remote-zarr
         tutorial where one gene is one request.
     """
+    check_orientation(orientation)
     if size < 1:
         raise ChunkatlasError(f"chunk size must be a positive integer, got {size}")
-    if dense_axis not in DENSE_AXES:
-        raise ChunkatlasError(f"dense_axis must be one of {DENSE_AXES}, got {dense_axis!r}")
     n_obs, n_vars = shape
     if nnz is not None:
-        per_cell = nnz / max(n_obs, 1)
-        return (max(1, math.ceil(per_cell * size)),)
-    if dense_axis == "obs":
+        per_unit = nnz / max(n_obs if orientation == "cells" else n_vars, 1)
+        return (max(1, math.ceil(per_unit * size)),)
+    if orientation == "cells":
         return (max(1, min(size, n_obs)), max(1, n_vars))
     return (max(1, n_obs), max(1, min(size, n_vars)))
+
+
+def check_orientation(orientation: str) -> None:
+    if orientation not in ORIENTATIONS:
+        raise ChunkatlasError(
+            f"orientation {orientation!r} is not one of {', '.join(ORIENTATIONS)} "
+            "(cells: cell-major, CSR; genes: gene-major, CSC)"
+        )
 
 
 def column_chunks(length: int, axis: str, size: int) -> tuple[int]:
@@ -218,29 +234,49 @@ def index_cast(n: int) -> np.dtype | None:
     return next((t for t in _INDEX_TYPES if n - 1 <= np.iinfo(t).max), None)
 
 
-def integer_cast(array) -> np.dtype | None:
-    """The narrowest integer type, narrower than ``array``'s own, that holds each of its values
-    exactly; None when there is none (a non-integer, non-finite or negative-zero value, a range
-    too wide, or no values)."""
-    dtype = np.dtype(array.dtype)
-    if dtype.kind not in "iuf" or array.size == 0:
-        return None
-    low, high = math.inf, -math.inf
-    for block in scan_blocks(array):
-        if dtype.kind == "f":
+class IntegerRange:
+    """Values seen block by block, and the narrowest integer type that holds them all."""
+
+    def __init__(self, dtype) -> None:
+        self.dtype = np.dtype(dtype)
+        self.whole = self.dtype.kind in "iuf"  # integers, or floats holding integers
+        self.low, self.high = math.inf, -math.inf
+
+    def add(self, block: np.ndarray) -> None:
+        if not self.whole or block.size == 0:
+            return
+        if self.dtype.kind == "f":
             whole = np.isfinite(block) & (block == np.trunc(block))
             if not whole.all() or np.signbit(block[block == 0]).any():
-                return None
-        if block.size:
-            low, high = min(low, block.min()), max(high, block.max())
-    return next(
-        (
-            t
-            for t in _CAST_TYPES
-            if t.itemsize < dtype.itemsize and np.iinfo(t).min <= low and high <= np.iinfo(t).max
-        ),
-        None,
-    )
+                self.whole = False
+                return
+        self.low, self.high = min(self.low, block.min()), max(self.high, block.max())
+
+    def cast(self) -> np.dtype | None:
+        """The narrowest integer type, narrower than the values' own, that holds each of them
+        exactly; None when there is none (a non-integer, non-finite or negative-zero value, a
+        range too wide, or no values)."""
+        if not self.whole or self.low > self.high:
+            return None
+        return next(
+            (
+                t
+                for t in _CAST_TYPES
+                if t.itemsize < self.dtype.itemsize
+                and np.iinfo(t).min <= self.low
+                and self.high <= np.iinfo(t).max
+            ),
+            None,
+        )
+
+
+def integer_cast(array) -> np.dtype | None:
+    """:meth:`IntegerRange.cast` of every value of ``array`` (zarr or numpy), read in blocks."""
+    values = IntegerRange(array.dtype)
+    if array.size:
+        for block in scan_blocks(array):
+            values.add(block)
+    return values.cast()
 
 
 def scan_blocks(array):

@@ -11,20 +11,29 @@ import scipy.sparse as sp
 import zarr
 from anndata.experimental import write_dispatched
 
-from chunkatlas.ingest._cell_totals import TOTAL_COLUMNS, write_with_totals
+from chunkatlas.ingest import TOTAL_COLUMNS, write_with_totals
+from chunkatlas.rewrite._gene_major import write_csc
 from chunkatlas.rewrite._geometry import (
     CODECS,
     DEFAULT_CODEC,
     array_settings,
     check_geometry,
+    check_orientation,
     column_chunks,
     index_cast,
     integer_cast,
     matrix_chunks,
 )
-from chunkatlas.store._layout import is_matrix_element, is_sparse, matrix_shape, open_anndata_group
-from chunkatlas.store._lazy import read_lazy
-from chunkatlas.store._write import DEFAULT_ZARR_FORMAT, new_zarr_store, refuse_existing
+from chunkatlas.store import (
+    DEFAULT_ZARR_FORMAT,
+    is_matrix_element,
+    is_sparse,
+    matrix_shape,
+    new_zarr_store,
+    open_anndata_group,
+    read_dask_backed,
+    refuse_existing,
+)
 
 # Cells per block read while rechunking: large enough to keep appends few, small enough to
 # bound memory (a block of dense X is READ_ROWS x n_vars).
@@ -39,14 +48,14 @@ def matrices(group: zarr.Group) -> dict[str, zarr.Array | zarr.Group]:
     return found
 
 
-def plan_chunks(group: zarr.Group, size: int, dense_axis: str = "obs") -> dict[str, tuple]:
+def plan_chunks(group: zarr.Group, size: int, orientation: str = "cells") -> dict[str, tuple]:
     """On-disk chunks for X and every layer of an AnnData store, keyed by absolute path."""
     return {
         path: matrix_chunks(
             matrix_shape(elem),
             size,
             nnz=int(elem["data"].shape[0]) if is_sparse(elem) else None,
-            dense_axis=dense_axis,
+            orientation=orientation,
         )
         for path, elem in matrices(group).items()
     }
@@ -65,13 +74,17 @@ def plan_columns(group: zarr.Group, size: int) -> dict[str, tuple]:
     return planned
 
 
-def plan_casts(group: zarr.Group, codec: str) -> dict[str, np.dtype | None]:
-    """For presets that cast: the integer type each matrix's values can be stored as."""
+def plan_casts(
+    group: zarr.Group, codec: str, orientation: str = "cells"
+) -> dict[str, np.dtype | None]:
+    """For presets that cast: the integer type each matrix's values can be stored as (the
+    gene-major writer finds it in its own first pass over a sparse matrix)."""
     if not CODECS[codec].cast:
         return {}
     return {
         path: integer_cast(elem["data"] if is_sparse(elem) else elem)
         for path, elem in matrices(group).items()
+        if not (is_sparse(elem) and orientation == "genes")
     }
 
 
@@ -81,6 +94,7 @@ def chunk_callback(
     shard: int = 1,
     codec: str = DEFAULT_CODEC,
     casts: Mapping[str, np.dtype | None] | None = None,
+    orientation: str = "cells",
 ) -> Callable[..., None]:
     """A ``write_dispatched`` callback that gives each planned array its chunks, shards and
     codecs: X and layers (``planned`` from :func:`plan_chunks`), obs and var arrays (from
@@ -88,7 +102,8 @@ def chunk_callback(
 
     Other elements are written as anndata would.  Planned chunks come from the whole matrix:
     anndata writes a Dask sparse matrix block by block, calling back once per block; CSR
-    matrices are written here (anndata's writer gives data, indices and indptr one codec).
+    matrices are written here (anndata's writer gives data, indices and indptr one codec), as
+    CSC by the gene-major writer for ``orientation="genes"``.
     """
     casts = casts or {}
 
@@ -100,6 +115,17 @@ def chunk_callback(
         settings = partial(array_settings, codec, store.metadata.zarr_format, shard=shard)
         cast = casts.get(path)
         if is_matrix_element(path) and iospec.encoding_type == "csr_matrix":
+            if orientation == "genes":
+                return write_csc(
+                    store,
+                    elem_name,
+                    elem.shape,
+                    np.dtype(elem.dtype),
+                    partial(csr_blocks, elem),
+                    chunks,
+                    settings,
+                    cast_values=CODECS[codec].cast,
+                )
             return write_csr(store, elem_name, elem, chunks, partial(settings, cast=cast))
         if is_matrix_element(path) and iospec.encoding_type == "array":
             chosen = settings(chunks, elem.shape, dtype=elem.dtype, role="values", cast=cast)
@@ -164,30 +190,36 @@ def rechunk_store(
     *,
     shard: int = 1,
     codec: str = DEFAULT_CODEC,
-    dense_axis: str = "obs",
+    orientation: str = "cells",
     read_rows: int | None = None,
     zarr_format: int = DEFAULT_ZARR_FORMAT,
 ) -> None:
     """Re-write the AnnData store ``source`` as ``dest`` with the geometry of
-    :mod:`chunkatlas.rewrite._geometry`: X and layers chunked by ``size`` (cells, or genes of a
-    dense
-    matrix with ``dense_axis="var"``), obs and var columns chunked for partial reads,
-    ``shard`` chunks per shard (1: unsharded; zarr v3 only) and the ``codec`` preset.
+    :mod:`chunkatlas.rewrite._geometry`: X and layers cell-major (CSR, or dense chunks of whole
+    cells) or gene-major (``orientation="genes"``: CSC, or dense chunks of whole genes), chunked
+    by ``size`` cells or genes, obs and var columns chunked for partial reads, ``shard`` chunks
+    per shard (1: unsharded; zarr v3 only) and the ``codec`` preset.
 
     Matrices stream through Dask, ``read_rows`` cells at a time (default: the larger of
     ``size`` and READ_ROWS), so memory stays bounded by one block whatever the store's size;
     a dense matrix is written one whole shard per task (memory: a shard).  The ``packed``
-    preset first reads each matrix's values once to choose their integer type.
+    preset first reads each matrix's values once to choose their integer type.  A sparse
+    matrix written gene-major takes two passes over its cells and spills them by groups of
+    genes to local disk (:mod:`chunkatlas.rewrite._gene_major`): memory stays bounded too.
     obs gets each cell's ``raw_sum`` and ``nnz``, counted from X as it streams (and checked
     against the source's own, :mod:`chunkatlas.ingest._cell_totals`).  ``dest`` appears only when
     complete.
     """
     check_geometry(shard, codec, zarr_format)
+    check_orientation(orientation)
     refuse_existing(dest)  # before scanning the values
     group = open_anndata_group(source)
-    planned = {**plan_chunks(group, size, dense_axis), **plan_columns(group, size)}
-    callback = chunk_callback(planned, shard=shard, codec=codec, casts=plan_casts(group, codec))
-    adata = read_lazy(source, read_rows or max(size, READ_ROWS))
+    planned = {**plan_chunks(group, size, orientation), **plan_columns(group, size)}
+    casts = plan_casts(group, codec, orientation)
+    callback = chunk_callback(
+        planned, shard=shard, codec=codec, casts=casts, orientation=orientation
+    )
+    adata = read_dask_backed(source, read_rows or max(size, READ_ROWS))
     with new_zarr_store(dest, zarr_format) as out:
         # Every chunk is materialised, even an all-zero one, so "missing" always means lost.
         with zarr.config.set({"array.write_empty_chunks": True}):

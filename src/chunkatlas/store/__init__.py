@@ -1,2 +1,73 @@
-"""AnnData zarr stores: their layout (:mod:`.layout`), writing them atomically (:mod:`.write`) and
-opening them lazily with X as Dask arrays (:mod:`.lazy`)."""
+"""The bottom layer: a store's bytes and address.
+
+Everything chunkatlas knows about an AnnData zarr store as stored objects, and nothing about
+what is done with it: its layout (:mod:`._layout`: matrix elements, shapes), opening it local or
+remote (:mod:`._open`, :mod:`._location`: a path or URL each Dask worker opens itself), atomic
+writes (:mod:`._write`), the manifest that records and checks every stored object
+(:mod:`._manifest`), the reader that guards remote reads against it (:mod:`._guarded`), reads
+that name a damaged chunk (:mod:`._chunks`), counting requests and bytes (:mod:`._counting`),
+X and layers as Dask arrays (:mod:`._lazy`), and masking credentials (:mod:`._secrets`).
+
+It imports nothing of chunkatlas but :mod:`chunkatlas.errors` and :mod:`chunkatlas._version`;
+``tests/test_import_layers.py`` fails the day that changes."""
+
+from __future__ import annotations
+
+from chunkatlas.store._chunks import read_checked
+from chunkatlas.store._counting import Reads, take_reads
+from chunkatlas.store._guarded import RemoteSettings, open_remote_group, storage_options_for
+from chunkatlas.store._layout import (
+    is_matrix_element,
+    is_sparse,
+    matrix_shape,
+    without_snakemake_marker_warnings,
+)
+from chunkatlas.store._lazy import check_unique_names, read_dask_backed
+from chunkatlas.store._location import StoreLocation, is_remote, open_on_workers
+from chunkatlas.store._manifest import (
+    build_manifest,
+    load_manifest,
+    manifest_location,
+    verify_store,
+)
+from chunkatlas.store._open import check_obs_column, open_anndata_group, read_elements, read_store
+from chunkatlas.store._secrets import redact
+from chunkatlas.store._write import (
+    DEFAULT_ZARR_FORMAT,
+    atomic_directory,
+    new_zarr_store,
+    refuse_existing,
+    write_json_atomic,
+)
+
+__all__ = [
+    "DEFAULT_ZARR_FORMAT",
+    "Reads",
+    "RemoteSettings",
+    "StoreLocation",
+    "atomic_directory",
+    "build_manifest",
+    "check_obs_column",
+    "check_unique_names",
+    "is_matrix_element",
+    "is_remote",
+    "is_sparse",
+    "load_manifest",
+    "manifest_location",
+    "matrix_shape",
+    "new_zarr_store",
+    "open_anndata_group",
+    "open_on_workers",
+    "open_remote_group",
+    "read_checked",
+    "read_elements",
+    "read_dask_backed",
+    "read_store",
+    "redact",
+    "refuse_existing",
+    "storage_options_for",
+    "take_reads",
+    "verify_store",
+    "without_snakemake_marker_warnings",
+    "write_json_atomic",
+]

@@ -32,9 +32,9 @@ from zarr.abc.store import OffsetByteRequest, RangeByteRequest, Store, SuffixByt
 from zarr.storage import FsspecStore, WrapperStore
 
 from chunkatlas.errors import ChunkatlasError
-from chunkatlas.rewrite._consolidate import manifest_location
 from chunkatlas.store._counting import record, size_of
-from chunkatlas.store._write import redact
+from chunkatlas.store._manifest import manifest_location
+from chunkatlas.store._secrets import redact
 
 log = logging.getLogger(__name__)
 

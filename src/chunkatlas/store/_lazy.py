@@ -1,23 +1,29 @@
-"""Open AnnData zarr stores with X and layers as Dask arrays, everything else in memory."""
+"""Open AnnData zarr stores with X and layers as Dask arrays, everything else in memory.
+
+anndata is imported when a store is read, not with the store package: the analysis driver and
+the manifest check open stores without paying for it."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 from functools import partial
+from typing import TYPE_CHECKING
 
-import anndata as ad
 import numpy as np
 import zarr
-from anndata.experimental import read_dispatched, read_elem_lazy
 
 from chunkatlas.errors import ChunkatlasError
 from chunkatlas.store._chunks import read_checked
-from chunkatlas.store._layout import is_matrix_element, is_sparse, matrix_shape, open_anndata_group
+from chunkatlas.store._layout import is_matrix_element, is_sparse, matrix_shape
 from chunkatlas.store._location import StoreLocation
+from chunkatlas.store._open import open_anndata_group
+
+if TYPE_CHECKING:
+    import anndata as ad
 
 
-def read_lazy(
+def read_dask_backed(
     path: str | os.PathLike | StoreLocation | zarr.Group, rows: int, *, dense_chunks: str = "rows"
 ) -> ad.AnnData:
     """Read an AnnData store with X and layers as Dask arrays of ``rows`` cells per task.
@@ -45,6 +51,8 @@ def read_lazy(
             return lazy_matrix(elem, (min(rows, max(n_obs, 1)), n_vars), where, source)
         return func(elem)
 
+    from anndata.experimental import read_dispatched
+
     adata = read_dispatched(group, callback=callback)
     check_unique_names(adata.obs, adata.var, where=path)
     return adata
@@ -61,6 +69,18 @@ class StoredElement:
         return self.location.open()[self.path]
 
 
+def refuse_gene_major(elem: zarr.Array | zarr.Group, where) -> None:
+    """Blocks of cells of a gene-major (CSC) matrix would each read every object of it: one
+    line that says to read the cell-major store instead."""
+    if is_sparse(elem) and elem.attrs["encoding-type"] == "csc_matrix":
+        name = elem.name.strip("/") or "X"
+        raise ChunkatlasError(
+            f"{name} of {where} is gene-major (csc_matrix): blocks of cells would read all of it; "
+            "analyse or re-write the cell-major store (chunkatlas rechunk FETCHED STORE "
+            "--orientation cells)"
+        )
+
+
 def lazy_matrix(
     elem: zarr.Array | zarr.Group,
     chunks: tuple[int, int],
@@ -75,8 +95,7 @@ def lazy_matrix(
 
     shape = matrix_shape(elem)
     if is_sparse(elem):
-        if elem.attrs["encoding-type"] != "csr_matrix":  # CSC: as anndata reads it, unchecked
-            return read_elem_lazy(elem, chunks=chunks)
+        refuse_gene_major(elem, where)
         dtype = elem["data"].dtype
         meta = sp.csr_matrix((0, 0), dtype=dtype)
     else:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import zarr
 
-from chunkatlas.store._write import redact
+from chunkatlas.store._secrets import redact
 
 if TYPE_CHECKING:
     from chunkatlas.store._guarded import RemoteSettings

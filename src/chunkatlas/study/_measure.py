@@ -3,13 +3,13 @@ fixed access patterns, counted by the server that answers them.  Each pattern is
 times, each time from a freshly opened store; seconds are the median of those cold reads.
 
 The store is served over HTTP (aiohttp or nginx) or S3 (moto), on loopback, optionally over an
-emulated :class:`~chunkatlas.study._serving.Network`: on bare loopback a request costs nothing,
+emulated :class:`~chunkatlas.study._network.Network`: on bare loopback a request costs nothing,
 so seconds there say little about many small chunks against an object store.
 
-How many requests the reader overlaps (:func:`peak_in_flight`, from the server's log): Dask's
-threaded scheduler reads one block per worker thread (one per core), and within a block zarr
-fetches each array's chunks under its ``async.concurrency`` (10).  On two cores 2 to 4 requests
-were in flight at once, and a read of N requests with latency L took about N x L / 2.
+Reads are planned per array, as a reader of the layout would make them (:func:`read_pattern`):
+each stored object a pattern needs is fetched once, so the study measures the layout and not
+the reader.  zarr fetches an array's chunks under its ``async.concurrency``; how many requests
+were in flight at once is in the server's log (:func:`peak_in_flight`).
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ import numpy as np
 import pandas as pd
 
 from chunkatlas.errors import ChunkatlasError
-from chunkatlas.store._guarded import RemoteSettings, open_remote_group
-from chunkatlas.store._lazy import read_lazy
-from chunkatlas.study._serving import LOOPBACK, MARK_PREFIX, Network, served
+from chunkatlas.store import RemoteSettings, is_sparse, matrix_shape, open_remote_group
+from chunkatlas.study._network import LOOPBACK, MARK_PREFIX, Network
+from chunkatlas.study._serving import served
 
 PATTERNS = ("open", "one_gene", "fifty_genes", "cell_block", "all_x")
 CELL_BLOCK = 1000  # the most cells cell_block reads
@@ -96,12 +96,6 @@ def peak_in_flight(entries: list[dict]) -> int:
     return peak
 
 
-def total(x) -> float:
-    """Sum of every value of a Dask array of dense or sparse blocks: reads all of it once."""
-    sums = [dask.delayed(lambda block: float(block.sum()))(b) for b in x.to_delayed().ravel()]
-    return float(np.sum(dask.compute(*sums)))
-
-
 @dataclass
 class Measurement:
     """One pattern's cost: traffic is the same on every cold read, seconds vary."""
@@ -118,26 +112,39 @@ class Measurement:
 
 
 def read_pattern(pattern: str, x) -> tuple[int, int]:
-    """Read one access pattern from X (a Dask array); return the cells and genes it read."""
-    n_obs, n_vars = x.shape
+    """Read one access pattern from X (its zarr array, or the group of a sparse matrix) as a
+    reader of the store would, planned per array: every stored object it needs is fetched
+    once, whatever the orientation.  Returns the cells and genes it read.
+
+    Sparse X is read through anndata's own backed matrix (``sparse_dataset``): a block of cells
+    of a cell-major store, or a few genes of a gene-major one, reads only their ranges of
+    ``data`` and ``indices``; across the grain (genes of a CSR store), it reads all of X.
+    All of X is each array read whole.
+    """
+    from anndata.io import sparse_dataset
+
+    sparse = is_sparse(x)
+    n_obs, n_vars = matrix_shape(x)
     if pattern == "all_x":
-        total(x)
+        for array in (x["indptr"], x["indices"], x["data"]) if sparse else (x,):
+            array[:]
         return n_obs, n_vars
+    matrix = sparse_dataset(x) if sparse else x
     if pattern == "cell_block":
         cells = cell_block_size(n_obs)
-        x[:cells].compute()
+        matrix[:cells]
         return cells, n_vars
     genes = pattern_genes(n_vars)[pattern]
-    x[:, genes].compute()
+    matrix[:, genes]
     return n_obs, len(genes)
 
 
 def run_patterns(
     url: str,
     log: RequestLog,
-    rows: int,
     settings: RemoteSettings | None = None,
     repeats: int = REPEATS,
+    patterns: Sequence[str] = PATTERNS,
 ) -> list[Measurement]:
     """Read each pattern of the store at ``url`` ``repeats`` times, each from a freshly opened
     store, counting server requests; seconds are the median of the repeats.
@@ -151,30 +158,35 @@ def run_patterns(
         raise ChunkatlasError(f"repeats must be at least 1, got {repeats}")
 
     def open_store():
+        """What a reader does first: the store's metadata (consolidated), obs and var."""
+        from anndata.io import read_elem
+
         group, _ = open_remote_group(url, settings)
-        return read_lazy(group, rows, dense_chunks="disk")
+        for axis in ("obs", "var"):
+            read_elem(group[axis])
+        return group
 
     def read_once(pattern: str) -> tuple[tuple[int, ...], float]:
-        adata = None if pattern == "open" else open_store()
+        group = None if pattern == "open" else open_store()
         log.mark()  # the open above is not this pattern's traffic
         start = time.perf_counter()
-        if adata is None:
+        if group is None:
             open_store()
             shape = (0, 0)
         else:
-            shape = read_pattern(pattern, adata.X)
+            shape = read_pattern(pattern, group["X"])
         seconds = time.perf_counter() - start
         entries = log.mark()
         return (*shape, len(entries), sum(e["bytes"] for e in entries)), seconds
 
     traffic: dict[str, tuple[int, ...]] = {}
-    seconds: dict[str, list[float]] = {p: [] for p in PATTERNS}
+    seconds: dict[str, list[float]] = {p: [] for p in patterns}
     with dask.config.set(scheduler="threads"):
         # Not counted: the process's first read pays imports and thread start-up, whatever
         # the pattern, and would stretch that pattern's spread.
         read_once(WARM_UP)
         for _ in range(repeats):
-            for pattern in PATTERNS:
+            for pattern in patterns:
                 cost, took = read_once(pattern)
                 first = traffic.setdefault(pattern, cost)
                 if cost != first:
@@ -193,7 +205,7 @@ def run_patterns(
             round(min(seconds[pattern]), 4),
             round(max(seconds[pattern]), 4),
         )
-        for pattern in PATTERNS
+        for pattern in patterns
     ]
 
 
@@ -202,7 +214,6 @@ CONDITIONS = ("backend", "server", "latency_ms", "bandwidth_mbps")  # how a row 
 
 def measure_store(
     store: str | os.PathLike,
-    rows: int,
     *,
     backend: str = "http",
     server: str = "aiohttp",
@@ -210,6 +221,7 @@ def measure_store(
     workdir: str | os.PathLike | None = None,
     settings: RemoteSettings | None = None,
     repeats: int = REPEATS,
+    patterns: Sequence[str] = PATTERNS,
 ) -> pd.DataFrame:
     """Serve ``store`` (and its manifest) on loopback over HTTP (``server``: aiohttp or nginx)
     or S3 (moto; ``server`` is then "moto"), behind ``network``, and measure every pattern,
@@ -230,7 +242,7 @@ def measure_store(
                     settings, storage_options={**settings.storage_options, **options}
                 )
             log = RequestLog(log_path, base_url)
-            rows_out = run_patterns(url, log, rows, settings, repeats)
+            rows_out = run_patterns(url, log, settings, repeats, patterns)
     server_name = "moto" if backend == "s3" else server
     # bandwidth_mbps None (an empty cell in a TSV): no cap
     values = (backend, server_name, float(network.latency_ms), network.bandwidth_mbps)
@@ -242,29 +254,30 @@ def measure_store(
 
 def measure_backends(
     store: str | os.PathLike,
-    rows: int,
     *,
     backends: Sequence[str] = ("http",),
     server: str = "aiohttp",
     network: Network = LOOPBACK,
     settings: RemoteSettings | None = None,
     repeats: int = REPEATS,
+    patterns: Sequence[str] = PATTERNS,
 ) -> pd.DataFrame:
     """:func:`measure_store` over each backend, with what the store's geometry costs beside
-    the traffic: its objects (files), bytes, and seconds to decode X once locally."""
-    from chunkatlas.rewrite._consolidate import load_manifest, manifest_location
-    from chunkatlas.rewrite._geometry import decode_pass_seconds
+    the traffic: its objects (files), bytes, X's stored bytes (what reading all of X must
+    move), and seconds to decode X once locally."""
+    from chunkatlas.rewrite import decode_pass_seconds
+    from chunkatlas.store import load_manifest, manifest_location
 
     table = pd.concat(
         [
             measure_store(
                 store,
-                rows,
                 backend=backend,
                 server=server,
                 network=network,
                 settings=settings,
                 repeats=repeats,
+                patterns=patterns,
             )
             for backend in backends
         ],
@@ -273,5 +286,8 @@ def measure_backends(
     manifest = load_manifest(manifest_location(store))
     table["objects"] = manifest["objects"]
     table["store_bytes"] = manifest["stored_bytes"]
+    x_arrays = [a for a in manifest["arrays"] if a["path"].split("/")[0] == "X"]
+    table["x_bytes"] = sum(a["stored_bytes"] for a in x_arrays)
+    table["indptr_bytes"] = sum(a["stored_bytes"] for a in x_arrays if a["path"] == "X/indptr")
     table["decode_seconds"] = round(decode_pass_seconds(store), 3)
     return table

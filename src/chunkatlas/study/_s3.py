@@ -1,6 +1,7 @@
 """An S3 server on loopback for the chunk-size study: moto's S3 in a subprocess, wrapped so that
-every request is logged like the HTTP servers' requests (:class:`~.serve.LogWriter`) and
-answered over the same emulated :class:`~.serve.Network`.
+every request is logged like the HTTP servers' requests
+(:class:`~chunkatlas.study._server_process.LogWriter`) and answered over the same emulated
+:class:`~chunkatlas.study._network.Network`.
 
 ``python -m chunkatlas.study._s3 --log FILE`` serves an empty S3 and prints its endpoint;
 :func:`s3_serving` starts it, uploads a store with its manifest and yields where to read it.
@@ -18,16 +19,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from chunkatlas.rewrite._consolidate import manifest_location
-from chunkatlas.study._serving import (
+from chunkatlas.store import manifest_location
+from chunkatlas.study._network import (
     LOOPBACK,
     MARK_PREFIX,
-    LogWriter,
     Network,
     add_network_arguments,
     network_from,
-    process_serving,
 )
+from chunkatlas.study._server_process import LogWriter, process_serving
 
 BUCKET = "chunkatlas"
 REGION = "us-west-2"  # any but us-east-1, which refuses a location constraint

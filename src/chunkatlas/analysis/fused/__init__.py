@@ -11,7 +11,7 @@ genes):
    and the row sums, which check library sizes taken from obs (a mismatch runs pass 2 again);
 3. the Gram matrix of the highly-variable genes (a cache-tiled sparse kernel, or BLAS syrk on
    densified HVG rows when they are dense); each worker keeps its blocks' HVG values, in memory
-   up to its share of ``keep_budget_mb`` and past it on its local disk (:mod:`.stash`);
+   up to its share of ``keep_budget_mb`` and past it on its local disk (:mod:`._stash`);
 4. the projection onto the principal components from the kept values (X is not decoded a third
    time), streamed into the result store in row order: memory is flat in the number of cells.
 
@@ -31,29 +31,35 @@ loading of each component is positive) and explained variances with ddof=1, as s
 A store's rows that fall on a task boundary are split between two tasks; every per-cell quantity
 (library size, projection) is a sum over the row's stored values, so the parts add up exactly.
 
-The package, on scanpy's ``preprocessing/_pca`` model: :mod:`.plan` (the store's layout, the
-tasks' blocks, reading a block), :mod:`.kernels` (numba kernels and scanpy-exact arithmetic),
-:mod:`.tasks` (what workers run, one function per pass), :mod:`.hvg` (scanpy's HVG statistics),
-:mod:`.pca` (eigenpairs of the covariance), :mod:`.stash` (HVG values kept between passes 3
-and 4), :mod:`.passes` (the passes on the Dask cluster) and
-:mod:`.driver` (:func:`analyze`: a store in, a result store out).  Importing this package loads
-neither numba nor pandas: Dask workers start fast, and load numba through :func:`dask_setup`.
-"""
+The package, on scanpy's ``preprocessing/_pca`` model: :mod:`._plan` (the store's stored_x, the
+tasks' blocks, reading a block), :mod:`._kernels` (numba kernels and scanpy-exact arithmetic),
+:mod:`._tasks` (what workers run, one function per pass), :mod:`._hvg` (scanpy's HVG statistics),
+:mod:`._pca` (eigenpairs of the covariance), :mod:`._stash` (HVG values kept between passes 3
+and 4), :mod:`._passes` (the passes on the Dask cluster) and
+:mod:`._driver` (:func:`run_fused`: a store in, a result store out).  Importing this package loads
+neither numba nor pandas: Dask workers start fast, and load numba through :func:`dask_setup`."""
 
 from __future__ import annotations
 
-import numpy as np
+from typing import TYPE_CHECKING
 
-from chunkatlas.analysis.fused._driver import analyze, read_frames
-from chunkatlas.analysis.fused._plan import open_layout
+from chunkatlas._exports import lazy_exports
 
-__all__ = ["analyze", "dask_setup", "open_layout", "read_frames"]
+if TYPE_CHECKING:  # the public names, each imported on first use
+    from chunkatlas.analysis.fused._driver import read_frames
+    from chunkatlas.analysis.fused._driver import run_fused
+    from chunkatlas.analysis.fused._hvg import bins_explained
+    from chunkatlas.analysis.fused._plan import open_stored_x
+
+__all__, __getattr__, __dir__ = lazy_exports(__name__, __file__)
 
 
 def dask_setup(worker) -> None:
-    """Dask preload hook (``preload=["chunkatlas.analysis.fused"]``): load numba and pass 1's kernel
-    while the worker starts (about 0.7 s a process), as the driver reads obs and var, instead
+    """Dask preload hook (``preload=["chunkatlas.analysis.fused"]``): load numba and pass 1's
+    kernel while the worker starts (about 0.7 s a process), as the driver reads obs and var, instead
     of in the first pass."""
+    import numpy as np
+
     from chunkatlas.analysis.fused._kernels import _row_sums
 
     _row_sums(np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.float32))

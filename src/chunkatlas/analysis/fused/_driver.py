@@ -11,12 +11,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 import zarr
 
+from chunkatlas.analysis._record import analysis_record
 from chunkatlas.analysis.fused._passes import KEEP_MB, FusedResult, run_passes
-from chunkatlas.analysis.fused._plan import Layout, open_layout, plan_blocks, work_dtype
-from chunkatlas.store._counting import take_reads
-from chunkatlas.store._layout import open_anndata_group
-from chunkatlas.store._location import StoreLocation
-from chunkatlas.store._write import DEFAULT_ZARR_FORMAT, new_zarr_store
+from chunkatlas.analysis.fused._plan import StoredX, open_stored_x, plan_blocks, work_dtype
+from chunkatlas.store import (
+    DEFAULT_ZARR_FORMAT,
+    StoreLocation,
+    new_zarr_store,
+    open_anndata_group,
+)
 
 if TYPE_CHECKING:  # the workers never import pandas or scipy.sparse: they start faster
     import pandas as pd
@@ -58,7 +61,7 @@ def read_frames(store: str | os.PathLike | StoreLocation) -> tuple[pd.DataFrame,
     """obs and var of the store at ``store`` (their names unique)."""
     from anndata.io import read_elem
 
-    from chunkatlas.store._lazy import check_unique_names
+    from chunkatlas.store import check_unique_names
 
     source = open_anndata_group(store)
     obs, var = read_elem(source["obs"]), read_elem(source["var"])
@@ -66,7 +69,7 @@ def read_frames(store: str | os.PathLike | StoreLocation) -> tuple[pd.DataFrame,
     return obs, var
 
 
-def analyze(
+def run_fused(
     store: str | os.PathLike | StoreLocation,
     out: str | os.PathLike,
     *,
@@ -75,7 +78,7 @@ def analyze(
     flavor: str,
     n_top_genes: int,
     n_comps: int,
-    layout: Layout | None = None,
+    stored_x: StoredX | None = None,
     uns: dict | None = None,
     keep_budget_mb: float = KEEP_MB,
     frames: Future | None = None,
@@ -88,15 +91,15 @@ def analyze(
     Returns the result as an AnnData whose ``obsm['X_pca']`` is a Dask array over ``out``.
     """
 
-    layout = layout or open_layout(store)
-    blocks = plan_blocks(layout, rows)
-    log.info("fused engine: %d tasks over %d stored values", len(blocks), layout.nnz)
+    stored_x = stored_x or open_stored_x(store)
+    blocks = plan_blocks(stored_x, rows)
+    log.info("fused engine: %d tasks over %d stored values", len(blocks), stored_x.nnz)
     with ThreadPoolExecutor(1) as pool:
         # anndata's import and obs/var overlap the passes: the driver mostly waits during them
-        frames = frames or pool.submit(read_frames, layout.location)
-        computed, project = run_passes(
+        frames = frames or pool.submit(read_frames, stored_x.location)
+        computed = run_passes(
             client,
-            layout,
+            stored_x,
             blocks,
             flavor=flavor,
             n_top_genes=n_top_genes,
@@ -105,30 +108,44 @@ def analyze(
         )
         obs, var = frames.result()
     import dask.array as da
-    from anndata.io import write_elem
 
-    result = result_anndata(obs, var, computed, flavor, work_dtype(layout.dtype), uns)
-    costs = computed.costs
-    result.uns.setdefault("chunkatlas", {}).update(seconds=costs.seconds, passes=costs.passes)
-    with new_zarr_store(out, zarr_format) as root:
-        write_elem(root, "/", result)
-        array = root["obsm"].create_array(
-            "X_pca",
-            shape=(layout.n_obs, n_comps),
-            dtype="float32",
-            chunks=(max(1, min(layout.n_obs, 10_000)), n_comps),
-        )
-        array.attrs.update({"encoding-type": "array", "encoding-version": "0.2.0"})
-        project(array)
-        for name, value in {  # now with the projection's, and all that the driver read
-            "seconds": costs.seconds,
-            "passes": costs.passes,
-            "driver_reads": take_reads()[1].asdict(),
-            "workers_peak_rss_mb": costs.workers_peak_mb(),
-        }.items():
-            write_elem(root["uns"]["chunkatlas"], name, value)
-            result.uns["chunkatlas"][name] = value
+    result = result_anndata(obs, var, computed, flavor, work_dtype(stored_x.dtype), uns)
+    write_with_projection(result, out, computed, (stored_x.n_obs, n_comps), zarr_format)
     result.obsm["X_pca"] = da.from_zarr(
         zarr.open_array(os.path.join(out, "obsm", "X_pca"), mode="r")
     )
     return result
+
+
+def write_with_projection(
+    result,
+    out: str | os.PathLike,
+    computed: FusedResult,
+    shape: tuple[int, int],
+    zarr_format: int,
+) -> None:
+    """Write ``result`` to ``out`` and stream pass 4's projection, of ``shape``, into its
+    obsm['X_pca']; then ``uns['chunkatlas']`` (in ``result`` too) is complete: the projection's
+    cost and all that the driver read are known."""
+    from anndata.io import write_elem
+
+    with new_zarr_store(out, zarr_format) as root:
+        write_elem(root, "/", result)
+        computed.project(projection_array(root, shape))
+        record = analysis_record(computed.costs, result.uns.get("chunkatlas"))
+        write_elem(root["uns"], "chunkatlas", record)
+        result.uns["chunkatlas"] = record
+
+
+def projection_array(root: zarr.Group, shape: tuple[int, int]) -> zarr.Array:
+    """The result's obsm['X_pca'] of ``shape`` (n_obs x n_comps) float32, empty: pass 4 streams
+    into it, in chunks of up to 10,000 rows."""
+    n_obs, n_comps = shape
+    array = root["obsm"].create_array(
+        "X_pca",
+        shape=(n_obs, n_comps),
+        dtype="float32",
+        chunks=(max(1, min(n_obs, 10_000)), n_comps),
+    )
+    array.attrs.update({"encoding-type": "array", "encoding-version": "0.2.0"})
+    return array

@@ -7,14 +7,26 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 import zarr
 
 from chunkatlas.analysis._checks import refuse_problems
-from chunkatlas.analysis._metering import StepCosts
+from chunkatlas.analysis._metering import (
+    STEP_CLIPPED_MOMENTS,
+    STEP_COUNT_MOMENTS,
+    STEP_EIGH,
+    STEP_GRAM,
+    STEP_LIBRARY_SIZES,
+    STEP_LOESS,
+    STEP_MOMENTS,
+    STEP_MOMENTS_AGAIN,
+    STEP_OPEN,
+    STEP_PROJECTION,
+    StepMeter,
+)
 from chunkatlas.analysis.fused._hvg import (
     dispersion_table,
     mean_var,
@@ -22,7 +34,7 @@ from chunkatlas.analysis.fused._hvg import (
     seurat_v3_table,
 )
 from chunkatlas.analysis.fused._pca import PcaFit, pca_from_gram
-from chunkatlas.analysis.fused._plan import LIBRARY_COLUMN, Block, Layout, work_dtype
+from chunkatlas.analysis.fused._plan import LIBRARY_COLUMN, Block, StoredX, work_dtype
 from chunkatlas.analysis.fused._tasks import (
     GramPart,
     clear_stash,
@@ -35,7 +47,7 @@ from chunkatlas.analysis.fused._tasks import (
 )
 from chunkatlas.config import FLAVORS
 from chunkatlas.errors import ChunkatlasError
-from chunkatlas.store._location import open_on_workers
+from chunkatlas.store import open_on_workers
 
 if TYPE_CHECKING:  # the workers never import pandas or scipy.sparse: they start faster
     import pandas as pd
@@ -154,75 +166,156 @@ class RowWriter:
         self.buffered = len(rows) - keep
 
 
+@dataclass(frozen=True)
+class PassContext:
+    """What every pass works over: the cluster's ``client``, X as stored, the tasks' blocks
+    and the meter of the steps."""
+
+    client: object
+    stored_x: StoredX
+    blocks: list[Block]
+    costs: StepMeter
+
+    def map(self, task: Callable, *per_block: Sequence, **shared) -> list:
+        """One ``task`` a block: ``task(store, block, *its item of each per_block, **shared)``."""
+        store = self.stored_x.location
+        return self.client.map(
+            task, [store] * len(self.blocks), self.blocks, *per_block, pure=False, **shared
+        )
+
+
+@dataclass
+class KeptValues:
+    """The HVG values pass 3 keeps on the workers for pass 4, named ``token`` in their stashes;
+    ``holders`` says which worker keeps each block's (None: none)."""
+
+    ctx: PassContext
+    block_scales: list[np.ndarray]
+    positions: object  # hvg_positions, scattered to every worker
+    token: str = field(default_factory=lambda: uuid.uuid4().hex)
+    holders: dict[int, str | None] = field(default_factory=dict)
+
+    def release(self) -> None:
+        """Drop the values from the workers' memory and local disks."""
+        self.ctx.client.run(clear_stash, self.token)
+
+
 @dataclass
 class FusedResult:
-    """What the passes computed, before the projection is written."""
+    """What the passes computed, before the projection is written (:meth:`project`)."""
 
     var: pd.DataFrame
     hvg: np.ndarray
     fit: PcaFit
-    costs: StepCosts
+    costs: StepMeter
+    kept: KeptValues
+
+    def project(self, array: zarr.Array) -> None:
+        """Pass 4 into ``array`` (n_obs x n_comps float32); then the workers drop the HVG
+        values they kept."""
+        project_kept(self.kept, self.fit, array)
+
+
+def run_passes(
+    client,
+    stored_x: StoredX,
+    blocks: list[Block],
+    *,
+    flavor: str,
+    n_top_genes: int,
+    n_comps: int,
+    keep_budget_mb: float = KEEP_MB,
+) -> FusedResult:
+    """Passes 1-3 and the PCA on the cluster of ``client``.
+
+    The result's :meth:`FusedResult.project` runs pass 4, streaming the projection into a zarr
+    array of n_obs x n_comps float32, and then releases the HVG values kept on the workers.
+    """
+    if flavor not in FLAVORS:
+        raise ChunkatlasError(f"HVG flavor {flavor!r} is not one of {', '.join(FLAVORS)}")
+    ctx = PassContext(client, stored_x, blocks, StepMeter(client))
+    with ctx.costs.step(STEP_OPEN, "each worker opens the store"):
+        open_on_workers(client, stored_x.location)
+    table, scale, stored = select_hvgs(ctx, flavor, n_top_genes)
+    hvg = table["highly_variable"].to_numpy()
+    width = int(hvg.sum())
+    if n_comps >= width:
+        raise ChunkatlasError(f"n_comps {n_comps} must be below the number of HVGs ({width})")
+    gram, sums, kept = gram_pass(ctx, hvg, scale, stored, keep_budget_mb)
+    fit = fit_pca(gram, sums, n_comps, kept)
+    return FusedResult(table, hvg, fit, ctx.costs, kept)
+
+
+# ----------------------------------------------------------------------------- passes 1 and 2
 
 
 def select_hvgs(
-    client,
-    layout: Layout,
-    blocks: list[Block],
-    flavor: str,
-    n_top_genes: int,
-    costs: StepCosts,
+    ctx: PassContext, flavor: str, n_top_genes: int
 ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """Passes 1 and 2: the HVG table, per-cell scale and per-gene stored counts.  Where the
     store's obs records each cell's library size (``raw_sum``), seurat and cell_ranger skip
     pass 1: pass 2 computes the row sums anyway and, should they differ, runs again with
     them."""
-    store, n_obs, n_vars = layout.location, layout.n_obs, layout.n_vars
-    dtype = work_dtype(layout.dtype)
     if flavor == "seurat_v3":
-        with costs.step("count_moments", "pass 1: library sizes and moments of the counts"):
-            futures = client.map(
-                task_count_moments, [store] * len(blocks), blocks, n_vars=n_vars, pure=False
-            )
-            library, sums, squares, stored = gather_rows(futures, blocks, layout, integers=True)
-        mean, var = mean_var(sums, squares, n_obs)
-        with costs.step("loess", "seurat_v3 variance fit"):
-            reg_std, clip = seurat_v3_clip(mean, var, n_obs)
-        with costs.step("clipped_moments", "pass 2: moments of the clipped counts"):
-            clipped = sum_results(
-                client.map(
-                    task_clipped,
-                    [store] * len(blocks),
-                    blocks,
-                    clip=client.scatter(clip, broadcast=True),
-                    pure=False,
-                )
-            )
-        table = seurat_v3_table(mean, var, reg_std, *clipped, n_obs, n_top_genes)
-        return table, library_scale(library, dtype), stored
-    recorded = layout.library
-    if recorded is None:
-        with costs.step("library_sizes", "pass 1"):
-            futures = client.map(task_library_sizes, [store] * len(blocks), blocks, pure=False)
-            (library,) = gather_rows(futures, blocks, layout, integers=False)
-    else:  # no pass for what the store records; pass 2 checks it
+        return select_hvgs_v3(ctx, n_top_genes)
+    library = library_sizes(ctx)
+    library, sums, squares, stored = normalised_moments(ctx, library, flavor)
+    scale = library_scale(library, work_dtype(ctx.stored_x.dtype))
+    mean, var = mean_var(sums, squares, ctx.stored_x.n_obs)
+    return dispersion_table(mean, var, flavor, n_top_genes), scale, stored
+
+
+def select_hvgs_v3(ctx: PassContext, n_top_genes: int) -> tuple:
+    """seurat_v3 selects on the counts: their moments (pass 1, with the library sizes), the
+    loess fit of their variance, then the moments of the counts clipped by that fit (pass 2)."""
+    n_obs = ctx.stored_x.n_obs
+    library, sums, squares, stored = count_moments_pass(ctx)
+    mean, var = mean_var(sums, squares, n_obs)
+    with ctx.costs.step(STEP_LOESS, "seurat_v3 variance fit"):
+        reg_std, clip = seurat_v3_clip(mean, var, n_obs)
+    clipped = clipped_moments_pass(ctx, clip)
+    table = seurat_v3_table(mean, var, reg_std, *clipped, n_obs, n_top_genes)
+    return table, library_scale(library, work_dtype(ctx.stored_x.dtype)), stored
+
+
+def count_moments_pass(ctx: PassContext) -> tuple:
+    """seurat_v3's pass 1: library sizes, sums, sums of squares and stored counts per gene of
+    the counts (which must be integers)."""
+    with ctx.costs.step(STEP_COUNT_MOMENTS, "pass 1: library sizes and moments of the counts"):
+        futures = ctx.map(task_count_moments, n_vars=ctx.stored_x.n_vars)
+        return gather_rows(futures, ctx.blocks, ctx.stored_x, integers=True)
+
+
+def clipped_moments_pass(ctx: PassContext, clip: np.ndarray) -> tuple:
+    """seurat_v3's pass 2: per-gene moments of the counts clipped at ``clip``."""
+    with ctx.costs.step(STEP_CLIPPED_MOMENTS, "pass 2: moments of the clipped counts"):
+        shared = ctx.client.scatter(clip, broadcast=True)
+        return sum_results(ctx.map(task_clipped, clip=shared))
+
+
+def library_sizes(ctx: PassContext) -> np.ndarray:
+    """Pass 1 (seurat, cell_ranger): each cell's library size, which normalize_total's target
+    (their median) needs before any normalised value; none when the store's obs records them."""
+    recorded = ctx.stored_x.library
+    if recorded is not None:  # no pass for what the store records; pass 2 checks it
         log.info("library sizes: obs %r of the store (checked in pass 2)", LIBRARY_COLUMN)
-        library = recorded
+        return recorded
+    with ctx.costs.step(STEP_LIBRARY_SIZES, "pass 1"):
+        futures = ctx.map(task_library_sizes)
+        (library,) = gather_rows(futures, ctx.blocks, ctx.stored_x, integers=False)
+    return library
+
+
+def normalised_moments(ctx: PassContext, library: np.ndarray, flavor: str) -> tuple:
+    """Pass 2 (seurat, cell_ranger) with ``library``: the library sizes it checked, and the
+    per-gene sums, sums of squares and stored counts.  Should X's row sums differ from the
+    library sizes obs recorded, pass 2 runs again with X's own."""
     kind = "log1p_expm1" if flavor == "seurat" else "log1p"
-    step = "moments"
+    step = STEP_MOMENTS
     while True:
-        with costs.step(step, f"pass 2: moments of the normalised values, {kind}"):
-            futures = client.map(
-                task_moments,
-                [store] * len(blocks),
-                blocks,
-                scales(library_scale(library, dtype), blocks),
-                kind=kind,
-                n_vars=n_vars,
-                pure=False,
-            )
-            own, sums, squares, stored = gather_rows(futures, blocks, layout, integers=False)
+        own, sums, squares, stored = moments_pass(ctx, library, kind, step)
         if np.array_equal(own, library):
-            break
+            return library, sums, squares, stored
         first = int(np.flatnonzero(own != library)[0])
         log.warning(
             "obs %r of cell %d is %r, X's row sum %r: pass 2 again with X's own library sizes",
@@ -231,19 +324,25 @@ def select_hvgs(
             library[first],
             own[first],
         )
-        library, step = own, "moments_again"
-    scale = library_scale(library, dtype)
-    mean, var = mean_var(sums, squares, n_obs)
-    return dispersion_table(mean, var, flavor, n_top_genes), scale, stored
+        library, step = own, STEP_MOMENTS_AGAIN
+
+
+def moments_pass(ctx: PassContext, library: np.ndarray, kind: str, step: str) -> tuple:
+    """One pass 2: each cell's row sum and per-gene moments of the values normalised by
+    ``library`` and log1p'd (``kind``)."""
+    with ctx.costs.step(step, f"pass 2: moments of the normalised values, {kind}"):
+        block_scales = scales(library_scale(library, work_dtype(ctx.stored_x.dtype)), ctx.blocks)
+        futures = ctx.map(task_moments, block_scales, kind=kind, n_vars=ctx.stored_x.n_vars)
+        return gather_rows(futures, ctx.blocks, ctx.stored_x, integers=False)
 
 
 def gather_rows(
-    futures: Sequence, blocks: Sequence[Block], layout: Layout, *, integers: bool
+    futures: Sequence, blocks: Sequence[Block], stored_x: StoredX, *, integers: bool
 ) -> tuple:
     """Library sizes (shared rows added up) and any summed per-gene moments from the futures of
     a pass whose tasks return (row sums, problem counts, *moments), after refusing X if it
     holds values that are not counts."""
-    library = np.zeros(layout.n_obs, dtype=np.float64)
+    library = np.zeros(stored_x.n_obs, dtype=np.float64)
     problems = np.zeros(3, dtype=np.int64)
     totals: list = []
     for index, (rows, found, *parts) in in_order(futures):
@@ -251,7 +350,7 @@ def gather_rows(
         library[block.row_start : block.row_stop] += rows
         problems += found
         totals = parts if not totals else [a + b for a, b in zip(totals, parts, strict=True)]
-    refuse_problems(problems, integers=integers, where=layout.location)
+    refuse_problems(problems, integers=integers, where=stored_x.location)
     return (library, *totals)
 
 
@@ -260,113 +359,138 @@ def scales(scale: np.ndarray, blocks: Sequence[Block]) -> list[np.ndarray]:
     return [scale[b.row_start : b.row_stop] for b in blocks]
 
 
-def run_passes(
-    client,
-    layout: Layout,
-    blocks: list[Block],
-    *,
-    flavor: str,
-    n_top_genes: int,
-    n_comps: int,
-    keep_budget_mb: float = KEEP_MB,
-) -> tuple[FusedResult, Callable]:
-    """Passes 1-3 and the PCA on the cluster of ``client``.
+# ----------------------------------------------------------------------------- pass 3 and PCA
 
-    Returns the result and a function that runs pass 4, streaming the projection into a zarr
-    array of n_obs x n_comps float32, and then releases the HVG values kept on the workers.
-    """
-    if flavor not in FLAVORS:
-        raise ChunkatlasError(f"HVG flavor {flavor!r} is not one of {', '.join(FLAVORS)}")
-    costs = StepCosts(client)
-    store = layout.location
-    with costs.step("open", "each worker opens the store"):
-        open_on_workers(client, store)
-    table, scale, stored = select_hvgs(client, layout, blocks, flavor, n_top_genes, costs)
-    hvg = table["highly_variable"].to_numpy()
-    width = int(hvg.sum())
-    if n_comps >= width:
-        raise ChunkatlasError(f"n_comps {n_comps} must be below the number of HVGs ({width})")
-    position = np.full(layout.n_vars, -1, dtype=np.int32)
-    position[hvg] = np.arange(width, dtype=np.int32)
-    hvg_values_mb = (
-        int(stored[hvg].sum()) * (6 if width < 65535 else 8) + 8 * layout.n_obs
-    ) / 2**20
-    block_scales = scales(scale, blocks)
-    positions = client.scatter(position, broadcast=True)
-    token = uuid.uuid4().hex  # names this analysis's HVG values in the workers' stashes
+
+def gram_pass(
+    ctx: PassContext, hvg: np.ndarray, scale: np.ndarray, stored: np.ndarray, keep_budget_mb: float
+) -> tuple[np.ndarray, np.ndarray, KeptValues]:
+    """Pass 3: the Gram matrix and column sums of the HVGs' scaled values.  Each worker keeps its
+    blocks' values for pass 4, in memory up to its share of ``keep_budget_mb``, past it on its
+    local disk."""
+    client, width = ctx.client, int(hvg.sum())
+    values_mb = kept_mb(hvg, stored, ctx.stored_x.n_obs)
+    block_scales = scales(scale, ctx.blocks)
+    kept = KeptValues(ctx, block_scales, client.scatter(hvg_positions(hvg), broadcast=True))
     n_workers = max(1, len(client.scheduler_info().get("workers", {})))
-    groups = np.array_split(np.arange(len(blocks)), min(len(blocks), 4 * n_workers))
-    holders: dict[int, str | None] = {}
-    with costs.step(
-        "gram",
-        f"pass 3: Gram matrix of {width} HVGs; their values, {hvg_values_mb:.0f} MB, kept on "
+    groups = task_groups(len(ctx.blocks), n_workers)
+    with ctx.costs.step(
+        STEP_GRAM,
+        f"pass 3: Gram matrix of {width} HVGs; their values, {values_mb:.0f} MB, kept on "
         f"the workers for pass 4 ({keep_budget_mb:g} MB in memory, the rest on local disk)",
     ):
-        grams = [
-            client.submit(
-                task_gram,
-                store,
-                [blocks[i] for i in group],
-                group.tolist(),
-                [block_scales[i] for i in group],
-                position=positions,
-                width=width,
-                token=token,
-                budget_bytes=keep_budget_mb * 2**20 / n_workers,
-                pure=False,
-            )
-            for group in groups
-        ]
-        total = None
-        try:
-            for g, part in in_order(grams):
-                holders.update(dict.fromkeys(groups[g].tolist(), part.holder))
-                total = part if total is None else total.__iadd__(part)
-        except BaseException:  # what the finished tasks kept would stay on the workers
-            client.run(clear_stash, token)
-            raise
+        budget_bytes = keep_budget_mb * 2**20 / n_workers
+        total = add_grams([submit_gram(kept, g, width, budget_bytes) for g in groups], groups, kept)
         gram, sums = total.total()
         log.info(
             "HVG values kept for pass 4: %.0f MB in memory, %.0f MB on local disk",
             total.kept["memory"] / 2**20,
             total.kept["disk"] / 2**20,
         )
+    return gram, sums, kept
+
+
+def hvg_positions(hvg: np.ndarray) -> np.ndarray:
+    """Each gene's column among the HVGs, -1 for the other genes: how the tasks pick the HVGs'
+    values out of X's rows."""
+    position = np.full(len(hvg), -1, dtype=np.int32)
+    position[hvg] = np.arange(int(hvg.sum()), dtype=np.int32)
+    return position
+
+
+def kept_mb(hvg: np.ndarray, stored: np.ndarray, n_obs: int) -> float:
+    """What the HVG values kept for pass 4 weigh, in MB: each value with its column (6 bytes, 8
+    from 65535 HVGs on, whose columns no longer fit 16 bits), and a row pointer a cell."""
+    width = int(hvg.sum())
+    return (int(stored[hvg].sum()) * (6 if width < 65535 else 8) + 8 * n_obs) / 2**20
+
+
+def task_groups(n_blocks: int, n_workers: int) -> list[np.ndarray]:
+    """Consecutive blocks in up to four pass-3 tasks a worker: a few n_hvg^2 Gram matrices for
+    the driver to add up instead of one per block, and tasks enough to share out."""
+    return np.array_split(np.arange(n_blocks), min(n_blocks, 4 * n_workers))
+
+
+def submit_gram(kept: KeptValues, group: np.ndarray, width: int, budget_bytes: float):
+    """The pass-3 task of the blocks ``group``: their Gram matrix, their values kept."""
+    ctx = kept.ctx
+    return ctx.client.submit(
+        task_gram,
+        ctx.stored_x.location,
+        [ctx.blocks[i] for i in group],
+        group.tolist(),
+        [kept.block_scales[i] for i in group],
+        position=kept.positions,
+        width=width,
+        token=kept.token,
+        budget_bytes=budget_bytes,
+        pure=False,
+    )
+
+
+def add_grams(futures: Sequence, groups: Sequence[np.ndarray], kept: KeptValues) -> GramPart:
+    """The tasks' Gram parts added in submission order, noting which worker keeps each block's
+    values in ``kept.holders``."""
+    total = None
     try:
-        with costs.step("eigh", f"PCA: {n_comps} eigenpairs of {width}"):
-            fit = pca_from_gram(gram, sums, layout.n_obs, n_comps)
-    except BaseException:
-        client.run(clear_stash, token)
+        for g, part in in_order(futures):
+            kept.holders.update(dict.fromkeys(groups[g].tolist(), part.holder))
+            total = part if total is None else total.__iadd__(part)
+    except BaseException:  # what the finished tasks kept would stay on the workers
+        kept.release()
         raise
-    del gram
+    return total
 
-    def project(array: zarr.Array) -> None:
-        loadings = fit.components.T.copy()
-        try:
-            with costs.step("projection", "pass 4, from the values pass 3 kept"):
-                shared = client.scatter(loadings, broadcast=True)
-                futures = [
-                    client.submit(
-                        task_project_kept,
-                        token,
-                        i,
-                        store,
-                        block,
-                        block_scale,
-                        position=positions,
-                        loadings=shared,
-                        # where the values are; elsewhere (that worker gone) X is read again
-                        workers=[holders[i]] if holders[i] else None,
-                        allow_other_workers=True,
-                        pure=False,
-                    )
-                    for i, (block, block_scale) in enumerate(zip(blocks, block_scales, strict=True))
-                ]
-                writer = RowWriter(array, fit.mean @ loadings)
-                for future, block in zip(futures, blocks, strict=True):
-                    writer.add(block.row_start, future.result())
-                    future.release()
-                writer.close()
-        finally:
-            client.run(clear_stash, token)
 
-    return FusedResult(table, hvg, fit, costs), project
+def fit_pca(gram: np.ndarray, sums: np.ndarray, n_comps: int, kept: KeptValues) -> PcaFit:
+    """The PCA from pass 3's Gram matrix (overwritten) and column sums."""
+    ctx = kept.ctx
+    try:
+        with ctx.costs.step(STEP_EIGH, f"PCA: {n_comps} eigenpairs of {len(sums)}"):
+            return pca_from_gram(gram, sums, ctx.stored_x.n_obs, n_comps)
+    except BaseException:  # pass 4 will not run to release what pass 3 kept
+        kept.release()
+        raise
+
+
+# ----------------------------------------------------------------------------- pass 4
+
+
+def project_kept(kept: KeptValues, fit: PcaFit, array: zarr.Array) -> None:
+    """Pass 4: each cell's values projected onto the components, from the values pass 3 kept
+    (X is not decoded a third time), streamed into ``array`` in row order, centred; then the
+    workers drop the kept values, whether the pass succeeded or not."""
+    ctx = kept.ctx
+    loadings = fit.components.T.copy()
+    try:
+        with ctx.costs.step(STEP_PROJECTION, "pass 4, from the values pass 3 kept"):
+            futures = submit_projections(kept, ctx.client.scatter(loadings, broadcast=True))
+            writer = RowWriter(array, fit.mean @ loadings)
+            for future, block in zip(futures, ctx.blocks, strict=True):
+                writer.add(block.row_start, future.result())
+                future.release()
+            writer.close()
+    finally:
+        kept.release()
+
+
+def submit_projections(kept: KeptValues, loadings) -> list:
+    """One pass-4 task a block, on the worker that keeps its values; should that worker be gone,
+    another reads the block's X again."""
+    ctx = kept.ctx
+    return [
+        ctx.client.submit(
+            task_project_kept,
+            kept.token,
+            i,
+            ctx.stored_x.location,
+            block,
+            block_scale,
+            position=kept.positions,
+            loadings=loadings,
+            workers=[kept.holders[i]] if kept.holders[i] else None,
+            allow_other_workers=True,
+            pure=False,
+        )
+        for i, (block, block_scale) in enumerate(zip(ctx.blocks, kept.block_scales, strict=True))
+    ]

@@ -1,4 +1,4 @@
-"""Where X lives and how the passes split it: the store's layout, the tasks' blocks, and
+"""Where X lives and how the passes split it: the store's stored_x, the tasks' blocks, and
 reading one block on a worker."""
 
 from __future__ import annotations
@@ -12,13 +12,11 @@ import numpy as np
 import zarr
 
 from chunkatlas.errors import ChunkatlasError
-from chunkatlas.store._chunks import read_checked
-from chunkatlas.store._layout import open_anndata_group
-from chunkatlas.store._location import StoreLocation
+from chunkatlas.store import StoreLocation, open_anndata_group, read_checked
 
 
 @dataclass(frozen=True)
-class Layout:
+class StoredX:
     """Where X lives and how it is stored: what planning tasks needs to know."""
 
     location: StoreLocation
@@ -61,23 +59,23 @@ class Block:
         return sorted(set(rows))
 
 
-def open_layout(store: str | os.PathLike | StoreLocation) -> Layout:
+def open_stored_x(store: str | os.PathLike | StoreLocation) -> StoredX:
     """Describe X of the AnnData store ``store`` (CSR or dense), reading only its indptr."""
     location = StoreLocation.of(store)
     group = open_anndata_group(location)
     x, library = group["X"], recorded_library(group)
     if isinstance(x, zarr.Array):
         n_obs, n_vars = x.shape
-        return Layout(location, int(n_obs), int(n_vars), False, np.dtype(x.dtype), library=library)
+        return StoredX(location, int(n_obs), int(n_vars), False, np.dtype(x.dtype), library=library)
     encoding = x.attrs.get("encoding-type")
     if encoding != "csr_matrix":
         raise ChunkatlasError(
             f"the fused engine reads X stored as csr_matrix or dense, not {encoding!r}; "
-            "use engine 'scanpy'"
+            "analyse the cell-major store (chunkatlas rechunk … --orientation cells)"
         )
     n_obs, n_vars = (int(n) for n in x.attrs["shape"])
     indptr = np.asarray(read_checked(x["indptr"], (slice(None),), location), dtype=np.int64)
-    return Layout(
+    return StoredX(
         location,
         n_obs,
         n_vars,
@@ -124,15 +122,15 @@ def entry_bounds(nnz: int, target: int, chunk: int) -> np.ndarray:
     return np.append(bounds, nnz)
 
 
-def plan_blocks(layout: Layout, rows: int) -> list[Block]:
+def plan_blocks(stored_x: StoredX, rows: int) -> list[Block]:
     """Split X into tasks of about ``rows`` cells, aligned with the on-disk chunks of CSR data."""
     if rows < 1:
         raise ChunkatlasError(f"chunk (rows per task) must be a positive integer, got {rows}")
-    if not layout.sparse:
-        return [Block(lo, min(lo + rows, layout.n_obs)) for lo in range(0, layout.n_obs, rows)]
-    indptr = layout.indptr
-    target = round(rows * layout.nnz / max(layout.n_obs, 1))
-    bounds = entry_bounds(layout.nnz, target, layout.data_chunk)
+    if not stored_x.sparse:
+        return [Block(lo, min(lo + rows, stored_x.n_obs)) for lo in range(0, stored_x.n_obs, rows)]
+    indptr = stored_x.indptr
+    target = round(rows * stored_x.nnz / max(stored_x.n_obs, 1))
+    bounds = entry_bounds(stored_x.nnz, target, stored_x.data_chunk)
     blocks = []
     for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
         if hi <= lo:

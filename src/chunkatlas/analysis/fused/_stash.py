@@ -13,13 +13,24 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from chunkatlas.analysis.fused._tasks import Kept
+
+@dataclass(frozen=True)
+class Kept:
+    """The HVG values of one block: CSR with columns numbered among the HVGs."""
+
+    row_ptr: np.ndarray
+    cols: np.ndarray
+    values: np.ndarray
+
+    @property
+    def nbytes(self) -> int:
+        return self.row_ptr.nbytes + self.cols.nbytes + self.values.nbytes
+
 
 _kept: dict[tuple[str, int], Kept | Path] = {}
 _in_memory_bytes = 0
@@ -64,7 +75,6 @@ def take(token: str, index: int) -> Kept | None:
             _in_memory_bytes -= found.nbytes
     if not isinstance(found, Path):
         return found
-    from chunkatlas.analysis.fused._tasks import Kept
 
     try:
         with np.load(found) as arrays:

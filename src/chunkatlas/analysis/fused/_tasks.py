@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from chunkatlas.analysis.fused import _stash as stash
 from chunkatlas.analysis.fused._kernels import (
     _clipped_moments,
     _column_moments,
@@ -20,23 +21,11 @@ from chunkatlas.analysis.fused._kernels import (
     symmetric,
 )
 from chunkatlas.analysis.fused._plan import Block, read_piece
-from chunkatlas.store._location import StoreLocation
+from chunkatlas.analysis.fused._stash import Kept
+from chunkatlas.store import StoreLocation
 
 #: Stored values normalised at once in pass 2 (bounds a task's temporaries).
 MOMENT_BATCH = 1 << 21
-
-
-@dataclass(frozen=True)
-class Kept:
-    """The HVG values of one block: CSR with columns numbered among the HVGs."""
-
-    row_ptr: np.ndarray
-    cols: np.ndarray
-    values: np.ndarray
-
-    @property
-    def nbytes(self) -> int:
-        return self.row_ptr.nbytes + self.cols.nbytes + self.values.nbytes
 
 
 def task_library_sizes(store: StoreLocation, block: Block) -> tuple:
@@ -161,7 +150,6 @@ def task_gram(
     """Pass 3 for consecutive blocks: one Gram matrix for them all (a few n_hvg^2 results to
     gather instead of one per block).  Each block's HVG values go to this worker's stash for
     pass 4 (:mod:`chunkatlas.analysis.fused._stash`); the part names the worker that holds them."""
-    from chunkatlas.analysis.fused import _stash as stash
 
     part = GramPart(np.zeros((width, width)), np.zeros(width), {}, holder=worker_address())
     for block, index, scale in zip(blocks, indices, scales, strict=True):
@@ -196,7 +184,6 @@ def task_project_kept(
 ) -> np.ndarray:
     """Pass 4 from the values pass 3 kept for block ``index`` on this worker, or, where they
     are gone (the worker restarted, or this task ran elsewhere), from X read again."""
-    from chunkatlas.analysis.fused import _stash as stash
 
     kept = stash.take(token, index)
     if kept is None:
@@ -205,6 +192,5 @@ def task_project_kept(
 
 
 def clear_stash(token: str) -> int:
-    from chunkatlas.analysis.fused import _stash as stash
 
     return stash.clear(token)

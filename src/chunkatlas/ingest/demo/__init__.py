@@ -27,24 +27,21 @@ Randomness is drawn from independent streams derived from ``DemoSpec.seed``
 with :class:`numpy.random.SeedSequence`. Counts are drawn per fixed chunk of
 :data:`RNG_CHUNK_CELLS` cells, so a cell's counts depend only on the seed, its
 position and the spec, never on ``block_cells`` or on how ``[start, stop)``
-ranges are chosen.
-"""
+ranges are chosen."""
 
-from chunkatlas.ingest.demo._simulate import (
-    RNG_CHUNK_CELLS,
-    simulate_counts,
-    simulate_obs,
-    simulate_var,
-)
-from chunkatlas.ingest.demo._soma import write_demo_atlas
-from chunkatlas.ingest.demo._spec import DemoSpec, DemoSpecError
+from __future__ import annotations
 
-__all__ = [
-    "RNG_CHUNK_CELLS",
-    "DemoSpec",
-    "DemoSpecError",
-    "simulate_counts",
-    "simulate_obs",
-    "simulate_var",
-    "write_demo_atlas",
-]
+from typing import TYPE_CHECKING
+
+from chunkatlas._exports import lazy_exports
+
+if TYPE_CHECKING:  # the public names, each imported on first use
+    from chunkatlas.ingest.demo._simulate import RNG_CHUNK_CELLS
+    from chunkatlas.ingest.demo._simulate import simulate_counts
+    from chunkatlas.ingest.demo._simulate import simulate_obs
+    from chunkatlas.ingest.demo._simulate import simulate_var
+    from chunkatlas.ingest.demo._soma import write_demo_atlas
+    from chunkatlas.ingest.demo._spec import DemoSpec
+    from chunkatlas.ingest.demo._spec import DemoSpecError
+
+__all__, __getattr__, __dir__ = lazy_exports(__name__, __file__)

@@ -20,7 +20,7 @@ from chunkatlas.ingest.demo._simulate import (
     simulate_var,
 )
 from chunkatlas.ingest.demo._spec import DemoSpec, DemoSpecError
-from chunkatlas.store._write import atomic_directory
+from chunkatlas.store import atomic_directory
 
 
 def _obs_schema() -> pa.Schema:

@@ -1,0 +1,1 @@
+"""Tests of chunkatlas.ingest: the demo atlas and fetching sources into stores."""

@@ -1,0 +1,1 @@
+"""Tests of chunkatlas.report: tables, figures and the cost model."""

@@ -1,0 +1,188 @@
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from chunkatlas.errors import ChunkatlasError
+from chunkatlas.report import (
+    GridPoint,
+    build_summary,
+    chunk_title,
+    plot_pca,
+    plot_remote,
+    plot_store_size,
+    read_benchmark,
+    remote_table,
+)
+from chunkatlas.report._figures import remote_figure, store_size_figure
+from chunkatlas.report._pca_figure import OTHER, top_labels
+from chunkatlas.rewrite import consolidate_store, rechunk_store
+from chunkatlas.study._measure import measure_store
+
+
+def test_top_labels_keeps_the_commonest_and_greys_the_rest():
+    labels = pd.Series(list("a" * 5 + "b" * 4 + "c" * 3 + "d" * 3 + "e"))
+    kept = top_labels(labels, top=3)
+    assert list(kept.value_counts().sort_index().items()) == [
+        ("a", 5),
+        ("b", 4),
+        ("c", 3),
+        (OTHER, 4),
+    ]
+
+
+def make_result(n_types: int) -> ad.AnnData:
+    rng = np.random.default_rng(0)
+    types = [f"type {i}" for i in range(n_types)]
+    labels = rng.choice(types, 600, p=np.linspace(2, 1, n_types) / np.linspace(2, 1, n_types).sum())
+    result = ad.AnnData(obs=pd.DataFrame({"cell_type": labels}, index=map(str, range(600))))
+    result.obsm["X_pca"] = rng.normal(size=(600, 5))
+    result.uns["pca"] = {"variance_ratio": np.array([0.3, 0.2, 0.1, 0.05, 0.01])}
+    return result
+
+
+def test_plot_pca_draws_a_png_with_grey_for_the_rest(tmp_path):
+    plot_pca(make_result(14), tmp_path / "pca.png", title="test")
+    image = np.asarray(Image.open(tmp_path / "pca.png").convert("RGB")).astype(int)
+    assert image.shape[0] > 400 and image.shape[1] > 600
+    grey = np.all(np.abs(image - [211, 211, 211]) <= 2, axis=-1)  # matplotlib "lightgrey"
+    assert grey.sum() > 50
+
+
+def test_plot_pca_names_a_missing_label_column(tmp_path):
+    with pytest.raises(ChunkatlasError, match="no column 'cell_ontology' to colour by"):
+        plot_pca(make_result(3), tmp_path / "p.png", label_key="cell_ontology")
+    assert not (tmp_path / "p.png").exists()
+
+
+def test_read_benchmark_averages_repeats(tmp_path):
+    path = tmp_path / "b.tsv"
+    path.write_text("s\th:m:s\tmax_rss\tmax_vms\n2.0\t0:00:02\t100.0\t1\n4.0\t0:00:04\t300.0\t1\n")
+    assert read_benchmark(path) == {"seconds": 3.0, "max_rss_mb": 200.0}
+
+
+def test_plot_remote_without_measurements_says_why(tmp_path):
+    empty = pd.DataFrame(columns=["tissue", "chunk", "pattern", "requests", "bytes", "seconds"])
+    plot_remote(empty, tmp_path / "remote.png")
+    with Image.open(tmp_path / "remote.png") as image:
+        pixels = np.asarray(image.convert("L"))
+    assert (pixels < 128).any()  # the sentence is drawn, not an empty canvas
+
+
+def remote_rows(tissue: str, chunks: dict[int, float], n_obs: int) -> list[dict]:
+    """A remote.tsv's rows for one tissue: small MB values that grow with the chunk."""
+    rows = []
+    for chunk, mb in chunks.items():
+        for pattern, cells, genes in (
+            ("open", 0, 0),
+            ("one_gene", n_obs, 1),
+            ("fifty_genes", n_obs, 50),
+            ("cell_block", n_obs // 10, 400),
+            ("all_x", n_obs, 400),
+        ):
+            rows.append(
+                dict(tissue=tissue, chunk=chunk, orientation="cells", pattern=pattern)
+                | dict(cells=cells, genes=genes, requests=3, bytes=int(mb * 1e6), repeats=3)
+                | dict(seconds=0.02, seconds_min=0.01, seconds_max=0.05)
+            )
+    return rows
+
+
+def test_remote_figure_reads_well_and_fits_small_values(tmp_path):
+    remote = pd.DataFrame(remote_rows("lung", {100: 0.01, 1000: 0.03}, n_obs=781))
+    fig = remote_figure(remote)
+    fig.savefig(tmp_path / "remote.png")
+    top, mb, seconds = fig.axes[:5], fig.axes[5:10], fig.axes[10:]  # rows of 5 patterns
+    assert [ax.get_title() for ax in top] == [
+        "one gene",
+        "50 genes",
+        "block of 78 cells",
+        "all of X",
+        "open",
+    ]
+    assert {ax.get_xlabel() for ax in fig.axes} == {"cells per chunk"}
+    bottom, top_mb = mb[0].get_ylim()
+    assert bottom == 0 and 0.03 <= top_mb < 0.05  # not a fixed 0-1 range: 0.01 vs 0.03 visible
+    # seconds: the median with bars from the fastest to the slowest cold read
+    (bars,) = seconds[0].containers
+    spans = [segment[:, 1].tolist() for segment in bars.lines[2][0].get_segments()]
+    assert spans == [pytest.approx([0.01, 0.05])] * 2
+    assert bars.lines[0].get_ydata().tolist() == [0.02, 0.02]
+
+
+def test_cell_blocks_of_tissues_of_different_sizes_are_given_as_a_range():
+    remote = pd.DataFrame(
+        remote_rows("lung", {100: 0.01}, n_obs=781) + remote_rows("heart", {100: 0.01}, 20_000)
+    )
+    titles = [ax.get_title() for ax in remote_figure(remote).axes[:5]]
+    assert "block of 78–2,000 cells" in titles
+
+
+def test_titles_name_the_orientation_and_what_a_chunk_counts():
+    assert chunk_title("lung", 500, "cells") == "lung, cell-major, 500 cells per chunk"
+    assert chunk_title("pbmc", "5", "genes") == "pbmc, gene-major, 5 genes per chunk"
+    assert chunk_title("lung", 10000, "cells") == "lung, cell-major, 10,000 cells per chunk"
+
+
+@pytest.fixture(scope="module")
+def gene_chunked_points(tmp_path_factory):
+    """Grid points of a small dense tissue chunked by genes (5 and 20 per chunk), measured
+    remotely twice each; the source store doubles as the analysis result."""
+    where = tmp_path_factory.mktemp("genes")
+    rng = np.random.default_rng(1)
+    source = ad.AnnData(X=rng.poisson(1.0, (781, 40)).astype("float32"))
+    source.var["highly_variable"] = np.arange(40) % 4 == 0
+    source.write_zarr(where / "source.zarr")
+    points = []
+    for chunk in (5, 20):
+        here = where / f"chunks-{chunk}"
+        rechunk_store(where / "source.zarr", here / "store.zarr", chunk, orientation="genes")
+        consolidate_store(here / "store.zarr", here / "store.manifest.json")
+        measure_store(here / "store.zarr", repeats=2).to_csv(
+            here / "remote.tsv", sep="\t", index=False
+        )
+        points.append(
+            GridPoint(
+                tissue="pbmc",
+                chunk=chunk,
+                manifest=str(here / "store.manifest.json"),
+                result=str(where / "source.zarr"),
+                benchmarks={},
+                remote=str(here / "remote.tsv"),
+                orientation="genes",
+            )
+        )
+    return points
+
+
+def test_summary_and_figures_of_gene_chunks_say_genes(gene_chunked_points, tmp_path):
+    summary = build_summary(gene_chunked_points)
+    assert summary["orientation"].tolist() == ["genes", "genes"]
+    assert summary["cell_block_cells"].tolist() == [78, 78]
+    assert summary["remote_repeats"].tolist() == [2, 2]
+    assert (summary["n_hvg"] == 10).all()
+    remote = remote_table(gene_chunked_points)
+    assert set(remote["orientation"]) == {"genes"} and (remote["repeats"] == 2).all()
+    assert (remote["seconds_min"] <= remote["seconds_max"]).all()
+    for fig in (remote_figure(remote), store_size_figure(summary)):
+        assert {ax.get_xlabel() for ax in fig.axes} == {"genes per chunk"}
+    plot_remote(remote, tmp_path / "remote.png")
+    plot_store_size(summary, tmp_path / "store_size.png")
+
+
+def test_summary_of_a_store_measured_over_two_backends(gene_chunked_points, tmp_path):
+    import dataclasses
+
+    point = gene_chunked_points[0]
+    http = pd.read_csv(point.remote, sep="\t")
+    both = pd.concat([http, http.assign(backend="s3")], ignore_index=True)
+    both.to_csv(tmp_path / "remote.tsv", sep="\t", index=False)
+    summary = build_summary([dataclasses.replace(point, remote=str(tmp_path / "remote.tsv"))])
+    assert summary.loc[0, "cell_block_cells"] == 78
+    assert summary.loc[0, "latency_ms"] == http.loc[0, "latency_ms"]  # the network is in the table
+    for backend in ("http", "s3"):
+        assert (
+            summary.loc[0, f"{backend}_all_x_requests"]
+            == http.set_index("pattern").loc["all_x", "requests"]
+        )

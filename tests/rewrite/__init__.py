@@ -1,0 +1,1 @@
+"""Tests of chunkatlas.rewrite: geometry, rechunking and consolidation."""

@@ -1,0 +1,134 @@
+"""The same readers against an S3-protocol server on loopback (moto's server mode)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import anndata as ad
+import pytest
+
+from chunkatlas.errors import ChunkatlasError
+from chunkatlas.ingest import fetch_tissue
+from chunkatlas.ingest._fetch import fetch_anndata
+from chunkatlas.store import RemoteSettings, open_remote_group, read_dask_backed
+from chunkatlas.store._guarded import CredentialsRefused
+from chunkatlas.study._server_process import free_port
+
+pytestmark = pytest.mark.servers
+
+REGION = "us-west-2"
+
+
+def start_moto(env_extra: dict | None = None):
+    port = free_port()
+    env = {**os.environ, **(env_extra or {})}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return server, f"http://127.0.0.1:{port}"
+        time.sleep(0.1)
+    server.kill()
+    raise RuntimeError("moto server did not start")
+
+
+def s3_options(endpoint: str, key: str = "testing", secret: str = "testing") -> dict:
+    return {
+        "key": key,
+        "secret": secret,
+        "client_kwargs": {"endpoint_url": endpoint, "region_name": REGION},
+        "config_kwargs": {"s3": {"addressing_style": "path"}},
+    }
+
+
+@pytest.fixture(scope="module")
+def s3(consolidated, atlas):
+    """A moto S3 server holding a consolidated store (with its manifest) and a SOMA atlas."""
+    import s3fs
+
+    server, endpoint = start_moto()
+    try:
+        fs = s3fs.S3FileSystem(**s3_options(endpoint))
+        fs.mkdir("atlas-bucket", region_name=REGION)
+        store, manifest = consolidated
+        fs.put(str(store), "atlas-bucket/lung/store.zarr", recursive=True)
+        fs.put(str(manifest), "atlas-bucket/lung/store.manifest.json")
+        fs.put(atlas, "atlas-bucket/atlas.soma", recursive=True)
+        yield endpoint
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def test_zarr_store_reads_back_over_s3(s3, consolidated):
+    store, _ = consolidated
+    settings = RemoteSettings(storage_options=s3_options(s3))
+    group, manifest = open_remote_group("s3://atlas-bucket/lung/store.zarr", settings)
+    remote = read_dask_backed(group, 150).X.compute()
+    assert (remote != ad.read_zarr(store).X).nnz == 0
+    assert manifest["consolidated"]
+
+
+def test_fetch_anndata_from_s3(s3, consolidated, tmp_path):
+    store, _ = consolidated
+    fetch_anndata(
+        "s3://atlas-bucket/lung/store.zarr",
+        "lung",
+        tmp_path / "copy.zarr",
+        chunk_rows=100,
+        settings=RemoteSettings(storage_options=s3_options(s3)),
+    )
+    assert (ad.read_zarr(tmp_path / "copy.zarr").X != ad.read_zarr(store).X).nnz == 0
+
+
+def test_soma_fetch_from_s3(s3, fetched, tmp_path):
+    host = s3.removeprefix("http://")
+    tiledb_config = {
+        "vfs.s3.endpoint_override": host,
+        "vfs.s3.scheme": "http",
+        "vfs.s3.use_virtual_addressing": "false",
+        "vfs.s3.region": REGION,
+        "vfs.s3.aws_access_key_id": "testing",
+        "vfs.s3.aws_secret_access_key": "testing",
+    }
+    fetch_tissue(
+        "s3://atlas-bucket/atlas.soma",
+        "lung",
+        tmp_path / "lung.zarr",
+        chunk_rows=300,
+        tiledb_config=tiledb_config,
+    )
+    ours, local = ad.read_zarr(tmp_path / "lung.zarr"), ad.read_zarr(fetched)
+    assert (ours.X != local.X).nnz == 0
+    assert list(ours.obs_names) == list(local.obs_names)
+
+
+def test_missing_s3_object_is_an_error(s3):
+    settings = RemoteSettings(storage_options=s3_options(s3), attempts=2, backoff_seconds=0.01)
+    with pytest.raises(ChunkatlasError, match="no manifest at s3://atlas-bucket/nope.manifest"):
+        open_remote_group("s3://atlas-bucket/nope.zarr", settings)
+
+
+def test_bad_s3_credentials_fail_at_once_without_the_secret():
+    server, endpoint = start_moto({"INITIAL_NO_AUTH_ACTION_COUNT": "0"})  # moto checks keys
+    try:
+        secret = "not-the-right-secret-123"
+        settings = RemoteSettings(storage_options=s3_options(endpoint, "AKIAWRONG", secret))
+        start = time.monotonic()
+        with pytest.raises(CredentialsRefused) as err:
+            open_remote_group("s3://atlas-bucket/lung/store.zarr", settings)
+        assert time.monotonic() - start < 20
+        assert secret not in str(err.value) and "\n" not in str(err.value)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

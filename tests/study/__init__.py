@@ -1,0 +1,1 @@
+"""Tests of chunkatlas.study: measuring access patterns over loopback servers."""

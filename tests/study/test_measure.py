@@ -1,0 +1,166 @@
+"""Measuring access patterns over real HTTP servers on loopback: request counts that follow the
+chunk layout, seconds that are the median of cold reads of identical traffic."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import zarr
+
+from chunkatlas.errors import ChunkatlasError
+from chunkatlas.ingest._fetch import fetch_anndata
+from chunkatlas.rewrite import consolidate_store, rechunk_store
+from chunkatlas.study import PATTERNS
+from chunkatlas.study._http import aiohttp_serving
+from chunkatlas.study._measure import (
+    WARM_UP,
+    RequestLog,
+    cell_block_size,
+    measure_store,
+    pattern_genes,
+    run_patterns,
+)
+from chunkatlas.study._network import MARK_PREFIX
+
+from ..support.faulty_server import Faults, faulty_serving
+from ..support.remote import FAST
+from ..support.stores import chunk_key
+
+
+@pytest.fixture(scope="module")
+def pbmc_fetched(tmp_path_factory):
+    dest = tmp_path_factory.mktemp("pbmc") / "fetched.zarr"
+    fetch_anndata(
+        "scanpy:pbmc68k_reduced", "pbmc", dest, use_raw=True, dense=True, scaled_layer=True
+    )
+    return dest
+
+
+@pytest.fixture(
+    scope="module", params=[(5, 3), (25, 3), (5, 2)], ids=["5-zarr-v3", "25-zarr-v3", "5-zarr-v2"]
+)
+def gene_chunked(request, pbmc_fetched, tmp_path_factory):
+    """The tutorial's layout: dense X chunked (n_obs, C); returns (store, manifest dict, C)."""
+    size, zarr_format = request.param
+    where = tmp_path_factory.mktemp(f"chunks-{size}-v{zarr_format}")
+    rechunk_store(
+        pbmc_fetched, where / "store.zarr", size, orientation="genes", zarr_format=zarr_format
+    )
+    manifest = consolidate_store(where / "store.zarr", where / "store.manifest.json")
+    return where / "store.zarr", manifest, size
+
+
+def x_entry(manifest):
+    return next(a for a in manifest["arrays"] if a["path"] == "X")
+
+
+def test_pbmc_store_is_the_tutorial_layout(gene_chunked, pbmc_fetched):
+    store, manifest, size = gene_chunked
+    group = zarr.open_group(store, mode="r")
+    n_obs, n_vars = group["X"].shape
+    assert group["X"].chunks == (n_obs, size)
+    assert group["layers/scaled"].chunks == (n_obs, size)
+    import scanpy as sc
+
+    pbmc = sc.datasets.pbmc68k_reduced()
+    np.testing.assert_array_equal(group["X"][:], pbmc.raw.X.toarray())
+    np.testing.assert_allclose(
+        group["layers/scaled"][:], sc.pp.scale(pbmc.raw.X.toarray(), copy=True), rtol=1e-6
+    )
+
+
+def expected_requests(manifest, pattern: str, cells: int) -> int:
+    """X chunks a pattern must fetch, from the manifest's layout alone (``cells``: those the
+    cell block reads)."""
+    entry = x_entry(manifest)
+    (n_obs, n_vars), (rows, cols) = entry["shape"], entry["chunks"]
+    if pattern in ("one_gene", "fifty_genes"):
+        genes = pattern_genes(n_vars)[pattern]
+        return len({g // cols for g in genes})
+    row_blocks = math.ceil((cells if pattern == "cell_block" else n_obs) / rows)
+    return row_blocks * math.ceil(n_vars / cols)
+
+
+def test_request_counts_follow_the_chunk_layout(gene_chunked):
+    store, manifest, size = gene_chunked
+    table = measure_store(store, repeats=1).set_index("pattern")
+    for pattern in ("one_gene", "fifty_genes", "cell_block", "all_x"):
+        expected = expected_requests(manifest, pattern, table.loc["cell_block", "cells"])
+        assert table.loc[pattern, "requests"] == expected, pattern
+    if size == 5:
+        assert table.loc["one_gene", "requests"] == 1  # the tutorial's observation
+    # one gene costs no more than the stored bytes of the chunk that holds it (+5%)
+    column = pattern_genes(x_entry(manifest)["shape"][1])["one_gene"][0] // size
+    stored = x_entry(manifest)["chunk_files"][chunk_key(store, "X", 0, column)][0]
+    assert table.loc["one_gene", "bytes"] <= 1.05 * stored
+
+
+def test_cell_block_is_a_tenth_of_a_small_tissue(pbmc_fetched, tmp_path):
+    # pbmc68k_reduced has 700 cells: a fixed block of 1,000 would read all of X again.
+    sizes = {n: cell_block_size(n) for n in (0, 5, 700, 781, 10_000, 50_000)}
+    assert sizes == {0: 1, 5: 1, 700: 70, 781: 78, 10_000: 1000, 50_000: 1000}
+    rechunk_store(pbmc_fetched, tmp_path / "store.zarr", 25, orientation="cells")
+    consolidate_store(tmp_path / "store.zarr", tmp_path / "store.manifest.json")
+    table = measure_store(tmp_path / "store.zarr", repeats=1).set_index("pattern")
+    assert table.loc["cell_block", ["cells", "genes"]].tolist() == [70, 765]
+    assert table.loc["all_x", ["cells", "genes"]].tolist() == [700, 765]
+    assert table.loc["cell_block", "requests"] == math.ceil(70 / 25)  # not all 28 row chunks
+    assert table.loc["all_x", "requests"] == math.ceil(700 / 25)
+    assert table.loc["cell_block", "bytes"] < table.loc["all_x", "bytes"] / 5
+
+
+def test_seconds_are_the_median_of_cold_reads_of_identical_traffic(consolidated, tmp_path):
+    store, _ = consolidated
+    with aiohttp_serving(store.parent, tmp_path / "log.jsonl") as url:
+        log = RequestLog(tmp_path / "log.jsonl", url)
+        rows = run_patterns(f"{url}/store.zarr", log, FAST, repeats=3)
+    table = pd.DataFrame([vars(m) for m in rows]).set_index("pattern")
+    assert list(table.index) == list(PATTERNS) and (table["repeats"] == 3).all()
+    assert (table["seconds_min"] <= table["seconds"]).all()
+    assert (table["seconds"] <= table["seconds_max"]).all()
+    # every read opened the store afresh: the log holds, per repeat, the open and each
+    # pattern's own read after an open of its own; and before them the warm-up, likewise
+    logged = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    reads = [e for e in logged if not e["path"].startswith(MARK_PREFIX)]
+    opens = table.loc["open", "requests"]
+    per_repeat = table["requests"].sum() + (len(PATTERNS) - 1) * opens
+    assert len(reads) == 3 * per_repeat + opens + table.loc[WARM_UP, "requests"]
+    # three cold reads cost what one does
+    once = measure_store(store, repeats=1).set_index("pattern")
+    traffic = ["cells", "genes", "requests", "bytes"]
+    pd.testing.assert_frame_equal(table[traffic], once[traffic])
+
+
+def test_traffic_that_changes_between_repeats_is_refused(consolidated, tmp_path):
+    store, _ = consolidated
+    faults = Faults(fail_rate=0.2, seed=1)  # retried 503s: more requests on some reads
+    with (
+        faulty_serving(store.parent, tmp_path / "log.jsonl", faults) as url,
+        pytest.raises(ChunkatlasError, match=r"on one cold read and \(.*\) on another"),
+    ):
+        run_patterns(f"{url}/store.zarr", RequestLog(tmp_path / "log.jsonl", url), FAST)
+
+
+def test_wider_chunks_mean_fewer_requests_but_more_bytes_for_a_gene_panel(pbmc_fetched, tmp_path):
+    costs = {}
+    for size in (5, 25):
+        rechunk_store(pbmc_fetched, tmp_path / f"c{size}" / "store.zarr", size, orientation="genes")
+        consolidate_store(
+            tmp_path / f"c{size}" / "store.zarr", tmp_path / f"c{size}" / "store.manifest.json"
+        )
+        table = measure_store(tmp_path / f"c{size}" / "store.zarr", repeats=1)
+        costs[size] = table.set_index("pattern").loc["fifty_genes"]
+    assert costs[25]["requests"] < costs[5]["requests"]
+    assert costs[25]["bytes"] > costs[5]["bytes"]
+
+
+@pytest.mark.servers
+def test_nginx_and_aiohttp_count_the_same(gene_chunked):
+    store, _, _ = gene_chunked
+    ours = measure_store(store, server="aiohttp")
+    theirs = measure_store(store, server="nginx")
+    assert ours[["pattern", "requests", "bytes"]].equals(theirs[["pattern", "requests", "bytes"]])

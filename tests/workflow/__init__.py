@@ -1,0 +1,1 @@
+"""Whole-workflow tests: snakemake end to end, marked ``workflow``."""
