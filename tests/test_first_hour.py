@@ -41,7 +41,7 @@ def test_other_configs_never_touch_a_runs_results(test_run, tmp_path):
     other.write_text(yaml.safe_dump(tiny_config("other", analysis={"n_top_genes": 150})))
     done = snakemake(workdir, "--cores", "2", "--configfile", str(other))
     assert done.returncode == 0, done.stderr[-3000:]
-    assert (workdir / "results/other" / store_dir("lung", 300) / "hvg_pca.zarr").is_dir()
+    assert (workdir / "results/other" / store_dir("lung", "cells", 300) / "hvg_pca.zarr").is_dir()
     # a bad config (a source that does not exist) stops before any job, deleting nothing
     broken = yaml.safe_load((REPO / "config/test.yaml").read_text())
     del broken["demo_atlas"]
@@ -87,7 +87,10 @@ def test_config_on_the_command_line_applies_over_the_default(tmp_path):
     counts = job_counts(done.stdout + done.stderr)
     shards = default.get("shards", [1])
     assert counts["analyze"] == 2 * len(default["tissues"]) * len(shards)
-    assert f"results/mine/{store_dir('lung', 700, 8)}/hvg_pca.zarr" in done.stdout + done.stderr
+    assert (
+        f"results/mine/{store_dir('lung', 'cells', 700, 8)}/hvg_pca.zarr"
+        in done.stdout + done.stderr
+    )
 
 
 @pytest.mark.workflow
@@ -202,7 +205,7 @@ def test_the_run_warms_up_first_and_its_logs_have_no_warnings(test_run):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         for tissue in config["tissues"]:
-            read_store(results / store_dir(tissue, config["chunks"][0]) / "hvg_pca.zarr")
+            read_store(results / store_dir(tissue, "cells", config["chunks"][0]) / "hvg_pca.zarr")
 
 
 def readme_steps() -> list[list[str]]:

@@ -17,7 +17,9 @@ if TYPE_CHECKING:  # the public names, each imported on first use
     from chunkatlas.report._advice import load_cost_model
     from chunkatlas.report._advice import predictions
     from chunkatlas.report._traffic import Atlas
+    from chunkatlas.report._traffic import Encoding
     from chunkatlas.report._traffic import Layout
+    from chunkatlas.report._traffic import predict_traffic
     from chunkatlas.report._traffic import X_PATTERNS
     from chunkatlas.report._cost_model import fit_costs
     from chunkatlas.report._cost_model import recommend

@@ -28,6 +28,7 @@ from chunkatlas.report._traffic import (
     Encoding,
     Layout,
     calibrate,
+    chunk_values,
     encodings,
     predict_traffic,
 )
@@ -37,6 +38,9 @@ REFERENCE_MODEL = "reference_cost_model.json"
 CELL_CHUNKS = (1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000)
 GENE_CHUNKS = (1, 5, 20, 50, 200, 1_000)
 SHARDS = (1, 4, 16, 64)
+#: The largest stored object a layout may have: the model's bytes cost is measured on objects
+#: of a few MB read in parallel, and a few huge objects leave a reader one stream each.
+MAX_OBJECT_BYTES = 256e6
 
 
 @dataclass(frozen=True)
@@ -142,6 +146,10 @@ def predictions(
     for layout in candidate_layouts(atlas, codecs):
         encoding = model.encodings.get((layout.orientation, layout.codec))
         if encoding is None:  # the study wrote no store of this orientation and codec
+            continue
+        if chunk_values(atlas, layout) * layout.shard * encoding.bytes_per_value / 2 > (
+            MAX_OBJECT_BYTES
+        ):
             continue
         for pattern in patterns:
             extra = model.extra_requests.get((pattern, layout.orientation, layout.shard > 1), 0)

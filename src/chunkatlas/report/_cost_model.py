@@ -1,6 +1,10 @@
 """A cost model of remote reads: seconds from requests, bytes and decoding, per backend.
 
-For each backend, seconds ~ requests x a + bytes x b + decode x c, with a, b, c >= 0 (NNLS):
+For each backend, seconds ~ f[pattern] + requests x a + bytes x b + decode x c, all >= 0 (NNLS):
+
+* ``f[pattern]`` is what a pattern costs whatever the layout: its round trips one after another
+  (a reader fetches a matrix's pointers before its values, the metadata before the data), which
+  no amount of concurrency overlaps;
 
 * ``a`` is the effective seconds per request: the emulated latency divided by how many
   requests the reader keeps in flight (its effective concurrency);
@@ -25,7 +29,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -59,6 +63,7 @@ class BackendFit:
     latency_ms: float = math.nan  # the emulated network, when one setting was used throughout
     bandwidth_mbps: float = math.nan
     note: str = ""
+    pattern_seconds: Mapping[str, float] = field(default_factory=dict)  # f[pattern]
 
     @property
     def megabytes_per_second(self) -> float:
@@ -73,13 +78,20 @@ class BackendFit:
         return self.latency_ms / 1e3 / self.seconds_per_request
 
     def describe(self) -> str:
-        """One line, e.g. "s3: 30 ms/request, 50 MB/s, decode x0.98; R² 0.99, median error 3%"."""
+        """One line, e.g. "s3: 30 ms/request, 50 MB/s, decode scale 0.98, 0.05-0.9 s fixed per
+        pattern; R² 0.99, median error 3%"."""
         decode = (
-            "no decode term" if self.decode_scale is None else f"decode ×{self.decode_scale:.2g}"
+            "no decode term"
+            if self.decode_scale is None
+            else f"decode scale {self.decode_scale:.2g}"
         )
+        fixed = ""
+        if self.pattern_seconds:
+            low, high = min(self.pattern_seconds.values()), max(self.pattern_seconds.values())
+            fixed = f", {low:.2g}–{high:.2g} s fixed per pattern"
         return (
             f"{self.backend}: {self.seconds_per_request * 1e3:.3g} ms/request, "
-            f"{self.megabytes_per_second:.3g} MB/s, {decode}; "
+            f"{self.megabytes_per_second:.3g} MB/s, {decode}{fixed}; "
             f"R² {self.r2:.3f}, median error {self.median_relative_error:.1%}"
         )
 
@@ -88,7 +100,8 @@ class BackendFit:
         coefficients = [self.seconds_per_request, self.seconds_per_byte]
         if self.decode_scale is not None:
             coefficients.append(self.decode_scale)
-        return x @ np.array(coefficients)
+        fixed = rows["pattern"].map(self.pattern_seconds).fillna(0.0) if self.pattern_seconds else 0
+        return x @ np.array(coefficients) + np.asarray(fixed, dtype=float)
 
 
 @dataclass(frozen=True)
@@ -175,11 +188,16 @@ def _fit_backend(backend: str, rows: pd.DataFrame) -> BackendFit:
             "so their costs cannot be told apart (measure more chunk sizes or patterns)"
         )
     note = _decode_note(rows)
-    x = _design(rows, not note)
+    patterns = sorted(rows["pattern"].unique()) if "pattern" in rows else []
+    fixed = np.column_stack([(rows["pattern"] == p).to_numpy(float) for p in patterns] or [[]])
+    x = np.column_stack([_design(rows, not note), fixed]) if patterns else _design(rows, not note)
     measured = rows["seconds"].to_numpy(dtype=float)
     # Relative weights: each row's error as a share of its own seconds.
     coefficients, _ = scipy.optimize.nnls(x / measured[:, None], np.ones(len(measured)))
     fitted = x @ coefficients
+    pattern_seconds = dict(
+        zip(patterns, map(float, coefficients[len(coefficients) - len(patterns) :]), strict=True)
+    )
     total = ((measured - measured.mean()) ** 2).sum()
     return BackendFit(
         backend=backend,
@@ -192,6 +210,7 @@ def _fit_backend(backend: str, rows: pd.DataFrame) -> BackendFit:
         latency_ms=_network(rows, "latency_ms"),
         bandwidth_mbps=_network(rows, "bandwidth_mbps"),
         note=note,
+        pattern_seconds=pattern_seconds,
     )
 
 

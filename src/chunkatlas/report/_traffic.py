@@ -52,10 +52,9 @@ class Layout:
 
     def describe(self) -> str:
         shards = "unsharded" if self.shard == 1 else f"{self.shard} chunks per shard"
-        return (
-            f"{self.orientation[:-1]}-major, {self.chunk:,} {self.orientation} per chunk, "
-            f"{shards}, {self.codec}"
-        )
+        unit = self.orientation if self.chunk > 1 else self.orientation[:-1]
+        major = f"{self.orientation[:-1]}-major"
+        return f"{major}, {self.chunk:,} {unit} per chunk, {shards}, {self.codec}"
 
     def command(self, source: str, dest: str) -> str:
         return (

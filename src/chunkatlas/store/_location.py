@@ -69,6 +69,9 @@ class StoreLocation:
     def __str__(self) -> str:  # for messages: never the credentials
         return redact(self.url)
 
+    def __repr__(self) -> str:  # tracebacks and logs of Dask tasks: never the credentials
+        return f"StoreLocation({str(self)!r}, manifest={self.manifest!r})"
+
     def probed(self) -> StoreLocation:
         """This location, with ``manifest`` saying whether a manifest guards the remote store
         (one without is read with a warning that missing chunks cannot be detected); the
