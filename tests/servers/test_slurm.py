@@ -258,7 +258,7 @@ def test_jobs_find_this_python_and_its_commands(slurm, tmp_path):
     found = out.read_text().split()
     here = Path(sys.executable).parent
     assert found[:4] == [str(here / name) for name in ("python", "snakemake", "dask", "chunkatlas")]
-    assert found[4] == str(REPO / "chunkatlas" / "__init__.py")
+    assert found[4] == str(REPO / "src" / "chunkatlas" / "__init__.py")
 
 
 def test_workflow_on_slurm_equals_the_local_run(slurm, test_run, tmp_path):

@@ -186,10 +186,16 @@ def predict_traffic(
     return Traffic(max(0, requests + reqs + extra_requests), fetched, objects + objs)
 
 
+def sparse_only(sizes: pd.DataFrame) -> pd.DataFrame:
+    """The stores of sparse X: the traffic model follows their arrays (dense X has no nnz)."""
+    return sizes[pd.to_numeric(sizes["nnz"], errors="coerce").notna()]
+
+
 def encodings(remote: pd.DataFrame, sizes: pd.DataFrame) -> dict[tuple[str, str], Encoding]:
     """(orientation, codec) -> :class:`Encoding`, medians over the study's stores.  ``sizes``
     has each store's geometry with ``nnz`` (from the summary)."""
     stores = remote.drop_duplicates(["tissue", "orientation", "chunk", "shard", "codec"])
+    sizes = sparse_only(sizes)
     stores = stores.merge(
         sizes[["tissue", "orientation", "chunk", "shard", "codec", "n_obs", "n_vars", "nnz"]],
         on=["tissue", "orientation", "chunk", "shard", "codec"],
@@ -211,7 +217,9 @@ def calibrate(
     """(pattern, orientation, sharded) -> the requests a reader makes beyond the layout's
     ranges (the median over the study's stores of measured minus predicted)."""
     rows = remote.merge(
-        sizes[["tissue", "orientation", "chunk", "shard", "codec", "n_obs", "n_vars", "nnz"]],
+        sparse_only(sizes)[
+            ["tissue", "orientation", "chunk", "shard", "codec", "n_obs", "n_vars", "nnz"]
+        ],
         on=["tissue", "orientation", "chunk", "shard", "codec"],
     )
     rows = rows[rows["pattern"].isin(X_PATTERNS)].drop_duplicates(
