@@ -101,13 +101,13 @@ def storage_options(endpoint: str) -> dict:
     }
 
 
+#: Seconds moto may take to start (it imports its S3 backend first).
+START_TIMEOUT = 60
+
+
 @contextmanager
 def s3_serving(
-    root: str | os.PathLike,
-    log_path: str | os.PathLike,
-    network: Network = LOOPBACK,
-    *,
-    start_timeout: float = 60,
+    root: str | os.PathLike, log_path: str | os.PathLike, network: Network = LOOPBACK
 ) -> Iterator[tuple[str, dict]]:
     """Serve the store ``root`` (and the manifest beside it) from an S3 server on loopback;
     yield (URL prefix, s3fs storage options): the store is at ``f"{prefix}/{root.name}"``.
@@ -118,7 +118,7 @@ def s3_serving(
 
     store = Path(root)
     args = [sys.executable, "-m", "chunkatlas.study._s3", "--log", str(log_path)]
-    with process_serving([*args, *network.arguments()], start_timeout, "S3 server") as endpoint:
+    with process_serving([*args, *network.arguments()], START_TIMEOUT, "S3 server") as endpoint:
         options = storage_options(endpoint)
         # Not the instance the reader will get from fsspec's cache: nothing of the upload
         # (listings) may spare the measured reads a request.

@@ -14,12 +14,7 @@ import zarr
 from chunkatlas.analysis._record import analysis_record
 from chunkatlas.analysis.fused._passes import KEEP_MB, FusedResult, run_passes
 from chunkatlas.analysis.fused._plan import StoredX, open_stored_x, plan_blocks, work_dtype
-from chunkatlas.store import (
-    DEFAULT_ZARR_FORMAT,
-    StoreLocation,
-    new_zarr_store,
-    open_anndata_group,
-)
+from chunkatlas.store import DEFAULT_ZARR_FORMAT, StoreLocation, new_zarr_store, open_anndata_group
 
 if TYPE_CHECKING:  # the workers never import pandas or scipy.sparse: they start faster
     import pandas as pd
