@@ -280,6 +280,11 @@ def cmd_advise(args: argparse.Namespace) -> None:
         atlas = report.atlas_of(args.source, args.tissue)
         atlas = atlas.with_cells(args.cells) if args.cells else atlas
         source = args.source
+        if not source.rstrip("/").endswith(".zarr"):  # rechunk reads AnnData zarr stores
+            name = args.tissue or Path(source.rstrip("/")).stem
+            source = f"{name.replace(' ', '_')}.zarr"
+            tissue = args.tissue or "all"
+            print(f"(first: chunkatlas fetch {args.source} {tissue} {source})")
     patterns = args.pattern or list(report.X_PATTERNS)
     table = report.predictions(atlas, model, args.backend, patterns)
     print(

@@ -170,3 +170,14 @@ def test_bad_advise_input_is_one_line(args, message, tmp_path):
     assert done.returncode != 0
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], done.stderr
+
+
+def test_advise_on_a_soma_tissue_counts_its_cells_and_says_to_fetch_it_first(atlas, fetched):
+    import anndata as ad
+
+    done = run_advise(atlas, "--tissue", "lung", "--pattern", "cell_block")
+    assert done.returncode == 0, done.stderr
+    n_obs = ad.read_zarr(fetched).n_obs
+    assert f"{n_obs:,} cells x 400 genes" in done.stdout
+    assert f"(first: chunkatlas fetch {atlas} lung lung.zarr)" in done.stdout
+    assert "chunkatlas rechunk lung.zarr lung-cells.zarr --orientation cells" in done.stdout
