@@ -1,23 +1,25 @@
 """Store geometry at a million cells: what each layout costs to write, to serve and to decode.
 
     python -m benchmarks.geometry_study [--quick] [--work DIR] [--out DIR] [--resume]
-                                        [--grid NAMES] [--skip STEPS] [--pca-cells N]
+                                        [--grid NAMES] [--writers NAMES] [--skip STEPS]
+                                        [--pca-cells N] [--jobs 2]
 
 Run from the repository root.  Steps (each measured step is a subprocess of its own, two steps
-at a time on the machine's two cores):
+at a time on the machine's two cores; at most one holds all of X in memory, at most one spills):
 
 1. **Source** (cached in --work): ``synthetic-census-geometry-1000000-20000.zarr``, 1,000,000
    cells x 20,000 genes drawn with ``benchmarks/synth.py`` from a pool of 20,000 simulated cells,
    thinned to ~1,030 stored values per cell (depth 0.6-1.0), cell-major CSR with obs ``raw_sum``
    and ``nnz``.  The 2,000,000-cell source is that store plus a million more cells drawn the same
    way (its first half is the 1M source's chunk files, hard-linked): every cell distinct.
-2. **The writers at 1M and 2M cells**: ``rechunk_store`` gene-major (CSC, out of core) and
-   cell-major, each in a subprocess: wall and CPU seconds, the process's peak RSS
-   (``getrusage``), how often it read the source's ``X/data`` and ``X/indices`` (bytes read from
-   the source's files / their stored bytes: passes), and the peak of the gene-major writer's
-   spill folder.  The 1M runs are stores of the grid.
-3. **The grid at 1M cells** (``--grid``): each store written, consolidated with its manifest;
-   objects and bytes from the manifest.
+2. **The writers at 1M and 2M cells** (``--writers``; by default the cell-major and gene-major
+   stores of the grid): ``rechunk_store`` in a subprocess: wall and CPU seconds, the process's
+   peak RSS (``VmHWM``), the sweeps it makes over the source's ``X/data`` and ``X/indices``
+   (passes, from the order of its chunk reads) and the bytes it reads from them over their
+   stored bytes (``read_x_*``), and the peak size of the gene-major writer's spill folder
+   (``TMPDIR``).  The 2M stores are removed once measured.
+3. **The grid at 1M cells** (``--grid``): each store written, consolidated with its manifest
+   beside it; objects and bytes from the manifest.
 4. **Remote reads**: per store, ``measure_backends`` over HTTP and S3 (aiohttp, moto) behind the
    emulated object-store network (30 ms, 160 Mbit/s per response), one cold read per pattern;
    ``all_x`` over that network only for the stores of ``Plan.emulated_all_x``, for the others
@@ -25,12 +27,13 @@ at a time on the machine's two cores):
 5. **Readers other than chunkatlas**, cell-major store in zstd and in packed, side by side
    (alternating): plain zarr reading X's three arrays whole, anndata's ``sparse_dataset(...)
    .to_memory()``, and stock scanpy's normalize_total + log1p + HVG (seurat) + PCA on Dask
-   (2 workers).
+   (2 workers; ``--pca-cells`` for a subset).
 
 Writes ``stores.tsv``, ``patterns.tsv``, ``writer_memory.tsv``, ``readers.tsv`` and
-``summary.md`` to --out.  ``--quick`` runs the same on 20,000 / 40,000 cells in a few minutes.
-Timings depend on what else the machine runs: compare ratios measured in one run.  Never run by
-the tests.
+``summary.md`` to --out; each step's result is kept in WORK/geometry-study-CELLS/steps, and
+``--resume`` reuses them (without it that folder is made again).  ``--quick`` runs the same on
+20,000 / 40,000 cells in a few minutes.  Timings depend on what else the machine runs: compare
+ratios measured in one run.  Never run by the tests.
 """
 
 from __future__ import annotations
@@ -622,7 +625,7 @@ def build_jobs(plan: Plan, work: Path, run_dir: Path, skip: set[str], log: Log) 
                 result = run_child("write", spec, env={"TMPDIR": str(spill)}, watch=spill)
             finally:
                 shutil.rmtree(spill, ignore_errors=True)
-            if not keep:  # the 2M stores: measured, then removed (disk)
+            if not keep:  # the 2M stores and the writers' others: measured, then removed
                 shutil.rmtree(dest.parent)
             return {"geometry": g.name, "cells": cells, **result}
 
@@ -680,9 +683,10 @@ def build_jobs(plan: Plan, work: Path, run_dir: Path, skip: set[str], log: Log) 
         return run
 
     jobs = [Job("source", source(False))]
-    by_name = {g.name: g for g in plan.grid}
-    first = [g for g in plan.writers if g.name in by_name]
-    ordered = first + [g for g in plan.grid if g not in first]
+    # the writers' geometries first (their 1M stores are measured at 2M too), then the grid's
+    writers = [] if "writers" in skip else list(plan.writers)
+    ordered = [g for g in writers if g in plan.grid] + [g for g in plan.grid if g not in writers]
+    only_writers = [g for g in writers if g not in plan.grid]  # written, not served
     if "writers" not in skip:
         jobs.append(
             Job(
@@ -691,9 +695,10 @@ def build_jobs(plan: Plan, work: Path, run_dir: Path, skip: set[str], log: Log) 
                 after=("source",),
             )
         )
-    for g in ordered:
+    for g in [*ordered, *only_writers]:
         spill = ("spill",) if g.orientation == "genes" else ()
-        jobs.append(Job(f"write {g.name}", write(g, small, plan.cells, True), ("source",), spill))
+        keep = g in plan.grid
+        jobs.append(Job(f"write {g.name}", write(g, small, plan.cells, keep), ("source",), spill))
     for g in ordered:
         if "remote" in skip:
             break
@@ -717,7 +722,7 @@ def build_jobs(plan: Plan, work: Path, run_dir: Path, skip: set[str], log: Log) 
                 )
             )
     if "writers" not in skip:
-        for g in plan.writers:
+        for g in writers:
             spill = ("spill",) if g.orientation == "genes" else ()
             jobs.append(
                 Job(
@@ -1012,6 +1017,11 @@ def main() -> None:
     parser.add_argument("--out", default=str(HERE / "results" / "geometry_study"))
     parser.add_argument("--grid", default=None, help="store names, e.g. cells-10000-shard-1-zstd")
     parser.add_argument("--skip", default="", help=f"steps to leave out, of {', '.join(STEPS)}")
+    parser.add_argument(
+        "--writers",
+        default=",".join(g.name for g in FULL.writers),
+        help="geometries whose writers are measured at both sizes",
+    )
     parser.add_argument("--pca-cells", type=int, default=None, help="cells for scanpy's reader")
     parser.add_argument("--jobs", type=int, default=2, help="steps run at a time")
     parser.add_argument(
@@ -1025,6 +1035,7 @@ def main() -> None:
     plan = QUICK if args.quick else FULL
     if args.grid:
         plan = replace(plan, grid=tuple(Geometry.parse(n) for n in args.grid.split(",")))
+    plan = replace(plan, writers=tuple(Geometry.parse(n) for n in args.writers.split(",")))
     if args.pca_cells:
         plan = replace(plan, pca_cells=args.pca_cells)
     skip = {s for s in args.skip.split(",") if s}

@@ -69,6 +69,7 @@ def checked(study: Path, model_path: str | None) -> pd.DataFrame:
                     "bytes": [modelled.bytes],
                     "store_bytes": [x_bytes],
                     "decode_seconds": [encoding.decode_seconds_per_byte * x_bytes],
+                    "pattern": [read.pattern],
                 }
             )
             row["predicted_seconds"] = float(model.fit[read.backend].predict(design)[0])
