@@ -286,31 +286,7 @@ def cmd_advise(args: argparse.Namespace) -> None:
             tissue = args.tissue or "all"
             print(f"(first: chunkatlas fetch {args.source} {tissue} {source})")
     patterns = args.pattern or list(report.X_PATTERNS)
-    table = report.predictions(atlas, model, args.backend, patterns)
-    print(
-        f"{atlas.n_obs:,} cells x {atlas.n_vars:,} genes, {atlas.nnz:,} stored values "
-        f"({atlas.nnz / atlas.n_obs:,.0f} per cell), read over {args.backend}; coefficients "
-        f"from {model.origin}"
-    )
-    print(model.fit[args.backend].describe())
-    dest = Path(source).stem + "-{}.zarr"
-    for row in report.best_per_pattern(table).itertuples():
-        layout = report.Layout(row.orientation, row.chunk, row.shard, row.codec)
-        print(
-            f"\n{row.pattern}: {layout.describe()}\n  predicted {row.requests:,} requests, "
-            f"{row.bytes / 1e6:,.3g} MB, {row.seconds:,.3g} s; {row.objects:,} objects of X\n"
-            f"  {layout.command(source, dest.format(row.orientation))}"
-        )
-    if len(patterns) > 1:
-        mix = report.advise_mix(table)
-        first, second = mix.pair
-        print(
-            f"\nfor a mix of {', '.join(patterns)}, read equally often:\n"
-            f"  one layout: {mix.single.describe()} ({mix.single_seconds:,.3g} s in all)\n"
-            f"  two copies: {first.describe()}, and {second.describe()} "
-            f"({mix.pair_seconds:,.3g} s in all; the second copy stores "
-            f"{mix.second_copy_bytes / 1e9:,.3g} GB more)"
-        )
+    print(report.advice_text(atlas, model, args.backend, patterns, source))
 
 
 def add_advise_arguments(parser: argparse.ArgumentParser) -> None:

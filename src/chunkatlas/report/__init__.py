@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from chunkatlas._exports import lazy_exports
 
 if TYPE_CHECKING:  # the public names, each imported on first use
+    from chunkatlas.report._advice import advice_text
     from chunkatlas.report._advice import advise_mix
     from chunkatlas.report._advice import atlas_of
     from chunkatlas.report._advice import best_per_pattern

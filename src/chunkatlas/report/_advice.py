@@ -278,3 +278,36 @@ def _soma_atlas(uri: str, tissue: str | None, obs_filter: str | None) -> Atlas:
                 raise ChunkatlasError(f"tissue {tissue!r} has no cells in {uri} ({query})")
         nnz = round(x.nnz * n_obs / max(n_total, 1))
     return Atlas(int(n_obs), int(n_vars), int(nnz))
+
+
+def advice_text(
+    atlas: Atlas, model: CostModel, backend: str, patterns: Sequence[str], source: str
+) -> str:
+    """What ``chunkatlas advise`` prints: the atlas and the model, then per pattern the layout
+    with its predicted costs and the command that writes it from ``source``, then the mix."""
+    table = predictions(atlas, model, backend, patterns)
+    lines = [
+        f"{atlas.n_obs:,} cells x {atlas.n_vars:,} genes, {atlas.nnz:,} stored values "
+        f"({atlas.nnz / atlas.n_obs:,.0f} per cell), read over {backend}; coefficients "
+        f"from {model.origin}",
+        model.fit[backend].describe(),
+    ]
+    dest = Path(source).stem + "-{}.zarr"
+    for row in best_per_pattern(table).itertuples():
+        layout = Layout(row.orientation, row.chunk, row.shard, row.codec)
+        lines.append(
+            f"\n{row.pattern}: {layout.describe()}\n  predicted {row.requests:,} requests, "
+            f"{row.bytes / 1e6:,.3g} MB, {row.seconds:,.3g} s; {row.objects:,} objects of X\n"
+            f"  {layout.command(source, dest.format(row.orientation))}"
+        )
+    if len(patterns) > 1:
+        mix = advise_mix(table)
+        first, second = mix.pair
+        lines.append(
+            f"\nfor a mix of {', '.join(patterns)}, read equally often:\n"
+            f"  one layout: {mix.single.describe()} ({mix.single_seconds:,.3g} s in all)\n"
+            f"  two copies: {first.describe()}, and {second.describe()} "
+            f"({mix.pair_seconds:,.3g} s in all; the second copy stores "
+            f"{mix.second_copy_bytes / 1e9:,.3g} GB more)"
+        )
+    return "\n".join(lines)
