@@ -42,6 +42,7 @@ COMMAND_KEYS = {
     "analyze": (
         "analysis.engine",
         "analysis.flavor",
+        "analysis.batch_key",
         "analysis.n_top_genes",
         "analysis.n_comps",
         "analysis.label_key",

@@ -51,9 +51,15 @@ def describe_error(error: jsonschema.ValidationError) -> str:
     return f"config {where}: {error.message}"
 
 
-# Analysis engines, and the HVG flavors both compute (scanpy 1.12 has all three on Dask).
+# Analysis engines, and the HVG flavors both compute, with or without batches (scanpy 1.12 has
+# them all on Dask).
 ENGINES = ("fused", "scanpy")
-FLAVORS = ("seurat", "cell_ranger", "seurat_v3")
+FLAVORS = ("seurat", "cell_ranger", "seurat_v3", "seurat_v3_paper")
+
+
+def selects_on_counts(flavor: str) -> bool:
+    """Whether HVG ``flavor`` selects on the raw counts (before normalize_total and log1p)."""
+    return flavor in ("seurat_v3", "seurat_v3_paper")
 
 
 def engine_flavor_problem(engine: str, flavor: str) -> str | None:

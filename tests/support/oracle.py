@@ -7,15 +7,20 @@ import numpy as np
 import scanpy as sc
 
 
-def in_memory_reference(store, flavor: str, n_top_genes: int, n_comps: int) -> ad.AnnData:
-    """scanpy's recipe in memory; seurat_v3 selects HVGs on the raw counts, before normalising."""
+def in_memory_reference(
+    store, flavor: str, n_top_genes: int, n_comps: int, batch_key: str | None = None
+) -> ad.AnnData:
+    """scanpy's recipe in memory; seurat_v3(_paper) selects HVGs on the raw counts, before
+    normalising."""
     adata = ad.read_zarr(store)
-    if flavor == "seurat_v3":
-        sc.pp.highly_variable_genes(adata, flavor=flavor, n_top_genes=n_top_genes)
+    on_counts = flavor.startswith("seurat_v3")
+    hvg = {"flavor": flavor, "n_top_genes": n_top_genes, "batch_key": batch_key}
+    if on_counts:
+        sc.pp.highly_variable_genes(adata, **hvg)
     sc.pp.normalize_total(adata)
     sc.pp.log1p(adata)
-    if flavor != "seurat_v3":
-        sc.pp.highly_variable_genes(adata, flavor=flavor, n_top_genes=n_top_genes)
+    if not on_counts:
+        sc.pp.highly_variable_genes(adata, **hvg)
     sc.pp.pca(adata, n_comps=n_comps, mask_var="highly_variable")
     return adata
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from chunkatlas.analysis._batches import Batches, read_batches
 from chunkatlas.analysis._checks import check_counts
 from chunkatlas.analysis._client import ClusterSettings, dask_client
 from chunkatlas.analysis._metering import (
@@ -30,7 +31,7 @@ from chunkatlas.analysis._metering import (
 )
 from chunkatlas.analysis._record import analysis_provenance, analysis_record
 from chunkatlas.analysis.fused import bins_explained
-from chunkatlas.config import engine_flavor_problem
+from chunkatlas.config import engine_flavor_problem, selects_on_counts
 from chunkatlas.errors import ChunkatlasError
 from chunkatlas.store import (
     DEFAULT_ZARR_FORMAT,
@@ -56,11 +57,12 @@ class AnalysisParams:
     n_top_genes: int = 2000
     n_comps: int = 50
     engine: str = "fused"
+    batch_key: str | None = None
 
     @classmethod
     def from_config(cls, config: Mapping) -> AnalysisParams:
         """The config's ``analysis`` section without what only the plot uses."""
-        return cls(**{f.name: config["analysis"][f.name] for f in fields(cls)})
+        return cls(**{f.name: config["analysis"].get(f.name, f.default) for f in fields(cls)})
 
     def check(self, n_obs: int, n_vars: int) -> None:
         """Refuse parameters the data cannot support, before any heavy work."""
@@ -71,8 +73,10 @@ class AnalysisParams:
             raise ChunkatlasError(
                 f"n_top_genes {self.n_top_genes} must be between 1 and n_vars ({n_vars})"
             )
-        if self.flavor == "seurat_v3" and importlib.util.find_spec("skmisc") is None:
-            raise ChunkatlasError("HVG flavor seurat_v3 needs scikit-misc: pip install scikit-misc")
+        if selects_on_counts(self.flavor) and importlib.util.find_spec("skmisc") is None:
+            raise ChunkatlasError(
+                f"HVG flavor {self.flavor} needs scikit-misc: pip install scikit-misc"
+            )
         limit = min(n_obs, self.n_top_genes)
         if not 1 <= self.n_comps < limit:
             raise ChunkatlasError(
@@ -85,8 +89,15 @@ def select_hvgs(adata: ad.AnnData, params: AnalysisParams, costs: StepMeter) -> 
     import scanpy as sc
 
     detail = f"flavor {params.flavor}, n_top_genes {params.n_top_genes}"
+    if params.batch_key is not None:
+        detail += f", batch_key {params.batch_key}"
     with costs.step(STEP_HIGHLY_VARIABLE_GENES, detail), bins_explained(params.flavor):
-        sc.pp.highly_variable_genes(adata, flavor=params.flavor, n_top_genes=params.n_top_genes)
+        sc.pp.highly_variable_genes(
+            adata,
+            flavor=params.flavor,
+            n_top_genes=params.n_top_genes,
+            batch_key=params.batch_key,
+        )
 
 
 def hvg_pca(
@@ -101,7 +112,7 @@ def hvg_pca(
     import scanpy as sc
 
     costs = costs or StepMeter()
-    on_counts = params.flavor == "seurat_v3"  # its HVGs come from the raw counts
+    on_counts = selects_on_counts(params.flavor)  # its HVGs come from the raw counts
     if on_counts:
         select_hvgs(adata, params, costs)
     with costs.step(STEP_NORMALIZE_TOTAL):
@@ -196,6 +207,15 @@ class Analysis:
             self.location, self.cluster.kind, self.rows, self.params, self.provenance
         )
 
+    def checked_batches(self) -> Batches | None:
+        """The batches of ``params.batch_key`` read from the store and checked (None without
+        one): a bad column is refused before the cluster starts."""
+        if self.params.batch_key is None:
+            return None
+        batches = read_batches(self.location, self.params.batch_key, self.params.flavor)
+        log.info("batch_key %r: %d batches", batches.key, len(batches.names))
+        return batches
+
 
 def analyze_fused(analysis: Analysis) -> ad.AnnData:
     """The fused engine: it writes ``analysis.out`` itself, the projection streamed into it."""
@@ -203,6 +223,7 @@ def analyze_fused(analysis: Analysis) -> ad.AnnData:
 
     stored_x = fused.open_stored_x(analysis.location)
     provenance = analysis.checked_provenance((stored_x.n_obs, stored_x.n_vars))
+    batches = analysis.checked_batches()
     params = analysis.params
     with ThreadPoolExecutor(1) as pool:
         # obs, var and anndata's import while the cluster starts
@@ -221,6 +242,8 @@ def analyze_fused(analysis: Analysis) -> ad.AnnData:
                 uns={"chunkatlas": provenance},
                 frames=frames,
                 zarr_format=analysis.zarr_format,
+                batch_key=params.batch_key,
+                batches=batches,
             )
 
 
@@ -230,12 +253,13 @@ def analyze_scanpy(analysis: Analysis) -> ad.AnnData:
 
     adata = read_dask_backed(analysis.location, analysis.rows)
     provenance = analysis.checked_provenance(adata.shape)
+    analysis.checked_batches()
     with dask_client(analysis.cluster) as client:
         costs = StepMeter(client)
         with costs.step(STEP_OPEN, "each worker opens the store"):
             open_on_workers(client, analysis.location)
         with costs.step(STEP_CHECK_COUNTS):  # the fused engine checks in pass 1
-            integers = analysis.params.flavor == "seurat_v3"
+            integers = selects_on_counts(analysis.params.flavor)
             check_counts(adata.X, integers=integers, where=analysis.location)
         result = hvg_pca(adata, analysis.params, costs)
         record = analysis_record(costs, provenance)  # the workers' peaks: before they stop

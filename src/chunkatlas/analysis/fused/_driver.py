@@ -19,6 +19,8 @@ from chunkatlas.store import DEFAULT_ZARR_FORMAT, StoreLocation, new_zarr_store,
 if TYPE_CHECKING:  # the workers never import pandas or scipy.sparse: they start faster
     import pandas as pd
 
+    from chunkatlas.analysis._batches import Batches
+
 log = logging.getLogger(__name__)
 
 
@@ -78,8 +80,14 @@ def run_fused(
     keep_budget_mb: float = KEEP_MB,
     frames: Future | None = None,
     zarr_format: int = DEFAULT_ZARR_FORMAT,
+    batch_key: str | None = None,
+    batches: Batches | None = None,
 ):
     """Analyze the AnnData store ``store`` on the Dask cluster of ``client``; write ``out``.
+
+    With ``batch_key`` (an obs column), HVGs are selected in each of its batches and merged, as
+    scanpy's ``highly_variable_genes(batch_key=...)``; ``batches`` are its batches when the
+    caller has read them already (None: read here, before any pass).
 
     ``frames`` is a future of :func:`read_frames` for the store, started early by the caller;
     None: read obs and var while the passes run.
@@ -87,6 +95,10 @@ def run_fused(
     """
 
     stored_x = stored_x or open_stored_x(store)
+    if batch_key is not None and batches is None:  # checked before any pass
+        from chunkatlas.analysis._batches import read_batches
+
+        batches = read_batches(stored_x.location, batch_key, flavor)
     blocks = plan_blocks(stored_x, rows)
     log.info("fused engine: %d tasks over %d stored values", len(blocks), stored_x.nnz)
     with ThreadPoolExecutor(1) as pool:
@@ -100,6 +112,7 @@ def run_fused(
             n_top_genes=n_top_genes,
             n_comps=n_comps,
             keep_budget_mb=keep_budget_mb,
+            batches=batches,
         )
         obs, var = frames.result()
     import dask.array as da

@@ -1,5 +1,10 @@
 """Highly-variable genes from per-gene moments, with scanpy's formulas, binning and NaN handling
-(flavors seurat, cell_ranger and seurat_v3)."""
+(flavors seurat, cell_ranger, seurat_v3 and seurat_v3_paper), in one batch or per batch.
+
+With batches, scanpy selects genes in each batch apart and merges the selections: seurat and
+cell_ranger by the number of batches a gene is highly variable in, ties broken by the mean
+normalised dispersion; seurat_v3 by the median rank, seurat_v3_paper by the number of batches.
+Every function here takes the batches' moments as (batches x genes) arrays, already summed."""
 
 from __future__ import annotations
 
@@ -110,14 +115,99 @@ def dispersion_table(
             "highly_variable": highly_variable,
             "means": df["means"].to_numpy(),
             "dispersions": df["dispersions"].to_numpy(),
-            "dispersions_norm": df["dispersions_norm"].to_numpy().astype(np.float32),
+            "dispersions_norm": df["dispersions_norm"].to_numpy(),
         }
     )
 
 
-def seurat_v3_clip(mean: np.ndarray, var: np.ndarray, n_obs: int) -> tuple[np.ndarray, np.ndarray]:
+def dispersion_columns(
+    mean: np.ndarray, var: np.ndarray, flavor: str, n_top_genes: int
+) -> pd.DataFrame:
+    """scanpy's var columns of flavor seurat or cell_ranger without batches (one row of
+    moments)."""
+    table = dispersion_table(mean[0], var[0], flavor, n_top_genes)
+    table["dispersions_norm"] = table["dispersions_norm"].astype(np.float32)
+    return table
+
+
+def batched_dispersion_columns(
+    mean: np.ndarray,
+    var: np.ndarray,
+    expressed: np.ndarray,
+    flavor: str,
+    n_top_genes: int,
+    name_order: np.ndarray,
+) -> pd.DataFrame:
+    """scanpy's var columns of flavor seurat or cell_ranger with batches, from each batch's
+    moments and which genes it expresses (batches x genes; batches in scanpy's order, the
+    categories').
+
+    As scanpy, each batch selects among the genes it expresses (a gene it does not express
+    counts 0 in every column); the batches' columns are averaged (pandas' compensated mean,
+    skipping NaN), and genes ranked by the number of batches that select them, then by mean
+    normalised dispersion, ties in order of gene name (``name_order``: the genes sorted by name,
+    as scanpy's groupby leaves them).
+    """
+    import pandas as pd
+
+    n_batches, n_genes = mean.shape
+    columns = ("means", "dispersions", "dispersions_norm")
+    per_batch = {name: np.zeros((n_batches, n_genes)) for name in columns}
+    selected = np.zeros((n_batches, n_genes), dtype=np.int64)
+    for b in range(n_batches):
+        keep = expressed[b]
+        if not keep.any():
+            continue  # a batch without counts: zeros, as scanpy's filtered genes
+        table = dispersion_table(mean[b, keep], var[b, keep], flavor, n_top_genes)
+        for name in columns:
+            per_batch[name][b, keep] = table[name].to_numpy()
+        selected[b, keep] = table["highly_variable"].to_numpy()
+    merged = pd.DataFrame({name: compensated_mean(rows) for name, rows in per_batch.items()})
+    merged["highly_variable_nbatches"] = selected.sum(axis=0)
+    merged["highly_variable_intersection"] = merged["highly_variable_nbatches"] == n_batches
+    ordered = merged.iloc[name_order]
+    ranked = ordered.sort_values(
+        ["highly_variable_nbatches", "dispersions_norm"], ascending=False, na_position="last"
+    )
+    highly_variable = np.zeros(n_genes, dtype=bool)
+    highly_variable[ranked.index[:n_top_genes]] = True
+    return pd.DataFrame(
+        {
+            "highly_variable": highly_variable,
+            "means": merged["means"].to_numpy(),
+            "dispersions": merged["dispersions"].to_numpy(),
+            "dispersions_norm": merged["dispersions_norm"].to_numpy().astype(np.float32),
+            "highly_variable_nbatches": merged["highly_variable_nbatches"].to_numpy(),
+            "highly_variable_intersection": merged["highly_variable_intersection"].to_numpy(),
+        }
+    )
+
+
+def compensated_mean(rows: np.ndarray) -> np.ndarray:
+    """The mean of each column over the rows, skipping NaN (NaN where all are), with pandas'
+    groupby arithmetic: a Kahan-compensated sum in row order, its compensation reset where an
+    infinity makes it NaN, divided by the count."""
+    total = np.zeros(rows.shape[1])
+    compensation = np.zeros(rows.shape[1])
+    count = np.zeros(rows.shape[1], dtype=np.int64)
+    with np.errstate(invalid="ignore"):
+        for row in rows:
+            present = ~np.isnan(row)
+            y = np.where(present, row - compensation, 0.0)
+            t = total + y
+            new_compensation = t - total - y
+            new_compensation[np.isnan(new_compensation)] = 0.0
+            compensation = np.where(present, new_compensation, compensation)
+            total = np.where(present, t, total)
+            count += present
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def seurat_v3_clip(
+    mean: np.ndarray, var: np.ndarray, n_obs: int, *, where: str = ""
+) -> tuple[np.ndarray, np.ndarray]:
     """The regularised standard deviation (loess of log variance on log mean, scikit-misc) and
-    the clip value of every gene, as scanpy's seurat_v3."""
+    the clip value of every gene, as scanpy's seurat_v3 (one batch of ``n_obs`` cells)."""
     try:
         from skmisc.loess import loess
     except ImportError as err:
@@ -126,40 +216,76 @@ def seurat_v3_clip(mean: np.ndarray, var: np.ndarray, n_obs: int) -> tuple[np.nd
         ) from err
     not_const = var > 0
     if not_const.sum() < 3:
-        raise ChunkatlasError("HVG flavor 'seurat_v3' needs at least 3 genes with varying counts")
+        raise ChunkatlasError(
+            f"HVG flavor 'seurat_v3' needs at least 3 genes with varying counts{where}"
+        )
     estimated = np.zeros(len(mean), dtype=np.float64)
     model = loess(np.log10(mean[not_const]), np.log10(var[not_const]), span=SPAN, degree=2)
-    model.fit()
+    try:
+        model.fit()
+    except ValueError as err:  # scanpy stops on the same fit, with scikit-misc's bare message
+        reason = err.args[0].decode() if isinstance(err.args[0], bytes) else str(err)
+        raise ChunkatlasError(
+            f"HVG flavor 'seurat_v3': the loess fit of variance on mean failed{where} "
+            f"({reason}): {n_obs} cells, {int(not_const.sum())} genes with varying counts are "
+            "too few for it; use larger batches or flavor 'seurat'"
+        ) from None
     estimated[not_const] = model.outputs.fitted_values
     reg_std = np.sqrt(10**estimated)
     return reg_std, reg_std * np.sqrt(n_obs) + mean
 
 
-def seurat_v3_table(
+def normalised_variance(
     mean: np.ndarray,
-    var: np.ndarray,
     reg_std: np.ndarray,
     clipped_sums: np.ndarray,
     clipped_squares: np.ndarray,
     n_obs: int,
-    n_top_genes: int,
-) -> pd.DataFrame:
-    """HVG columns of flavor seurat_v3 (one batch), as scanpy computes them."""
-    import pandas as pd
-
-    norm_var = (1 / ((n_obs - 1) * np.square(reg_std))) * (
+) -> np.ndarray:
+    """seurat_v3's variance of the standardised, clipped counts of one batch, as scanpy's."""
+    return (1 / ((n_obs - 1) * np.square(reg_std))) * (
         (n_obs * np.square(mean)) + clipped_squares - 2 * clipped_sums * mean
     )
-    norm_vars = norm_var.reshape(1, -1)
+
+
+def seurat_v3_columns(
+    mean: np.ndarray,
+    var: np.ndarray,
+    norm_vars: np.ndarray,
+    flavor: str,
+    n_top_genes: int,
+    *,
+    batched: bool,
+) -> pd.DataFrame:
+    """scanpy's var columns of flavor seurat_v3 or seurat_v3_paper from the moments of all
+    cells (``mean``, ``var``) and each batch's normalised variances (batches x genes, batches
+    in sorted order, as scanpy's ``np.unique``).
+
+    Each batch ranks its genes; a gene's rank is its median rank over the batches that rank it
+    among their top ``n_top_genes``.  seurat_v3 selects by that rank, then by the number of
+    batches; seurat_v3_paper by the number of batches, then by the rank (ties in gene order).
+    """
+    import pandas as pd
+
     ranked = np.argsort(np.argsort(-norm_vars, axis=1), axis=1).astype(np.float32)
+    nbatches = np.sum((ranked < n_top_genes).astype(int), axis=0)
     ranked[ranked >= n_top_genes] = np.nan
     rank = np.ma.median(np.ma.masked_invalid(ranked), axis=0).filled(np.nan)
-    return pd.DataFrame(
-        {
-            "highly_variable": ~np.isnan(rank),
-            "highly_variable_rank": rank,
-            "means": mean,
-            "variances": var,
-            "variances_norm": np.mean(norm_vars, axis=0).astype(np.float64),
-        }
-    )
+    order = pd.DataFrame({"highly_variable_rank": rank, "highly_variable_nbatches": nbatches})
+    keys = ["highly_variable_rank", "highly_variable_nbatches"]
+    ascending = [True, False]
+    if flavor == "seurat_v3_paper":
+        keys, ascending = keys[::-1], ascending[::-1]
+    ranked_genes = order.sort_values(keys, ascending=ascending, na_position="last").index
+    highly_variable = np.zeros(len(mean), dtype=bool)
+    highly_variable[ranked_genes[:n_top_genes]] = True
+    columns = {
+        "highly_variable": highly_variable,
+        "highly_variable_rank": rank,
+        "means": mean,
+        "variances": var,
+        "variances_norm": np.mean(norm_vars, axis=0).astype(np.float64),
+    }
+    if batched:
+        columns["highly_variable_nbatches"] = nbatches
+    return pd.DataFrame(columns)

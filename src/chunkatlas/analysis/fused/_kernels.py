@@ -75,6 +75,40 @@ def _column_moments(indices, values, n_cols):
 
 
 @jit
+def _batch_column_moments(row_ptr, indices, values, row_batch, n_batches, n_cols):
+    """Per (batch, column) sums, sums of squares (squared in the values' type) and counts of
+    positive values; row r belongs to batch ``row_batch[r]`` (0 .. n_batches - 1)."""
+    sums = np.zeros((n_batches, n_cols), dtype=np.float64)
+    squares = np.zeros((n_batches, n_cols), dtype=np.float64)
+    positive = np.zeros((n_batches, n_cols), dtype=np.int64)
+    for r in range(len(row_ptr) - 1):
+        b = row_batch[r]
+        for j in range(row_ptr[r], row_ptr[r + 1]):
+            c = indices[j]
+            x = values[j]
+            sums[b, c] += x
+            squares[b, c] += x * x
+            positive[b, c] += x > 0
+    return sums, squares, positive
+
+
+@jit
+def _batch_clipped_moments(row_ptr, indices, data, row_batch, clip):
+    """Per (batch, column) sums and squares of min(value, clip[batch, column]) in float64
+    (seurat_v3 with batches); row r belongs to batch ``row_batch[r]``."""
+    sums = np.zeros(clip.shape, dtype=np.float64)
+    squares = np.zeros(clip.shape, dtype=np.float64)
+    for r in range(len(row_ptr) - 1):
+        b = row_batch[r]
+        for j in range(row_ptr[r], row_ptr[r + 1]):
+            c = indices[j]
+            x = min(np.float64(data[j]), clip[b, c])
+            sums[b, c] += x
+            squares[b, c] += x * x
+    return sums, squares
+
+
+@jit
 def _clipped_moments(indices, data, clip):
     """Per-column sums and squares of min(value, clip[column]) in float64 (seurat_v3)."""
     sums = np.zeros(len(clip), dtype=np.float64)

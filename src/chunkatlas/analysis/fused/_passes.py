@@ -4,6 +4,7 @@ so results are identical from run to run."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -28,16 +29,21 @@ from chunkatlas.analysis._metering import (
     StepMeter,
 )
 from chunkatlas.analysis.fused._hvg import (
-    dispersion_table,
+    batched_dispersion_columns,
+    dispersion_columns,
     mean_var,
+    normalised_variance,
     seurat_v3_clip,
-    seurat_v3_table,
+    seurat_v3_columns,
 )
 from chunkatlas.analysis.fused._pca import PcaFit, pca_from_gram
 from chunkatlas.analysis.fused._plan import LIBRARY_COLUMN, Block, StoredX, work_dtype
 from chunkatlas.analysis.fused._tasks import (
+    BlockBatches,
     GramPart,
+    PerBatch,
     clear_stash,
+    task_batch_clipped,
     task_clipped,
     task_count_moments,
     task_gram,
@@ -45,12 +51,14 @@ from chunkatlas.analysis.fused._tasks import (
     task_moments,
     task_project_kept,
 )
-from chunkatlas.config import FLAVORS
+from chunkatlas.config import FLAVORS, selects_on_counts
 from chunkatlas.errors import ChunkatlasError
 from chunkatlas.store import open_on_workers
 
 if TYPE_CHECKING:  # the workers never import pandas or scipy.sparse: they start faster
     import pandas as pd
+
+    from chunkatlas.analysis._batches import Batches
 
 
 log = logging.getLogger(__name__)
@@ -72,20 +80,26 @@ def in_order(futures: Sequence) -> Iterator[tuple[int, object]]:
         yield index, result
 
 
-def sum_results(futures: Sequence) -> tuple | GramPart:
-    """Sum of what ``futures`` return (tuples of arrays element-wise), in submission order."""
-    total = None
-    for _, part in in_order(futures):
-        if isinstance(part, tuple):
-            part = (
-                list(part) if total is None else [a + b for a, b in zip(total, part, strict=True)]
-            )
-            total = part
-        elif total is None:
-            total = part
+def sum_results(futures: Sequence, n_batches: int = 0) -> tuple:
+    """Sum of the tuples ``futures`` return, element by element, in submission order
+    (:class:`PerBatch` elements into arrays of ``n_batches`` rows)."""
+    totals: list = []
+    for _, parts in in_order(futures):
+        totals = add_parts(totals, parts, n_batches)
+    return tuple(totals)
+
+
+def add_parts(totals: list, parts: Sequence, n_batches: int) -> list:
+    """``totals`` (empty: none yet) plus one task's ``parts``, element by element; a
+    :class:`PerBatch` part adds its batches' rows into a list of per-batch arrays."""
+    added = []
+    for i, part in enumerate(parts):
+        total = totals[i] if totals else None
+        if isinstance(part, PerBatch):
+            added.append(part.added_to(total, n_batches))
         else:
-            total += part
-    return tuple(total) if isinstance(total, list) else total
+            added.append(part if total is None else total + part)
+    return added
 
 
 def library_scale(library: np.ndarray, dtype: np.dtype) -> np.ndarray:
@@ -175,6 +189,18 @@ class PassContext:
     stored_x: StoredX
     blocks: list[Block]
     costs: StepMeter
+    batches: Batches | None = None
+
+    @functools.cached_property
+    def block_batches(self) -> list[BlockBatches | None]:
+        """Each block's batches (None for all without batches)."""
+        if self.batches is None:
+            return [None] * len(self.blocks)
+        return [BlockBatches(*self.batches.of_rows(b.row_start, b.row_stop)) for b in self.blocks]
+
+    @property
+    def n_batches(self) -> int:
+        return 0 if self.batches is None else len(self.batches.names)
 
     def map(self, task: Callable, *per_block: Sequence, **shared) -> list:
         """One ``task`` a block: ``task(store, block, *its item of each per_block, **shared)``."""
@@ -225,15 +251,19 @@ def run_passes(
     n_top_genes: int,
     n_comps: int,
     keep_budget_mb: float = KEEP_MB,
+    batches: Batches | None = None,
 ) -> FusedResult:
-    """Passes 1-3 and the PCA on the cluster of ``client``.
+    """Passes 1-3 and the PCA on the cluster of ``client``; HVGs selected per batch of
+    ``batches`` and merged (None: over all cells at once).
 
     The result's :meth:`FusedResult.project` runs pass 4, streaming the projection into a zarr
     array of n_obs x n_comps float32, and then releases the HVG values kept on the workers.
     """
     if flavor not in FLAVORS:
         raise ChunkatlasError(f"HVG flavor {flavor!r} is not one of {', '.join(FLAVORS)}")
-    ctx = PassContext(client, stored_x, blocks, StepMeter(client))
+    ctx = PassContext(client, stored_x, blocks, StepMeter(client), batches)
+    if batches is not None:
+        check_batch_memory(ctx)
     with ctx.costs.step(STEP_OPEN, "each worker opens the store"):
         open_on_workers(client, stored_x.location)
     table, scale, stored = select_hvgs(ctx, flavor, n_top_genes)
@@ -246,6 +276,42 @@ def run_passes(
     return FusedResult(table, hvg, fit, ctx.costs, kept)
 
 
+#: Bytes a task holds per batch it meets and gene: sums and squares (float64) and positive
+#: counts (int64), or in seurat_v3's second pass the clip values and two sums.
+BATCH_BYTES = 24
+#: Share of a worker's memory limit a task's per-batch sums may take (the rest: its block of X).
+BATCH_SHARE = 0.25
+
+
+def check_batch_memory(ctx: PassContext) -> None:
+    """Say what the per-batch moments weigh, and refuse before any pass when one task's would
+    not fit in its share of a worker's memory: a task holds a row of sums per batch among its
+    cells (few where cells are grouped by batch, as the Census's), the driver one per batch."""
+    n_vars = ctx.stored_x.n_vars
+    most = max((len(b.present) for b in ctx.block_batches), default=0)
+    task_mb = most * n_vars * BATCH_BYTES / 2**20
+    driver_mb = ctx.n_batches * n_vars * BATCH_BYTES / 2**20
+    log.info(
+        "batch_key %r: %d batches x %d genes; per-batch moments %.0f MB in the driver, at most "
+        "%.1f MB in a task (its cells span up to %d batches)",
+        ctx.batches.key,
+        ctx.n_batches,
+        n_vars,
+        driver_mb,
+        task_mb,
+        most,
+    )
+    limits = [w.get("memory_limit") or 0 for w in ctx.client.scheduler_info()["workers"].values()]
+    limit_mb = min(limits, default=0) / 2**20
+    if limit_mb and task_mb > BATCH_SHARE * limit_mb:
+        raise ChunkatlasError(
+            f"batch_key {ctx.batches.key!r}: a task's cells span {most} of the "
+            f"{ctx.n_batches} batches, whose per-batch moments ({task_mb:.0f} MB) exceed "
+            f"{BATCH_SHARE:.0%} of a worker's {limit_mb:.0f} MB; give the workers more memory, "
+            "fewer rows per task (--chunk), or a store whose cells are grouped by batch"
+        )
+
+
 # ----------------------------------------------------------------------------- passes 1 and 2
 
 
@@ -256,41 +322,107 @@ def select_hvgs(
     store's obs records each cell's library size (``raw_sum``), seurat and cell_ranger skip
     pass 1: pass 2 computes the row sums anyway and, should they differ, runs again with
     them."""
-    if flavor == "seurat_v3":
-        return select_hvgs_v3(ctx, n_top_genes)
+    if selects_on_counts(flavor):
+        return select_hvgs_v3(ctx, flavor, n_top_genes)
     library = library_sizes(ctx)
-    library, sums, squares, stored = normalised_moments(ctx, library, flavor)
+    library, moments = normalised_moments(ctx, library, flavor)
     scale = library_scale(library, work_dtype(ctx.stored_x.dtype))
-    mean, var = mean_var(sums, squares, ctx.stored_x.n_obs)
-    return dispersion_table(mean, var, flavor, n_top_genes), scale, stored
-
-
-def select_hvgs_v3(ctx: PassContext, n_top_genes: int) -> tuple:
-    """seurat_v3 selects on the counts: their moments (pass 1, with the library sizes), the
-    loess fit of their variance, then the moments of the counts clipped by that fit (pass 2)."""
     n_obs = ctx.stored_x.n_obs
-    library, sums, squares, stored = count_moments_pass(ctx)
+    if ctx.batches is None:
+        sums, squares, stored = moments
+        mean, var = mean_var(sums, squares, n_obs)
+        return dispersion_columns(mean[None], var[None], flavor, n_top_genes), scale, stored
+    sums, squares, positive = moments[0]
+    mean, var = batch_mean_var(sums, squares, ctx.batches.sizes)
+    table = batched_dispersion_columns(
+        mean, var, positive > 0, flavor, n_top_genes, ctx.batches.gene_name_order
+    )
+    return table, scale, positive.sum(axis=0)
+
+
+def batch_mean_var(
+    sums: np.ndarray, squares: np.ndarray, sizes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each batch's gene means and variances (batches x genes), as scanpy takes them in a
+    batch's own cells."""
+    pairs = [mean_var(s, q, int(n)) for s, q, n in zip(sums, squares, sizes, strict=True)]
+    return np.array([m for m, _ in pairs]), np.array([v for _, v in pairs])
+
+
+def select_hvgs_v3(ctx: PassContext, flavor: str, n_top_genes: int) -> tuple:
+    """seurat_v3 and seurat_v3_paper select on the counts: their moments (pass 1, with the
+    library sizes, per batch too), the loess fit of each batch's variance, then the moments of
+    the counts clipped by that fit (pass 2)."""
+    n_obs = ctx.stored_x.n_obs
+    library, sums, squares, stored, *per_batch = count_moments_pass(ctx)
     mean, var = mean_var(sums, squares, n_obs)
-    with ctx.costs.step(STEP_LOESS, "seurat_v3 variance fit"):
-        reg_std, clip = seurat_v3_clip(mean, var, n_obs)
-    clipped = clipped_moments_pass(ctx, clip)
-    table = seurat_v3_table(mean, var, reg_std, *clipped, n_obs, n_top_genes)
+    if ctx.batches is None:
+        batch_means, batch_vars, sizes = mean[None], var[None], np.array([n_obs])
+    else:
+        sizes = ctx.batches.sizes
+        batch_means, batch_vars = batch_mean_var(*per_batch[0][:2], sizes)
+    with ctx.costs.step(STEP_LOESS, f"seurat_v3 variance fit, {len(sizes)} batch(es)"):
+        fits = [
+            seurat_v3_clip(m, v, int(n), where=batch_named(ctx, b))
+            for b, (m, v, n) in enumerate(zip(batch_means, batch_vars, sizes, strict=True))
+        ]
+    reg_std = np.array([r for r, _ in fits])
+    clipped_sums, clipped_squares = clipped_moments_pass(ctx, np.array([c for _, c in fits]))
+    norm_vars = np.array(
+        [
+            normalised_variance(*args)
+            for args in zip(batch_means, reg_std, clipped_sums, clipped_squares, sizes, strict=True)
+        ]
+    )
+    table = seurat_v3_columns(
+        mean, var, norm_vars, flavor, n_top_genes, batched=ctx.batches is not None
+    )
     return table, library_scale(library, work_dtype(ctx.stored_x.dtype)), stored
+
+
+def batch_named(ctx: PassContext, index: int) -> str:
+    """Where a per-batch failure happened, for its message ('' without batches)."""
+    if ctx.batches is None:
+        return ""
+    return f" in batch {ctx.batches.names[index]!r} of batch_key {ctx.batches.key!r}"
 
 
 def count_moments_pass(ctx: PassContext) -> tuple:
     """seurat_v3's pass 1: library sizes, sums, sums of squares and stored counts per gene of
-    the counts (which must be integers)."""
+    the counts (which must be integers), and with batches their sums and squares per batch."""
     with ctx.costs.step(STEP_COUNT_MOMENTS, "pass 1: library sizes and moments of the counts"):
-        futures = ctx.map(task_count_moments, n_vars=ctx.stored_x.n_vars)
-        return gather_rows(futures, ctx.blocks, ctx.stored_x, integers=True)
+        futures = ctx.map(task_count_moments, ctx.block_batches, n_vars=ctx.stored_x.n_vars)
+        return gather_rows(
+            futures, ctx.blocks, ctx.stored_x, integers=True, n_batches=ctx.n_batches
+        )
 
 
-def clipped_moments_pass(ctx: PassContext, clip: np.ndarray) -> tuple:
-    """seurat_v3's pass 2: per-gene moments of the counts clipped at ``clip``."""
+def clipped_moments_pass(ctx: PassContext, clip: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """seurat_v3's pass 2: per-gene moments of the counts clipped at ``clip`` (a row per batch),
+    as (batches x genes) sums and squares.  A task gets the clip rows of its own batches."""
     with ctx.costs.step(STEP_CLIPPED_MOMENTS, "pass 2: moments of the clipped counts"):
-        shared = ctx.client.scatter(clip, broadcast=True)
-        return sum_results(ctx.map(task_clipped, clip=shared))
+        if ctx.batches is None:
+            shared = ctx.client.scatter(clip[0], broadcast=True)
+            sums, squares = sum_results(ctx.map(task_clipped, clip=shared))
+            return sums[None], squares[None]
+        rows = clip_rows(ctx, clip)
+        ((sums, squares),) = sum_results(
+            ctx.map(task_batch_clipped, ctx.block_batches, rows), ctx.n_batches
+        )
+        return sums, squares
+
+
+def clip_rows(ctx: PassContext, clip: np.ndarray) -> list:
+    """Each block's rows of ``clip`` (its batches'), sent to the workers once per distinct set
+    of batches: neighbouring blocks of a store grouped by batch share them."""
+    sent: dict[bytes, object] = {}
+    rows = []
+    for batches in ctx.block_batches:
+        key = batches.present.tobytes()
+        if key not in sent:
+            sent[key] = ctx.client.scatter(clip[batches.present])
+        rows.append(sent[key])
+    return rows
 
 
 def library_sizes(ctx: PassContext) -> np.ndarray:
@@ -308,14 +440,15 @@ def library_sizes(ctx: PassContext) -> np.ndarray:
 
 def normalised_moments(ctx: PassContext, library: np.ndarray, flavor: str) -> tuple:
     """Pass 2 (seurat, cell_ranger) with ``library``: the library sizes it checked, and the
-    per-gene sums, sums of squares and stored counts.  Should X's row sums differ from the
-    library sizes obs recorded, pass 2 runs again with X's own."""
+    per-gene sums, sums of squares and stored counts (with batches: one list of per-batch sums,
+    squares and positive counts).  Should X's row sums differ from the library sizes obs
+    recorded, pass 2 runs again with X's own."""
     kind = "log1p_expm1" if flavor == "seurat" else "log1p"
     step = STEP_MOMENTS
     while True:
-        own, sums, squares, stored = moments_pass(ctx, library, kind, step)
+        own, *moments = moments_pass(ctx, library, kind, step)
         if np.array_equal(own, library):
-            return library, sums, squares, stored
+            return library, moments
         first = int(np.flatnonzero(own != library)[0])
         log.warning(
             "obs %r of cell %d is %r, X's row sum %r: pass 2 again with X's own library sizes",
@@ -332,12 +465,21 @@ def moments_pass(ctx: PassContext, library: np.ndarray, kind: str, step: str) ->
     ``library`` and log1p'd (``kind``)."""
     with ctx.costs.step(step, f"pass 2: moments of the normalised values, {kind}"):
         block_scales = scales(library_scale(library, work_dtype(ctx.stored_x.dtype)), ctx.blocks)
-        futures = ctx.map(task_moments, block_scales, kind=kind, n_vars=ctx.stored_x.n_vars)
-        return gather_rows(futures, ctx.blocks, ctx.stored_x, integers=False)
+        futures = ctx.map(
+            task_moments, block_scales, ctx.block_batches, kind=kind, n_vars=ctx.stored_x.n_vars
+        )
+        return gather_rows(
+            futures, ctx.blocks, ctx.stored_x, integers=False, n_batches=ctx.n_batches
+        )
 
 
 def gather_rows(
-    futures: Sequence, blocks: Sequence[Block], stored_x: StoredX, *, integers: bool
+    futures: Sequence,
+    blocks: Sequence[Block],
+    stored_x: StoredX,
+    *,
+    integers: bool,
+    n_batches: int = 0,
 ) -> tuple:
     """Library sizes (shared rows added up) and any summed per-gene moments from the futures of
     a pass whose tasks return (row sums, problem counts, *moments), after refusing X if it
@@ -349,7 +491,7 @@ def gather_rows(
         block = blocks[index]
         library[block.row_start : block.row_stop] += rows
         problems += found
-        totals = parts if not totals else [a + b for a, b in zip(totals, parts, strict=True)]
+        totals = add_parts(totals, parts, n_batches)
     refuse_problems(problems, integers=integers, where=stored_x.location)
     return (library, *totals)
 

@@ -10,6 +10,8 @@ import numpy as np
 
 from chunkatlas.analysis.fused import _stash as stash
 from chunkatlas.analysis.fused._kernels import (
+    _batch_clipped_moments,
+    _batch_column_moments,
     _clipped_moments,
     _column_moments,
     _project,
@@ -35,32 +37,91 @@ def task_library_sizes(store: StoreLocation, block: Block) -> tuple:
     return _row_sums(piece.row_ptr, piece.data)
 
 
-def task_count_moments(store: StoreLocation, block: Block, n_vars: int) -> tuple:
-    """Pass 1 of seurat_v3: as :func:`task_library_sizes`, and per-gene moments of the counts."""
+@dataclass
+class PerBatch:
+    """A block's per-batch partial sums: row i of each array belongs to batch ``present[i]``
+    (the batches among the block's cells, not all of them: what a task holds is bounded by
+    the batches it meets)."""
+
+    present: np.ndarray
+    arrays: tuple[np.ndarray, ...]
+
+    def added_to(self, totals: list[np.ndarray] | None, n_batches: int) -> list[np.ndarray]:
+        """``totals`` (one array per batch and gene each; None: zeros) plus these sums."""
+        if totals is None:
+            totals = [np.zeros((n_batches, *a.shape[1:]), dtype=a.dtype) for a in self.arrays]
+        for total, part in zip(totals, self.arrays, strict=True):
+            total[self.present] += part
+        return totals
+
+
+@dataclass(frozen=True)
+class BlockBatches:
+    """The batches of one block's cells: the batches present, and each row's index among them."""
+
+    present: np.ndarray
+    row_batch: np.ndarray
+
+    def moments(self, row_ptr: np.ndarray, indices: np.ndarray, values: np.ndarray, n_vars: int):
+        """Per-batch sums, squares and positive counts of ``values`` (rows of ``row_ptr``, which
+        start at this block's first row)."""
+        return _batch_column_moments(
+            row_ptr, indices, values, self.row_batch, len(self.present), n_vars
+        )
+
+
+def task_count_moments(
+    store: StoreLocation, block: Block, batches: BlockBatches | None, n_vars: int
+) -> tuple:
+    """Pass 1 of seurat_v3: as :func:`task_library_sizes`, per-gene moments of the counts and,
+    with ``batches``, their moments per batch."""
     piece = read_piece(store, block)
+    per_batch = ()
+    if batches is not None:
+        per_batch = (
+            PerBatch(
+                batches.present, batches.moments(piece.row_ptr, piece.indices, piece.data, n_vars)
+            ),
+        )
     return (
         *_row_sums(piece.row_ptr, piece.data),
         *_column_moments(piece.indices, piece.data, n_vars),
+        *per_batch,
     )
 
 
 def task_moments(
-    store: StoreLocation, block: Block, scale: np.ndarray, kind: str, n_vars: int
+    store: StoreLocation,
+    block: Block,
+    scale: np.ndarray,
+    batches: BlockBatches | None,
+    kind: str,
+    n_vars: int,
 ) -> tuple:
     """Pass 2: the block's row sums and the counts of values that are not counts (as pass 1:
     they check library sizes taken from obs, and the counts), then per-gene sums, squares and
-    stored counts of the normalised, transformed values."""
+    stored counts of the normalised, transformed values; with ``batches``, instead, their sums,
+    squares and positive counts per batch (one :class:`PerBatch`)."""
     piece = read_piece(store, block)
-    totals = [np.zeros(n_vars), np.zeros(n_vars), np.zeros(n_vars, dtype=np.int64)]
+    totals = None
     for lo, hi in row_batches(piece.row_ptr, MOMENT_BATCH):  # bounded temporaries
         row_ptr = piece.row_ptr[lo : hi + 1]
         first, last = row_ptr[0], row_ptr[-1]
         values = normalized_values(row_ptr - first, piece.data[first:last], scale[lo:hi], kind)
-        for total, part in zip(
-            totals, _column_moments(piece.indices[first:last], values, n_vars), strict=True
-        ):
-            total += part
-    return (*_row_sums(piece.row_ptr, piece.data), *totals)
+        indices = piece.indices[first:last]
+        if batches is None:
+            parts = _column_moments(indices, values, n_vars)
+        else:
+            rows = BlockBatches(batches.present, batches.row_batch[lo:hi])
+            parts = rows.moments(row_ptr - first, indices, values, n_vars)
+        totals = (
+            list(parts) if totals is None else [t + p for t, p in zip(totals, parts, strict=True)]
+        )
+    if totals is None:  # no rows
+        shape = (n_vars,) if batches is None else (len(batches.present), n_vars)
+        totals = [np.zeros(shape), np.zeros(shape), np.zeros(shape, dtype=np.int64)]
+    moments = tuple(totals) if batches is None else (PerBatch(batches.present, tuple(totals)),)
+    return (*_row_sums(piece.row_ptr, piece.data), *moments)
 
 
 def row_batches(row_ptr: np.ndarray, values: int) -> list[tuple[int, int]]:
@@ -77,6 +138,18 @@ def task_clipped(store: StoreLocation, block: Block, clip: np.ndarray) -> tuple:
     """Pass 2 of seurat_v3: per-gene sums and squares of the counts clipped at ``clip``."""
     piece = read_piece(store, block)
     return _clipped_moments(piece.indices, piece.data, clip)
+
+
+def task_batch_clipped(
+    store: StoreLocation, block: Block, batches: BlockBatches, clip: np.ndarray
+) -> tuple[PerBatch]:
+    """Pass 2 of seurat_v3 with batches: per-batch sums and squares of the counts clipped at
+    ``clip`` (a row per batch present in the block)."""
+    piece = read_piece(store, block)
+    parts = _batch_clipped_moments(
+        piece.row_ptr, piece.indices, piece.data, batches.row_batch, clip
+    )
+    return (PerBatch(batches.present, parts),)
 
 
 def task_select(

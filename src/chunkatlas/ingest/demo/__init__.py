@@ -23,6 +23,12 @@ gene. A cell ``c`` of type ``t`` gets a log-normal library size
 gene-specific overdispersion ``1 / theta_g``. A cell left without any count
 gets one count of its most expected gene, so no cell is empty (as after QC).
 
+Datasets carry batch effects, as an atlas's do: each dataset ``d`` scales its
+cells' library sizes by a log-normal depth factor and a random 8 % of the genes
+by log-normal factors ``b_d[g]`` (its protocol's capture biases), so the
+expected count is ``L_c * p_t[g] * b_d[g]``. An HVG selection over all cells
+picks up those dataset-specific genes; one per dataset (``batch_key``) does not.
+
 Randomness is drawn from independent streams derived from ``DemoSpec.seed``
 with :class:`numpy.random.SeedSequence`. Counts are drawn per fixed chunk of
 :data:`RNG_CHUNK_CELLS` cells, so a cell's counts depend only on the seed, its
@@ -37,6 +43,7 @@ from chunkatlas._exports import lazy_exports
 
 if TYPE_CHECKING:  # the public names, each imported on first use
     from chunkatlas.ingest.demo._simulate import RNG_CHUNK_CELLS
+    from chunkatlas.ingest.demo._simulate import dataset_effect
     from chunkatlas.ingest.demo._simulate import simulate_counts
     from chunkatlas.ingest.demo._simulate import simulate_obs
     from chunkatlas.ingest.demo._simulate import simulate_var

@@ -29,6 +29,7 @@ _STREAM_OBS = 1
 _STREAM_VAR = 2
 _STREAM_GENES = 3
 _STREAM_COUNTS = 4
+_STREAM_DATASETS = 5
 
 # Count-model parameters (tuned for ~5 % non-zero and realistic spread).
 _DEPTH_PER_GENE = 0.17  # median library size per gene in the panel
@@ -45,6 +46,11 @@ _MODULE_RATIO = 0.5  # lineage-module genes per marker gene
 _LEVEL_SIGMA = 0.6  # sd of log marker / module levels
 _THETA_MEDIAN = 2.5  # median gamma shape; dispersion is 1 / theta
 _THETA_SIGMA = 0.5
+# Batch effects: each dataset scales its cells' depth, and shifts a share of the genes (its
+# protocol's capture biases), so that a selection over all cells picks up dataset-specific genes.
+_DATASET_DEPTH_SIGMA = 0.4  # sd of log depth factor per dataset
+_DATASET_GENE_FRACTION = 0.08  # share of genes a dataset shifts
+_DATASET_GENE_SIGMA = 1.2  # sd of log shift of those genes
 
 _OBS_COLUMNS = (
     "dataset_id",
@@ -233,14 +239,27 @@ def _gene_model(spec: DemoSpec) -> _GeneModel:
     return _GeneModel(types, profiles, sizes, theta)
 
 
+def dataset_effect(spec: DemoSpec, dataset_id: str) -> tuple[float, np.ndarray]:
+    """The batch effect of one dataset: its depth factor and per-gene factors (most 1), a pure
+    function of the spec and the dataset's id."""
+    rng = _rng(spec, _STREAM_DATASETS, uuid.UUID(dataset_id).int % 2**32)
+    depth = float(rng.lognormal(0.0, _DATASET_DEPTH_SIGMA))
+    genes = np.ones(spec.n_genes)
+    shifted = rng.random(spec.n_genes) < _DATASET_GENE_FRACTION
+    genes[shifted] = rng.lognormal(0.0, _DATASET_GENE_SIGMA, int(shifted.sum()))
+    return depth, genes
+
+
 def _chunk_counts(
     spec: DemoSpec,
     model: _GeneModel,
     chunk: int,
     type_codes: np.ndarray,
     depth: np.ndarray,
+    gene_effect: np.ndarray,
 ) -> sp.csr_matrix:
-    """Draw the counts of every cell of RNG chunk ``chunk`` (one independent stream)."""
+    """Draw the counts of every cell of RNG chunk ``chunk`` (one independent stream); each
+    cell's expected counts are scaled by its dataset's ``gene_effect`` (cells x genes)."""
     rng = _rng(spec, _STREAM_COUNTS, chunk)
     n = len(type_codes)
     library = (
@@ -250,7 +269,7 @@ def _chunk_counts(
         * model.size_factors[type_codes]
         * rng.lognormal(0.0, _LIBRARY_SIGMA, n)
     )
-    mean = library[:, None] * model.profiles[type_codes]
+    mean = library[:, None] * model.profiles[type_codes] * gene_effect
     rate = mean * rng.gamma(model.theta, 1.0 / model.theta, size=(n, spec.n_genes))
     counts = rng.poisson(rate).astype(np.float32)
     # Like a QC'd atlas, hold no empty cells: give one count to the top expected gene.
@@ -299,11 +318,21 @@ def simulate_counts(spec: DemoSpec, obs: pd.DataFrame, start: int, stop: int) ->
     if (codes < 0).any():
         raise ValueError("obs has cell types that spec does not define; use simulate_obs(spec)")
     depth = rows["assay"].map({a: d for a, (d, _) in _ASSAYS.items()}).fillna(1.0).to_numpy()
+    datasets, dataset_codes = np.unique(rows["dataset_id"].to_numpy(), return_inverse=True)
+    effects = [dataset_effect(spec, str(d)) for d in datasets]
+    depth = depth * np.array([d for d, _ in effects])[dataset_codes]
+    gene_effects = np.array([g for _, g in effects])
     blocks = []
     for c0 in range(lo, hi, RNG_CHUNK_CELLS):
         c1 = min(c0 + RNG_CHUNK_CELLS, hi)
+        cells = slice(c0 - lo, c1 - lo)
         block = _chunk_counts(
-            spec, model, c0 // RNG_CHUNK_CELLS, codes[c0 - lo : c1 - lo], depth[c0 - lo : c1 - lo]
+            spec,
+            model,
+            c0 // RNG_CHUNK_CELLS,
+            codes[cells],
+            depth[cells],
+            gene_effects[dataset_codes[cells]],
         )
         blocks.append(block[max(start, c0) - c0 : min(stop, c1) - c0])
     return sp.csr_matrix(sp.vstack(blocks, format="csr"), dtype=np.float32)
