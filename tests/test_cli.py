@@ -123,7 +123,7 @@ def test_help_shows_the_config_defaults():
     assert done.returncode == 0
     text = " ".join(done.stdout.split())
     assert f"(default: {schema['n_top_genes']['default']}); config analysis.n_top_genes" in text
-    assert "--flavor {seurat,cell_ranger,seurat_v3}" in text
+    assert "--flavor {seurat,cell_ranger,seurat_v3,seurat_v3_paper}" in text
 
 
 def test_fetch_reads_an_h5ad_source_and_options_override_the_configfile(fetched, tmp_path):
@@ -154,3 +154,34 @@ def test_bad_option_values_name_the_option(tmp_path):
     assert missing.stderr.strip().splitlines() == [
         "chunkatlas: error: config file 'no.yaml' does not exist"
     ]
+
+
+@pytest.fixture(scope="module")
+def demo_store(tmp_path_factory):
+    """The lung of a demo atlas of 8,000 cells, made with the CLI: three datasets of 770 to
+    1,866 cells, enough for seurat_v3's per-dataset loess."""
+    from chunkatlas.ingest.demo import DemoSpec, write_demo_atlas
+
+    where = tmp_path_factory.mktemp("demo-cli")
+    write_demo_atlas(str(where / "atlas.soma"), DemoSpec(n_cells=8000, n_genes=400, seed=7))
+    fetched, store = where / "lung.zarr", where / "store.zarr"
+    assert main(["fetch", str(where / "atlas.soma"), "lung", str(fetched)]) == 0
+    assert main(["rechunk", str(fetched), str(store), "--chunk", "500"]) == 0
+    assert main(["consolidate", str(store)]) == 0
+    return store
+
+
+@pytest.mark.parametrize("flavor", ["seurat", "cell_ranger", "seurat_v3"])
+def test_analyze_with_a_batch_key_selects_per_dataset_as_scanpy(demo_store, tmp_path, flavor):
+    out, plot = tmp_path / "hvg_pca.zarr", tmp_path / "pca.png"
+    args = ["--flavor", flavor, "--batch-key", "dataset_id", "--plot", str(plot)]
+    sizes = ["--n-top-genes", "150", "--n-comps", "20", "--workers", "2"]
+    assert main(["analyze", str(demo_store), str(out), "--chunk", "500", *args, *sizes]) == 0
+    result = ad.read_zarr(out)
+    reference = in_memory_reference(demo_store, flavor, 150, 20, batch_key="dataset_id")
+    assert_matches_reference(result, reference)
+    np.testing.assert_array_equal(
+        result.var["highly_variable_nbatches"], reference.var["highly_variable_nbatches"]
+    )
+    assert result.uns["chunkatlas"]["batch_key"] == "dataset_id"
+    assert plot.read_bytes()[:4] == b"\x89PNG"

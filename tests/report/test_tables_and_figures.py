@@ -50,6 +50,19 @@ def test_plot_pca_draws_a_png_with_grey_for_the_rest(tmp_path):
     assert grey.sum() > 50
 
 
+def test_plot_pca_of_a_batch_aware_analysis_adds_a_panel_by_batch(tmp_path):
+    plain, batched = make_result(4), make_result(4)
+    batched.obs["dataset_id"] = np.repeat(["d1", "d2", "d3"], 200)
+    batched.uns["chunkatlas"] = {"batch_key": "dataset_id"}
+    plot_pca(plain, tmp_path / "plain.png")
+    plot_pca(batched, tmp_path / "batched.png")
+    one, two = (Image.open(tmp_path / f"{name}.png").size for name in ("plain", "batched"))
+    assert two[0] > 1.8 * one[0] and two[1] == one[1]  # a second panel beside the first
+    del batched.obs["dataset_id"]
+    with pytest.raises(ChunkatlasError, match="no column 'dataset_id' to colour by"):
+        plot_pca(batched, tmp_path / "missing.png")
+
+
 def test_plot_pca_names_a_missing_label_column(tmp_path):
     with pytest.raises(ChunkatlasError, match="no column 'cell_ontology' to colour by"):
         plot_pca(make_result(3), tmp_path / "p.png", label_key="cell_ontology")

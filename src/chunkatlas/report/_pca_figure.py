@@ -33,18 +33,32 @@ def plot_pca(
     top: int = 10,
     title: str = "",
 ) -> None:
-    """Scatter PC1 vs PC2 of ``result.obsm['X_pca']`` coloured by the top ``top`` labels."""
-    if label_key not in result.obs:
-        allowed = ", ".join(map(str, result.obs.columns)) or "none"
-        raise ChunkatlasError(f"obs has no column {label_key!r} to colour by; has: {allowed}")
+    """Scatter PC1 vs PC2 of ``result.obsm['X_pca']`` coloured by the top ``top`` labels; when
+    the analysis selected its genes per batch (``uns['chunkatlas']['batch_key']``), a second
+    panel coloured by batch shows whether the PCs follow the batches."""
+    batch_key = result.uns.get("chunkatlas", {}).get("batch_key")
+    keys = [label_key] + ([batch_key] if batch_key and batch_key != label_key else [])
+    for key in keys:
+        if key not in result.obs:
+            allowed = ", ".join(map(str, result.obs.columns)) or "none"
+            raise ChunkatlasError(f"obs has no column {key!r} to colour by; has: {allowed}")
     pcs = np.asarray(result.obsm["X_pca"])[:, :2]
-    labels = top_labels(result.obs[label_key], top)
     variance = result.uns.get("pca", {}).get("variance_ratio")
+    fig, axes = plt.subplots(1, len(keys), figsize=(7.5 * len(keys), 5.5), dpi=120, squeeze=False)
+    for ax, key in zip(axes[0], keys, strict=True):
+        scatter_by(ax, pcs, top_labels(result.obs[key], top), key, variance)
+        ax.set_title(f"coloured by {key.replace('_', ' ')}" if len(keys) > 1 else "")
+    fig.suptitle(title or f"PCA of {result.n_obs:,} cells")
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+
+
+def scatter_by(ax, pcs: np.ndarray, labels: pd.Series, key: str, variance) -> None:
+    """PC1 against PC2 on ``ax``, a colour per label (the rest grey, drawn first), a legend."""
     counts = labels.value_counts()
     named = sorted((n for n in counts.index if n != OTHER), key=lambda n: (-counts[n], n))
     colours = plt.get_cmap("tab10")
-
-    fig, ax = plt.subplots(figsize=(7.5, 5.5), dpi=120)
     size = max(1.0, min(12.0, 20_000 / max(len(labels), 1)))
     if OTHER in counts:
         mask = (labels == OTHER).to_numpy()
@@ -57,15 +71,11 @@ def plot_pca(
     for axis, label in ((0, ax.set_xlabel), (1, ax.set_ylabel)):
         share = f" ({100 * variance[axis]:.1f}%)" if variance is not None else ""
         label(f"PC{axis + 1}{share}")
-    ax.set_title(title or f"PCA of {result.n_obs:,} cells")
     ax.legend(
-        title=label_key.replace("_", " "),
+        title=key.replace("_", " "),
         loc="center left",
         bbox_to_anchor=(1.01, 0.5),
         fontsize=8,
         markerscale=max(1.0, 8 / size),
         frameon=False,
     )
-    fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)

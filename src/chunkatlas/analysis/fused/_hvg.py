@@ -203,6 +203,19 @@ def compensated_mean(rows: np.ndarray) -> np.ndarray:
         return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
+def welford_mean_var(
+    n_nz: np.ndarray, mean: np.ndarray, m2: np.ndarray, n_obs: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """One batch's gene means and variances (dof 1) from Welford's running state over its
+    stored values, merged with its implicit zeros: scanpy's aggregate, operation by operation."""
+    k = n_obs - n_nz
+    merge = (k > 0) & (n_nz > 0)
+    merged_mean = np.where(merge, mean * n_nz / n_obs, mean)
+    var = np.where(merge, m2 + mean * mean * n_nz * k / n_obs, m2) / n_obs
+    var *= n_obs / (n_obs - 1)
+    return merged_mean, var
+
+
 def seurat_v3_clip(
     mean: np.ndarray, var: np.ndarray, n_obs: int, *, where: str = ""
 ) -> tuple[np.ndarray, np.ndarray]:

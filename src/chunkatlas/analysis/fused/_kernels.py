@@ -93,6 +93,63 @@ def _batch_column_moments(row_ptr, indices, values, row_batch, n_batches, n_cols
 
 
 @jit
+def _welford_rows(row_ptr, indices, data, selected, dense, n_seen, mean, m2, sums, squares, stored):
+    """The rows with ``selected[r]``, one batch's: Welford's update of each column's running
+    count, mean and sum of squared deviations (``n_seen``, ``mean``, ``m2``, continued in place
+    in row order), as scanpy's aggregate runs it: over the stored values of a sparse X, over
+    every value, zeros too, of a ``dense`` one (whose rows come as CSR, columns sorted); and the
+    column sums, squares and stored counts (as :func:`_column_moments`).  Returns the rows' sums
+    (0 for the others) and the problem counts of their values (as :func:`_row_sums`)."""
+    row_sums = np.zeros(len(row_ptr) - 1, dtype=np.float64)
+    problems = np.zeros(3, dtype=np.int64)
+    for r in range(len(row_ptr) - 1):
+        if not selected[r]:
+            continue
+        total = 0.0
+        j, stop = row_ptr[r], row_ptr[r + 1]
+        for step in range(len(mean) if dense else stop - j):
+            c = step if dense else indices[j]
+            value = 0.0  # a dense row's zero, unless a value is stored for column c
+            if j < stop and indices[j] == c:
+                x = data[j]
+                j += 1
+                total += x
+                if not np.isfinite(x):
+                    problems[1] += 1
+                else:
+                    problems[0] += x < 0
+                    problems[2] += x != np.floor(x)
+                sums[c] += x
+                squares[c] += x * x
+                stored[c] += 1
+                value = np.float64(x)
+            n = n_seen[c] + 1
+            n_seen[c] = n
+            m = mean[c]
+            delta = value - m
+            m += delta / n
+            mean[c] = m
+            m2[c] += delta * (value - m)
+        row_sums[r] = total
+    return row_sums, problems
+
+
+@jit
+def _clipped_rows(row_ptr, indices, data, selected, clip, sums, squares):
+    """Add min(value, clip[column]) and its square, in float64, of the rows with
+    ``selected[r]`` to ``sums`` and ``squares``, value by value in row order (as scanpy's
+    seurat_v3 sums one batch's clipped counts)."""
+    for r in range(len(row_ptr) - 1):
+        if not selected[r]:
+            continue
+        for j in range(row_ptr[r], row_ptr[r + 1]):
+            c = indices[j]
+            x = min(np.float64(data[j]), clip[c])
+            sums[c] += x
+            squares[c] += x * x
+
+
+@jit
 def _batch_clipped_moments(row_ptr, indices, data, row_batch, clip):
     """Per (batch, column) sums and squares of min(value, clip[batch, column]) in float64
     (seurat_v3 with batches); row r belongs to batch ``row_batch[r]``."""

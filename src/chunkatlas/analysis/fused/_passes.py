@@ -35,6 +35,7 @@ from chunkatlas.analysis.fused._hvg import (
     normalised_variance,
     seurat_v3_clip,
     seurat_v3_columns,
+    welford_mean_var,
 )
 from chunkatlas.analysis.fused._pca import PcaFit, pca_from_gram
 from chunkatlas.analysis.fused._plan import LIBRARY_COLUMN, Block, StoredX, work_dtype
@@ -44,6 +45,8 @@ from chunkatlas.analysis.fused._tasks import (
     PerBatch,
     clear_stash,
     task_batch_clipped,
+    task_batch_clipped_rows,
+    task_batch_count_moments,
     task_clipped,
     task_count_moments,
     task_gram,
@@ -202,6 +205,25 @@ class PassContext:
     def n_batches(self) -> int:
         return 0 if self.batches is None else len(self.batches.names)
 
+    @functools.cached_property
+    def batch_chains(self) -> list[tuple[list[int], list[np.ndarray]]]:
+        """For each batch, the blocks holding its cells and, in each, which rows are its."""
+        chains: list[tuple[list[int], list[np.ndarray]]] = [([], []) for _ in range(self.n_batches)]
+        for index, batches in enumerate(self.block_batches):
+            for local, batch in enumerate(batches.present):
+                chains[batch][0].append(index)
+                chains[batch][1].append(batches.row_batch == local)
+        return chains
+
+    @property
+    def batch_by_batch(self) -> bool:
+        """Whether seurat_v3's passes run one task per batch, through its cells in row order
+        (WELFORD_DECODES): with batches, unless they interleave."""
+        if self.batches is None:
+            return False
+        decodes = sum(len(blocks) for blocks, _ in self.batch_chains)
+        return decodes <= WELFORD_DECODES * (len(self.blocks) + self.n_batches)
+
     def map(self, task: Callable, *per_block: Sequence, **shared) -> list:
         """One ``task`` a block: ``task(store, block, *its item of each per_block, **shared)``."""
         store = self.stored_x.location
@@ -354,13 +376,12 @@ def select_hvgs_v3(ctx: PassContext, flavor: str, n_top_genes: int) -> tuple:
     library sizes, per batch too), the loess fit of each batch's variance, then the moments of
     the counts clipped by that fit (pass 2)."""
     n_obs = ctx.stored_x.n_obs
-    library, sums, squares, stored, *per_batch = count_moments_pass(ctx)
+    library, sums, squares, stored, batch_means, batch_vars = count_moments_pass(ctx)
     mean, var = mean_var(sums, squares, n_obs)
     if ctx.batches is None:
         batch_means, batch_vars, sizes = mean[None], var[None], np.array([n_obs])
     else:
         sizes = ctx.batches.sizes
-        batch_means, batch_vars = batch_mean_var(*per_batch[0][:2], sizes)
     with ctx.costs.step(STEP_LOESS, f"seurat_v3 variance fit, {len(sizes)} batch(es)"):
         fits = [
             seurat_v3_clip(m, v, int(n), where=batch_named(ctx, b))
@@ -380,6 +401,14 @@ def select_hvgs_v3(ctx: PassContext, flavor: str, n_top_genes: int) -> tuple:
     return table, library_scale(library, work_dtype(ctx.stored_x.dtype)), stored
 
 
+#: seurat_v3's passes with batches run one task per batch, carrying scanpy's Welford recurrence
+#: (and its sums of clipped counts) through the batch's blocks in row order, as long as that
+#: decodes blocks at most this many times (blocks + batches): each block is decoded once per
+#: batch among its cells, blocks + batches - 1 times where cells are grouped by batch.  Past it
+#: (batches interleaved cell by cell), the batches' moments are summed block by block.
+WELFORD_DECODES = 2.0
+
+
 def batch_named(ctx: PassContext, index: int) -> str:
     """Where a per-batch failure happened, for its message ('' without batches)."""
     if ctx.batches is None:
@@ -389,12 +418,63 @@ def batch_named(ctx: PassContext, index: int) -> str:
 
 def count_moments_pass(ctx: PassContext) -> tuple:
     """seurat_v3's pass 1: library sizes, sums, sums of squares and stored counts per gene of
-    the counts (which must be integers), and with batches their sums and squares per batch."""
+    the counts (which must be integers), and with batches each batch's gene means and variances
+    (batches x genes; None without batches)."""
     with ctx.costs.step(STEP_COUNT_MOMENTS, "pass 1: library sizes and moments of the counts"):
+        if ctx.batches is None:
+            futures = ctx.map(task_count_moments, ctx.block_batches, n_vars=ctx.stored_x.n_vars)
+            return (*gather_rows(futures, ctx.blocks, ctx.stored_x, integers=True), None, None)
+        if ctx.batch_by_batch:
+            return welford_pass(ctx)
+        log.warning(
+            "batch_key %r: cells of the batches interleave, so their gene means and variances "
+            "are summed block by block, not run through scanpy's Welford recurrence cell by "
+            "cell: they may differ from in-memory scanpy's in the last bits, which the loess can "
+            "turn into a few changed ranks (as scanpy on Dask's do)",
+            ctx.batches.key,
+        )
         futures = ctx.map(task_count_moments, ctx.block_batches, n_vars=ctx.stored_x.n_vars)
-        return gather_rows(
+        library, sums, squares, stored, per_batch = gather_rows(
             futures, ctx.blocks, ctx.stored_x, integers=True, n_batches=ctx.n_batches
         )
+        return library, sums, squares, stored, *batch_mean_var(*per_batch[:2], ctx.batches.sizes)
+
+
+def submit_per_batch(ctx: PassContext, task: Callable, per_batch: Sequence) -> list:
+    """One ``task`` a batch: ``task(store, its blocks, its rows in them, its item of
+    per_batch)``."""
+    return [
+        ctx.client.submit(
+            task,
+            ctx.stored_x.location,
+            [ctx.blocks[i] for i in blocks],
+            selected,
+            item,
+            pure=False,
+        )
+        for (blocks, selected), item in zip(ctx.batch_chains, per_batch, strict=True)
+    ]
+
+
+def welford_pass(ctx: PassContext) -> tuple:
+    """seurat_v3's pass 1 as one task per batch (:func:`task_batch_count_moments`)."""
+    stored_x, n_vars = ctx.stored_x, ctx.stored_x.n_vars
+    chains = ctx.batch_chains
+    futures = submit_per_batch(ctx, task_batch_count_moments, [n_vars] * ctx.n_batches)
+    library = np.zeros(stored_x.n_obs)
+    problems = np.zeros(3, dtype=np.int64)
+    totals: list = []
+    means, variances = np.zeros((ctx.n_batches, n_vars)), np.zeros((ctx.n_batches, n_vars))
+    sizes = ctx.batches.sizes
+    for b, (row_sums, found, *moments, welford) in in_order(futures):
+        for index, rows in zip(chains[b][0], row_sums, strict=True):
+            block = ctx.blocks[index]
+            library[block.row_start : block.row_stop] += rows
+        problems += found
+        totals = add_parts(totals, moments, 0)
+        means[b], variances[b] = welford_mean_var(*welford, int(sizes[b]))
+    refuse_problems(problems, integers=True, where=stored_x.location)
+    return library, *totals, means, variances
 
 
 def clipped_moments_pass(ctx: PassContext, clip: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -405,6 +485,11 @@ def clipped_moments_pass(ctx: PassContext, clip: np.ndarray) -> tuple[np.ndarray
             shared = ctx.client.scatter(clip[0], broadcast=True)
             sums, squares = sum_results(ctx.map(task_clipped, clip=shared))
             return sums[None], squares[None]
+        if ctx.batch_by_batch:
+            parts = [
+                part for _, part in in_order(submit_per_batch(ctx, task_batch_clipped_rows, clip))
+            ]
+            return np.array([s for s, _ in parts]), np.array([q for _, q in parts])
         rows = clip_rows(ctx, clip)
         ((sums, squares),) = sum_results(
             ctx.map(task_batch_clipped, ctx.block_batches, rows), ctx.n_batches

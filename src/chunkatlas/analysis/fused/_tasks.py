@@ -13,11 +13,13 @@ from chunkatlas.analysis.fused._kernels import (
     _batch_clipped_moments,
     _batch_column_moments,
     _clipped_moments,
+    _clipped_rows,
     _column_moments,
     _project,
     _row_sums,
     _select_columns,
     _sort_rows,
+    _welford_rows,
     gram_update,
     normalized_values,
     symmetric,
@@ -90,6 +92,41 @@ def task_count_moments(
     )
 
 
+def task_batch_count_moments(
+    store: StoreLocation, blocks: Sequence[Block], selected: Sequence[np.ndarray], n_vars: int
+) -> tuple:
+    """Pass 1 of seurat_v3 for one batch, whose cells are the ``selected`` rows of ``blocks``
+    (in row order): the row sums of its cells in each block, the problem counts and column
+    moments of their counts, and the Welford state of each gene over the batch's stored values
+    (count, mean, sum of squared deviations), carried from block to block in row order, as
+    scanpy's aggregate runs it: so the batch's means and variances are scanpy's bit for bit."""
+    n_nz = np.zeros(n_vars, dtype=np.int64)
+    mean, m2 = np.zeros(n_vars), np.zeros(n_vars)
+    sums, squares = np.zeros(n_vars), np.zeros(n_vars)
+    stored = np.zeros(n_vars, dtype=np.int64)
+    problems = np.zeros(3, dtype=np.int64)
+    row_sums = []
+    for block, rows in zip(blocks, selected, strict=True):
+        piece = read_piece(store, block)
+        dense = block.entry_start is None
+        block_rows, found = _welford_rows(
+            piece.row_ptr,
+            piece.indices,
+            piece.data,
+            rows,
+            dense,
+            n_nz,
+            mean,
+            m2,
+            sums,
+            squares,
+            stored,
+        )
+        row_sums.append(block_rows)
+        problems += found
+    return row_sums, problems, sums, squares, stored, (n_nz, mean, m2)
+
+
 def task_moments(
     store: StoreLocation,
     block: Block,
@@ -138,6 +175,18 @@ def task_clipped(store: StoreLocation, block: Block, clip: np.ndarray) -> tuple:
     """Pass 2 of seurat_v3: per-gene sums and squares of the counts clipped at ``clip``."""
     piece = read_piece(store, block)
     return _clipped_moments(piece.indices, piece.data, clip)
+
+
+def task_batch_clipped_rows(
+    store: StoreLocation, blocks: Sequence[Block], selected: Sequence[np.ndarray], clip: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pass 2 of seurat_v3 for one batch (as :func:`task_batch_count_moments`): the sums and
+    squares of its counts clipped at ``clip``, added value by value in row order, as scanpy's."""
+    sums, squares = np.zeros(len(clip)), np.zeros(len(clip))
+    for block, rows in zip(blocks, selected, strict=True):
+        piece = read_piece(store, block)
+        _clipped_rows(piece.row_ptr, piece.indices, piece.data, rows, clip, sums, squares)
+    return sums, squares
 
 
 def task_batch_clipped(

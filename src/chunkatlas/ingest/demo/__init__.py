@@ -24,7 +24,7 @@ gene-specific overdispersion ``1 / theta_g``. A cell left without any count
 gets one count of its most expected gene, so no cell is empty (as after QC).
 
 Datasets carry batch effects, as an atlas's do: each dataset ``d`` scales its
-cells' library sizes by a log-normal depth factor and a random 8 % of the genes
+cells' library sizes by a log-normal depth factor and a random 5 % of the genes
 by log-normal factors ``b_d[g]`` (its protocol's capture biases), so the
 expected count is ``L_c * p_t[g] * b_d[g]``. An HVG selection over all cells
 picks up those dataset-specific genes; one per dataset (``batch_key``) does not.

@@ -49,8 +49,8 @@ _THETA_SIGMA = 0.5
 # Batch effects: each dataset scales its cells' depth, and shifts a share of the genes (its
 # protocol's capture biases), so that a selection over all cells picks up dataset-specific genes.
 _DATASET_DEPTH_SIGMA = 0.4  # sd of log depth factor per dataset
-_DATASET_GENE_FRACTION = 0.08  # share of genes a dataset shifts
-_DATASET_GENE_SIGMA = 1.2  # sd of log shift of those genes
+_DATASET_GENE_FRACTION = 0.05  # share of genes a dataset shifts
+_DATASET_GENE_SIGMA = 2.0  # sd of log shift of those genes
 
 _OBS_COLUMNS = (
     "dataset_id",
