@@ -323,16 +323,17 @@ def test_fused_matches_in_memory_scanpy(
 #: Welford recurrence through each batch's cells in order, so it equals scanpy bit for bit; where
 #: batches interleave cell by cell it sums their moments block by block instead, and is held to
 #: these tolerances in the columns that follow the fit.
-LOESS_FOLLOWERS = {"highly_variable_rank": {"atol": 4}, "variances_norm": {"rtol": 1e-2}}
+LOESS_FOLLOWERS = {"highly_variable_rank": {"atol": 4}, "variances_norm": {"rtol": 2e-2}}
 
 
 @pytest.fixture(scope="module")
 def batched_store(tmp_path_factory):
     """Counts of 1,500 cells in three batches with their own gene shifts: batch "b" first, then
-    "a" and "c" interleaved cell by cell (tasks meet one batch, or two at once)."""
+    "a", then "a" and "c" interleaved cell by cell, then "c" (tasks meet one batch, or two at
+    once)."""
     rng = np.random.default_rng(12)
     counts, types = counts_with_types(rng, 1500, 300, zero_genes=(3,))
-    batch = np.array(["b"] * 600 + ["a", "c"] * 450)
+    batch = np.array(["b"] * 600 + ["a"] * 300 + ["a", "c"] * 150 + ["c"] * 300)
     for name in "abc":
         cells = batch == name
         shifted = rng.choice(300, 25, replace=False)
@@ -374,7 +375,8 @@ def test_batch_aware_hvgs_equal_in_memory_scanpy(client, batched_store, tmp_path
 def test_interleaved_batches_sum_their_moments_within_the_loess_tolerance(
     client, batched_store, tmp_path, monkeypatch, caplog
 ):
-    monkeypatch.setattr(passes, "WELFORD_DECODES", 0)  # as if every block held every batch
+    monkeypatch.setattr(passes, "EXTRA_DECODES", 0)  # as if every block held every batch
+    monkeypatch.setattr(passes, "MIN_EXTRA_DECODES", 0)
     result = run_fused(
         client,
         batched_store,
@@ -385,7 +387,7 @@ def test_interleaved_batches_sum_their_moments_within_the_loess_tolerance(
         n_comps=15,
         batch_key="batch",
     )
-    assert "cells of the batches interleave" in caplog.text
+    assert "batches smaller than the tasks or interleaved" in caplog.text
     reference = in_memory_reference(batched_store, "seurat_v3", 80, 15, batch_key="batch")
     assert_matches_reference(result, reference)
     for column in reference.var.columns:

@@ -286,7 +286,10 @@ def warmup(params: AnalysisParams, zarr_format: int = DEFAULT_ZARR_FORMAT) -> di
 
     from chunkatlas.rewrite import rechunk_store
 
-    tiny = AnalysisParams(flavor=params.flavor, n_top_genes=60, n_comps=5, engine=params.engine)
+    batch_key = "batch" if params.batch_key else None  # compiles the per-batch kernels too
+    tiny = AnalysisParams(
+        flavor=params.flavor, n_top_genes=60, n_comps=5, engine=params.engine, batch_key=batch_key
+    )
     rng = np.random.default_rng(0)
     seconds = {}
     with tempfile.TemporaryDirectory(prefix="chunkatlas-warmup-") as tmp:
@@ -294,8 +297,10 @@ def warmup(params: AnalysisParams, zarr_format: int = DEFAULT_ZARR_FORMAT) -> di
             counts = sp.random(400, 200, density=density, format="csr", rng=rng, dtype=np.float32)
             counts.data = np.ceil(counts.data * 10)
             written, store = f"{tmp}/written-{density}.zarr", f"{tmp}/counts-{density}.zarr"
+            tiny_data = ad.AnnData(counts)
+            tiny_data.obs["batch"] = np.repeat(["a", "b"], 200)
             with new_zarr_store(written, zarr_format) as root:
-                write_elem(root, "/", ad.AnnData(counts))
+                write_elem(root, "/", tiny_data)
             # rechunked as the workflow's stores are: the kernels compile for their dtypes
             rechunk_store(written, store, 100, zarr_format=zarr_format)
             start = time.perf_counter()

@@ -28,6 +28,12 @@ same loess (scikit-misc) and clips as scanpy does.  The PCA is the eigendecompos
 covariance of the HVGs (accumulated in float64) with sklearn's sign convention (the largest
 loading of each component is positive) and explained variances with ddof=1, as sklearn's PCA.
 
+With a batch key (an obs column, read once by the driver and sent to the tasks as small codes),
+pass 2 takes the moments per batch and gene instead of per gene (a task holds a row of sums for
+each batch among its cells), and the HVG statistics are scanpy's per batch, merged as scanpy
+merges them; seurat_v3 then runs one task per batch through its cells in row order, carrying
+scanpy's Welford recurrence, so that its per-batch loess fits see scanpy's values bit for bit.
+
 A store's rows that fall on a task boundary are split between two tasks; every per-cell quantity
 (library size, projection) is a sum over the row's stored values, so the parts add up exactly.
 

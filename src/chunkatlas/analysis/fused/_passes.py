@@ -218,11 +218,11 @@ class PassContext:
     @property
     def batch_by_batch(self) -> bool:
         """Whether seurat_v3's passes run one task per batch, through its cells in row order
-        (WELFORD_DECODES): with batches, unless they interleave."""
+        (EXTRA_DECODES): with batches, unless that decodes too many blocks again."""
         if self.batches is None:
             return False
-        decodes = sum(len(blocks) for blocks, _ in self.batch_chains)
-        return decodes <= WELFORD_DECODES * (len(self.blocks) + self.n_batches)
+        extra = sum(len(blocks) for blocks, _ in self.batch_chains) - len(self.blocks)
+        return extra <= max(EXTRA_DECODES * len(self.blocks), MIN_EXTRA_DECODES)
 
     def map(self, task: Callable, *per_block: Sequence, **shared) -> list:
         """One ``task`` a block: ``task(store, block, *its item of each per_block, **shared)``."""
@@ -402,11 +402,13 @@ def select_hvgs_v3(ctx: PassContext, flavor: str, n_top_genes: int) -> tuple:
 
 
 #: seurat_v3's passes with batches run one task per batch, carrying scanpy's Welford recurrence
-#: (and its sums of clipped counts) through the batch's blocks in row order, as long as that
-#: decodes blocks at most this many times (blocks + batches): each block is decoded once per
-#: batch among its cells, blocks + batches - 1 times where cells are grouped by batch.  Past it
-#: (batches interleaved cell by cell), the batches' moments are summed block by block.
-WELFORD_DECODES = 2.0
+#: (and its sums of clipped counts) through the batch's blocks in row order, while that decodes
+#: few blocks more than once: a block is decoded once per batch among its cells, so batches as
+#: large as the tasks or larger (a Census tissue's datasets) cost little.  Past this many extra
+#: decodes, as a share of the blocks (and at least MIN_EXTRA_DECODES), the batches' moments are
+#: summed block by block instead (batches smaller than the tasks, or interleaved).
+EXTRA_DECODES = 0.5
+MIN_EXTRA_DECODES = 4
 
 
 def batch_named(ctx: PassContext, index: int) -> str:
@@ -427,10 +429,11 @@ def count_moments_pass(ctx: PassContext) -> tuple:
         if ctx.batch_by_batch:
             return welford_pass(ctx)
         log.warning(
-            "batch_key %r: cells of the batches interleave, so their gene means and variances "
-            "are summed block by block, not run through scanpy's Welford recurrence cell by "
-            "cell: they may differ from in-memory scanpy's in the last bits, which the loess can "
-            "turn into a few changed ranks (as scanpy on Dask's do)",
+            "batch_key %r: batches smaller than the tasks or interleaved, so their gene means "
+            "and variances are summed block by block, not run through scanpy's Welford "
+            "recurrence cell by cell (that would decode blocks again): they may differ from "
+            "in-memory scanpy's in the last bits, which the loess can turn into a few changed "
+            "ranks (as scanpy on Dask's do); more rows per task (--chunk) avoid it",
             ctx.batches.key,
         )
         futures = ctx.map(task_count_moments, ctx.block_batches, n_vars=ctx.stored_x.n_vars)
