@@ -75,12 +75,9 @@ def _column_moments(indices, values, n_cols):
 
 
 @jit
-def _batch_column_moments(row_ptr, indices, values, row_batch, n_batches, n_cols):
-    """Per (batch, column) sums, sums of squares (squared in the values' type) and counts of
-    positive values; row r belongs to batch ``row_batch[r]`` (0 .. n_batches - 1)."""
-    sums = np.zeros((n_batches, n_cols), dtype=np.float64)
-    squares = np.zeros((n_batches, n_cols), dtype=np.float64)
-    positive = np.zeros((n_batches, n_cols), dtype=np.int64)
+def _batch_column_moments(row_ptr, indices, values, row_batch, sums, squares, positive):
+    """Add to the (batch, column) sums, sums of squares (squared in the values' type) and
+    counts of positive values, in place; row r belongs to batch ``row_batch[r]``."""
     for r in range(len(row_ptr) - 1):
         b = row_batch[r]
         for j in range(row_ptr[r], row_ptr[r + 1]):
@@ -89,7 +86,6 @@ def _batch_column_moments(row_ptr, indices, values, row_batch, n_batches, n_cols
             sums[b, c] += x
             squares[b, c] += x * x
             positive[b, c] += x > 0
-    return sums, squares, positive
 
 
 @jit

@@ -64,12 +64,15 @@ class BlockBatches:
     present: np.ndarray
     row_batch: np.ndarray
 
-    def moments(self, row_ptr: np.ndarray, indices: np.ndarray, values: np.ndarray, n_vars: int):
-        """Per-batch sums, squares and positive counts of ``values`` (rows of ``row_ptr``, which
-        start at this block's first row)."""
-        return _batch_column_moments(
-            row_ptr, indices, values, self.row_batch, len(self.present), n_vars
-        )
+    def zeros(self, n_vars: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per-batch sums, squares and positive counts, none added yet."""
+        shape = (len(self.present), n_vars)
+        return np.zeros(shape), np.zeros(shape), np.zeros(shape, dtype=np.int32)
+
+    def add_moments(self, rows: slice, row_ptr, indices, values, totals) -> None:
+        """Add the values of this block's ``rows`` (``row_ptr`` starting at the first) to the
+        per-batch ``totals`` (:meth:`zeros`)."""
+        _batch_column_moments(row_ptr, indices, values, self.row_batch[rows], *totals)
 
 
 def task_count_moments(
@@ -80,11 +83,9 @@ def task_count_moments(
     piece = read_piece(store, block)
     per_batch = ()
     if batches is not None:
-        per_batch = (
-            PerBatch(
-                batches.present, batches.moments(piece.row_ptr, piece.indices, piece.data, n_vars)
-            ),
-        )
+        totals = batches.zeros(n_vars)
+        batches.add_moments(slice(None), piece.row_ptr, piece.indices, piece.data, totals)
+        per_batch = (PerBatch(batches.present, totals),)
     return (
         *_row_sums(piece.row_ptr, piece.data),
         *_column_moments(piece.indices, piece.data, n_vars),
@@ -140,24 +141,21 @@ def task_moments(
     stored counts of the normalised, transformed values; with ``batches``, instead, their sums,
     squares and positive counts per batch (one :class:`PerBatch`)."""
     piece = read_piece(store, block)
-    totals = None
+    if batches is None:
+        totals = [np.zeros(n_vars), np.zeros(n_vars), np.zeros(n_vars, dtype=np.int64)]
+    else:
+        totals = batches.zeros(n_vars)
     for lo, hi in row_batches(piece.row_ptr, MOMENT_BATCH):  # bounded temporaries
         row_ptr = piece.row_ptr[lo : hi + 1]
         first, last = row_ptr[0], row_ptr[-1]
         values = normalized_values(row_ptr - first, piece.data[first:last], scale[lo:hi], kind)
         indices = piece.indices[first:last]
         if batches is None:
-            parts = _column_moments(indices, values, n_vars)
+            for total, part in zip(totals, _column_moments(indices, values, n_vars), strict=True):
+                total += part
         else:
-            rows = BlockBatches(batches.present, batches.row_batch[lo:hi])
-            parts = rows.moments(row_ptr - first, indices, values, n_vars)
-        totals = (
-            list(parts) if totals is None else [t + p for t, p in zip(totals, parts, strict=True)]
-        )
-    if totals is None:  # no rows
-        shape = (n_vars,) if batches is None else (len(batches.present), n_vars)
-        totals = [np.zeros(shape), np.zeros(shape), np.zeros(shape, dtype=np.int64)]
-    moments = tuple(totals) if batches is None else (PerBatch(batches.present, tuple(totals)),)
+            batches.add_moments(slice(lo, hi), row_ptr - first, indices, values, totals)
+    moments = tuple(totals) if batches is None else (PerBatch(batches.present, totals),)
     return (*_row_sums(piece.row_ptr, piece.data), *moments)
 
 
