@@ -20,6 +20,8 @@ batch_key.  Flavor seurat, 2,000 HVGs (500 with --quick), 50 PCs, 2 single-threa
 one task per stored chunk.  One uncounted warm-up first: ``chunkatlas.analysis.warmup`` (tiny
 stores: the plain kernels) and a fused batched analysis of the store (the batched kernels).
 Each run's ``uns['chunkatlas']['seconds']`` is read back from its result store with anndata.
+Repeats (--repeats, --stock-repeats): each fused setting 3 times, stock scanpy once (2 and 1
+with --quick).
 Every run is wrapped in ``timeout`` (--timeout, default 25 minutes; ``timeout`` is one more tiny
 process in the measured tree): a run that hits it is reported as timed out.
 
@@ -297,10 +299,26 @@ def summary(runs: list[Run]) -> dict:
     """hvg_pca.py's summary of ``runs`` with the median step seconds and any timeouts."""
     row = summarise(runs)
     row["uns_seconds"] = median_steps([r for r in runs if r.returncode == 0])
+    rests = [r.seconds - sum(r.detail["uns_seconds"].values()) for r in runs if r.returncode == 0]
+    if rests:  # wall time outside the recorded steps
+        row["rest_seconds"] = round(statistics.median(rests), 2)
     stopped = [r.seconds for r in runs if r.detail.get("timed_out")]
     if stopped:
         row["timed_out_after_s"] = stopped
+    ok = [r for r in runs if r.returncode == 0]
+    if ok:  # what the peak was made of: the driver (with the scheduler) and the Dask workers
+        row["at_peak_driver_mb"] = statistics.median(peak_part(r, driver=True) for r in ok)
+        row["at_peak_workers_mb"] = statistics.median(peak_part(r, driver=False) for r in ok)
     return row
+
+
+def peak_part(run: Run, *, driver: bool) -> float:
+    """MB of the driver's process or of the Dask workers at ``run``'s RSS peak."""
+    parts = run.peak.get("mb", {})
+    if not driver:
+        return parts.get("Dask worker", 0)
+    # every other process but timeout(1) itself: the analysing interpreter
+    return sum(mb for label, mb in parts.items() if not label.startswith(("Dask", "timeout")))
 
 
 # ----------------------------------------------------------------------------- report
@@ -338,7 +356,7 @@ def print_table(report: dict) -> None:
         f"task, flavor {FLAVOR}, {report['n_top_genes']} HVGs, {N_COMPS} PCs, {WORKERS} workers"
     )
     head = f"{'run':24s} {'runs':>4s} {'median s':>9s} {'min s':>7s} {'CPU s':>7s} "
-    print(head + f"{'peak RSS MB':>12s} {'peak PSS MB':>12s}")
+    print(head + f"{'peak RSS MB':>12s} {'peak PSS MB':>12s} {'at peak: driver + workers MB':>29s}")
     rows = {"fused, no batch_key": report["plain"]}
     for name, entry in report["batches"].items():
         rows[f"fused, {name}"] = entry["fused"]
@@ -346,12 +364,14 @@ def print_table(report: dict) -> None:
     for label, row in rows.items():
         if "seconds_median" not in row:
             stopped = row.get("timed_out_after_s")
-            print(f"{label:24s} " + (f"timed out after {stopped} s" if stopped else "failed"))
+            what = f"timed out after {stopped} s" if stopped else "failed" if row["runs"] else ""
+            print(f"{label:24s} " + (what or "not run"))
             continue
         print(
             f"{label:24s} {row['runs']:4d} {row['seconds_median']:9.1f} "
             f"{row['seconds_min']:7.1f} {row['cpu_seconds_median']:7.1f} "
-            f"{row['peak_rss_mb']:12.0f} {row['peak_pss_mb']:12.0f}"
+            f"{row['peak_rss_mb']:12.0f} {row['peak_pss_mb']:12.0f} "
+            f"{row['at_peak_driver_mb']:17.0f} + {row['at_peak_workers_mb']:5.0f}"
         )
     print(
         f"\n{'batch_key':12s} {'stock / fused-batched (>= 3x)':>32s} "
@@ -362,8 +382,9 @@ def print_table(report: dict) -> None:
         overhead = verdict(entry["batched_over_plain"], OVERHEAD_TARGET, at_least=False)
         print(f"{name:12s} {stock:>32s} {overhead:>40s}")
     print(
-        "\neach step's seconds (uns['chunkatlas']['seconds'], median over runs; "
-        "rest: the median wall time less the steps: imports, cluster, obs and var, writing)"
+        "\neach step's seconds (uns['chunkatlas']['seconds'], median over runs; rest: wall time "
+        "outside the steps, median: imports, cluster, obs and var, writing the result and, with "
+        "batches, their reading and the per-batch HVG selection between the fused passes)"
     )
     step_rows = {"fused, no batch_key": report["plain"]}
     for name, entry in report["batches"].items():
@@ -374,8 +395,7 @@ def print_table(report: dict) -> None:
         steps = row.get("uns_seconds", {})
         if not steps:
             continue
-        rest = row["seconds_median"] - sum(steps.values())
-        shown = [f"{k} {v:.2f}" for k, v in steps.items()] + [f"rest {rest:.1f}"]
+        shown = [f"{k} {v:.2f}" for k, v in steps.items()] + [f"rest {row['rest_seconds']:.1f}"]
         print(f"  {label:24s} " + ", ".join(shown))
 
 

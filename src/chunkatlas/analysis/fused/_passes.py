@@ -299,7 +299,8 @@ def run_passes(
 
 
 #: Bytes a task holds per batch it meets and gene: sums and squares (float64) and positive
-#: counts (int64), or in seurat_v3's second pass the clip values and two sums.
+#: counts (int32), or in seurat_v3's second pass the clip values and two sums (float64); the
+#: driver holds about as much again per batch and gene while it selects per batch.
 BATCH_BYTES = 24
 #: Share of a worker's memory limit a task's per-batch sums may take (the rest: its block of X).
 BATCH_SHARE = 0.25
