@@ -1,5 +1,6 @@
 """Snakemake entry point: HVG and PCA on a Dask cluster, reading the store where
 ``analysis.read`` says: its path, or a loopback HTTP or S3 server behind the emulated network.
+When the run keeps its outputs in an object store, the store is read where it lies there.
 
 The guard matters: Dask's worker processes re-import the main module.
 """
@@ -15,7 +16,7 @@ from chunkatlas.study import served_store
 def main(snakemake):
     params = snakemake.params
     store = snakemake.input.store
-    verify_store(store, snakemake.input.manifest)
+    bucket = params.bucket.value
 
     def analyze(where, remote=None):
         analyze_store(
@@ -29,6 +30,9 @@ def main(snakemake):
             remote=remote,
         )
 
+    if bucket is not None:  # its URL: the guarded reader checks it against its manifest
+        return analyze(store, bucket.reader(params.remote.value))
+    verify_store(store, snakemake.input.manifest)
     if params.backend == "local":
         return analyze(store)
     server = params.server if params.backend == "http" else "moto"

@@ -4,8 +4,13 @@ from chunkatlas.logs import run_snakemake_step
 from chunkatlas.rewrite import consolidate_store
 
 if __name__ == "__main__":
-    provenance = {"config_hash": snakemake.params.config_hash.value}
+    params = snakemake.params
     run_snakemake_step(
         snakemake,
-        lambda: consolidate_store(snakemake.input.store, snakemake.output.manifest, provenance),
+        lambda: consolidate_store(
+            snakemake.input.store,
+            snakemake.output.manifest,
+            {"config_hash": params.config_hash.value},
+            in_bucket=params.in_bucket.value,
+        ),
     )

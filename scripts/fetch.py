@@ -1,17 +1,24 @@
 """Snakemake entry point: fetch one tissue from the configured source to zarr."""
 
+from dataclasses import replace
+
 from chunkatlas.ingest import fetch
 from chunkatlas.logs import run_snakemake_step
 
-if __name__ == "__main__":
+
+def main(snakemake):
     params = snakemake.params
-    run_snakemake_step(
-        snakemake,
-        lambda: fetch(
-            params.settings.value,
-            params.tissue,
-            snakemake.output.store,
-            remote=params.remote.value,
-            zarr_format=params.zarr_format,
-        ),
+    settings = params.settings.value
+    if snakemake.input.source:  # a workflow file (the demo atlas): where Snakemake put it
+        settings = replace(settings, uri=snakemake.input.source[0])
+    fetch(
+        settings,
+        params.tissue,
+        snakemake.output.store,
+        remote=params.remote.value,
+        zarr_format=params.zarr_format,
     )
+
+
+if __name__ == "__main__":
+    run_snakemake_step(snakemake, lambda: main(snakemake))

@@ -1,4 +1,5 @@
-"""Snakemake entry point: request accounting of one store on loopback servers (HTTP, S3)."""
+"""Snakemake entry point: request accounting of one store on loopback servers (HTTP, S3), or
+over S3 in the run's own bucket when the workflow keeps its outputs in one."""
 
 from chunkatlas.logs import run_snakemake_step
 from chunkatlas.store import verify_store
@@ -15,6 +16,7 @@ def main(snakemake):
         network=Network(latency_ms=params.latency_ms, bandwidth_mbps=params.bandwidth_mbps),
         settings=params.settings.value,
         repeats=params.repeats,
+        in_bucket=params.in_bucket.value,
     )
     table.to_csv(snakemake.output.table, sep="\t", index=False)
 

@@ -27,6 +27,7 @@ def main(snakemake):
     report.plot_passes(report.reference_geometry(passes), output.passes_plot)
     report.plot_steps(report.reference_geometry(summary), output.steps)
     report.plot_store_size(report.reference_geometry(summary), output.store_size)
+    report.plot_moved(summary, output.moved)
     report.plot_remote(report.reference_geometry(remote), output.remote_plot)
     Path(output.geometry).mkdir(parents=True, exist_ok=True)
     for backend in snakemake.params.backends:

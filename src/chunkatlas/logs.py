@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from typing import TextIO
 
 from chunkatlas.errors import ChunkatlasError
-from chunkatlas.store import redact
+from chunkatlas.store import redact, write_objects_record
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 log = logging.getLogger("chunkatlas")
@@ -62,9 +62,16 @@ def report_errors[T](action: Callable[[], T], *, console: TextIO | None = None) 
 
 
 def run_snakemake_step[T](snakemake, action: Callable[[], T]) -> T:
-    """Run one workflow step with stdout/stderr and logging in the rule's log file."""
+    """Run one workflow step with stdout/stderr and logging in the rule's log file.
+
+    A rule whose first output is a directory and that declares an output ``objects`` gets the
+    directory's record written there when the step succeeds (:func:`write_objects_record`).
+    """
     log_file = open(snakemake.log[0], "a", buffering=1)  # noqa: SIM115 - lives as long as the job
     sys.stderr = log_file
     sys.stdout = log_file
     configure_logging(log_file)
-    return report_errors(action)
+    outcome = report_errors(action)
+    if "objects" in snakemake.output.keys():
+        write_objects_record(snakemake.output[0], snakemake.output.objects)
+    return outcome

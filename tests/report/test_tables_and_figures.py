@@ -15,9 +15,10 @@ from chunkatlas.report import (
     read_benchmark,
     remote_table,
 )
-from chunkatlas.report._figures import remote_figure, store_size_figure
+from chunkatlas.report._figures import moved_figure, remote_figure, store_size_figure
 from chunkatlas.report._pca_figure import OTHER, top_labels
 from chunkatlas.rewrite import consolidate_store, rechunk_store
+from chunkatlas.store import write_objects_record
 from chunkatlas.study._measure import measure_store
 
 
@@ -199,3 +200,68 @@ def test_summary_of_a_store_measured_over_two_backends(gene_chunked_points, tmp_
             summary.loc[0, f"{backend}_all_x_requests"]
             == http.set_index("pattern").loc["all_x", "requests"]
         )
+
+
+def files_in(directory) -> tuple[int, int]:
+    files = [p for p in directory.rglob("*") if p.is_file()]
+    return len(files), sum(p.stat().st_size for p in files)
+
+
+def test_summary_counts_the_objects_and_bytes_each_job_moves_through_an_object_store(tmp_path):
+    """Per job, one object per file plus Snakemake's marker: the store as rechunk wrote it,
+    as remote reads it consolidated, the result as analyze wrote it."""
+    rng = np.random.default_rng(2)
+    source = ad.AnnData(X=rng.poisson(1.0, (300, 30)).astype("float32"))
+    source.var["highly_variable"] = np.arange(30) % 3 == 0
+    source.write_zarr(tmp_path / "source.zarr")
+    store, result = tmp_path / "store.zarr", tmp_path / "source.zarr"
+    rechunk_store(result, store, 100)
+    write_objects_record(store, tmp_path / "store.objects.json")
+    written = files_in(store)
+    consolidate_store(store, tmp_path / "store.manifest.json")
+    consolidated = files_in(store)
+    write_objects_record(result, tmp_path / "result.objects.json")
+    measure_store(store, repeats=1).to_csv(tmp_path / "remote.tsv", sep="\t", index=False)
+    point = GridPoint(
+        tissue="lung",
+        chunk=100,
+        manifest=str(tmp_path / "store.manifest.json"),
+        result=str(result),
+        benchmarks={},
+        remote=str(tmp_path / "remote.tsv"),
+        store_objects=str(tmp_path / "store.objects.json"),
+        result_objects=str(tmp_path / "result.objects.json"),
+    )
+    row = build_summary([point]).iloc[0]
+    rechunk = (row["rechunk_moved_objects"], row["rechunk_moved_bytes"])
+    assert rechunk == (written[0] + 1, written[1])
+    assert row["consolidate_moved_objects"] == written[0] + 1
+    assert (row["remote_moved_objects"], row["remote_moved_bytes"]) == (
+        consolidated[0] + 1,
+        consolidated[1],
+    )
+    assert consolidated[1] > written[1]  # the consolidated metadata
+    assert row["analyze_moved_objects"] == row["plot_pca_moved_objects"] == files_in(result)[0] + 1
+    jobs = ["rechunk", "consolidate", "remote", "analyze", "plot_pca"]
+    assert row["moved_objects"] == sum(row[f"{job}_moved_objects"] for job in jobs)
+    assert row["moved_bytes"] == sum(row[f"{job}_moved_bytes"] for job in jobs)
+
+
+def test_the_moved_figure_draws_a_line_per_shard_setting_and_refuses_a_summary_without_it():
+    summary = pd.DataFrame(
+        {
+            "tissue": ["lung"] * 4,
+            "orientation": ["cells"] * 4,
+            "codec": ["zstd"] * 4,
+            "chunk": [500, 4000, 500, 4000],
+            "shard": [1, 1, 8, 8],
+            "moved_objects": [400, 60, 60, 15],
+            "moved_bytes": [4e6, 3e6, 4e6, 3e6],
+        }
+    )
+    fig = moved_figure(summary)
+    objects = fig.axes[0]
+    assert objects.get_legend_handles_labels()[1] == ["unsharded", "8 chunks/shard"]
+    assert list(objects.get_lines()[0].get_ydata()) == [400, 60]
+    with pytest.raises(ChunkatlasError, match="no objects moved"):
+        moved_figure(summary.drop(columns=["moved_objects", "moved_bytes"]))

@@ -9,13 +9,22 @@ import sys
 import time
 
 import anndata as ad
+import pandas as pd
 import pytest
 
 from chunkatlas.errors import ChunkatlasError
 from chunkatlas.ingest import fetch_tissue
 from chunkatlas.ingest._fetch import fetch_anndata
-from chunkatlas.store import RemoteSettings, open_remote_group, read_dask_backed
+from chunkatlas.rewrite import consolidate_store, rechunk_store
+from chunkatlas.store import (
+    Bucket,
+    RemoteSettings,
+    directory_objects,
+    open_remote_group,
+    read_dask_backed,
+)
 from chunkatlas.store._guarded import CredentialsRefused
+from chunkatlas.study import measure_backends
 from chunkatlas.study._server_process import free_port
 
 pytestmark = pytest.mark.servers
@@ -132,3 +141,52 @@ def test_bad_s3_credentials_fail_at_once_without_the_secret():
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def run_bucket(endpoint: str) -> Bucket:
+    return Bucket.from_storage_settings(
+        "s3://atlas-bucket",
+        endpoint_url=endpoint,
+        region=REGION,
+        access_key="testing",
+        secret_key="testing",
+    )
+
+
+def test_the_runs_own_bucket_is_measured_with_the_requests_a_loopback_server_counts(
+    s3, consolidated
+):
+    """``remote`` in an object-store run measures the bucket itself; the reader's own count of
+    requests and bytes there equals what the logging S3 server on loopback answers."""
+    store, _ = consolidated
+    url = run_bucket(s3).url("lung/store.zarr")
+    in_bucket = measure_backends(store, backends=["s3"], repeats=1, in_bucket=(url, run_bucket(s3)))
+    on_loopback = measure_backends(store, backends=["s3"], repeats=1)
+    assert set(in_bucket["server"]) == {"bucket"} and set(on_loopback["server"]) == {"moto"}
+    columns = ["pattern", "requests", "bytes", "objects", "store_bytes"]
+    pd.testing.assert_frame_equal(in_bucket[columns], on_loopback[columns])
+    assert (in_bucket["requests"] > 0).all()
+
+
+def test_consolidating_a_retrieved_store_puts_its_metadata_back_in_the_bucket(
+    s3, fetched, tmp_path
+):
+    """consolidate works on Snakemake's local copy of a store in the bucket: the consolidated
+    metadata reaches the bucket before the manifest exists, and a remote reader opens it."""
+    import s3fs
+
+    store, manifest = tmp_path / "store.zarr", tmp_path / "store.manifest.json"
+    rechunk_store(fetched, store, 200)
+    fs = s3fs.S3FileSystem(**s3_options(s3))
+    fs.put(str(store), "atlas-bucket/retrieved/store.zarr", recursive=True)
+    bucket = run_bucket(s3)
+    url = bucket.url("retrieved/store.zarr")
+    written = consolidate_store(store, manifest, in_bucket=(url, bucket))
+    assert written["moved"] == directory_objects(store)
+    fs.put(str(manifest), "atlas-bucket/retrieved/store.manifest.json")
+    group, found = open_remote_group(url, bucket.reader())
+    assert found["consolidated"]
+    assert (
+        fs.cat("atlas-bucket/retrieved/store.zarr/zarr.json") == (store / "zarr.json").read_bytes()
+    )
+    assert group["X"].attrs["shape"] == list(ad.read_zarr(store).X.shape)

@@ -23,15 +23,17 @@ rule warmup:
 rule analyze:
     """normalize_total, log1p, highly-variable genes and PCA on a Dask cluster, {chunk} cells per task, reading the store from its path or over HTTP/S3 (analysis.read)."""
     input:
-        store=f"{GRID}/store.zarr",
+        # in an object store: read where it lies (its URL), never downloaded
+        store=in_place(f"{GRID}/store.zarr"),
         manifest=f"{GRID}/store.manifest.json",
         warmup=rules.warmup.output.seconds,
     output:
         result=directory(f"{GRID}/hvg_pca.zarr"),
+        objects=objects_record(f"{GRID}/hvg_pca.zarr"),
     log:
         out(f"logs/analyze/{POINT}.log"),
     benchmark:
-        out(f"benchmarks/analyze/{POINT}.tsv")
+        benchmark_file("analyze")
     conda:
         "../../envs/chunkatlas.yaml"
     threads: 2
@@ -50,6 +52,7 @@ rule analyze:
         server=config["remote"]["server"],
         network=Untracked(Network.from_config(config)),
         remote=Untracked(RemoteSettings.from_config(config, "analysis")),
+        bucket=Untracked(BUCKET),
         cluster=cluster_settings,
         config_hash=config_hash(),
     script:

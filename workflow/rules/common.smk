@@ -16,7 +16,7 @@ from chunkatlas.config import (
 from chunkatlas.errors import ChunkatlasError
 from chunkatlas.ingest import SourceSettings
 from chunkatlas.report import STEPS, run_record
-from chunkatlas.store import RemoteSettings
+from chunkatlas.store import Bucket, RemoteSettings
 from chunkatlas.study import Network
 
 try:
@@ -28,6 +28,32 @@ try:
 except ChunkatlasError as err:
     sys.exit(f"chunkatlas: error: {err}")
 config.update(_validated)
+
+
+def run_bucket():
+    """The object store that keeps every output when Snakemake runs with
+    --default-storage-provider s3 (cloud executors: with --shared-fs-usage none), else None."""
+    chosen = workflow.storage_settings
+    if chosen.default_storage_provider is None:
+        return None
+    if chosen.default_storage_provider != "s3":
+        sys.exit(
+            f"chunkatlas: error: --default-storage-provider "
+            f"{chosen.default_storage_provider!r} is not supported: use s3"
+        )
+    settings = workflow.storage_registry.default_storage_provider.settings
+    return Bucket.from_storage_settings(
+        chosen.default_storage_prefix,
+        endpoint_url=settings.endpoint_url,
+        region=settings.region,
+        access_key=settings.access_key,
+        secret_key=settings.secret_key,
+        token=settings.token,
+    )
+
+
+BUCKET = run_bucket()
+
 
 # Chunk sizes per orientation: cells per chunk of cell-major stores, genes of gene-major ones.
 CHUNKS = {"cells": sorted(config["chunks"]), "genes": sorted(config["gene_chunks"])}
@@ -57,6 +83,46 @@ wildcard_constraints:
     chunk=r"[1-9]\d*",
     shard=r"[1-9]\d*",
     codec="|".join(map(re.escape, CODECS)),
+
+
+def benchmark_file(step, wildcards=POINT):
+    """Where a step's job records its seconds and memory (Snakemake's benchmark)."""
+    return out(f"benchmarks/{step}/{wildcards}.tsv")
+
+
+def objects_record(directory):
+    """The record of a directory output (``x.zarr`` -> ``x.objects.json``), declared after the
+    directory: in an object store it is uploaded last, so it marks the directory complete."""
+    return re.sub(r"\.(zarr|soma)$", "", directory) + ".objects.json"
+
+
+def in_place(path):
+    """An input read where it lies: with outputs in an object store, the job is given its URL
+    and nothing is downloaded; else the local path."""
+    if BUCKET is None:
+        return path
+    return storage(BUCKET.url(path), retrieve=False)
+
+
+def in_bucket(path):
+    """For a job that reads ``path`` from Snakemake's local copy but writes beside it in the
+    bucket (or measures it there): (URL, bucket), or None without an object store."""
+    if BUCKET is None:
+        return Untracked(None)
+
+    def where(wildcards):
+        return Untracked((BUCKET.url(path.format(**dict(wildcards.items()))), BUCKET))
+
+    return where
+
+
+def local_copy(path):
+    """Where a job finds the input ``path`` on its own disk: with outputs in an object store,
+    the copy Snakemake retrieved (for files named in params rather than input)."""
+    if BUCKET is None:
+        return path
+    provider = workflow.storage_registry.default_storage_provider
+    return str(provider.object(BUCKET.url(path)).local_path())
 
 
 def geometries():
@@ -98,7 +164,10 @@ def task_rows(wildcards):
 
 
 def analysis_read():
-    """Where analyze reads each store: "local", or the backend with its server and network."""
+    """Where analyze reads each store: "local", the backend with its server and network, or
+    the run's bucket (outputs in an object store: stores are read there)."""
+    if BUCKET is not None:
+        return "s3 bucket"
     read = config["analysis"]["read"]
     if read == "local":
         return read
@@ -143,7 +212,9 @@ def mem_mb(base, per_input_mb):
     """mem_mb from the input size, doubled on each retry."""
 
     def resource(wildcards, input, attempt):
-        return int((base + per_input_mb * tree_mb(input)) * 2 ** (attempt - 1))
+        # in an object store, the size Snakemake finds there (a directory's: all its objects)
+        size_mb = input.size_mb if BUCKET is not None else tree_mb(input)
+        return int((base + per_input_mb * size_mb) * 2 ** (attempt - 1))
 
     return resource
 
@@ -164,18 +235,45 @@ def grid_points():
             where = dict(tissue=folder, **geometry)
             here = GRID.format(**where)
             outputs = point_outputs(geometry)
+            analysed = "hvg_pca.zarr" in outputs
             points.append(
                 dict(
                     tissue=tissue,
                     **geometry,
                     manifest=f"{here}/store.manifest.json",
-                    result=f"{here}/hvg_pca.zarr" if "hvg_pca.zarr" in outputs else None,
+                    result=f"{here}/hvg_pca.zarr" if analysed else None,
                     remote=f"{here}/remote.tsv" if "remote.tsv" in outputs else None,
                     benchmarks={
-                        step: str(getattr(rules, step).benchmark).format(**where)
+                        step: benchmark_file(step, "{tissue}" if step == "fetch" else POINT).format(
+                            **where
+                        )
                         for step in STEPS
-                        if step != "analyze" or "hvg_pca.zarr" in outputs
+                        if (step != "analyze" or analysed)
+                        and (step != "remote" or "remote.tsv" in outputs)
                     },
+                    store_objects=objects_record(f"{here}/store.zarr"),
+                    result_objects=objects_record(f"{here}/hvg_pca.zarr") if analysed else None,
                 )
             )
     return points
+
+
+# The files of a grid point the summary reads, beside its benchmarks.
+POINT_FILES = ("manifest", "result", "remote", "store_objects", "result_objects")
+
+
+def point_files(point):
+    """Every file of a grid point the summary reads."""
+    return [point[key] for key in POINT_FILES if point[key]] + list(point["benchmarks"].values())
+
+
+def local_points():
+    """:func:`grid_points` with each file where the summary job finds it (:func:`local_copy`)."""
+    return [
+        {
+            **point,
+            **{key: local_copy(point[key]) for key in POINT_FILES if point[key]},
+            "benchmarks": {step: local_copy(b) for step, b in point["benchmarks"].items()},
+        }
+        for point in grid_points()
+    ]

@@ -7,7 +7,7 @@ rule consolidate:
     log:
         out(f"logs/consolidate/{POINT}.log"),
     benchmark:
-        out(f"benchmarks/consolidate/{POINT}.tsv")
+        benchmark_file("consolidate")
     localrule: True
     conda:
         "../../envs/chunkatlas.yaml"
@@ -16,5 +16,7 @@ rule consolidate:
         runtime=10,
     params:
         config_hash=config_hash(),
+        # in an object store: the consolidated metadata goes back into the bucket's store
+        in_bucket=in_bucket(f"{GRID}/store.zarr"),
     script:
         "../../scripts/consolidate.py"

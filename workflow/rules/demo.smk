@@ -4,6 +4,7 @@ if "demo_atlas" in config and config["source"]["kind"] == "soma":
         """Build the embedded, Census-shaped demo atlas (a TileDB-SOMA Experiment) from a seed."""
         output:
             atlas=directory(config["source"]["uri"]),
+            objects=objects_record(config["source"]["uri"]),
         log:
             out("logs/demo.log"),
         benchmark:

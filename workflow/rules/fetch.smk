@@ -4,10 +4,11 @@ rule fetch:
         source=get_fetch_source,
     output:
         store=directory(out("{tissue}/fetched.zarr")),
+        objects=objects_record(out("{tissue}/fetched.zarr")),
     log:
         out("logs/fetch/{tissue}.log"),
     benchmark:
-        out("benchmarks/fetch/{tissue}.tsv")
+        benchmark_file("fetch", "{tissue}")
     conda:
         "../../envs/chunkatlas.yaml"
     threads: 1

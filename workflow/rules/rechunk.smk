@@ -4,10 +4,11 @@ rule rechunk:
         store=out("{tissue}/fetched.zarr"),
     output:
         store=directory(f"{GRID}/store.zarr"),
+        objects=objects_record(f"{GRID}/store.zarr"),
     log:
         out(f"logs/rechunk/{POINT}.log"),
     benchmark:
-        out(f"benchmarks/rechunk/{POINT}.tsv")
+        benchmark_file("rechunk")
     conda:
         "../../envs/chunkatlas.yaml"
     threads: 1

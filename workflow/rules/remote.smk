@@ -8,7 +8,7 @@ rule remote:
     log:
         out(f"logs/remote/{POINT}.log"),
     benchmark:
-        out(f"benchmarks/remote/{POINT}.tsv")
+        benchmark_file("remote")
     conda:
         "../../envs/chunkatlas.yaml"
     threads: 1
@@ -22,5 +22,7 @@ rule remote:
         latency_ms=config["remote"]["latency_ms"],
         bandwidth_mbps=config["remote"]["bandwidth_mbps"],
         settings=Untracked(RemoteSettings.from_config(config)),
+        # in an object store: backend s3 is measured on the run's bucket itself
+        in_bucket=in_bucket(f"{GRID}/store.zarr"),
     script:
         "../../scripts/remote.py"

@@ -1,9 +1,9 @@
 rule summary:
     """One row per tissue x chunk size: sizes, HVGs, remote costs, each analysis pass's reads, seconds and memory per step."""
     input:
-        manifests=[p["manifest"] for p in grid_points()],
-        results=[p["result"] for p in grid_points() if p["result"]],
-        remote=[p["remote"] for p in grid_points() if p["remote"]],
+        # manifests, results, remote tables, objects records and benchmarks: in an object
+        # store, Snakemake retrieves each for the summary
+        points=[path for point in grid_points() for path in point_files(point)],
     output:
         table=report(
             out("summary.tsv"),
@@ -54,6 +54,12 @@ rule summary:
             category="Store geometry",
             labels={"backend": "{backend}", "access pattern": "{pattern}"},
         ),
+        moved=report(
+            out("summary/moved.png"),
+            caption="../report/moved.rst",
+            category="Store geometry",
+            labels={"content": "objects and bytes moved through an object store"},
+        ),
         cost_fit=report(
             out("summary/cost_fit.png"),
             caption="../report/cost_fit.rst",
@@ -76,7 +82,7 @@ rule summary:
         mem_mb=1000,
         runtime=10,
     params:
-        points=grid_points(),
+        points=local_points(),
         run=config["run"],
         backends=config["remote"]["backends"],
     script:

@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # the public names, each imported on first use
     from chunkatlas.report._figures import plot_cost_fit
     from chunkatlas.report._figures import plot_geometry
     from chunkatlas.report._figures import plot_message
+    from chunkatlas.report._figures import plot_moved
     from chunkatlas.report._figures import plot_passes
     from chunkatlas.report._figures import plot_remote
     from chunkatlas.report._figures import plot_steps

@@ -130,7 +130,9 @@ def _panels(
     for ax in axes[0]:
         entries.update(zip(*reversed(ax.get_legend_handles_labels()), strict=True))
     labels, handles = list(entries), list(entries.values())
-    n_cols = min(len(labels), 2 * axes.shape[1])  # about two entries fit under each panel
+    # as many entries side by side as fit the figure's width (8 pt text: ~0.065 in a letter)
+    entry_inches = 0.6 + 0.065 * max(len(label) for label in labels)
+    n_cols = max(1, min(len(labels), int(fig.get_figwidth() // entry_inches)))
     below = 0.35 * (1 + math.ceil(len(labels) / n_cols)) / fig.get_figheight()  # rows + title
     fig.legend(handles, labels, title=legend, loc="lower center", ncol=n_cols, fontsize=8)
     fig.tight_layout(rect=(0, below, 1, 1))
@@ -265,6 +267,26 @@ def geometry_figure(table: pd.DataFrame, backend: str, pattern: str) -> plt.Figu
     if rows.empty:
         raise ChunkatlasError(f"no {pattern} reads over {backend} in the remote table")
     rows = rows.assign(mb=rows["bytes"] / 1e6)
+
+    def column(by_codec: pd.DataFrame, heading: str) -> list[tuple]:
+        return [
+            (by_codec, "requests", "requests", heading, {"logy": True}),
+            (by_codec, "mb", "MB transferred", ""),
+            (by_codec, "seconds", "seconds (median)", ""),
+            (by_codec, "objects", "objects in the store", "", {"logy": True}),
+        ]
+
+    title = (
+        f"{_pattern_title(rows, pattern)} over {backend}: what each geometry costs\n"
+        f"({network_text(rows)})"
+    )
+    return _geometry_grid(rows, column, title)
+
+
+def _geometry_grid(rows: pd.DataFrame, column, title: str) -> plt.Figure:
+    """A column of panels per orientation and codec (``column(its rows, heading)`` gives them),
+    rows of panels sharing their y ranges; a line per shard setting (a colour each) and tissue
+    (a marker and line style each; named only when there are several)."""
     shards = sorted(rows["shard"].unique())
     tissues = sorted(rows["tissue"].unique())
     dashes = ["-", "--", ":", "-."]
@@ -283,34 +305,40 @@ def geometry_figure(table: pd.DataFrame, backend: str, pattern: str) -> plt.Figu
         return shard_label(shard) if len(tissues) == 1 else f"{tissue}, {shard_label(shard)}"
 
     panels = [
-        [
-            (
-                by_codec,
-                "requests",
-                "requests",
-                f"{orientation[:-1]}-major, {codec}",
-                {"logy": True},
-            ),
-            (by_codec, "mb", "MB transferred", ""),
-            (by_codec, "seconds", "seconds (median)", ""),
-            (by_codec, "objects", "objects in the store", "", {"logy": True}),
-        ]
+        column(by_codec, f"{orientation[:-1]}-major, {codec}")
         for (orientation, codec), by_codec in rows.groupby(["orientation", "codec"], sort=True)
     ]
-    title = (
-        f"{_pattern_title(rows, pattern)} over {backend}: what each geometry costs\n"
-        f"({network_text(rows)})"
-    )
-    legend = "shard" if len(tissues) == 1 else "tissue, shard"
     return _panels(
         panels,
         title,
-        legend=legend,
+        legend="shard" if len(tissues) == 1 else "tissue, shard",
         share_rows=True,
         by=["shard", "tissue"],
         label=label,
         style=style,
     )
+
+
+def moved_figure(summary: pd.DataFrame) -> plt.Figure:
+    """What a run that keeps its outputs in an object store moves per geometry: objects (one
+    request each) and MB, every job of the store and its analysis together (the summary's
+    ``moved_objects`` and ``moved_bytes``); a column per orientation and codec."""
+    if "moved_objects" not in summary.columns:
+        raise ChunkatlasError("the summary records no objects moved (no objects records)")
+    rows = summary.dropna(subset=["moved_objects"])
+
+    def column(by_codec: pd.DataFrame, heading: str) -> list[tuple]:
+        return [
+            (by_codec, "moved_objects", "objects moved (= requests)", heading, {"logy": True}),
+            (by_codec.assign(mb=by_codec["moved_bytes"] / 1e6), "mb", "MB moved", ""),
+        ]
+
+    title = "Through an object store: what each geometry's jobs move per run"
+    return _geometry_grid(rows, column, title)
+
+
+def plot_moved(summary: pd.DataFrame, out: str | os.PathLike) -> None:
+    _save(moved_figure(summary), out)
 
 
 def plot_geometry(table: pd.DataFrame, out: str | os.PathLike, backend: str, pattern: str) -> None:

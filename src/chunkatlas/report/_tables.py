@@ -11,7 +11,7 @@ import pandas as pd
 
 from chunkatlas.analysis import FUSED_STEPS, MEASURES, SCANPY_STEPS
 from chunkatlas.rewrite import DEFAULT_CODEC
-from chunkatlas.store import load_manifest, read_elements
+from chunkatlas.store import load_manifest, read_elements, read_objects_record
 from chunkatlas.study import CONDITIONS, Measurement
 
 #: What names a store's geometry in every table.
@@ -48,6 +48,8 @@ class GridPoint:
     shard: int = 1
     codec: str = DEFAULT_CODEC
     orientation: str = "cells"  # also what the chunk size counts: cells or genes per chunk
+    store_objects: str | None = None  # the records of the store's and result's objects
+    result_objects: str | None = None
 
     def geometry(self) -> dict[str, object]:
         return {
@@ -98,12 +100,42 @@ def summary_row(point: GridPoint) -> dict[str, object]:
             bench = read_benchmark(point.benchmarks[name])
             row[f"{name}_seconds"] = round(bench["seconds"], 3)
             row[f"{name}_max_rss_mb"] = round(bench["max_rss_mb"], 1)
+    row.update(moved(point))
     workers_mb = provenance.get("workers_peak_rss_mb")
     if workers_mb is not None:
         row["analyze_workers_max_rss_mb"] = workers_mb
         # the job's own process tree holds its workers only when it started them itself
         if provenance.get("cluster", "local") != "local" and "analyze_max_rss_mb" in row:
             row["analyze_max_rss_mb"] = round(row["analyze_max_rss_mb"] + workers_mb, 1)
+    return row
+
+
+def moved(point: GridPoint) -> dict[str, int]:
+    """Objects and bytes each job moves for this store when Snakemake keeps outputs in an
+    object store (``{job}_moved_objects``, ``{job}_moved_bytes``), and their totals
+    (``moved_…``); in a local run, what such a run would move.  Snakemake moves one object
+    per request, so objects are also requests.
+
+    rechunk uploads the store and consolidate retrieves it; remote retrieves it consolidated
+    (when the store is measured); analyze uploads the result and plot_pca retrieves it.
+    """
+    jobs = []
+    if point.store_objects:
+        written = read_objects_record(point.store_objects)
+        consolidated = load_manifest(point.manifest).get("moved", written)  # since "moved"
+        jobs += [("rechunk", written), ("consolidate", written)]
+        if point.remote:
+            jobs.append(("remote", consolidated))
+    if point.result and point.result_objects:
+        result = read_objects_record(point.result_objects)
+        jobs += [("analyze", result), ("plot_pca", result)]
+    row = {}
+    for job, record in jobs:
+        row[f"{job}_moved_objects"] = record["objects"]
+        row[f"{job}_moved_bytes"] = record["bytes"]
+    if jobs:
+        row["moved_objects"] = sum(record["objects"] for _, record in jobs)
+        row["moved_bytes"] = sum(record["bytes"] for _, record in jobs)
     return row
 
 

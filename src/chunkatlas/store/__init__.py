@@ -2,7 +2,8 @@
 
 Everything chunkatlas knows about an AnnData zarr store as stored objects, and nothing about
 what is done with it: its layout (:mod:`._layout`: matrix elements, shapes), opening it local or
-remote (:mod:`._open`, :mod:`._location`: a path or URL each Dask worker opens itself), atomic
+remote (:mod:`._open`, :mod:`._location`: a path or URL each Dask worker opens itself), in a
+workflow's bucket (:mod:`._bucket`), atomic
 writes (:mod:`._write`), the manifest that records and checks every stored object
 (:mod:`._manifest`), the reader that guards remote reads against it (:mod:`._guarded`), reads
 that name a damaged chunk (:mod:`._chunks`), counting requests and bytes (:mod:`._counting`),
@@ -13,6 +14,12 @@ It imports nothing of chunkatlas but :mod:`chunkatlas.errors` and :mod:`chunkatl
 
 from __future__ import annotations
 
+from chunkatlas.store._bucket import (
+    Bucket,
+    directory_objects,
+    read_objects_record,
+    write_objects_record,
+)
 from chunkatlas.store._chunks import read_checked
 from chunkatlas.store._counting import Reads, take_reads
 from chunkatlas.store._guarded import RemoteSettings, open_remote_group, storage_options_for
@@ -41,6 +48,7 @@ from chunkatlas.store._write import (
 )
 
 __all__ = [
+    "Bucket",
     "DEFAULT_ZARR_FORMAT",
     "Reads",
     "RemoteSettings",
@@ -49,6 +57,7 @@ __all__ = [
     "build_manifest",
     "check_obs_column",
     "check_unique_names",
+    "directory_objects",
     "is_matrix_element",
     "is_remote",
     "is_sparse",
@@ -61,6 +70,7 @@ __all__ = [
     "open_remote_group",
     "read_checked",
     "read_elements",
+    "read_objects_record",
     "read_dask_backed",
     "read_store",
     "redact",
@@ -70,4 +80,5 @@ __all__ = [
     "verify_store",
     "without_snakemake_marker_warnings",
     "write_json_atomic",
+    "write_objects_record",
 ]

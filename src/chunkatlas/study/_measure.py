@@ -28,7 +28,14 @@ import numpy as np
 import pandas as pd
 
 from chunkatlas.errors import ChunkatlasError
-from chunkatlas.store import RemoteSettings, is_sparse, matrix_shape, open_remote_group
+from chunkatlas.store import (
+    Bucket,
+    RemoteSettings,
+    is_sparse,
+    matrix_shape,
+    open_remote_group,
+    take_reads,
+)
 from chunkatlas.study._network import LOOPBACK, MARK_PREFIX, Network
 from chunkatlas.study._serving import served
 
@@ -82,6 +89,23 @@ class RequestLog:
         previous = [i for i, e in enumerate(entries) if e["path"] == before]
         start = previous[0] + 1 if previous else 0
         return [e for e in entries[start : at[0]] if not e["path"].startswith(MARK_PREFIX)]
+
+    def traffic(self) -> tuple[int, int]:
+        """(requests, bytes) the server answered since the previous mark."""
+        entries = self.mark()
+        return len(entries), sum(e["bytes"] for e in entries)
+
+
+class ReaderCount:
+    """Requests and bytes counted by the reader itself (:mod:`chunkatlas.store._counting`),
+    for a store whose server keeps no log we can read: the workflow's own bucket."""
+
+    def mark(self) -> None:
+        take_reads()
+
+    def traffic(self) -> tuple[int, int]:
+        _, reads = take_reads()
+        return reads.requests, reads.bytes
 
 
 def peak_in_flight(entries: list[dict]) -> int:
@@ -141,7 +165,7 @@ def read_pattern(pattern: str, x) -> tuple[int, int]:
 
 def run_patterns(
     url: str,
-    log: RequestLog,
+    log: RequestLog | ReaderCount,
     settings: RemoteSettings | None = None,
     repeats: int = REPEATS,
     patterns: Sequence[str] = PATTERNS,
@@ -176,8 +200,7 @@ def run_patterns(
         else:
             shape = read_pattern(pattern, group["X"])
         seconds = time.perf_counter() - start
-        entries = log.mark()
-        return (*shape, len(entries), sum(e["bytes"] for e in entries)), seconds
+        return (*shape, *log.traffic()), seconds
 
     traffic: dict[str, tuple[int, ...]] = {}
     seconds: dict[str, list[float]] = {p: [] for p in patterns}
@@ -243,10 +266,31 @@ def measure_store(
                 )
             log = RequestLog(log_path, base_url)
             rows_out = run_patterns(url, log, settings, repeats, patterns)
-    server_name = "moto" if backend == "s3" else server
+    return measurement_table(rows_out, backend, "moto" if backend == "s3" else server, network)
+
+
+def measure_in_bucket(
+    url: str,
+    bucket: Bucket,
+    *,
+    settings: RemoteSettings | None = None,
+    repeats: int = REPEATS,
+    patterns: Sequence[str] = PATTERNS,
+) -> pd.DataFrame:
+    """Measure every pattern on the store at ``url`` in the run's own bucket, where the
+    workflow keeps its outputs: requests and bytes as the reader counts them, seconds over the
+    bucket's own network (nothing emulated; server "bucket")."""
+    rows_out = run_patterns(url, ReaderCount(), bucket.reader(settings), repeats, patterns)
+    return measurement_table(rows_out, "s3", "bucket", LOOPBACK)
+
+
+def measurement_table(
+    rows: list[Measurement], backend: str, server: str, network: Network
+) -> pd.DataFrame:
+    """The measurements, each row naming how it was measured (:data:`CONDITIONS`)."""
     # bandwidth_mbps None (an empty cell in a TSV): no cap
-    values = (backend, server_name, float(network.latency_ms), network.bandwidth_mbps)
-    table = pd.DataFrame([vars(m) for m in rows_out])
+    values = (backend, server, float(network.latency_ms), network.bandwidth_mbps)
+    table = pd.DataFrame([vars(m) for m in rows])
     for at, (name, value) in enumerate(zip(CONDITIONS, values, strict=True), start=1):
         table.insert(at, name, value)
     return table
@@ -261,28 +305,35 @@ def measure_backends(
     settings: RemoteSettings | None = None,
     repeats: int = REPEATS,
     patterns: Sequence[str] = PATTERNS,
+    in_bucket: tuple[str, Bucket] | None = None,
 ) -> pd.DataFrame:
     """:func:`measure_store` over each backend, with what the store's geometry costs beside
     the traffic: its objects (files), bytes, X's stored bytes (what reading all of X must
-    move), and seconds to decode X once locally."""
+    move), and seconds to decode X once locally.
+
+    ``in_bucket`` (URL, bucket): the same store where the workflow keeps it; backend s3 is
+    then measured there (:func:`measure_in_bucket`) rather than on a loopback server.
+    """
     from chunkatlas.rewrite import decode_pass_seconds
     from chunkatlas.store import load_manifest, manifest_location
 
-    table = pd.concat(
-        [
-            measure_store(
-                store,
-                backend=backend,
-                server=server,
-                network=network,
-                settings=settings,
-                repeats=repeats,
-                patterns=patterns,
+    def measure(backend: str) -> pd.DataFrame:
+        if backend == "s3" and in_bucket is not None:
+            url, bucket = in_bucket
+            return measure_in_bucket(
+                url, bucket, settings=settings, repeats=repeats, patterns=patterns
             )
-            for backend in backends
-        ],
-        ignore_index=True,
-    )
+        return measure_store(
+            store,
+            backend=backend,
+            server=server,
+            network=network,
+            settings=settings,
+            repeats=repeats,
+            patterns=patterns,
+        )
+
+    table = pd.concat([measure(backend) for backend in backends], ignore_index=True)
     manifest = load_manifest(manifest_location(store))
     table["objects"] = manifest["objects"]
     table["store_bytes"] = manifest["stored_bytes"]
