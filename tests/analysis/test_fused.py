@@ -165,6 +165,19 @@ def test_unsorted_rows_are_sorted_for_the_gram_kernel():
     np.testing.assert_array_equal(shuffled_vals, x.data)
 
 
+@pytest.mark.parametrize("length", [0, 1, 2, 3, 14, 41, 3000])
+def test_rows_in_reverse_or_random_order_are_sorted_with_their_values(length):
+    rng = np.random.default_rng(length)
+    cols = np.concatenate([np.arange(length)[::-1], rng.permutation(20000)[:length]])
+    cols = cols.astype(np.int32)
+    values = (cols * 3).astype(np.float32)
+    row_ptr = np.array([0, length, 2 * length], dtype=np.int64)
+    expected = np.concatenate([np.sort(cols[:length]), np.sort(cols[length:])])
+    kernels._sort_rows(row_ptr, cols, values)
+    np.testing.assert_array_equal(cols, expected)
+    np.testing.assert_array_equal(values, cols * 3)
+
+
 def test_row_batches_cover_all_rows():
     row_ptr = np.array([0, 5, 5, 9, 30, 31, 40, 40])
     batches = tasks.row_batches(row_ptr, 10)

@@ -214,15 +214,33 @@ def _select_columns(row_ptr, indices, data, position):
 
 @jit
 def _sort_rows(row_ptr, cols, values):
-    """Sort each row's columns (and values with them) in place, where they are not sorted."""
+    """Sort each row's columns (and values with them) in place, where they are not sorted.
+
+    A Shell sort (gaps 3k + 1: 1, 4, 13, ...) written out rather than ``np.argsort``: numba
+    compiles its own sorts for seconds, which every fresh environment (each container or
+    compute node) would pay. A CSR row's columns are distinct: stability does not matter.
+    """
     for r in range(len(row_ptr) - 1):
         lo, hi = row_ptr[r], row_ptr[r + 1]
+        unsorted = False
         for j in range(lo + 1, hi):
             if cols[j] < cols[j - 1]:
-                order = np.argsort(cols[lo:hi], kind="mergesort")
-                cols[lo:hi] = cols[lo:hi][order]
-                values[lo:hi] = values[lo:hi][order]
+                unsorted = True
                 break
+        if not unsorted:
+            continue
+        gap = 1
+        while gap < (hi - lo) // 3:
+            gap = 3 * gap + 1
+        while gap > 0:
+            for i in range(lo + gap, hi):
+                col, value = cols[i], values[i]
+                j = i
+                while j - gap >= lo and cols[j - gap] > col:
+                    cols[j], values[j] = cols[j - gap], values[j - gap]
+                    j -= gap
+                cols[j], values[j] = col, value
+            gap //= 3
 
 
 @jit
