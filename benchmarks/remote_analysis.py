@@ -1,6 +1,8 @@
 """What each pass of an analysis costs when the store is read locally, over HTTP and over S3.
 
     python -m benchmarks.remote_analysis [--cells 30000] [--chunk 500] [--engine fused]
+    python -m benchmarks.remote_analysis --chunk 10000 \
+        --store benchmarks/data/synthetic-census-500k-20000-packed.zarr
 
 Builds the demo atlas of config/config.yaml (30,000 cells x 2,000 genes, tissue lung), stores
 it at the default geometry (``--chunk`` cells per chunk, unsharded, the default codec), and
@@ -12,13 +14,18 @@ loopback S3 server (moto), both behind the emulated object-store network (30 ms 
 
 which would be about 1 if each worker waited for its requests one after another; well below 1
 means the round trips overlap (each task's arrays in flight together, two tasks per worker).
-Also in the table: the demo atlas's requests and bytes per pass for the README.
+Also in the table: the demo atlas's requests and bytes per pass for the README.  ``--store``
+analyses a copy of an existing store instead (e.g. the 500,000-cell benchmark store that
+``python -m benchmarks.hvg_pca`` writes); the last lines give each read's wall seconds and
+their ratio to the local read.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -43,15 +50,25 @@ def demo_store(where: Path, cells: int, chunk: int) -> Path:
     return store
 
 
+def copied_store(where: Path, source: Path) -> Path:
+    """A consolidated copy of ``source`` with its manifest, as the workflow serves a store."""
+    store = where / "served" / "store.zarr"
+    shutil.copytree(source, store)
+    consolidate_store(store, store.with_name("store.manifest.json"))
+    return store
+
+
 def analysed(store, out: Path, params: AnalysisParams, chunk: int, threads: int, remote=None):
     cluster = ClusterSettings(workers=WORKERS, memory_mb=4096, threads_per_worker=threads)
+    start = time.perf_counter()
     result = analyze_store(store, out, rows=chunk, params=params, cluster=cluster, remote=remote)
-    return result.uns["chunkatlas"]
+    return {**result.uns["chunkatlas"], "wall_seconds": time.perf_counter() - start}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--cells", type=int, default=30_000)
+    parser.add_argument("--store", type=Path, help="analyse a copy of this store instead")
     parser.add_argument("--chunk", type=int, default=500)
     parser.add_argument("--engine", default="fused", choices=["fused", "scanpy"])
     parser.add_argument(
@@ -62,7 +79,10 @@ def main() -> None:
     latency = OBJECT_STORE.latency_ms / 1000
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        store = demo_store(Path(tmp), args.cells, args.chunk)
+        if args.store:
+            store = copied_store(Path(tmp), args.store)
+        else:
+            store = demo_store(Path(tmp), args.cells, args.chunk)
         records = {
             "local": analysed(
                 store, Path(tmp) / "local.zarr", params, args.chunk, args.threads_per_worker
@@ -105,11 +125,16 @@ def main() -> None:
                 "MB": round(driver["bytes"] / 1e6, 2),
             }
         )
+    what = args.store.name if args.store else f"{args.cells:,}-cell demo atlas, tissue lung"
     print(
-        f"{args.cells:,}-cell demo atlas, tissue lung, {args.chunk} cells per chunk, "
-        f"engine {args.engine}, {WORKERS} workers; network {OBJECT_STORE}"
+        f"{what}, {args.chunk} cells per task, engine {args.engine}, {WORKERS} workers; "
+        f"network {OBJECT_STORE}"
     )
     print(pd.DataFrame(rows).to_markdown(index=False))
+    local = records["local"]["wall_seconds"]
+    for read, record in records.items():
+        wall = record["wall_seconds"]
+        print(f"{read}: {wall:.1f} s, {wall / local:.2f}x the local read")
 
 
 if __name__ == "__main__":

@@ -114,3 +114,50 @@ def test_remote_store_without_manifest_is_refused(consolidated, tmp_path):
         pytest.raises(ChunkatlasError, match="no manifest at"),
     ):
         open_remote_group(f"{url}/lonely.zarr", FAST)
+
+
+#: Small parts, so the test stores' chunks arrive in several ranges each.
+IN_PARTS = RemoteSettings(attempts=6, backoff_seconds=0.01, timeout_seconds=20, part_bytes=700)
+
+
+def test_objects_larger_than_a_part_arrive_as_ranges_joined_and_checked(each_format, tmp_path):
+    store, manifest = each_format
+    log_path = tmp_path / "log.jsonl"
+    with aiohttp_serving(store.parent, log_path) as url:
+        np.testing.assert_array_equal(read_remote_x(f"{url}/store.zarr", IN_PARTS), local_x(store))
+    sizes = {
+        f"/store.zarr/{array['path']}/{key}": size
+        for array in json.loads(manifest.read_text())["arrays"]
+        for key, (size, _) in array["chunk_files"].items()
+    }
+    log = [json.loads(line) for line in log_path.read_text().splitlines()]
+    large = {path: size for path, size in sizes.items() if size > 700}
+    read_large = [e for e in log if e["path"] in large]
+    assert large and read_large
+    for path in {e["path"] for e in read_large}:
+        ranges = [e for e in read_large if e["path"] == path]
+        assert all(e["range"] and e["status"] == 206 for e in ranges)
+        assert len({e["range"] for e in ranges}) == -(-large[path] // 700)  # a request a part
+        assert sum(e["bytes"] for e in ranges) % large[path] == 0  # each read whole
+
+
+def test_a_part_that_fails_or_is_missing_once_is_retried_never_read_as_zeros(each_format, tmp_path):
+    store, _ = each_format
+    path = f"/store.zarr/X/data/{chunk_key(store, 'X/data', 1)}"
+    faults = Faults(fail_rate=0.2, missing_once={path}, seed=7)
+    with faulty_serving(store.parent, tmp_path / "log.jsonl", faults) as url:
+        remote = read_remote_x(f"{url}/store.zarr", IN_PARTS)
+    np.testing.assert_array_equal(remote, local_x(store))
+    log = (tmp_path / "log.jsonl").read_text().splitlines()
+    statuses = [json.loads(line)["status"] for line in log]
+    assert 404 in statuses and 503 in statuses
+
+
+def test_short_answers_to_a_parts_range_are_an_error_naming_the_chunk(each_format, tmp_path):
+    store, _ = each_format
+    settings = RemoteSettings(attempts=2, backoff_seconds=0.01, timeout_seconds=20, part_bytes=700)
+    with (
+        faulty_serving(store.parent, tmp_path / "log.jsonl", Faults(bad_range="short")) as url,
+        pytest.raises(ChunkatlasError, match=r"chunk '.*' .* 2 attempt\(s\).* asked \d+ bytes,"),
+    ):
+        read_remote_x(f"{url}/store.zarr", settings)

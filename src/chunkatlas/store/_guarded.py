@@ -39,14 +39,23 @@ from chunkatlas.store._secrets import redact
 log = logging.getLogger(__name__)
 
 
+#: A whole object larger than this is read as byte ranges of this size, requested together:
+#: object stores (and the emulated network) cap each stream, not the link.
+PART_BYTES = 2 * 2**20
+#: Ranges of one object in flight at once.
+PARTS_IN_FLIGHT = 8
+
+
 @dataclass(frozen=True)
 class RemoteSettings:
-    """How hard to try: attempts per request, first backoff, and the deadline per request."""
+    """How hard to try: attempts per request, first backoff, and the deadline per request;
+    ``part_bytes``: objects larger than this are read in ranges of this size, together."""
 
     attempts: int = 5
     backoff_seconds: float = 0.1
     timeout_seconds: float = 30.0
     storage_options: Mapping[str, Any] = field(default_factory=dict, repr=False)  # keys
+    part_bytes: int = PART_BYTES
 
     @classmethod
     def from_config(cls, config: Mapping, section: str = "source") -> RemoteSettings:
@@ -85,6 +94,9 @@ def classify(err: BaseException) -> str:
 class GuardedStore(WrapperStore):
     """A read-only store that never lets a failed or wrong read through as data.
 
+    A whole object larger than ``settings.part_bytes`` is read as ranges requested together
+    (object stores cap each stream, not the link), each retried alone, the whole checked.
+
     Parameters
     ----------
     store
@@ -115,6 +127,9 @@ class GuardedStore(WrapperStore):
         return type(self)(store, self._expected, self._url, self._settings, self._sealed)
 
     async def get(self, key, prototype, byte_range=None):
+        expected = self._expected.get(key)
+        if byte_range is None and expected and expected[0] > self._settings.part_bytes:
+            return await self._read_in_parts(key, prototype, expected[0])
         # A shard's index is read by its suffix: one unit ending in its own CRC-32C.
         sealed = key in self._sealed and isinstance(byte_range, SuffixByteRequest)
         return await self._read(key, prototype, byte_range, sealed=sealed)
@@ -194,6 +209,31 @@ class GuardedStore(WrapperStore):
         raise ChunkatlasError(
             f"reading {noun} {key!r} of {self._url} failed after {attempt + 1} attempt(s) within "
             f"{settings.timeout_seconds:g} s: {problem or 'timed out'}"
+        )
+
+    async def _read_in_parts(self, key, prototype, size: int):
+        """A whole object of ``size`` bytes as ranges of ``part_bytes`` requested together,
+        each retried on its own (:meth:`_read`), then joined and checked whole against the
+        manifest; the whole is read again if that check fails."""
+        part = self._settings.part_bytes
+        in_flight = asyncio.Semaphore(PARTS_IN_FLIGHT)
+
+        async def read(start: int):
+            async with in_flight:
+                byte_range = RangeByteRequest(start, min(start + part, size))
+                return await self._read(key, prototype, byte_range, sealed=False)
+
+        problem = ""
+        for _ in range(self._settings.attempts):
+            parts = await asyncio.gather(*(read(start) for start in range(0, size, part)))
+            value = prototype.buffer.from_bytes(b"".join(value.to_bytes() for value in parts))
+            problem = self._check(key, value, None)
+            if not problem:
+                return value
+        noun = "shard" if key in self._sealed else "chunk"
+        raise ChunkatlasError(
+            f"reading {noun} {key!r} of {self._url} in parts failed "
+            f"{self._settings.attempts} time(s): {problem}"
         )
 
     def _check(self, key: str, value, byte_range, *, sealed: bool = False) -> str:
