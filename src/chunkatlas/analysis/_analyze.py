@@ -35,6 +35,7 @@ from chunkatlas.config import engine_flavor_problem, selects_on_counts
 from chunkatlas.errors import ChunkatlasError
 from chunkatlas.store import (
     DEFAULT_ZARR_FORMAT,
+    PART_BYTES,
     RemoteSettings,
     StoreLocation,
     new_zarr_store,
@@ -176,6 +177,8 @@ def analyze_store(
     location = StoreLocation.of(store, remote).probed()
     if location.is_remote:  # one task's reads wait on the network while another computes
         cluster = replace(cluster, threads_per_worker=max(cluster.threads_per_worker, 2))
+        if location.remote.part_bytes is None:  # large objects in ranges, together
+            location = replace(location, remote=replace(location.remote, part_bytes=PART_BYTES))
     analysis = Analysis(location, out, rows, params, cluster, provenance, zarr_format)
     return analyze_fused(analysis) if params.engine == "fused" else analyze_scanpy(analysis)
 

@@ -22,7 +22,12 @@ from chunkatlas.store._bucket import (
 )
 from chunkatlas.store._chunks import read_checked
 from chunkatlas.store._counting import Reads, take_reads
-from chunkatlas.store._guarded import RemoteSettings, open_remote_group, storage_options_for
+from chunkatlas.store._guarded import (
+    PART_BYTES,
+    RemoteSettings,
+    open_remote_group,
+    storage_options_for,
+)
 from chunkatlas.store._layout import (
     is_matrix_element,
     is_sparse,
@@ -50,6 +55,7 @@ from chunkatlas.store._write import (
 __all__ = [
     "Bucket",
     "DEFAULT_ZARR_FORMAT",
+    "PART_BYTES",
     "Reads",
     "RemoteSettings",
     "StoreLocation",

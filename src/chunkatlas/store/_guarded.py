@@ -39,23 +39,32 @@ from chunkatlas.store._secrets import redact
 log = logging.getLogger(__name__)
 
 
-#: A whole object larger than this is read as byte ranges of this size, requested together:
-#: object stores (and the emulated network) cap each stream, not the link.
+#: The analysis reads a whole object larger than this as byte ranges of this size, requested
+#: together: object stores (and the emulated network) cap each stream, not the link.
 PART_BYTES = 2 * 2**20
 #: Ranges of one object in flight at once.
 PARTS_IN_FLIGHT = 8
 
 
+def part_ranges(size: int, part_bytes: int = PART_BYTES) -> list[RangeByteRequest]:
+    """The ranges in which the guarded reader reads a whole object of ``size`` bytes (one
+    range, the whole, up to ``part_bytes``): also what the traffic model counts."""
+    if size <= part_bytes:
+        return [RangeByteRequest(0, size)]
+    return [RangeByteRequest(at, min(at + part_bytes, size)) for at in range(0, size, part_bytes)]
+
+
 @dataclass(frozen=True)
 class RemoteSettings:
     """How hard to try: attempts per request, first backoff, and the deadline per request;
-    ``part_bytes``: objects larger than this are read in ranges of this size, together."""
+    ``part_bytes``: objects larger than this are read in ranges of this size, together (None:
+    each object in one request, as zarr's own readers do, and as the study measures)."""
 
     attempts: int = 5
     backoff_seconds: float = 0.1
     timeout_seconds: float = 30.0
     storage_options: Mapping[str, Any] = field(default_factory=dict, repr=False)  # keys
-    part_bytes: int = PART_BYTES
+    part_bytes: int | None = None
 
     @classmethod
     def from_config(cls, config: Mapping, section: str = "source") -> RemoteSettings:
@@ -94,8 +103,9 @@ def classify(err: BaseException) -> str:
 class GuardedStore(WrapperStore):
     """A read-only store that never lets a failed or wrong read through as data.
 
-    A whole object larger than ``settings.part_bytes`` is read as ranges requested together
-    (object stores cap each stream, not the link), each retried alone, the whole checked.
+    With ``settings.part_bytes``, a whole object larger than it is read as ranges requested
+    together (object stores cap each stream, not the link), each retried alone, the whole
+    checked.
 
     Parameters
     ----------
@@ -128,7 +138,8 @@ class GuardedStore(WrapperStore):
 
     async def get(self, key, prototype, byte_range=None):
         expected = self._expected.get(key)
-        if byte_range is None and expected and expected[0] > self._settings.part_bytes:
+        part = self._settings.part_bytes
+        if byte_range is None and expected and part is not None and expected[0] > part:
             return await self._read_in_parts(key, prototype, expected[0])
         # A shard's index is read by its suffix: one unit ending in its own CRC-32C.
         sealed = key in self._sealed and isinstance(byte_range, SuffixByteRequest)
@@ -215,17 +226,16 @@ class GuardedStore(WrapperStore):
         """A whole object of ``size`` bytes as ranges of ``part_bytes`` requested together,
         each retried on its own (:meth:`_read`), then joined and checked whole against the
         manifest; the whole is read again if that check fails."""
-        part = self._settings.part_bytes
         in_flight = asyncio.Semaphore(PARTS_IN_FLIGHT)
 
-        async def read(start: int):
+        async def read(byte_range: RangeByteRequest):
             async with in_flight:
-                byte_range = RangeByteRequest(start, min(start + part, size))
                 return await self._read(key, prototype, byte_range, sealed=False)
 
         problem = ""
         for _ in range(self._settings.attempts):
-            parts = await asyncio.gather(*(read(start) for start in range(0, size, part)))
+            ranges = part_ranges(size, self._settings.part_bytes)
+            parts = await asyncio.gather(*(read(byte_range) for byte_range in ranges))
             value = prototype.buffer.from_bytes(b"".join(value.to_bytes() for value in parts))
             problem = self._check(key, value, None)
             if not problem:
