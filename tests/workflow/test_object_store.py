@@ -259,3 +259,15 @@ def test_a_run_killed_during_an_upload_is_finished_by_a_rerun(test_run, tmp_path
         local = results_dir(local_workdir, config) / folder
         result = download(fs, in_bucket(prefix, folder, "hvg_pca.zarr"), tmp_path / "hvg.zarr")
         assert_same_result(ad.read_zarr(result), ad.read_zarr(local / "hvg_pca.zarr"))
+
+
+def test_no_credentials_is_one_line_before_any_job(tmp_path):
+    """Without keys anywhere, the run stops at once with one line, not a traceback per
+    output whose existence Snakemake tried to check."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SNAKEMAKE_STOR"))}
+    env.update(HOME=str(tmp_path), AWS_EC2_METADATA_DISABLED="true")
+    done = snakemake(tmp_path, *object_store_args(f"s3://{BUCKET}/nokeys"), "-n", env=env)
+    assert done.returncode != 0
+    output = done.stdout + done.stderr
+    assert f"chunkatlas: error: no S3 credentials for s3://{BUCKET}/nokeys" in output
+    assert "Traceback" not in output

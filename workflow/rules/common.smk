@@ -42,7 +42,7 @@ def run_bucket():
             f"{chosen.default_storage_provider!r} is not supported: use s3"
         )
     settings = workflow.storage_registry.default_storage_provider.settings
-    return Bucket.from_storage_settings(
+    bucket = Bucket.from_storage_settings(
         chosen.default_storage_prefix,
         endpoint_url=settings.endpoint_url,
         region=settings.region,
@@ -50,6 +50,13 @@ def run_bucket():
         secret_key=settings.secret_key,
         token=settings.token,
     )
+    if not bucket.has_credentials():  # else every output's existence check fails at once
+        sys.exit(
+            f"chunkatlas: error: no S3 credentials for {bucket.prefix}: set "
+            "SNAKEMAKE_STORAGE_S3_ACCESS_KEY and SNAKEMAKE_STORAGE_S3_SECRET_KEY (or the AWS "
+            "variables, ~/.aws/credentials, or run where a role provides them)"
+        )
+    return bucket
 
 
 BUCKET = run_bucket()

@@ -58,6 +58,15 @@ class Bucket:
             )
         return cls(prefix.rstrip("/"), options)
 
+    def has_credentials(self) -> bool:
+        """Whether the bucket can be reached with keys: given, or found by the AWS chain
+        (environment, ~/.aws, an instance or task role)."""
+        if self.storage_options.get("key"):
+            return True
+        import botocore.session
+
+        return botocore.session.get_session().get_credentials() is not None
+
     def url(self, path: str | os.PathLike) -> str:
         """Where Snakemake keeps the workflow file ``path``: the prefix, then the path."""
         return f"{self.prefix}/{os.path.normpath(path)}"
