@@ -46,14 +46,6 @@ PART_BYTES = 2 * 2**20
 PARTS_IN_FLIGHT = 8
 
 
-def part_ranges(size: int, part_bytes: int = PART_BYTES) -> list[RangeByteRequest]:
-    """The ranges in which the guarded reader reads a whole object of ``size`` bytes (one
-    range, the whole, up to ``part_bytes``): also what the traffic model counts."""
-    if size <= part_bytes:
-        return [RangeByteRequest(0, size)]
-    return [RangeByteRequest(at, min(at + part_bytes, size)) for at in range(0, size, part_bytes)]
-
-
 @dataclass(frozen=True)
 class RemoteSettings:
     """How hard to try: attempts per request, first backoff, and the deadline per request;
@@ -216,10 +208,9 @@ class GuardedStore(WrapperStore):
                     return value
             pause = settings.backoff_seconds * 2**attempt * (0.5 + random.random())
             await asyncio.sleep(max(0.0, min(pause, deadline - time.monotonic())))
-        noun = "shard" if key in self._sealed else "chunk"
         raise ChunkatlasError(
-            f"reading {noun} {key!r} of {self._url} failed after {attempt + 1} attempt(s) within "
-            f"{settings.timeout_seconds:g} s: {problem or 'timed out'}"
+            f"reading {self._noun(key)} {key!r} of {self._url} failed after {attempt + 1} "
+            f"attempt(s) within {settings.timeout_seconds:g} s: {problem or 'timed out'}"
         )
 
     async def _read_in_parts(self, key, prototype, size: int):
@@ -232,19 +223,22 @@ class GuardedStore(WrapperStore):
             async with in_flight:
                 return await self._read(key, prototype, byte_range, sealed=False)
 
+        part = self._settings.part_bytes
+        ranges = [RangeByteRequest(at, min(at + part, size)) for at in range(0, size, part)]
         problem = ""
         for _ in range(self._settings.attempts):
-            ranges = part_ranges(size, self._settings.part_bytes)
             parts = await asyncio.gather(*(read(byte_range) for byte_range in ranges))
             value = prototype.buffer.from_bytes(b"".join(value.to_bytes() for value in parts))
             problem = self._check(key, value, None)
             if not problem:
                 return value
-        noun = "shard" if key in self._sealed else "chunk"
         raise ChunkatlasError(
-            f"reading {noun} {key!r} of {self._url} in parts failed "
+            f"reading {self._noun(key)} {key!r} of {self._url} in parts failed "
             f"{self._settings.attempts} time(s): {problem}"
         )
+
+    def _noun(self, key: str) -> str:
+        return "shard" if key in self._sealed else "chunk"
 
     def _check(self, key: str, value, byte_range, *, sealed: bool = False) -> str:
         """Why ``value`` is not the right answer for ``key``, or "" if it is; ``sealed``: the
