@@ -150,6 +150,9 @@ def main() -> None:
     parser.add_argument("--data", default=str(HERE / "data"), help="where the store is cached")
     parser.add_argument("--work", default=None, help="the run's folder (default DATA/scale-run-N)")
     parser.add_argument("--json", default=None, help="also write the figures to this file")
+    parser.add_argument(
+        "--store", default=None, help="an existing source store of --cells cells (made if absent)"
+    )
     args = parser.parse_args()
     data = Path(args.data).resolve()
     data.mkdir(parents=True, exist_ok=True)
@@ -168,7 +171,7 @@ def main() -> None:
         "chunk": args.chunk,
     }
     print(f"machine: {report['machine']}", flush=True)
-    store = data / f"synthetic-census-{args.cells}-{args.genes}.zarr"
+    store = Path(args.store or data / f"synthetic-census-{args.cells}-{args.genes}.zarr").resolve()
     config = write_config(work, store, args.chunk)
     make_store(store, args.cells, args.genes)
     argv = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]

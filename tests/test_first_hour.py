@@ -14,8 +14,9 @@ import anndata as ad
 import numpy as np
 import pytest
 import yaml
+import zarr
 
-from chunkatlas.store import read_store
+from chunkatlas.store import read_store, task_rows
 
 from .support.workflow_runs import REPO, job_counts, results_dir, snakemake, store_dir
 
@@ -130,6 +131,21 @@ def test_analyze_says_what_is_wrong_before_the_work(consolidated, tmp_path):
     assert not out.exists() and not plot.exists()
 
 
+def test_analyze_takes_cells_per_task_from_the_store(consolidated, tmp_path):
+    store, _ = consolidated  # 200 cells per chunk, unsharded
+    small = ("--n-top-genes", 50, "--n-comps", 5)
+    done = cli("analyze", store, tmp_path / "own.zarr", *small)
+    assert done.returncode == 0 and "warning" not in done.stderr, done.stderr[-2000:]
+    passes = ad.read_zarr(tmp_path / "own.zarr").uns["chunkatlas"]
+    done = cli("analyze", store, tmp_path / "split.zarr", "--chunk", 50, *small)
+    assert done.returncode == 0, done.stderr[-2000:]
+    warnings_ = [line for line in done.stderr.splitlines() if "warning" in line]
+    assert len(warnings_) == 1 and warnings_[0].startswith(
+        "chunkatlas: warning: --chunk 50 cells per task splits X's stored objects (~200 cells"
+    ), done.stderr
+    assert passes["rows_per_task"] == task_rows(zarr.open_group(store, mode="r")["X"])[0] == 200
+
+
 def test_analyze_names_the_command_that_converts_an_h5ad(consolidated, tmp_path):
     store, _ = consolidated
     ad.read_zarr(store).write_h5ad(tmp_path / "cells.h5ad")
@@ -233,3 +249,31 @@ def test_the_readme_step_by_step_runs_as_written(tmp_path):
     result = read_store(tmp_path / "hvg_pca.zarr")
     assert result.var["highly_variable"].sum() > 0
     assert (tmp_path / "pca.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def readme_python_example() -> str:
+    """The README's Python block of "Using the results in scanpy", as written."""
+    text = (REPO / "README.md").read_text().split("## Using the results in scanpy")[1]
+    return text.split("```python\n")[1].split("```")[0]
+
+
+@pytest.mark.workflow
+def test_the_readme_python_example_runs_on_a_runs_results(test_run, tmp_path):
+    workdir, config = test_run
+    block = readme_python_example()
+    (path,) = re.findall(r'"(results/[^"]+/hvg_pca.zarr)"', block)
+    # the README's folder, made of the test run's cell-major store of the same tissue (the demo
+    # atlas's gene symbols are the same in both: the README's genes must be among them)
+    tissue = path.split("/")[2]
+    ours = results_dir(workdir, config) / store_dir(tissue, "cells", config["chunks"][0])
+    (tmp_path / path).parent.parent.mkdir(parents=True)
+    (tmp_path / path).parent.symlink_to(ours)
+    done = subprocess.run(
+        [sys.executable, "-W", "error::FutureWarning", "-c", block],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "MPLBACKEND": "Agg"},
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]

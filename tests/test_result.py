@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 import scanpy as sc
 import scipy.sparse as sp
+import zarr
 
 from chunkatlas import ChunkatlasError, open_result
 from chunkatlas.analysis import AnalysisParams, ClusterSettings, analyze_store
+from chunkatlas.store import task_rows
 
 matplotlib.use("Agg")
 
@@ -45,6 +47,15 @@ def test_result_opens_with_x_of_its_store(analysed):
     assert adata.var["highly_variable"].sum() == 100
     assert {"hvg", "pca", "chunkatlas"} <= set(adata.uns)
     assert adata.uns["chunkatlas"]["n_comps"] == 10
+
+
+def test_lazy_x_is_cut_as_the_store_is(analysed):
+    store, result = analysed
+    adata = open_result(result)
+    rows, _ = task_rows(zarr.open_group(store, mode="r")["X"])
+    assert adata.X.chunks[0][:-1] == (rows,) * (len(adata.X.chunks[0]) - 1)
+    assert len(adata.X.chunks[0]) > 1 and adata.X.chunks[1] == (adata.n_vars,)
+    assert open_result(result, rows=150).X.chunks[0][0] == 150  # or as asked
 
 
 # scanpy sorts the Dask column of the gene with numpy, which Dask warns it does not implement.
@@ -107,3 +118,35 @@ def test_bad_result_or_store_is_one_line(analysed, fetched, tmp_path):
         ChunkatlasError, match=f"obs names differ \\(first: 'c0' in the store, '{first}' in the"
     ):
         open_result(result, store=tmp_path / "renamed.zarr")
+
+
+def test_census_schema_2_4_shapes_pass_through(analysed, tmp_path):
+    """Schema 2.4.0 (Census 2025-11-08): a feature_name held by two genes, and a disease of
+    several values joined by " || ", both in the demo atlas, fetched, analysed and plotted."""
+    from chunkatlas.report import plot_pca
+
+    store, result = analysed
+    stored = ad.read_zarr(store)
+    names = stored.var["feature_name"]
+    assert names.duplicated().any() and stored.var_names.is_unique  # ids stay the index
+    assert stored.obs["disease"].astype(str).str.contains(" \\|\\| ").any()
+    adata = open_result(result, var_names="feature_name")
+    assert adata.var_names.is_unique
+    twice = names[names.duplicated()].iloc[0]
+    assert {twice, f"{twice}-1"} <= set(adata.var_names)
+    plot_pca(ad.read_zarr(result), tmp_path / "disease.png", label_key="disease")
+    assert (tmp_path / "disease.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_what_the_readme_says_to_use_on_the_lazy_x(analysed):
+    """adata.X.sum() fails on Dask arrays of scipy blocks; the README's way sums them, and
+    anndata's own lazy reader works (xarray is a dependency)."""
+    from fast_array_utils import stats
+
+    store, result = analysed
+    adata, stored = open_result(result), ad.read_zarr(store)
+    np.testing.assert_allclose(
+        stats.sum(adata.X, axis=0).compute(), np.asarray(stored.X.sum(axis=0)).ravel(), rtol=1e-6
+    )
+    lazy = ad.experimental.read_lazy(store)
+    assert lazy.shape == stored.shape and list(lazy.obs_names[:3]) == list(stored.obs_names[:3])

@@ -199,7 +199,9 @@ def cmd_analyze(args: argparse.Namespace) -> None:
         StoreLocation,
         check_obs_column,
         manifest_location,
+        open_anndata_group,
         refuse_existing,
+        task_rows,
         verify_store,
     )
 
@@ -209,15 +211,19 @@ def cmd_analyze(args: argparse.Namespace) -> None:
     # (a remote one chunk by chunk as it is read).
     if not store.is_remote and os.path.exists(manifest_location(args.store)):
         verify_store(args.store, manifest_location(args.store))
-    if args.plot:  # every check before the work
+    refuse_existing(args.out)  # every check before the work
+    if args.plot:
         refuse_existing(args.plot)
         store = store.probed()  # the remote store stays open for the analysis
         check_obs_column(store, config["analysis"]["label_key"], "--label-key")
+    rows, warning = task_rows(open_anndata_group(store)["X"], args.chunk)
+    if warning:
+        print(f"chunkatlas: warning: --chunk {warning}", file=sys.stderr, flush=True)
     memory_mb = args.workers * config["dask"]["memory_mb_per_worker"]
     result = analyze_store(
         store,
         args.out,
-        rows=args.chunk,
+        rows=rows,
         params=AnalysisParams.from_config(config),
         cluster=ClusterSettings.from_config(config, workers=args.workers, memory_mb=memory_mb),
         zarr_format=config["zarr_format"],
@@ -421,7 +427,12 @@ def build_parser() -> argparse.ArgumentParser:
         "store", help="AnnData zarr store with raw counts in X: a path or an http(s)/s3 URL"
     )
     analyze.add_argument("out", help="hvg_pca.zarr to create")
-    analyze.add_argument("--chunk", type=positive_int, required=True, help="cells per Dask task")
+    analyze.add_argument(
+        "--chunk",
+        type=positive_int,
+        default=None,
+        help="cells per Dask task (default: from the store, one stored object of X per task)",
+    )
     analyze.add_argument(
         "--workers", type=positive_int, default=1, help="Dask workers, one thread each (default: 1)"
     )

@@ -21,14 +21,15 @@ def open_result(
     store: str | os.PathLike | None = None,
     *,
     var_names: str | None = None,
-    rows: int = 10_000,
+    rows: int | None = None,
 ) -> ad.AnnData:
     """The analysis result ``result`` with X from the analysed store, ready for scanpy.
 
     ``hvg_pca.zarr`` holds no X (only obs, var with the highly-variable columns, obsm['X_pca'],
     varm['PCs'] and uns), so scanpy cannot colour cells by a gene from it alone.  This returns
     the store's AnnData with X and layers read lazily, as Dask arrays of ``rows`` cells per
-    block (:func:`chunkatlas.store._lazy.read_dask_backed`), and the result's var columns
+    block (:func:`chunkatlas.store._lazy.read_dask_backed`; None: as the store is cut, one
+    stored object of X per block, :func:`chunkatlas.store.task_rows`), and the result's var columns
     (highly_variable, means, dispersions, ...), obsm['X_pca'], varm['PCs'] and uns ('hvg',
     'pca', 'chunkatlas') added.  X holds what the store holds: the raw counts, in the workflow.
 
@@ -43,7 +44,7 @@ def open_result(
     import anndata as ad
     import pandas as pd
 
-    from chunkatlas.store import read_dask_backed, read_store
+    from chunkatlas.store import open_anndata_group, read_dask_backed, read_store, task_rows
 
     result = Path(result)
     if not result.exists():
@@ -58,6 +59,7 @@ def open_result(
                 f"no store beside the result: {store} not found; "
                 "give the analysed store (store=...)"
             )
+    rows, _ = task_rows(open_anndata_group(store)["X"], rows)
     adata = read_dask_backed(store, rows)
     for axis in ("obs", "var"):
         ours, theirs = getattr(adata, axis), getattr(computed, axis)

@@ -1,4 +1,5 @@
 import anndata as ad
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
@@ -49,6 +50,33 @@ def test_plot_pca_draws_a_png_with_grey_for_the_rest(tmp_path):
     assert image.shape[0] > 400 and image.shape[1] > 600
     grey = np.all(np.abs(image - [211, 211, 211]) <= 2, axis=-1)  # matplotlib "lightgrey"
     assert grey.sum() > 50
+
+
+def test_plot_pca_hides_no_group_under_another(tmp_path):
+    """Two groups of like size in one place both show, and a small group inside a large one
+    is drawn on top of it (the lung's ciliated cells were hidden under its B cells)."""
+    rng = np.random.default_rng(1)
+    groups = {
+        "large": (3000, 0.0),
+        "alike a": (600, 10.0),
+        "alike b": (550, 10.0),
+        "small": (40, 0.0),
+    }
+    labels = np.concatenate([[name] * n for name, (n, _) in groups.items()])
+    centres = np.concatenate([[spot] * n for n, spot in groups.values()])
+    pcs = np.column_stack([centres, centres]) + rng.normal(scale=0.05, size=(len(labels), 2))
+    result = ad.AnnData(obs=pd.DataFrame({"cell_type": labels}, index=map(str, range(len(labels)))))
+    result.obsm["X_pca"] = pcs
+    plot_pca(result, tmp_path / "pca.png")
+    image = np.asarray(Image.open(tmp_path / "pca.png").convert("RGB")).astype(int)
+    image = image[:, : image.shape[1] * 4 // 5]  # the axes, not the legend
+    tab10 = plt.get_cmap("tab10")
+    shown = {
+        name: int(np.all(np.abs(image - np.array(tab10(i)[:3]) * 255) <= 3, axis=-1).sum())
+        for i, name in enumerate(groups)  # colours follow size: the order above
+    }
+    assert shown["alike a"] > 0.3 * shown["alike b"] and shown["alike b"] > 0.3 * shown["alike a"]
+    assert shown["small"] > 0.5 * shown["large"] * 40 / 3000, shown
 
 
 def test_plot_pca_of_a_batch_aware_analysis_adds_a_panel_by_batch(tmp_path):

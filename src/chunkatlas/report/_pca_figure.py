@@ -11,6 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 
 from chunkatlas.errors import ChunkatlasError  # noqa: E402
 
@@ -54,28 +55,46 @@ def plot_pca(
     plt.close(fig)
 
 
+def draw_order(labels: pd.Series, seed: int = 0) -> np.ndarray:
+    """The order to draw cells in so that no group hides another: each cell's key is a random
+    fraction of its group's size, largest keys first.  A small group is drawn after nearly all
+    of a large one (on top of it), and groups of like size are interleaved, so two that share a
+    place both show (drawing group by group, the last drawn would cover the other whole)."""
+    sizes = labels.map(labels.value_counts()).to_numpy(dtype=float)
+    keys = np.random.default_rng(seed).random(len(labels)) * sizes
+    return np.argsort(-keys, kind="stable")
+
+
 def scatter_by(ax, pcs: np.ndarray, labels: pd.Series, key: str, variance) -> None:
-    """PC1 against PC2 on ``ax``, a colour per label (the rest grey, drawn first), a legend."""
+    """PC1 against PC2 on ``ax``, a colour per label (the rest grey, beneath), a legend."""
     counts = labels.value_counts()
     named = sorted((n for n in counts.index if n != OTHER), key=lambda n: (-counts[n], n))
-    colours = plt.get_cmap("tab10")
+    palette = plt.get_cmap("tab10")
+    colour_of = {name: palette(i % 10) for i, name in enumerate(named)}
     size = max(1.0, min(12.0, 20_000 / max(len(labels), 1)))
-    if OTHER in counts:
-        mask = (labels == OTHER).to_numpy()
-        ax.scatter(*pcs[mask].T, s=size, c="lightgrey", lw=0, label=f"{OTHER} ({mask.sum()})")
-    for i, name in enumerate(named):
-        mask = (labels == name).to_numpy()
-        ax.scatter(
-            *pcs[mask].T, s=size, color=colours(i % 10), lw=0, label=f"{name} ({mask.sum()})"
+    grey = (labels == OTHER).to_numpy()
+    if grey.any():
+        ax.scatter(*pcs[grey].T, s=size, c="lightgrey", lw=0)
+    coloured = labels[~grey]
+    order = draw_order(coloured)
+    colours = np.array([colour_of[name] for name in coloured.to_numpy()[order]]).reshape(-1, 4)
+    ax.scatter(*pcs[~grey][order].T, s=size, c=colours, lw=0)
+    handles = [
+        Line2D([], [], ls="", marker="o", color=colour_of[name], label=f"{name} ({counts[name]})")
+        for name in named
+    ]
+    if grey.any():
+        handles.append(
+            Line2D([], [], ls="", marker="o", color="lightgrey", label=f"{OTHER} ({grey.sum()})")
         )
     for axis, label in ((0, ax.set_xlabel), (1, ax.set_ylabel)):
         share = f" ({100 * variance[axis]:.1f}%)" if variance is not None else ""
         label(f"PC{axis + 1}{share}")
     ax.legend(
+        handles=handles,
         title=key.replace("_", " "),
         loc="center left",
         bbox_to_anchor=(1.01, 0.5),
         fontsize=8,
-        markerscale=max(1.0, 8 / size),
         frameon=False,
     )

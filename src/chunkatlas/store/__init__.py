@@ -7,7 +7,8 @@ workflow's bucket (:mod:`._bucket`), atomic
 writes (:mod:`._write`), the manifest that records and checks every stored object
 (:mod:`._manifest`), the reader that guards remote reads against it (:mod:`._guarded`), reads
 that name a damaged chunk (:mod:`._chunks`), counting requests and bytes (:mod:`._counting`),
-X and layers as Dask arrays (:mod:`._lazy`), and masking credentials (:mod:`._secrets`).
+X and layers as Dask arrays (:mod:`._lazy`) of cells per task from the store's geometry
+(:mod:`._tasks`), and masking credentials (:mod:`._secrets`).
 
 It imports nothing of chunkatlas but :mod:`chunkatlas.errors` and :mod:`chunkatlas._version`;
 ``tests/test_import_layers.py`` fails the day that changes."""
@@ -44,6 +45,7 @@ from chunkatlas.store._manifest import (
 )
 from chunkatlas.store._open import check_obs_column, open_anndata_group, read_elements, read_store
 from chunkatlas.store._secrets import redact
+from chunkatlas.store._tasks import XGeometry, objects_per_pass, task_rows
 from chunkatlas.store._write import (
     DEFAULT_ZARR_FORMAT,
     atomic_directory,
@@ -57,6 +59,7 @@ __all__ = [
     "DEFAULT_ZARR_FORMAT",
     "PART_BYTES",
     "Reads",
+    "XGeometry",
     "RemoteSettings",
     "StoreLocation",
     "atomic_directory",
@@ -71,6 +74,7 @@ __all__ = [
     "manifest_location",
     "matrix_shape",
     "new_zarr_store",
+    "objects_per_pass",
     "open_anndata_group",
     "open_on_workers",
     "open_remote_group",
@@ -83,6 +87,7 @@ __all__ = [
     "refuse_existing",
     "storage_options_for",
     "take_reads",
+    "task_rows",
     "verify_store",
     "without_snakemake_marker_warnings",
     "write_json_atomic",

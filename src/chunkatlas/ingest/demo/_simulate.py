@@ -30,6 +30,12 @@ _STREAM_VAR = 2
 _STREAM_GENES = 3
 _STREAM_COUNTS = 4
 _STREAM_DATASETS = 5
+# Census schema 2.4.0 (release 2025-11-08): ``disease`` may hold several values joined by
+# " || ", and ``feature_name`` is no longer unique.  The demo atlas has both shapes: each donor's
+# disease, and every DUPLICATE_NAME_EVERY-th gene named as the gene before it.
+# A dataset's donors are numbered from a multiple of 6: its second donor has two diseases.
+_DISEASES = ("normal", "COVID-19 || pneumonia", "normal", "COVID-19", "normal", "asthma")
+DUPLICATE_NAME_EVERY = 97
 
 # Count-model parameters (tuned for ~5 % non-zero and realistic spread).
 _DEPTH_PER_GENE = 0.17  # median library size per gene in the panel
@@ -56,6 +62,7 @@ _OBS_COLUMNS = (
     "dataset_id",
     "assay",
     "cell_type",
+    "disease",
     "donor_id",
     "is_primary_data",
     "sex",
@@ -127,10 +134,11 @@ def simulate_obs(spec: DemoSpec) -> pd.DataFrame:
     -------
     pandas.DataFrame
         One row per cell with a ``RangeIndex`` equal to ``soma_joinid`` and the
-        columns ``dataset_id``, ``assay``, ``cell_type``, ``donor_id``,
-        ``is_primary_data`` (bool), ``sex``, ``tissue`` and ``tissue_general``
-        (the others are strings).  The written atlas's obs also has each cell's
-        ``raw_sum`` and ``nnz``, which come from its counts (:mod:`chunkatlas.ingest._cell_totals`).
+        columns ``dataset_id``, ``assay``, ``cell_type``, ``disease`` (per donor; some
+        hold two values joined by " || "), ``donor_id``, ``is_primary_data`` (bool), ``sex``,
+        ``tissue`` and ``tissue_general`` (the others are strings).  The written atlas's obs
+        also has each cell's ``raw_sum`` and ``nnz``, which come from its counts
+        (:mod:`chunkatlas.ingest._cell_totals`).
     """
     rng = _rng(spec, _STREAM_OBS)
     n_tissues = len(spec.tissues)
@@ -162,12 +170,21 @@ def simulate_obs(spec: DemoSpec) -> pd.DataFrame:
     n_secondary = round(spec.n_cells * (1.0 - spec.primary_fraction))
     primary[rng.choice(spec.n_cells, size=n_secondary, replace=False)] = False
     obs["is_primary_data"] = primary
+    obs["disease"] = donor_diseases(obs["donor_id"])
     return obs.loc[:, list(_OBS_COLUMNS)]
+
+
+def donor_diseases(donors: pd.Series) -> np.ndarray:
+    """Each cell's disease: its donor's, by donor number (``donor_NNN``), so that every dataset
+    has a donor with two (the other columns and the counts stay as they were)."""
+    number = donors.str.removeprefix("donor_").astype(int).to_numpy()
+    return np.array(_DISEASES, dtype=object)[number % len(_DISEASES)]
 
 
 def simulate_var(spec: DemoSpec) -> pd.DataFrame:
     """The gene metadata of ``spec``, a row per gene (index: ``soma_joinid``): ``feature_id``
-    (Ensembl-like, ``ENSG00000000001``...), ``feature_name`` (unique symbol-like names) and
+    (Ensembl-like, ``ENSG00000000001``...), ``feature_name`` (symbol-like names,
+    a few shared by two genes as in schema 2.4.0) and
     ``feature_length`` (int64, transcript length in bases)."""
     rng = _rng(spec, _STREAM_VAR)
     prefixes = rng.choice(len(_GENE_PREFIXES), size=spec.n_genes)
@@ -176,6 +193,8 @@ def simulate_var(spec: DemoSpec) -> pd.DataFrame:
     for p in prefixes:
         used[int(p)] = used.get(int(p), 0) + 1
         names.append(f"{_GENE_PREFIXES[p]}{used[int(p)]}")
+    for i in range(DUPLICATE_NAME_EVERY, spec.n_genes, DUPLICATE_NAME_EVERY):
+        names[i] = names[i - 1]  # two Ensembl ids, one symbol (schema 2.4.0)
     lengths = np.maximum(np.round(rng.lognormal(np.log(2500.0), 0.7, spec.n_genes)), 100)
     return pd.DataFrame(
         {

@@ -1,0 +1,104 @@
+"""Cells per Dask task of X, from the store's own geometry.
+
+A task that reads blocks of cells reads every stored object its cells touch, whole (a shard's
+index first, then its chunks).  So the natural task is one stored object: a shard of a sharded
+store, a chunk of an unsharded one.  A cell-major CSR matrix is chunked by stored values, not
+cells: an object of ``V`` values holds about ``V * n_obs / nnz`` cells.
+
+Some stores have objects far larger than a task should hold: anndata 0.13 writes automatic
+shards of about 80 million values (the whole matrix, at 70,000 cells).  Their tasks take as many
+whole inner chunks as fit in :data:`TASK_VALUES` stored values instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from chunkatlas.store._layout import is_sparse, matrix_shape
+
+#: Most stored values a default task reads: 16 M (~128 MB as float32 values and int32 indices,
+#: about the workflow's 10,000-cell tasks of Census-sized cells).
+TASK_VALUES = 1 << 24
+
+
+@dataclass(frozen=True)
+class XGeometry:
+    """How X of a cell-major store is cut: cells per stored object and per (inner) chunk."""
+
+    n_obs: int
+    object_cells: int
+    chunk_cells: int
+    object_values: int  # stored values per object (sparse: of data and of indices each)
+    chunk_values: int
+
+    @classmethod
+    def of(cls, x) -> XGeometry:
+        """The geometry of ``x``, a stored X (a CSR group or a dense array)."""
+        n_obs, n_vars = matrix_shape(x)
+        array = x["data"] if is_sparse(x) else x
+        chunk = array.chunks[0]
+        shards = getattr(array, "shards", None)  # None: zarr v2, or unsharded
+        whole = shards[0] if shards else chunk
+        if is_sparse(x):
+            per_cell = array.shape[0] / max(n_obs, 1) or 1.0  # mean stored values per cell
+            return cls(
+                n_obs,
+                max(1, round(whole / per_cell)),
+                max(1, round(chunk / per_cell)),
+                whole,
+                chunk,
+            )
+        row = max(n_vars, 1)
+        return cls(n_obs, whole, chunk, whole * row, chunk * row)
+
+    def default_rows(self) -> int:
+        """Cells per task: one stored object, or whole inner chunks up to TASK_VALUES values."""
+        if self.object_values <= TASK_VALUES:
+            rows = self.object_cells
+        else:
+            rows = self.chunk_cells * max(1, TASK_VALUES // self.chunk_values)
+        return max(1, min(rows, self.n_obs))
+
+
+def objects_per_pass(x, rows: int) -> int:
+    """Stored objects of X that one pass in tasks of ``rows`` cells reads (an object read by
+    two tasks counts twice; sparse X: those of ``data``, as many again of ``indices``)."""
+    geometry = XGeometry.of(x)
+    starts = np.arange(0, geometry.n_obs, rows)
+    stops = np.minimum(starts + rows, geometry.n_obs)
+    if is_sparse(x):
+        indptr = np.asarray(x["indptr"][:])
+        first, last = indptr[starts], indptr[stops]
+        per = geometry.object_values
+        reads = np.where(last > first, (last - 1) // per - first // per + 1, 0)
+        return 2 * int(reads.sum())
+    per = geometry.object_cells
+    return int(((stops - 1) // per - starts // per + 1).sum())
+
+
+def split_objects_warning(x, rows: int) -> str:
+    """One line saying what ``rows`` cells per task cost against the store's own geometry;
+    empty when it reads no more objects than the default."""
+    geometry = XGeometry.of(x)
+    default = geometry.default_rows()
+    given, best = objects_per_pass(x, rows), objects_per_pass(x, default)
+    if given <= best:
+        return ""
+    return (
+        f"{rows:,} cells per task splits X's stored objects (~{geometry.object_cells:,} cells "
+        f"each): a pass reads {given:,} objects instead of {best:,}; leave it out for "
+        f"{default:,} cells per task"
+    )
+
+
+def task_rows(x, rows: int | None = None) -> tuple[int, str]:
+    """Cells per task of X: ``rows`` if given, with :func:`split_objects_warning`'s line, else
+    the store's default (a gene-major X, which blocks of cells would read whole: ``rows`` or
+    all cells; the analysis refuses it)."""
+    if x.attrs.get("encoding-type") == "csc_matrix":
+        return rows or matrix_shape(x)[0], ""
+    if rows is None:
+        return XGeometry.of(x).default_rows(), ""
+    return rows, split_objects_warning(x, rows)
