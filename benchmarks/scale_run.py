@@ -111,7 +111,7 @@ def collect(work: Path, chunk: int) -> dict:
         return PASSES.index(name) if name in PASSES else len(PASSES)
 
     results = work / "results" / RUN
-    point = f"{TISSUE}/chunks-{chunk}-shard-1-packed"
+    point = f"{TISSUE}/cells-{chunk}-shard-1-packed"
     benchmarks = results / "benchmarks"
     steps = {
         step: read_benchmark(benchmarks / step / f"{TISSUE if step == 'fetch' else point}.tsv")

@@ -212,9 +212,9 @@ def cmd_analyze(args: argparse.Namespace) -> None:
     if not store.is_remote and os.path.exists(manifest_location(args.store)):
         verify_store(args.store, manifest_location(args.store))
     refuse_existing(args.out)  # every check before the work
+    store = store.probed()  # a remote store: opened once, with its manifest or without one
     if args.plot:
         refuse_existing(args.plot)
-        store = store.probed()  # the remote store stays open for the analysis
         check_obs_column(store, config["analysis"]["label_key"], "--label-key")
     rows, warning = task_rows(open_anndata_group(store)["X"], args.chunk)
     if warning:
