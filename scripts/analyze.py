@@ -5,10 +5,13 @@ When the run keeps its outputs in an object store, the store is read where it li
 The guard matters: Dask's worker processes re-import the main module.
 """
 
+from chunkatlas.logs import one_line_interrupts, run_snakemake_step
+
+one_line_interrupts()  # first: a Ctrl-C while the imports below load is one line
+
 from dataclasses import replace
 
 from chunkatlas.analysis import AnalysisParams, analyze_store
-from chunkatlas.logs import run_snakemake_step
 from chunkatlas.store import verify_store
 from chunkatlas.study import served_store
 

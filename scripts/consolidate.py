@@ -1,6 +1,9 @@
 """Snakemake entry point: consolidate a store's metadata and write its manifest."""
 
-from chunkatlas.logs import run_snakemake_step
+from chunkatlas.logs import one_line_interrupts, run_snakemake_step
+
+one_line_interrupts()  # first: a Ctrl-C while the imports below load is one line
+
 from chunkatlas.rewrite import consolidate_store
 
 if __name__ == "__main__":

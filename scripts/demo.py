@@ -1,7 +1,10 @@
 """Snakemake entry point: build the embedded demo atlas."""
 
+from chunkatlas.logs import one_line_interrupts, run_snakemake_step
+
+one_line_interrupts()  # first: a Ctrl-C while the imports below load is one line
+
 from chunkatlas.ingest.demo import DemoSpec, write_demo_atlas
-from chunkatlas.logs import run_snakemake_step
 
 if __name__ == "__main__":
     run_snakemake_step(

@@ -1,9 +1,12 @@
 """Snakemake entry point: fetch one tissue from the configured source to zarr."""
 
+from chunkatlas.logs import one_line_interrupts, run_snakemake_step
+
+one_line_interrupts()  # first: a Ctrl-C while the imports below load is one line
+
 from dataclasses import replace
 
 from chunkatlas.ingest import fetch
-from chunkatlas.logs import run_snakemake_step
 
 
 def main(snakemake):

@@ -1,6 +1,9 @@
 """Snakemake entry point: the PCA figure."""
 
-from chunkatlas.logs import run_snakemake_step
+from chunkatlas.logs import one_line_interrupts, run_snakemake_step
+
+one_line_interrupts()  # first: a Ctrl-C while the imports below load is one line
+
 from chunkatlas.report import chunk_title, plot_pca
 from chunkatlas.store import read_store
 

@@ -1,8 +1,11 @@
 """Snakemake entry point: the run's config, hash and software versions."""
 
+from chunkatlas.logs import one_line_interrupts, run_snakemake_step
+
+one_line_interrupts()  # first: a Ctrl-C while the imports below load is one line
+
 import yaml
 
-from chunkatlas.logs import run_snakemake_step
 from chunkatlas.report import software_versions
 
 

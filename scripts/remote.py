@@ -1,7 +1,10 @@
 """Snakemake entry point: request accounting of one store on loopback servers (HTTP, S3), or
 over S3 in the run's own bucket when the workflow keeps its outputs in one."""
 
-from chunkatlas.logs import run_snakemake_step
+from chunkatlas.logs import one_line_interrupts, run_snakemake_step
+
+one_line_interrupts()  # first: a Ctrl-C while the imports below load is one line
+
 from chunkatlas.store import verify_store
 from chunkatlas.study import Network, measure_backends
 

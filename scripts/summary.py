@@ -1,6 +1,10 @@
 """Snakemake entry point: the summary and remote tables, the study's figures, the cost model
 and its recommendation."""
 
+from chunkatlas.logs import one_line_interrupts, run_snakemake_step
+
+one_line_interrupts()  # first: a Ctrl-C while the imports below load is one line
+
 import json
 import logging
 from pathlib import Path
@@ -8,7 +12,6 @@ from pathlib import Path
 from chunkatlas import report
 from chunkatlas.analysis import close_run
 from chunkatlas.errors import ChunkatlasError
-from chunkatlas.logs import run_snakemake_step
 from chunkatlas.study import PATTERNS
 
 log = logging.getLogger("chunkatlas")

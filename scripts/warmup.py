@@ -1,9 +1,12 @@
 """Snakemake entry point: pay one-off start-up costs (numba compilation) before the timed jobs."""
 
+from chunkatlas.logs import one_line_interrupts, run_snakemake_step
+
+one_line_interrupts()  # first: a Ctrl-C while the imports below load is one line
+
 import yaml
 
 from chunkatlas.analysis import warmup
-from chunkatlas.logs import run_snakemake_step
 
 
 def main(snakemake):

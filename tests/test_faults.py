@@ -16,6 +16,7 @@ import numpy as np
 import psutil
 import pytest
 import scipy.sparse as sp
+import yaml
 
 from chunkatlas.errors import ChunkatlasError
 from chunkatlas.rewrite import consolidate_store
@@ -204,3 +205,44 @@ def test_snakemake_killed_mid_stage_then_rerun_gives_identical_results(test_run,
         np.testing.assert_array_equal(ours.var["highly_variable"], reference.var["highly_variable"])
         np.testing.assert_array_equal(ours.obsm["X_pca"], reference.obsm["X_pca"])
     assert not list((tmp_path / "results").rglob(".*.tmp-*"))
+
+
+def past_its_imports(proc: psutil.Process) -> bool:
+    """Whether a job's script has loaded zarr's codecs (numcodecs): past Snakemake's preamble
+    and the script's first line."""
+    try:
+        return any("numcodecs" in m.path for m in proc.memory_maps())
+    except psutil.Error:
+        return False
+
+
+@pytest.mark.workflow
+def test_ctrl_c_prints_one_line_per_interrupted_job(tmp_path):
+    config = yaml.safe_load((REPO / "config/test.yaml").read_text())
+    config.update(run="ctrl-c", tissues=["lung"], shards=[1], remote={"enabled": False})
+    config["analysis"]["read"] = "local"
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    # One job at a time: a job that Ctrl-C meets inside Snakemake's own preamble (before its
+    # script's first line) would still print Snakemake's traceback.
+    args = [*SNAKEMAKE, "--directory", str(tmp_path), "--cores", "1", "--configfile", "c.yaml"]
+    out = tmp_path / "out.txt"
+    with out.open("w") as sink:
+        run = subprocess.Popen(args, stdout=sink, stderr=sink, cwd=tmp_path, start_new_session=True)
+        wait_for(
+            lambda: any(
+                ".snakemake/scripts/" in " ".join(p.cmdline()) and past_its_imports(p)
+                for p in psutil.Process(run.pid).children(recursive=True)
+            ),
+            600,
+            "a job past its imports",
+        )
+        os.killpg(run.pid, signal.SIGINT)  # what Ctrl-C in the terminal sends
+        assert run.wait(timeout=300) != 0
+    text = out.read_text()
+    assert "Traceback" not in text and "KeyboardInterrupt" not in text, text[-5000:]
+    failed = [line.split()[-1].rstrip(":") for line in text.splitlines() if "Error in rule" in line]
+    lines = [line for line in text.splitlines() if line.startswith("chunkatlas: interrupted: ")]
+    assert failed and [line.split()[3] for line in lines] == failed, text[-5000:]
+    assert "(tissue=lung" in lines[0] or lines[0].endswith(failed[0])  # names its job
+    done = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]  # and a rerun finishes the run

@@ -452,8 +452,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from chunkatlas.logs import configure_logging, report_errors
+    from chunkatlas.logs import configure_logging, one_line_interrupts, report_errors
 
+    one_line_interrupts()
     argv = sys.argv[1:] if argv is None else list(argv)
     configure_logging(sys.stderr)
     if argv[:1] == ["run"]:  # every other argument is snakemake's

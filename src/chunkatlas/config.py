@@ -6,8 +6,8 @@ import copy
 import hashlib
 import json
 import os
+import pickle
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import jsonschema
@@ -156,14 +156,22 @@ def validate_config(config: dict, schema: dict, sections: list[str] | None = Non
     return filled
 
 
-@dataclass(frozen=True)
 class Untracked:
     """A rule param its job gets but Snakemake neither records nor compares: Snakemake keeps only
     params of built-in types in its metadata and re-runs a rule when one changes.  For what
     decides how a job runs, not what it writes (Dask settings, retries, credentials, the config
-    hash the outputs record): no re-run when it changes, and no secret in ``.snakemake/``."""
+    hash the outputs record): no re-run when it changes, and no secret in ``.snakemake/``.
 
-    value: object
+    The value stays pickled until the job reads ``.value``: Snakemake's preamble unpickles the
+    params before the script's first line, and would otherwise import the value's modules (the
+    analysis, zarr, Dask: a second or more) before the script can make a Ctrl-C one line."""
+
+    def __init__(self, value: object) -> None:
+        self._pickled = pickle.dumps(value)
+
+    @property
+    def value(self) -> object:
+        return pickle.loads(self._pickled)
 
 
 RESULTS = "results"

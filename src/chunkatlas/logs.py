@@ -1,4 +1,8 @@
-"""Logging and error reporting shared by the CLI and the Snakemake scripts."""
+"""Logging and error reporting shared by the CLI and the Snakemake scripts.
+
+Light to import (the store, and with it zarr, loads only when a function needs it): a script
+calls :func:`one_line_interrupts` before its other imports, which is when a Ctrl-C most often
+lands."""
 
 from __future__ import annotations
 
@@ -10,7 +14,6 @@ from contextlib import contextmanager
 from typing import TextIO
 
 from chunkatlas.errors import ChunkatlasError
-from chunkatlas.store import redact, write_objects_record
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 log = logging.getLogger("chunkatlas")
@@ -35,6 +38,8 @@ class RedactingFormatter(logging.Formatter):
     """Masks credentials in URLs of every log record, whoever logs it."""
 
     def format(self, record: logging.LogRecord) -> str:
+        from chunkatlas.store import redact
+
         return redact(super().format(record))
 
 
@@ -50,6 +55,8 @@ def configure_logging(stream: TextIO) -> None:
 
 def report_errors[T](action: Callable[[], T], *, console: TextIO | None = None) -> T:
     """Run ``action``; a ChunkatlasError becomes one line on stderr (and in the log) and exit 1."""
+    from chunkatlas.store import redact
+
     try:
         return action()
     except ChunkatlasError as err:
@@ -73,5 +80,36 @@ def run_snakemake_step[T](snakemake, action: Callable[[], T]) -> T:
     configure_logging(log_file)
     outcome = report_errors(action)
     if "objects" in snakemake.output.keys():
+        from chunkatlas.store import write_objects_record
+
         write_objects_record(snakemake.output[0], snakemake.output.objects)
     return outcome
+
+
+def one_line_interrupts() -> None:
+    """Let a Ctrl-C (KeyboardInterrupt) that nothing catches end this process with one line
+    naming its job (``chunkatlas: interrupted: rule rechunk (tissue=lung, ...)``), on the
+    console and in the job's log once it has one, instead of a traceback.  The exit is still by
+    SIGINT, so Snakemake removes the job's outputs and a rerun does it again."""
+    previous = sys.excepthook
+
+    def hook(kind, value, traceback) -> None:
+        if not issubclass(kind, KeyboardInterrupt):
+            previous(kind, value, traceback)
+            return
+        line = f"chunkatlas: interrupted: {running_job()}"
+        print(line, file=sys.__stderr__, flush=True)
+        if sys.stderr is not sys.__stderr__:  # a job's log
+            print(line, file=sys.stderr, flush=True)
+
+    sys.excepthook = hook
+
+
+def running_job() -> str:
+    """The Snakemake job this process runs (its script's ``snakemake`` object), else the
+    ``chunkatlas`` command."""
+    job = getattr(sys.modules.get("__main__"), "snakemake", None)
+    if job is None:
+        return " ".join(["chunkatlas", *sys.argv[1:2]])
+    wildcards = ", ".join(f"{name}={value}" for name, value in job.wildcards.items())
+    return f"rule {job.rule}" + (f" ({wildcards})" if wildcards else "")
