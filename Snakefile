@@ -12,10 +12,12 @@ if not workflow.overwrite_configfiles:
     configfile: f"{workflow.basedir}/config/config.yaml"
 
 
-report: "workflow/report/workflow.rst"
-
-
 include: "workflow/rules/common.smk"
+
+
+report: report_first_page()
+
+
 include: "workflow/rules/demo.smk"
 include: "workflow/rules/fetch.smk"
 include: "workflow/rules/rechunk.smk"

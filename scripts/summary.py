@@ -41,6 +41,7 @@ def main(snakemake):
                 report.plot_message("remote accounting disabled (remote.enabled: false)", where)
             else:
                 report.plot_geometry(rows, where, backend, pattern)
+    description = snakemake.params.description.value
     try:
         fit = report.fit_costs(remote)
     except ChunkatlasError as err:  # e.g. one store, or remote accounting off
@@ -48,11 +49,13 @@ def main(snakemake):
         report.plot_message(f"no cost model: {err}", output.cost_fit)
         Path(output.recommendation).write_text(f"note\nno cost model: {err}\n")
         Path(output.cost_model).write_text(json.dumps({"note": f"no cost model: {err}"}) + "\n")
+        Path(output.first_page).write_text(report.first_page(None, str(err), description))
         return
     log.info("cost model: %s", fit.describe())
     report.plot_cost_fit(remote, fit, output.cost_fit)
     recommendations = report.recommend(remote, fit)
     recommendations.to_csv(output.recommendation, sep="\t", index=False)
+    Path(output.first_page).write_text(report.first_page(recommendations, "", description))
     origin = f"the study run {snakemake.params.run} ({len(remote)} measured reads)"
     model = report.build_cost_model(remote, summary, fit, origin)
     Path(output.cost_model).write_text(model.to_json() + "\n")

@@ -293,3 +293,46 @@ def test_the_moved_figure_draws_a_line_per_shard_setting_and_refuses_a_summary_w
     assert list(objects.get_lines()[0].get_ydata()) == [400, 60]
     with pytest.raises(ChunkatlasError, match="no objects moved"):
         moved_figure(summary.drop(columns=["moved_objects", "moved_bytes"]))
+
+
+def test_figures_of_one_geometry_say_what_they_leave_out():
+    """remote.png, steps.png, analysis_passes.png and store_size.png draw one geometry per
+    chunk size: their titles name it, and say where the others are."""
+    from chunkatlas.report import reference_geometry
+    from chunkatlas.report._figures import steps_figure, store_size_figure
+
+    rows = pd.DataFrame(
+        [
+            {"tissue": "lung", "orientation": "cells", "chunk": c, "shard": s, "codec": "packed"}
+            | {"store_bytes": 1e6 * c, "rechunk_seconds": 1.0, "rechunk_max_rss_mb": 100.0}
+            for c in (500, 4000)
+            for s in (1, 8)
+        ]
+    )
+    drawn = reference_geometry(rows)
+    assert list(drawn["shard"]) == [1, 1] and drawn.attrs["left_out"] == 2
+    title = steps_figure(drawn)._suptitle.get_text()
+    assert "cell-major, unsharded, codec packed" in title and "other geometries left out" in title
+    size_title = store_size_figure(drawn).axes[0].get_title()
+    assert "unsharded" in size_title and "left out" in size_title
+    whole = steps_figure(rows[rows["shard"] == 8])._suptitle.get_text()
+    assert "8 chunks per shard" in whole and "left out" not in whole
+
+
+def test_the_first_page_leads_with_the_answer():
+    from chunkatlas.report import first_page
+
+    answer = pd.DataFrame(
+        {
+            "sentence": [
+                "for one_gene reads over s3: gene-major, chunk 20 genes, shard 8, codec packed"
+            ]
+        }
+    )
+    page = first_page(answer, "", "chunkatlas re-wrote each tissue ...")
+    lines = page.splitlines()
+    assert lines[0].startswith("**Which store geometry to write")
+    assert "- for one gene reads over s3: gene-major, chunk 20 genes, shard 8" in page
+    assert page.index("one gene reads") < page.index("chunkatlas re-wrote")
+    empty = first_page(None, "one store is too few to fit a cost model", "what the run did")
+    assert "No recommendation from this run: one store is too few" in empty

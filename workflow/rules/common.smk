@@ -3,6 +3,7 @@ import os
 import re
 import sys
 from dataclasses import asdict
+from pathlib import Path
 
 from chunkatlas.analysis import AnalysisParams, ClusterSettings, close_run, open_run
 from chunkatlas.config import (
@@ -74,6 +75,16 @@ RESULTS = f"results/{config['run']}"
 def out(path):
     """``path`` inside this run's results folder."""
     return f"{RESULTS}/{path}"
+
+
+REPORT_DESCRIPTION = "workflow/report/workflow.rst"  # what a run does (relative to the Snakefile)
+
+
+def report_first_page():
+    """The report's first page: once the run has one, the answer and what the run did (written
+    by summary); before that, what the run does."""
+    page = out("summary/first_page.rst")
+    return os.path.abspath(page) if os.path.exists(page) else REPORT_DESCRIPTION
 
 
 SHARDS = sorted(config["shards"])

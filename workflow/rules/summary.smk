@@ -73,6 +73,8 @@ rule summary:
             labels={"content": "recommended geometry per backend and access pattern"},
         ),
         cost_model=out("cost_model.json"),
+        # the report's first page: the answer, then what the run did (Snakefile: report)
+        first_page=out("summary/first_page.rst"),
     log:
         out("logs/summary.log"),
     localrule: True
@@ -85,6 +87,7 @@ rule summary:
         points=local_points(),
         run=config["run"],
         backends=config["remote"]["backends"],
+        description=Untracked(Path(workflow.basedir, REPORT_DESCRIPTION).read_text()),
     script:
         "../../scripts/summary.py"
 

@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # the public names, each imported on first use
     from chunkatlas.report._traffic import Layout
     from chunkatlas.report._traffic import predict_traffic
     from chunkatlas.report._traffic import X_PATTERNS
+    from chunkatlas.report._cost_model import first_page
     from chunkatlas.report._cost_model import fit_costs
     from chunkatlas.report._cost_model import recommend
     from chunkatlas.report._cost_model import recommendation_text

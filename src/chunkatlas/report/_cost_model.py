@@ -78,12 +78,12 @@ class BackendFit:
         return self.latency_ms / 1e3 / self.seconds_per_request
 
     def describe(self) -> str:
-        """One line, e.g. "s3: 30 ms/request, 50 MB/s, decode scale 0.98, 0.05-0.9 s fixed per
-        pattern; R² 0.99, median error 3%"."""
+        """One line, e.g. "s3: 30 ms/request, 50 MB/s, 0.98 × the local decode seconds,
+        0.05-0.9 s fixed per pattern; R² 0.99, median error 3%"."""
         decode = (
             "no decode term"
             if self.decode_scale is None
-            else f"decode scale {self.decode_scale:.2g}"
+            else f"{self.decode_scale:.2g} × the local decode seconds"
         )
         fixed = ""
         if self.pattern_seconds:
@@ -319,3 +319,23 @@ def recommendation_text(recommendations: pd.DataFrame) -> str:
         f"- {r.sentence}; the cost model predicts {r.predicted_seconds:.3g} s"
         for r in recommendations.itertuples()
     )
+
+
+def first_page(recommendations: pd.DataFrame | None, note: str, description: str) -> str:
+    """The report's first page (reStructuredText): the answer first, one line per backend and
+    access pattern (the geometry to write, measured and predicted, from ``recommendations``;
+    ``note`` when there is none), then ``description`` (what the run did)."""
+    lines = ["**Which store geometry to write, for each way the store is read**", ""]
+    if recommendations is None or recommendations.empty:
+        lines.append(f"No recommendation from this run: {note}.")
+    else:
+        lines += [
+            f"- {r.sentence.replace('_', ' ')}" for r in recommendations.itertuples()
+        ]  # rst would read "one_gene" as a link
+        lines += [
+            "",
+            "The cost model fitted on this run's reads decides (*recommendation.tsv*, under "
+            "*Store geometry*, has every figure); ``chunkatlas advise --cells N`` scales the "
+            "answer to an atlas of N cells.",
+        ]
+    return "\n".join([*lines, "", description.strip(), ""])

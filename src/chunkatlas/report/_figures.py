@@ -45,6 +45,24 @@ def chunk_label(table: pd.DataFrame) -> str:
     return " / ".join(sorted(set(table["orientation"]))) + " per chunk"
 
 
+def drawn_geometry(rows: pd.DataFrame) -> str:
+    """What a figure of :func:`reference_geometry` rows draws, for its title: e.g. "cell-major,
+    unsharded, codec packed, over http; other geometries left out (Store geometry figures)"."""
+    parts = []
+    for column, say in (
+        ("orientation", lambda v: f"{'cell' if v == 'cells' else 'gene'}-major"),
+        ("shard", lambda v: "unsharded" if int(v) == 1 else f"{int(v)} chunks per shard"),
+        ("codec", lambda v: f"codec {v}"),
+        ("backend", lambda v: f"over {v}"),
+    ):
+        if column in rows and rows[column].nunique() == 1:
+            parts.append(say(rows[column].iloc[0]))
+    note = ", ".join(parts) or "every geometry"
+    if rows.attrs.get("left_out"):
+        note += "; other geometries left out (Store geometry figures)"
+    return note
+
+
 def _plain_log(axis) -> None:
     """Log ticks at 1, 2 and 5 per decade, written as plain numbers ("20", not "2 x 10^1")."""
     axis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1, 2, 5)))
@@ -157,10 +175,13 @@ def remote_figure(remote: pd.DataFrame) -> plt.Figure:
             [
                 (rows, "requests", "HTTP requests", title),
                 (rows.assign(mb=rows["bytes"] / 1e6), "mb", "MB transferred", ""),
-                (rows, "seconds", "seconds (median)", ""),
+                (rows, "seconds", "seconds", ""),
             ]
         )
-    return _panels(panels, "Remote reads: what each chunk size costs per access pattern")
+    return _panels(
+        panels,
+        "Remote reads: what each chunk size costs per access pattern\n" + drawn_geometry(remote),
+    )
 
 
 def passes_figure(passes: pd.DataFrame) -> plt.Figure:
@@ -177,7 +198,8 @@ def passes_figure(passes: pd.DataFrame) -> plt.Figure:
         for step, rows in steps.groupby("step", sort=False)
     ]
     where = ", ".join(sorted(passes["read"].unique()))
-    return _panels(panels, f"Analysis passes: what each chunk size costs (read: {where})")
+    title = f"Analysis passes: what each chunk size costs (read: {where})"
+    return _panels(panels, f"{title}\n{drawn_geometry(passes)}")
 
 
 def plot_passes(passes: pd.DataFrame, out: str | os.PathLike) -> None:
@@ -215,7 +237,8 @@ def steps_figure(summary: pd.DataFrame) -> plt.Figure:
         for step in STEPS
         if f"{step}_seconds" in summary
     ]
-    return _panels(panels, "Workflow steps: time and peak memory per chunk size")
+    title = "Workflow steps: time and peak memory per chunk size"
+    return _panels(panels, f"{title}\n{drawn_geometry(summary)}")
 
 
 def plot_steps(summary: pd.DataFrame, out: str | os.PathLike) -> None:
@@ -224,9 +247,8 @@ def plot_steps(summary: pd.DataFrame, out: str | os.PathLike) -> None:
 
 def store_size_figure(summary: pd.DataFrame) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(5, 4), dpi=110)
-    _lines(
-        ax, summary.assign(mb=summary["store_bytes"] / 1e6), "mb", "stored MB", "Store size on disk"
-    )
+    title = f"Store size on disk\n{drawn_geometry(summary)}".replace("; ", ";\n")
+    _lines(ax, summary.assign(mb=summary["store_bytes"] / 1e6), "mb", "stored MB", title)
     ax.legend(title="tissue", fontsize=8)
     fig.tight_layout()
     return fig
@@ -397,7 +419,8 @@ def cost_fit_figure(table: pd.DataFrame, fit: CostFit) -> plt.Figure:
     ax.add_artist(first)
     ax.legend(handles=marker_key, title="backend", loc="lower left", bbox_to_anchor=(1.02, 0))
     ax.set_title(
-        f"Cost model: seconds ≈ requests × a + bytes × b + decode × c\n({network_text(rows)})\n"
+        "Cost model: seconds ≈ a × requests + b × bytes + c × (seconds to decode those bytes "
+        f"locally)\n({network_text(rows)})\n"
         + "\n".join(f.describe() for f in fit.backends.values()),
         fontsize=9,
     )

@@ -194,7 +194,7 @@ def reference_geometry(table: pd.DataFrame) -> pd.DataFrame:
     """The rows of one geometry per chunk size — the first orientation (cell-major where there
     is one), the smallest shard setting, the first codec and the first backend measured — so
     that figures with a line per tissue against chunk size stay lines; the geometry figures
-    compare the rest."""
+    compare the rest.  ``attrs["left_out"]`` counts the rows left out."""
     keep = pd.Series(True, index=table.index)
     for column in ("orientation", "shard", "codec", "backend"):
         if column in table and len(table):
@@ -202,4 +202,6 @@ def reference_geometry(table: pd.DataFrame) -> pd.DataFrame:
                 table[column].min() if column in ("orientation", "shard") else table[column].iloc[0]
             )
             keep &= table[column] == first
-    return table[keep]
+    kept = table[keep].copy()
+    kept.attrs["left_out"] = int((~keep).sum())  # rows of other geometries: titles say so
+    return kept
