@@ -324,15 +324,16 @@ def test_the_first_page_leads_with_the_answer():
 
     answer = pd.DataFrame(
         {
+            "pattern": ["one_gene"],
             "sentence": [
                 "for one_gene reads over s3: gene-major, chunk 20 genes, shard 8, codec packed"
-            ]
+            ],
         }
     )
     page = first_page(answer, "", "chunkatlas re-wrote each tissue ...")
     lines = page.splitlines()
     assert lines[0].startswith("**Which store geometry to write")
-    assert "- for one gene reads over s3: gene-major, chunk 20 genes, shard 8" in page
-    assert page.index("one gene reads") < page.index("chunkatlas re-wrote")
+    assert "- reading one gene across all cells over s3: gene-major, chunk 20 genes" in page
+    assert page.index("one gene across") < page.index("chunkatlas re-wrote")
     empty = first_page(None, "one store is too few to fit a cost model", "what the run did")
     assert "No recommendation from this run: one store is too few" in empty

@@ -76,8 +76,8 @@ def test_report_renders_with_every_figure(report, test_run, tmp_path):
         assert category in dom
     # the first page leads with the run's answer, and captions say how often it read
     answer = results_dir(*test_run) / "recommendation.tsv"
-    first = pd.read_csv(answer, sep="\t")["sentence"].iloc[0].replace("_", " ")
-    assert "Which store geometry to write" in dom and first.split(" (")[0] in dom
+    geometry = pd.read_csv(answer, sep="\t")["sentence"].iloc[0].split(": ", 1)[1]
+    assert "Which store geometry to write" in dom and geometry.split(" (")[0] in dom
     assert config.get("remote", {}).get("repeats", 1) == 1
     assert "one cold read" in dom and "median of the cold reads" not in dom
     shot = tmp_path / "report.png"

@@ -321,6 +321,16 @@ def recommendation_text(recommendations: pd.DataFrame) -> str:
     )
 
 
+# Each access pattern of the study as the first page says it.
+READS = {
+    "open": "the store's metadata and obs/var",
+    "one_gene": "one gene across all cells",
+    "fifty_genes": "a panel of 50 genes",
+    "cell_block": "a block of cells",
+    "all_x": "all of X",
+}
+
+
 def first_page(recommendations: pd.DataFrame | None, note: str, description: str) -> str:
     """The report's first page (reStructuredText): the answer first, one line per backend and
     access pattern (the geometry to write, measured and predicted, from ``recommendations``;
@@ -330,8 +340,9 @@ def first_page(recommendations: pd.DataFrame | None, note: str, description: str
         lines.append(f"No recommendation from this run: {note}.")
     else:
         lines += [
-            f"- {r.sentence.replace('_', ' ')}" for r in recommendations.itertuples()
-        ]  # rst would read "one_gene" as a link
+            "- " + r.sentence.replace(f"for {r.pattern} reads", f"reading {READS[r.pattern]}")
+            for r in recommendations.itertuples()
+        ]
         lines += [
             "",
             "The cost model fitted on this run's reads decides (*recommendation.tsv*, under "
