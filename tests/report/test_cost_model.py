@@ -84,7 +84,7 @@ def test_the_fit_recovers_known_costs_for_each_backend():
         assert (costs.latency_ms, costs.bandwidth_mbps, costs.note) == (60.0, 400.0, "")
     assert fit.table()["backend"].tolist() == ["http", "s3"]
     assert re.fullmatch(
-        r"http: [\d.]+ ms/request, [\d.]+ MB/s, decode scale 0.[45]\d*, "
+        r"http: [\d.]+ ms/request, [\d.]+ MB/s, 0.[45]\d* × the local decode seconds, "
         r"[\d.e-]+–[\d.e-]+ s fixed per pattern; R² 0.99\d, median error [\d.]+%",
         fit.describe().splitlines()[0],
     )
