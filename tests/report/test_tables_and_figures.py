@@ -323,12 +323,11 @@ def test_the_first_page_leads_with_the_answer():
     from chunkatlas.report import first_page
 
     answer = pd.DataFrame(
-        {
-            "pattern": ["one_gene"],
-            "sentence": [
-                "for one_gene reads over s3: gene-major, chunk 20 genes, shard 8, codec packed"
-            ],
-        }
+        [
+            {"pattern": "one_gene", "backend": "s3", "orientation": "genes", "chunk": 20}
+            | {"shard": 8, "codec": "packed", "predicted_seconds": 0.2, "seconds": 0.23}
+            | {"requests": 3, "bytes": 14_000, "objects": 76, "tissues": 3}
+        ]
     )
     page = first_page(answer, "", "chunkatlas re-wrote each tissue ...")
     lines = page.splitlines()

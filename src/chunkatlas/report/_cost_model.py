@@ -241,12 +241,14 @@ def _shard_text(shard: int) -> str:
     return "unsharded" if shard == 1 else f"shard {shard:,}"
 
 
-def _sentence(best: pd.Series) -> str:
+def _sentence(best: pd.Series, reads: str = "") -> str:
     """E.g. "for one_gene reads over s3: gene-major, chunk 20 genes, shard 8, codec packed
-    (0.21 s predicted, 0.23 s measured; 3 requests, 0.4 MB, 120 objects)"."""
+    (0.21 s predicted, 0.23 s measured; 3 requests, 0.4 MB, 120 objects)"; ``reads`` words the
+    pattern otherwise (e.g. "reading one gene across all cells")."""
     tissues = "" if best["tissues"] == 1 else f"; mean of {best['tissues']} tissues"
+    reads = reads or f"for {best['pattern']} reads"
     return (
-        f"for {best['pattern']} reads over {best['backend']}: {best['orientation'][:-1]}-major, "
+        f"{reads} over {best['backend']}: {best['orientation'][:-1]}-major, "
         f"chunk {best['chunk']:,} {best['orientation']}, {_shard_text(best['shard'])}, codec "
         f"{best['codec']} ({best['predicted_seconds']:.3g} s predicted, {best['seconds']:.3g} s "
         f"measured; {best['requests']:,.0f} requests, {best['bytes'] / 1e6:.3g} MB, "
@@ -340,8 +342,8 @@ def first_page(recommendations: pd.DataFrame | None, note: str, description: str
         lines.append(f"No recommendation from this run: {note}.")
     else:
         lines += [
-            "- " + r.sentence.replace(f"for {r.pattern} reads", f"reading {READS[r.pattern]}")
-            for r in recommendations.itertuples()
+            "- " + _sentence(row, f"reading {READS[row['pattern']]}")
+            for _, row in recommendations.iterrows()
         ]
         lines += [
             "",

@@ -65,30 +65,41 @@ class XGeometry:
 def objects_per_pass(x, rows: int) -> int:
     """Stored objects of X that one pass in tasks of ``rows`` cells reads (an object read by
     two tasks counts twice; sparse X: those of ``data``, as many again of ``indices``)."""
-    geometry = XGeometry.of(x)
-    starts = np.arange(0, geometry.n_obs, rows)
-    stops = np.minimum(starts + rows, geometry.n_obs)
-    if is_sparse(x):
-        indptr = np.asarray(x["indptr"][:])
-        first, last = indptr[starts], indptr[stops]
-        per = geometry.object_values
+    return _ObjectCount(x)(rows)
+
+
+class _ObjectCount:
+    """Objects a pass reads for any cells per task, from X's geometry and row pointers read
+    once."""
+
+    def __init__(self, x) -> None:
+        self.geometry = XGeometry.of(x)
+        self.indptr = np.asarray(x["indptr"][:]) if is_sparse(x) else None
+
+    def __call__(self, rows: int) -> int:
+        n_obs = self.geometry.n_obs
+        starts = np.arange(0, n_obs, rows)
+        stops = np.minimum(starts + rows, n_obs)
+        if self.indptr is None:
+            per = self.geometry.object_cells
+            return int(((stops - 1) // per - starts // per + 1).sum())
+        first, last = self.indptr[starts], self.indptr[stops]
+        per = self.geometry.object_values
         reads = np.where(last > first, (last - 1) // per - first // per + 1, 0)
         return 2 * int(reads.sum())
-    per = geometry.object_cells
-    return int(((stops - 1) // per - starts // per + 1).sum())
 
 
 def split_objects_warning(x, rows: int) -> str:
     """One line saying what ``rows`` cells per task cost against the store's own geometry;
     empty when it reads no more objects than the default."""
-    geometry = XGeometry.of(x)
-    default = geometry.default_rows()
-    given, best = objects_per_pass(x, rows), objects_per_pass(x, default)
+    count = _ObjectCount(x)
+    default = count.geometry.default_rows()
+    given, best = count(rows), count(default)
     if given <= best:
         return ""
     return (
-        f"{rows:,} cells per task splits X's stored objects (~{geometry.object_cells:,} cells "
-        f"each): a pass reads {given:,} objects instead of {best:,}; leave it out for "
+        f"{rows:,} cells per task splits X's stored objects (~{count.geometry.object_cells:,} "
+        f"cells each): a pass reads {given:,} objects instead of {best:,}; leave it out for "
         f"{default:,} cells per task"
     )
 
