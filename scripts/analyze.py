@@ -18,13 +18,13 @@ from chunkatlas.study import served_store
 
 def main(snakemake):
     params = snakemake.params
-    store = snakemake.input.store
-    bucket = params.bucket.value
+    reads = params.reads.value
+    store = reads.where
 
     def analyze(where, remote=None):
         analyze_store(
             where,
-            snakemake.output.result,
+            params.writes.value.path,
             rows=params.rows,
             params=AnalysisParams(**params.analysis),
             cluster=params.cluster.value,
@@ -33,8 +33,8 @@ def main(snakemake):
             remote=remote,
         )
 
-    if bucket is not None:  # its URL: the guarded reader checks it against its manifest
-        return analyze(store, bucket.reader(params.remote.value))
+    if reads.bucket is not None:  # its URL: the guarded reader checks it against its manifest
+        return analyze(store, reads.bucket.reader(params.remote.value))
     verify_store(store, snakemake.input.manifest)
     if params.backend == "local":
         return analyze(store)

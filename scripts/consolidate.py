@@ -6,14 +6,18 @@ one_line_interrupts()  # first: a Ctrl-C while the imports below load is one lin
 
 from chunkatlas.rewrite import consolidate_store
 
-if __name__ == "__main__":
+
+def main(snakemake):
     params = snakemake.params
-    run_snakemake_step(
-        snakemake,
-        lambda: consolidate_store(
-            snakemake.input.store,
+    store = params.store.value
+    with store.local_copy() as copy:
+        consolidate_store(
+            copy,
             snakemake.output.manifest,
             {"config_hash": params.config_hash.value},
-            in_bucket=params.in_bucket.value,
-        ),
-    )
+            in_bucket=store.in_bucket,
+        )
+
+
+if __name__ == "__main__":
+    run_snakemake_step(snakemake, lambda: main(snakemake))

@@ -9,5 +9,7 @@ from chunkatlas.ingest.demo import DemoSpec, write_demo_atlas
 if __name__ == "__main__":
     run_snakemake_step(
         snakemake,
-        lambda: write_demo_atlas(snakemake.output.atlas, DemoSpec(**snakemake.params.spec)),
+        lambda: write_demo_atlas(
+            snakemake.params.writes.value.path, DemoSpec(**snakemake.params.spec)
+        ),
     )

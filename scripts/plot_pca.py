@@ -12,12 +12,9 @@ def main(snakemake):
     title = chunk_title(
         snakemake.params.tissue, snakemake.wildcards.chunk, snakemake.params.orientation
     )
-    plot_pca(
-        read_store(snakemake.input.result),
-        snakemake.output.plot,
-        label_key=snakemake.params.label_key,
-        title=title,
-    )
+    with snakemake.params.reads.value.local_copy() as result:
+        adata = read_store(result)
+    plot_pca(adata, snakemake.output.plot, label_key=snakemake.params.label_key, title=title)
 
 
 if __name__ == "__main__":

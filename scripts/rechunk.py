@@ -6,16 +6,20 @@ one_line_interrupts()  # first: a Ctrl-C while the imports below load is one lin
 
 from chunkatlas.rewrite import rechunk_store
 
+
+def main(snakemake):
+    params, wildcards = snakemake.params, snakemake.wildcards
+    with params.reads.value.local_copy() as fetched:
+        rechunk_store(
+            fetched,
+            params.writes.value.path,
+            int(wildcards.chunk),
+            shard=int(wildcards.shard),
+            codec=wildcards.codec,
+            orientation=params.orientation,
+            zarr_format=params.zarr_format,
+        )
+
+
 if __name__ == "__main__":
-    run_snakemake_step(
-        snakemake,
-        lambda: rechunk_store(
-            snakemake.input.store,
-            snakemake.output.store,
-            int(snakemake.wildcards.chunk),
-            shard=int(snakemake.wildcards.shard),
-            codec=snakemake.wildcards.codec,
-            orientation=snakemake.params.orientation,
-            zarr_format=snakemake.params.zarr_format,
-        ),
-    )
+    run_snakemake_step(snakemake, lambda: main(snakemake))

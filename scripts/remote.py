@@ -10,17 +10,19 @@ from chunkatlas.study import Network, measure_backends
 
 
 def main(snakemake):
-    verify_store(snakemake.input.store, snakemake.input.manifest)
     params = snakemake.params
-    table = measure_backends(
-        snakemake.input.store,
-        backends=params.backends,
-        server=params.server,
-        network=Network(latency_ms=params.latency_ms, bandwidth_mbps=params.bandwidth_mbps),
-        settings=params.settings.value,
-        repeats=params.repeats,
-        in_bucket=params.in_bucket.value,
-    )
+    reads = params.reads.value
+    with reads.local_copy() as store:  # served over HTTP from this job's disk
+        verify_store(store, snakemake.input.manifest)
+        table = measure_backends(
+            store,
+            backends=params.backends,
+            server=params.server,
+            network=Network(latency_ms=params.latency_ms, bandwidth_mbps=params.bandwidth_mbps),
+            settings=params.settings.value,
+            repeats=params.repeats,
+            in_bucket=reads.in_bucket,
+        )
     table.to_csv(snakemake.output.table, sep="\t", index=False)
 
 

@@ -7,6 +7,7 @@ one_line_interrupts()  # first: a Ctrl-C while the imports below load is one lin
 
 import json
 import logging
+from contextlib import ExitStack
 from pathlib import Path
 
 from chunkatlas import report
@@ -19,8 +20,20 @@ log = logging.getLogger("chunkatlas")
 
 def main(snakemake):
     close_run()  # every analysis of the run is an input here: the run's cluster is done
+    with ExitStack() as copies:
+        results = {
+            path: copies.enter_context(store.local_copy())
+            for path, store in snakemake.params.results.value.items()
+        }
+        points = [
+            report.GridPoint(**{**p, "result": results.get(p["result"])})
+            for p in snakemake.params.points
+        ]
+        summarize(snakemake, points)
+
+
+def summarize(snakemake, points):
     output = snakemake.output
-    points = [report.GridPoint(**p) for p in snakemake.params.points]
     summary = report.build_summary(points)
     summary.to_csv(output.table, sep="\t", index=False)
     remote = report.remote_table(points)

@@ -163,9 +163,7 @@ def test_worker_killed_during_analysis_changes_nothing(big_source, tmp_path):
 
 def chunk_files(store: Path) -> dict[str, bytes]:
     return {
-        str(p.relative_to(store)): p.read_bytes()
-        for p in sorted(store.rglob("*"))
-        if p.is_file() and p.name != ".snakemake_timestamp"
+        str(p.relative_to(store)): p.read_bytes() for p in sorted(store.rglob("*")) if p.is_file()
     }
 
 

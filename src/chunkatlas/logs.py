@@ -71,19 +71,29 @@ def report_errors[T](action: Callable[[], T], *, console: TextIO | None = None) 
 def run_snakemake_step[T](snakemake, action: Callable[[], T]) -> T:
     """Run one workflow step with stdout/stderr and logging in the rule's log file.
 
-    A rule whose first output is a directory and that declares an output ``objects`` gets the
-    directory's record written there when the step succeeds (:func:`write_objects_record`).
+    A rule that writes a store names it in a param ``writes`` (a
+    :class:`~chunkatlas.store.WorkflowStore`) and declares its record as the output
+    ``objects``: the previous store is removed first, and when the step succeeds the record is
+    written and the store put in the run's bucket, if it has one.
     """
     log_file = open(snakemake.log[0], "a", buffering=1)  # noqa: SIM115 - lives as long as the job
     sys.stderr = log_file
     sys.stdout = log_file
     configure_logging(log_file)
-    outcome = report_errors(action)
-    if "objects" in snakemake.output.keys():
+    store = snakemake.params.writes.value if "writes" in snakemake.params.keys() else None
+    if store is None:
+        return report_errors(action)
+
+    def step():
         from chunkatlas.store import write_objects_record
 
-        write_objects_record(snakemake.output[0], snakemake.output.objects)
-    return outcome
+        store.clear()
+        outcome = action()
+        write_objects_record(store.path, snakemake.output.objects)
+        store.publish()
+        return outcome
+
+    return report_errors(step)
 
 
 def one_line_interrupts() -> None:

@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import anndata as ad
 import pandas as pd
@@ -19,6 +20,7 @@ from chunkatlas.rewrite import consolidate_store, rechunk_store
 from chunkatlas.store import (
     Bucket,
     RemoteSettings,
+    WorkflowStore,
     directory_objects,
     open_remote_group,
     read_dask_backed,
@@ -190,3 +192,46 @@ def test_consolidating_a_retrieved_store_puts_its_metadata_back_in_the_bucket(
         fs.cat("atlas-bucket/retrieved/store.zarr/zarr.json") == (store / "zarr.json").read_bytes()
     )
     assert group["X"].attrs["shape"] == list(ad.read_zarr(store).X.shape)
+
+
+def files_of(directory) -> dict[str, bytes]:
+    root = Path(directory)
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_a_workflow_store_goes_to_the_bucket_whole_and_comes_back_as_written(s3, fetched, tmp_path):
+    """A job's store in the run's bucket: the previous run's objects replaced, one object per
+    file and nothing else, no copy left on the job's disk; a reader's copy equals it and is
+    gone after the job."""
+    import s3fs
+
+    bucket = run_bucket(s3)
+    url = bucket.url("jobs/store.zarr")
+    fs = s3fs.S3FileSystem(**s3_options(s3))
+    fs.pipe("atlas-bucket/jobs/store.zarr/X/data/c/99", b"a previous run's chunk")
+    path = tmp_path / "results" / "store.zarr"
+    rechunk_store(fetched, path, 200)
+    written = files_of(path)
+    store = WorkflowStore(str(path), url, bucket)
+    assert store.where == url and store.in_bucket == (url, bucket)
+
+    store.publish()
+    assert not path.exists()
+    keys = {k.removeprefix("atlas-bucket/jobs/store.zarr/") for k in fs.find(url)}
+    assert keys == set(written)
+    with store.local_copy() as copy:
+        assert files_of(copy) == written
+        ad.read_zarr(copy)  # anndata reads it as the job wrote it
+    assert not Path(copy).exists() and not list(path.parent.iterdir())
+
+
+def test_a_local_workflow_store_is_read_and_kept_where_it_was_written(fetched, tmp_path):
+    path = tmp_path / "store.zarr"
+    rechunk_store(fetched, path, 200)
+    store = WorkflowStore(str(path))
+    store.publish()
+    with store.local_copy() as copy:
+        assert copy == str(path) and store.where == str(path) and store.in_bucket is None
+    assert path.is_dir()
+    store.clear()
+    assert not path.exists()

@@ -228,9 +228,7 @@ def slurm(tmp_path_factory) -> Iterator[Slurm]:
 
 def chunk_files(store: Path) -> dict[str, bytes]:
     return {
-        str(p.relative_to(store)): p.read_bytes()
-        for p in sorted(store.rglob("*"))
-        if p.is_file() and p.name != ".snakemake_timestamp"
+        str(p.relative_to(store)): p.read_bytes() for p in sorted(store.rglob("*")) if p.is_file()
     }
 
 

@@ -3,10 +3,7 @@ shapes, sparse or dense, in zarr and HDF5 alike; Snakemake's marker file silence
 
 from __future__ import annotations
 
-import warnings
-
 import h5py
-import numpy as np
 import pytest
 import scipy.sparse as sp
 import zarr
@@ -15,7 +12,6 @@ from chunkatlas.store import (
     is_matrix_element,
     is_sparse,
     matrix_shape,
-    without_snakemake_marker_warnings,
 )
 
 
@@ -59,24 +55,3 @@ def test_shape_and_sparsity_in_an_h5ad_file(small, tmp_path):
     with h5py.File(tmp_path / "small.h5ad", "r") as f:
         assert is_sparse(f["X"]) and matrix_shape(f["X"]) == (60, 12)
         assert not is_sparse(f["layers/dense"]) and matrix_shape(f["layers/dense"]) == (60, 12)
-
-
-def test_the_snakemake_marker_warning_is_silenced_and_no_other(tmp_path):
-    root = zarr.open_group(tmp_path / "s.zarr", mode="w")
-    root.create_array("a", data=np.arange(3))
-    (tmp_path / "s.zarr" / ".snakemake_timestamp").write_text("")
-
-    def members_and_warnings(silenced: bool) -> list[str]:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            if silenced:
-                with without_snakemake_marker_warnings():
-                    names = [n for n, _ in zarr.open_group(tmp_path / "s.zarr").members()]
-                    warnings.warn("another warning", UserWarning, stacklevel=1)
-            else:
-                names = [n for n, _ in zarr.open_group(tmp_path / "s.zarr").members()]
-        assert names == ["a"]
-        return [str(w.message) for w in caught]
-
-    assert any(".snakemake_timestamp" in m for m in members_and_warnings(silenced=False))
-    assert members_and_warnings(silenced=True) == ["another warning"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import anndata as ad
 import numpy as np
@@ -105,6 +106,27 @@ def test_end_to_end_outputs(test_run):
             ad.read_zarr(here / "store.zarr").X.toarray(), cells.X.toarray()
         )
         assert not (here / "hvg_pca.zarr").exists()  # measured, not analysed
+
+
+def test_stores_hold_nothing_but_the_store(test_run):
+    """No Snakemake marker (or anything else) inside a store the run wrote: plain anndata
+    reads every one without a warning, and the store's files are exactly its manifest's."""
+    workdir, config = test_run
+    results = results_dir(workdir, config)
+    written = [*results.rglob("*.zarr"), *results.rglob("*.soma")]
+    assert len(written) == 1 + len(config["tissues"]) + len(list(stores(config))) + len(
+        list(geometries(config))
+    )
+    for store in written:
+        assert not list(store.rglob(".snakemake*")), store
+    for store in results.rglob("*.zarr"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            ad.read_zarr(store)
+    for manifest_path in results.rglob("store.manifest.json"):
+        manifest = json.loads(manifest_path.read_text())
+        store = manifest_path.with_name("store.zarr")
+        assert manifest["moved"]["objects"] == len([p for p in store.rglob("*") if p.is_file()])
 
 
 def test_summary_has_one_row_per_grid_point(test_run):

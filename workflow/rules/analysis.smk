@@ -23,12 +23,10 @@ rule warmup:
 rule analyze:
     """normalize_total, log1p, highly-variable genes and PCA on a Dask cluster, {chunk} cells per task, reading the store from its path or over HTTP/S3 (analysis.read)."""
     input:
-        # in an object store: read where it lies (its URL), never downloaded
-        store=in_place(f"{GRID}/store.zarr"),
+        store=objects_record(f"{GRID}/store.zarr"),
         manifest=f"{GRID}/store.manifest.json",
         warmup=rules.warmup.output.seconds,
     output:
-        result=directory(f"{GRID}/hvg_pca.zarr"),
         objects=objects_record(f"{GRID}/hvg_pca.zarr"),
     log:
         out(f"logs/analyze/{POINT}.log"),
@@ -43,6 +41,9 @@ rule analyze:
         * attempt,
         runtime=runtime(60),
     params:
+        # in an object store: read where it lies (its URL), never downloaded
+        reads=workflow_store(f"{GRID}/store.zarr"),
+        writes=workflow_store(f"{GRID}/hvg_pca.zarr"),
         rows=task_rows,
         analysis=asdict(AnalysisParams.from_config(config)),
         zarr_format=config["zarr_format"],
@@ -52,7 +53,6 @@ rule analyze:
         server=config["remote"]["server"],
         network=Untracked(Network.from_config(config)),
         remote=Untracked(RemoteSettings.from_config(config, "analysis")),
-        bucket=Untracked(BUCKET),
         cluster=cluster_settings,
         config_hash=config_hash(),
     script:
@@ -62,7 +62,7 @@ rule analyze:
 rule plot_pca:
     """PC1 against PC2, the ten commonest cell types in colour."""
     input:
-        result=f"{GRID}/hvg_pca.zarr",
+        result=objects_record(f"{GRID}/hvg_pca.zarr"),
         manifest=f"{GRID}/store.manifest.json",  # says whether X is sparse (chunked by cells)
     output:
         plot=report(
@@ -87,6 +87,7 @@ rule plot_pca:
         mem_mb=1000,
         runtime=10,
     params:
+        reads=workflow_store(f"{GRID}/hvg_pca.zarr"),
         label_key=config["analysis"]["label_key"],
         tissue=lambda wildcards: TISSUES[wildcards.tissue],
         orientation=lambda wildcards: wildcards.orientation,

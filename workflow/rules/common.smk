@@ -17,7 +17,7 @@ from chunkatlas.config import (
 from chunkatlas.errors import ChunkatlasError
 from chunkatlas.ingest import SourceSettings
 from chunkatlas.report import STEPS, run_record
-from chunkatlas.store import Bucket, RemoteSettings
+from chunkatlas.store import Bucket, RemoteSettings, WorkflowStore, read_objects_record
 from chunkatlas.study import Network
 
 try:
@@ -108,30 +108,26 @@ def benchmark_file(step, wildcards=POINT):
     return out(f"benchmarks/{step}/{wildcards}.tsv")
 
 
-def objects_record(directory):
-    """The record of a directory output (``x.zarr`` -> ``x.objects.json``), declared after the
-    directory: in an object store it is uploaded last, so it marks the directory complete."""
-    return re.sub(r"\.(zarr|soma)$", "", directory) + ".objects.json"
+def objects_record(store):
+    """The record of a store (``x.zarr`` -> ``x.objects.json``): what a rule declares instead
+    of the store's directory, into which Snakemake would put its ``.snakemake_timestamp``.
+    The job writes it once the store is whole (in an object store: uploaded)."""
+    return re.sub(r"\.(zarr|soma)$", "", store) + ".objects.json"
 
 
-def in_place(path):
-    """An input read where it lies: with outputs in an object store, the job is given its URL
-    and nothing is downloaded; else the local path."""
+def workflow_store(path):
+    """The store at ``path`` (a pattern of the rule's wildcards) as its job writes or reads
+    it: a :class:`~chunkatlas.store.WorkflowStore` with, when the run keeps its outputs in an
+    object store, its URL there."""
+    return lambda wildcards: Untracked(store_at(path.format(**dict(wildcards.items()))))
+
+
+def store_at(path):
+    """The store at ``path`` (:func:`workflow_store`): in an object store, its local path is
+    where Snakemake would keep its copy."""
     if BUCKET is None:
-        return path
-    return storage(BUCKET.url(path), retrieve=False)
-
-
-def in_bucket(path):
-    """For a job that reads ``path`` from Snakemake's local copy but writes beside it in the
-    bucket (or measures it there): (URL, bucket), or None without an object store."""
-    if BUCKET is None:
-        return Untracked(None)
-
-    def where(wildcards):
-        return Untracked((BUCKET.url(path.format(**dict(wildcards.items()))), BUCKET))
-
-    return where
+        return WorkflowStore(path)
+    return WorkflowStore(local_copy(path), BUCKET.url(path), BUCKET)
 
 
 def local_copy(path):
@@ -156,7 +152,7 @@ def point_outputs(geometry):
     """The outputs of one store geometry (folder-relative), as the default target wants them."""
     outputs = ["store.manifest.json"]
     if geometry["orientation"] in ANALYSED:
-        outputs += ["hvg_pca.zarr", "pca.png"]
+        outputs += ["hvg_pca.objects.json", "pca.png"]
     if config["remote"]["enabled"]:
         outputs.append("remote.tsv")
     return outputs
@@ -207,32 +203,39 @@ def cluster_settings(wildcards, threads, resources):
     )
 
 
+def builds_demo_atlas():
+    """Whether the source is the demo atlas, built by a rule (a real source, e.g. the Census,
+    is not a workflow file)."""
+    return "demo_atlas" in config and config["source"]["kind"] == "soma"
+
+
 def get_fetch_source(wildcards):
-    """The demo atlas is built by a rule; a real source (Census) is not a workflow file."""
-    if "demo_atlas" in config and config["source"]["kind"] == "soma":
-        return [config["source"]["uri"]]
-    return []
+    """The demo atlas's record, when the source is the demo atlas."""
+    return [objects_record(config["source"]["uri"])] if builds_demo_atlas() else []
 
 
-def tree_mb(paths):
-    """Size in MB of files and directory trees (resources scale with the data)."""
+def stores_mb(input):
+    """MB of the stores whose records the job takes as input (resources scale with the data);
+    0 for a record not yet made (a dry run)."""
     total = 0
-    for path in paths:
-        if os.path.isdir(path):
-            for root, _, names in os.walk(path):
-                total += sum(os.path.getsize(os.path.join(root, n)) for n in names)
-        elif os.path.exists(path):
-            total += os.path.getsize(path)
+    for record in input:
+        if not str(record).endswith(".objects.json"):
+            continue
+        try:
+            if BUCKET is None:
+                total += read_objects_record(record)["bytes"]
+            else:
+                total += BUCKET.read_json(record.storage_object.query)["bytes"]
+        except FileNotFoundError:
+            pass
     return total / 1e6
 
 
 def mem_mb(base, per_input_mb):
-    """mem_mb from the input size, doubled on each retry."""
+    """mem_mb from the size of the input stores, doubled on each retry."""
 
     def resource(wildcards, input, attempt):
-        # in an object store, the size Snakemake finds there (a directory's: all its objects)
-        size_mb = input.size_mb if BUCKET is not None else tree_mb(input)
-        return int((base + per_input_mb * size_mb) * 2 ** (attempt - 1))
+        return int((base + per_input_mb * stores_mb(input)) * 2 ** (attempt - 1))
 
     return resource
 
@@ -253,7 +256,7 @@ def grid_points():
             where = dict(tissue=folder, **geometry)
             here = GRID.format(**where)
             outputs = point_outputs(geometry)
-            analysed = "hvg_pca.zarr" in outputs
+            analysed = "pca.png" in outputs
             points.append(
                 dict(
                     tissue=tissue,
@@ -276,13 +279,21 @@ def grid_points():
     return points
 
 
-# The files of a grid point the summary reads, beside its benchmarks.
-POINT_FILES = ("manifest", "result", "remote", "store_objects", "result_objects")
+# The files of a grid point the summary reads, beside its benchmarks and its result (a store:
+# the summary job reads it through :func:`result_stores`).
+POINT_FILES = ("manifest", "remote", "store_objects", "result_objects")
 
 
 def point_files(point):
     """Every file of a grid point the summary reads."""
     return [point[key] for key in POINT_FILES if point[key]] + list(point["benchmarks"].values())
+
+
+def result_stores():
+    """Each grid point's result as the summary job reads it (:func:`store_at`), by its path."""
+    return Untracked(
+        {point["result"]: store_at(point["result"]) for point in grid_points() if point["result"]}
+    )
 
 
 def local_points():

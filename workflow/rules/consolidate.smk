@@ -1,7 +1,7 @@
 rule consolidate:
     """Consolidate the store's metadata and write its manifest (the store's completion record)."""
     input:
-        store=f"{GRID}/store.zarr",
+        store=objects_record(f"{GRID}/store.zarr"),
     output:
         manifest=f"{GRID}/store.manifest.json",
     log:
@@ -17,6 +17,6 @@ rule consolidate:
     params:
         config_hash=config_hash(),
         # in an object store: the consolidated metadata goes back into the bucket's store
-        in_bucket=in_bucket(f"{GRID}/store.zarr"),
+        store=workflow_store(f"{GRID}/store.zarr"),
     script:
         "../../scripts/consolidate.py"

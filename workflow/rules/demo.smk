@@ -3,7 +3,6 @@ if "demo_atlas" in config and config["source"]["kind"] == "soma":
     rule demo:
         """Build the embedded, Census-shaped demo atlas (a TileDB-SOMA Experiment) from a seed."""
         output:
-            atlas=directory(config["source"]["uri"]),
             objects=objects_record(config["source"]["uri"]),
         log:
             out("logs/demo.log"),
@@ -15,6 +14,7 @@ if "demo_atlas" in config and config["source"]["kind"] == "soma":
             mem_mb=lambda wildcards, attempt: 2000 * attempt,
             runtime=runtime(15),
         params:
+            writes=workflow_store(config["source"]["uri"]),
             spec=config["demo_atlas"],
         script:
             "../../scripts/demo.py"

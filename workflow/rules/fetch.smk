@@ -3,7 +3,6 @@ rule fetch:
     input:
         source=get_fetch_source,
     output:
-        store=directory(out("{tissue}/fetched.zarr")),
         objects=objects_record(out("{tissue}/fetched.zarr")),
     log:
         out("logs/fetch/{tissue}.log"),
@@ -16,6 +15,9 @@ rule fetch:
         mem_mb=lambda wildcards, attempt: 3000 * attempt,
         runtime=runtime(60),
     params:
+        writes=workflow_store(out("{tissue}/fetched.zarr")),
+        # the demo atlas, where the job finds it
+        atlas=workflow_store(config["source"]["uri"]) if builds_demo_atlas() else Untracked(None),
         tissue=lambda wildcards: TISSUES[wildcards.tissue],
         source=SourceSettings.from_config(config).output_params(),
         zarr_format=config["zarr_format"],

@@ -1,7 +1,7 @@
 rule remote:
     """Serve the store over HTTP and S3 on loopback, with an emulated network, and count requests, bytes and seconds per access pattern."""
     input:
-        store=f"{GRID}/store.zarr",
+        store=objects_record(f"{GRID}/store.zarr"),
         manifest=f"{GRID}/store.manifest.json",
     output:
         table=f"{GRID}/remote.tsv",
@@ -23,6 +23,6 @@ rule remote:
         bandwidth_mbps=config["remote"]["bandwidth_mbps"],
         settings=Untracked(RemoteSettings.from_config(config)),
         # in an object store: backend s3 is measured on the run's bucket itself
-        in_bucket=in_bucket(f"{GRID}/store.zarr"),
+        reads=workflow_store(f"{GRID}/store.zarr"),
     script:
         "../../scripts/remote.py"

@@ -1,8 +1,8 @@
 rule summary:
     """One row per tissue x chunk size: sizes, HVGs, remote costs, each analysis pass's reads, seconds and memory per step."""
     input:
-        # manifests, results, remote tables, objects records and benchmarks: in an object
-        # store, Snakemake retrieves each for the summary
+        # manifests, remote tables, objects records and benchmarks: in an object store,
+        # Snakemake retrieves each for the summary (the results it copies itself)
         points=[path for point in grid_points() for path in point_files(point)],
     output:
         table=report(
@@ -85,6 +85,7 @@ rule summary:
         runtime=10,
     params:
         points=local_points(),
+        results=result_stores(),
         run=config["run"],
         backends=config["remote"]["backends"],
         description=Untracked(Path(workflow.basedir, REPORT_DESCRIPTION).read_text()),

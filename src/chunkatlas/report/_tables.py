@@ -111,10 +111,10 @@ def summary_row(point: GridPoint) -> dict[str, object]:
 
 
 def moved(point: GridPoint) -> dict[str, int]:
-    """Objects and bytes each job moves for this store when Snakemake keeps outputs in an
+    """Objects and bytes each job moves for this store when the run keeps its outputs in an
     object store (``{job}_moved_objects``, ``{job}_moved_bytes``), and their totals
-    (``moved_…``); in a local run, what such a run would move.  Snakemake moves one object
-    per request, so objects are also requests.
+    (``moved_…``); in a local run, what such a run would move.  One object moves per request,
+    so objects are also requests.
 
     rechunk uploads the store and consolidate retrieves it; remote retrieves it consolidated
     (when the store is measured); analyze uploads the result and plot_pca retrieves it.

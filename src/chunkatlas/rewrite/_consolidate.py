@@ -13,7 +13,6 @@ from chunkatlas.store import (
     build_manifest,
     directory_objects,
     open_anndata_group,
-    without_snakemake_marker_warnings,
     write_json_atomic,
 )
 
@@ -37,7 +36,7 @@ def consolidate_store(
     before the manifest is written, so a manifest never describes an unconsolidated store.
     """
     open_anndata_group(store)
-    with without_snakemake_marker_warnings(), warnings.catch_warnings():
+    with warnings.catch_warnings():
         # Deliberate, as anndata does: a remote reader opens the whole store in one request.
         warnings.filterwarnings("ignore", "Consolidated metadata is currently not part")
         zarr.consolidate_metadata(str(store))

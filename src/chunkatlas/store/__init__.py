@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from chunkatlas.store._bucket import (
     Bucket,
+    WorkflowStore,
     directory_objects,
     read_objects_record,
     write_objects_record,
@@ -33,7 +34,6 @@ from chunkatlas.store._layout import (
     is_matrix_element,
     is_sparse,
     matrix_shape,
-    without_snakemake_marker_warnings,
 )
 from chunkatlas.store._lazy import check_unique_names, read_dask_backed
 from chunkatlas.store._location import StoreLocation, is_remote, open_on_workers
@@ -59,6 +59,7 @@ __all__ = [
     "DEFAULT_ZARR_FORMAT",
     "PART_BYTES",
     "Reads",
+    "WorkflowStore",
     "XGeometry",
     "RemoteSettings",
     "StoreLocation",
@@ -89,7 +90,6 @@ __all__ = [
     "take_reads",
     "task_rows",
     "verify_store",
-    "without_snakemake_marker_warnings",
     "write_json_atomic",
     "write_objects_record",
 ]

@@ -1,11 +1,7 @@
 """The layout of AnnData zarr stores, read with zarr alone: which elements are matrices, their
-shapes, and Snakemake's marker file that is not part of a store."""
+shapes."""
 
 from __future__ import annotations
-
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 
 def is_matrix_element(path: str) -> bool:
@@ -22,12 +18,3 @@ def matrix_shape(elem) -> tuple[int, int]:
 def is_sparse(elem) -> bool:
     """A stored sparse matrix is a group (zarr or HDF5); a dense one is an array."""
     return elem.attrs.get("encoding-type") in ("csr_matrix", "csc_matrix")
-
-
-@contextmanager
-def without_snakemake_marker_warnings() -> Iterator[None]:
-    """Silence zarr's and anndata's warning about the ``.snakemake_timestamp`` file that
-    Snakemake puts in each directory output (the file is Snakemake's, not the store's)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "Object at .snakemake_timestamp", UserWarning)
-        yield

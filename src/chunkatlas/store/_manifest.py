@@ -14,7 +14,7 @@ import zarr
 from chunkatlas._version import __version__
 from chunkatlas.errors import ChunkatlasError
 from chunkatlas.store._chunks import object_noun
-from chunkatlas.store._layout import matrix_shape, without_snakemake_marker_warnings
+from chunkatlas.store._layout import matrix_shape
 
 METADATA_FILES = {".zarray", ".zattrs", ".zgroup", ".zmetadata", "zarr.json"}
 
@@ -79,11 +79,8 @@ def describe_array(root: Path, path: str, array: zarr.Array, *, checksums: bool 
 
 
 def count_objects(root: Path) -> int:
-    """Files of the store, metadata included (Snakemake's marker of a directory output is not
-    the store's)."""
-    return sum(
-        len([n for n in names if not n.startswith(".snakemake")]) for _, _, names in os.walk(root)
-    )
+    """Files of the store, metadata included."""
+    return sum(len(names) for _, _, names in os.walk(root))
 
 
 def _open_local(root: Path) -> zarr.Group:
@@ -91,8 +88,7 @@ def _open_local(root: Path) -> zarr.Group:
     written)."""
     if not root.is_dir():
         raise ChunkatlasError(f"store not found: {root}")
-    with without_snakemake_marker_warnings():
-        group = zarr.open_group(root, mode="r")
+    group = zarr.open_group(root, mode="r")
     if group.attrs.get("encoding-type") != "anndata" or "X" not in group:
         raise ChunkatlasError(f"not an AnnData store with X: {root}")
     return group

@@ -12,7 +12,6 @@ from pathlib import Path
 import zarr
 
 from chunkatlas.errors import ChunkatlasError
-from chunkatlas.store._layout import without_snakemake_marker_warnings
 from chunkatlas.store._location import StoreLocation
 
 
@@ -61,17 +60,11 @@ def check_obs_column(path: str | os.PathLike | StoreLocation, column: str, optio
 
 
 def read_store(path: str | os.PathLike):
-    """``anndata.read_zarr`` of a store the workflow wrote, in memory.
-
-    Snakemake marks each directory output with a ``.snakemake_timestamp`` file inside it, which
-    anndata reports as an unrecognised object on every read: that one warning is silenced
-    (:func:`without_snakemake_marker_warnings`).
-    """
+    """``anndata.read_zarr`` of a store the workflow wrote, in memory."""
     import anndata as ad
 
-    with without_snakemake_marker_warnings():
-        open_anndata_group(path, need_x=False)  # one line for what is not an AnnData store
-        return ad.read_zarr(path)
+    open_anndata_group(path, need_x=False)  # one line for what is not an AnnData store
+    return ad.read_zarr(path)
 
 
 def read_elements(path: str | os.PathLike, *keys: str) -> list:
@@ -80,6 +73,5 @@ def read_elements(path: str | os.PathLike, *keys: str) -> list:
     cells)."""
     from anndata.io import read_elem
 
-    with without_snakemake_marker_warnings():
-        group = open_anndata_group(path, need_x=False)
-        return [read_elem(group[key]) for key in keys]
+    group = open_anndata_group(path, need_x=False)
+    return [read_elem(group[key]) for key in keys]
