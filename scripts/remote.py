@@ -12,7 +12,8 @@ from chunkatlas.study import Network, measure_backends
 def main(snakemake):
     params = snakemake.params
     reads = params.reads.value
-    with reads.local_copy() as store:  # served over HTTP from this job's disk
+    # served over HTTP from this job's disk, its manifest beside it
+    with reads.local_copy(beside=(snakemake.input.manifest,)) as store:
         verify_store(store, snakemake.input.manifest)
         table = measure_backends(
             store,

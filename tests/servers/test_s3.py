@@ -22,6 +22,7 @@ from chunkatlas.store import (
     RemoteSettings,
     WorkflowStore,
     directory_objects,
+    manifest_location,
     open_remote_group,
     read_dask_backed,
 )
@@ -219,8 +220,10 @@ def test_a_workflow_store_goes_to_the_bucket_whole_and_comes_back_as_written(s3,
     assert not path.exists()
     keys = {k.removeprefix("atlas-bucket/jobs/store.zarr/") for k in fs.find(url)}
     assert keys == set(written)
-    with store.local_copy() as copy:
-        assert files_of(copy) == written
+    (tmp_path / "store.manifest.json").write_text("{}")
+    with store.local_copy(beside=[tmp_path / "store.manifest.json"]) as copy:
+        assert files_of(copy) == written and Path(copy).name == "store.zarr"
+        assert Path(manifest_location(copy)).read_text() == "{}"
         ad.read_zarr(copy)  # anndata reads it as the job wrote it
     assert not Path(copy).exists() and not list(path.parent.iterdir())
 

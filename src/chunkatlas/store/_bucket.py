@@ -139,15 +139,17 @@ class WorkflowStore:
         shutil.rmtree(self.path)
 
     @contextmanager
-    def local_copy(self) -> Iterator[str]:
-        """The store on this job's disk: its path, or a private copy from the bucket that is
-        removed when the block ends."""
+    def local_copy(self, beside: tuple[str | os.PathLike, ...] = ()) -> Iterator[str]:
+        """The store on this job's disk: its path, or a private copy from the bucket under
+        the same name, with the local files ``beside`` (e.g. its manifest) copied next to it
+        as the workflow lays them out; the copy is removed when the block ends."""
         if self.bucket is None:
             yield self.path
             return
         parent = Path(self.path).parent
         parent.mkdir(parents=True, exist_ok=True)
-        copy = Path(tempfile.mkdtemp(prefix=f".{Path(self.path).name}.copy-", dir=parent))
+        private = Path(tempfile.mkdtemp(prefix=f".{Path(self.path).name}.copy-", dir=parent))
+        copy = private / Path(self.path).name
         try:
             fs = self.bucket.filesystem()
             keys = [key for key in fs.find(self.url) if not key.endswith("/")]
@@ -156,9 +158,11 @@ class WorkflowStore:
             for target in targets:
                 Path(target).parent.mkdir(parents=True, exist_ok=True)
             fs.get(keys, targets)
+            for file in beside:
+                shutil.copy(file, private)
             yield str(copy)
         finally:
-            shutil.rmtree(copy, ignore_errors=True)
+            shutil.rmtree(private, ignore_errors=True)
 
 
 def directory_objects(directory: str | os.PathLike) -> dict[str, int]:
