@@ -26,6 +26,7 @@ from chunkatlas.study._network import (
     Network,
     add_network_arguments,
     network_from,
+    pacing_after_marker,
 )
 from chunkatlas.study._server_process import LogWriter, process_serving
 
@@ -37,15 +38,18 @@ CREDENTIALS = {"key": "chunkatlas", "secret": "chunkatlas"}  # moto accepts any 
 class LoggedNetwork:
     """WSGI middleware: answers marker requests itself (204) and delays every read (GET, HEAD)
     by the network's latency plus its body's transfer time, before the answer starts; logs
-    every request.  Uploads (PUT, POST) are logged but not delayed: they set the study up."""
+    every request.  Uploads (PUT, POST) are logged but not delayed: they set the study up.
+    Markers switch the delay off and on (:func:`pacing_after_marker`)."""
 
     def __init__(self, app, log: LogWriter, network: Network) -> None:
         self.app, self.log, self.network = app, log, network
+        self.paced = True
 
     def __call__(self, environ, start_response):
         started = time.time()
         method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO", "")
         if path.startswith(MARK_PREFIX):
+            self.paced = pacing_after_marker(environ.get("QUERY_STRING", ""), self.paced)
             start_response("204 No Content", [])
             self.log.write(method, path, 204, 0, "", started)
             return []
@@ -63,11 +67,11 @@ class LoggedNetwork:
         finally:
             getattr(body_parts, "close", lambda: None)()
         sent = 0 if method == "HEAD" else len(body)
-        if method in ("GET", "HEAD"):
-            time.sleep(self.network.seconds(sent))
+        delay = self.network.seconds(sent) if method in ("GET", "HEAD") and self.paced else 0.0
+        time.sleep(delay)
         start_response(answer["status"], answer["headers"])
         status = int(answer["status"].split()[0])
-        self.log.write(method, path, status, sent, environ.get("HTTP_RANGE", ""), started)
+        self.log.write(method, path, status, sent, environ.get("HTTP_RANGE", ""), started, delay)
         return [body]
 
 
