@@ -20,7 +20,6 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from chunkatlas.store import manifest_location
 from chunkatlas.study._network import (
     LOOPBACK,
     MARK_PREFIX,
@@ -140,6 +139,8 @@ def s3_serving(
     upload over HTTP took longer than the reads it sets up, and the reader's client is the
     first to talk to the server.
     """
+    from chunkatlas.store import manifest_location  # here: the server process needs none of it
+
     store = Path(root)
     args = [sys.executable, "-m", "chunkatlas.study._s3", "--log", str(log_path)]
     args += ["--put", str(store), "--put", str(manifest_location(store))]
