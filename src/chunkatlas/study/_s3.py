@@ -94,18 +94,15 @@ def serve_forever(
 ) -> None:
     """moto's S3 (its own WSGI app and request handler) behind :class:`LoggedNetwork`, holding
     ``put`` (:func:`put_local`) in :data:`BUCKET` from the start."""
-    from moto.moto_server.werkzeug_app import (
-        DomainDispatcherApplication,
-        MotoRequestHandler,
-        create_backend_app,
-    )
+    from moto.moto_server.werkzeug_app import MotoRequestHandler, create_backend_app
     from werkzeug.serving import make_server
 
     if put:
         put_local(put)
-    app = LoggedNetwork(
-        DomainDispatcherApplication(create_backend_app), LogWriter(log_path), network
-    )
+    # S3's own app, not moto's DomainDispatcherApplication: that one finds each request's
+    # service by listing moto's modules on disk, a few ms of CPU per request, and only S3 is
+    # served here (path-style addressing, see storage_options).
+    app = LoggedNetwork(create_backend_app("s3"), LogWriter(log_path), network)
     server = make_server("127.0.0.1", port, app, threaded=True, request_handler=MotoRequestHandler)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # its line per request: ours is the log
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
