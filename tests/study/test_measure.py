@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -24,7 +25,8 @@ from chunkatlas.study._measure import (
     pattern_genes,
     run_patterns,
 )
-from chunkatlas.study._network import MARK_PREFIX
+from chunkatlas.study._network import MARK_PREFIX, Network
+from chunkatlas.study._serving import served
 
 from ..support.faulty_server import Faults, faulty_serving
 from ..support.remote import FAST
@@ -133,6 +135,31 @@ def test_seconds_are_the_median_of_cold_reads_of_identical_traffic(consolidated,
     once = measure_store(store, repeats=1).set_index("pattern")
     traffic = ["cells", "genes", "requests", "bytes"]
     pd.testing.assert_frame_equal(table[traffic], once[traffic])
+
+
+@pytest.mark.parametrize("backend", ["http", pytest.param("s3", marks=pytest.mark.servers)])
+def test_only_measured_reads_pay_the_emulated_network(consolidated, tmp_path, backend):
+    store, _ = consolidated
+    network = Network(latency_ms=5, bandwidth_mbps=800)
+    log_path = tmp_path / "log.jsonl"
+    log_path.touch()
+    with served(backend, store, log_path, "aiohttp", network) as (url, base_url, options):
+        settings = FAST
+        if options:
+            settings = replace(FAST, storage_options={**FAST.storage_options, **options})
+        rows = run_patterns(url, RequestLog(log_path, base_url), settings, repeats=2)
+    table = pd.DataFrame([vars(m) for m in rows]).set_index("pattern")
+    logged = [json.loads(line) for line in log_path.read_text().splitlines()]
+    reads = [e for e in logged if not e["path"].startswith(MARK_PREFIX)]
+    delayed = [e for e in reads if e["delay"] > 0]
+    # the counted reads, each delayed by what the network gives its body; nothing else
+    assert len(delayed) == 2 * table["requests"].sum()
+    for entry in delayed:
+        assert entry["delay"] == pytest.approx(network.seconds(entry["bytes"]), abs=1e-5)
+    # the warm-up and the open before each read are answered too, undelayed
+    opens = table.loc["open", "requests"]
+    undelayed = len(reads) - len(delayed)
+    assert undelayed == 2 * (len(PATTERNS) - 1) * opens + opens + table.loc[WARM_UP, "requests"]
 
 
 def test_traffic_that_changes_between_repeats_is_refused(consolidated, tmp_path):

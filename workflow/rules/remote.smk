@@ -11,6 +11,8 @@ rule remote:
         benchmark_file("remote")
     conda:
         "../../envs/chunkatlas.yaml"
+    # a whole core: the reader and its servers keep ~0.8 of one busy (benchmarks/job_overhead.py),
+    # and a shared core would stretch the measured seconds
     threads: 1
     resources:
         mem_mb=mem_mb(1000, 2),

@@ -29,6 +29,7 @@ from chunkatlas.study._network import (
     Network,
     add_network_arguments,
     network_from,
+    pacing_after_marker,
 )
 from chunkatlas.study._server_process import (
     LogWriter,
@@ -45,10 +46,13 @@ def make_app(root: Path, log_path: Path, middlewares: Sequence = (), network: Ne
     from aiohttp import web
 
     log = LogWriter(log_path)
+    pacing = {"on": True}  # markers switch it (pacing_after_marker)
 
-    def record(request, status: int, sent: int, started: float | None = None) -> None:
+    def record(
+        request, status: int, sent: int, started: float | None = None, delay: float = 0.0
+    ) -> None:
         range_ = request.headers.get("Range", "")
-        log.write(request.method, request.path, status, sent, range_, started or time.time())
+        log.write(request.method, request.path, status, sent, range_, started or time.time(), delay)
 
     async def on_prepare(request, response) -> None:
         # Called once headers are final, before they are sent: the body length is known (the
@@ -57,12 +61,15 @@ def make_app(root: Path, log_path: Path, middlewares: Sequence = (), network: Ne
         # itself were paced, and aiohttp's own static file handling stays in charge.
         started = time.time()
         sent = 0 if request.method == "HEAD" else response.content_length or 0
-        if not request.path.startswith(MARK_PREFIX):
-            await asyncio.sleep(network.seconds(sent))
-        record(request, response.status, sent, started)
+        delay = 0.0
+        if not request.path.startswith(MARK_PREFIX) and pacing["on"]:
+            delay = network.seconds(sent)
+            await asyncio.sleep(delay)
+        record(request, response.status, sent, started, delay)
 
     async def handle(request):
         if request.path.startswith(MARK_PREFIX):
+            pacing["on"] = pacing_after_marker(request.query_string, pacing["on"])
             return web.Response(status=204)
         target = served_file(request)
         if target is None:

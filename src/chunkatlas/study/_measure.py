@@ -72,11 +72,14 @@ class RequestLog:
         self.base_url = base_url
         self.count = 0
 
-    def mark(self, timeout: float = 10.0) -> list[dict]:
-        """Entries logged since the previous mark (the marker requests themselves excluded)."""
+    def mark(self, pace: bool | None = None, timeout: float = 10.0) -> list[dict]:
+        """Entries logged since the previous mark (the marker requests themselves excluded).
+        ``pace``: the server emulates its network from here on (True) or not (False); None
+        leaves it as it is (nginx always paces)."""
         self.count += 1
         name = f"{MARK_PREFIX}{self.count}"
-        with urllib.request.urlopen(self.base_url + name, timeout=timeout):
+        query = "" if pace is None else f"?pace={'on' if pace else 'off'}"
+        with urllib.request.urlopen(self.base_url + name + query, timeout=timeout):
             pass
         deadline = time.monotonic() + timeout
         while True:
@@ -90,9 +93,10 @@ class RequestLog:
         start = previous[0] + 1 if previous else 0
         return [e for e in entries[start : at[0]] if not e["path"].startswith(MARK_PREFIX)]
 
-    def traffic(self) -> tuple[int, int]:
-        """(requests, bytes) the server answered since the previous mark."""
-        entries = self.mark()
+    def traffic(self, pace: bool | None = None) -> tuple[int, int]:
+        """(requests, bytes) the server answered since the previous mark (``pace``: as for
+        :meth:`mark`)."""
+        entries = self.mark(pace)
         return len(entries), sum(e["bytes"] for e in entries)
 
 
@@ -100,10 +104,10 @@ class ReaderCount:
     """Requests and bytes counted by the reader itself (:mod:`chunkatlas.store._counting`),
     for a store whose server keeps no log we can read: the workflow's own bucket."""
 
-    def mark(self) -> None:
-        take_reads()
+    def mark(self, pace: bool | None = None) -> None:
+        take_reads()  # the bucket's network is real: nothing to pace
 
-    def traffic(self) -> tuple[int, int]:
+    def traffic(self, pace: bool | None = None) -> tuple[int, int]:
         _, reads = take_reads()
         return reads.requests, reads.bytes
 
@@ -177,6 +181,10 @@ def run_patterns(
     (fsspec may reuse its HTTP connections).  One uncounted read first pays the process's
     warm-up (imports, first connection, thread pool), so that no pattern's seconds depend on
     which was measured first.  Requests and bytes must not differ between repeats.
+
+    The server emulates its network only while a pattern is measured: the warm-up and the
+    open before each read are answered at loopback speed (their seconds are not measured,
+    their requests are the same).
     """
     if repeats < 1:
         raise ChunkatlasError(f"repeats must be at least 1, got {repeats}")
@@ -190,9 +198,9 @@ def run_patterns(
             read_elem(group[axis])
         return group
 
-    def read_once(pattern: str) -> tuple[tuple[int, ...], float]:
+    def read_once(pattern: str, paced: bool = True) -> tuple[tuple[int, ...], float]:
         group = None if pattern == "open" else open_store()
-        log.mark()  # the open above is not this pattern's traffic
+        log.mark(pace=paced)  # the open above is not this pattern's traffic
         start = time.perf_counter()
         if group is None:
             open_store()
@@ -200,14 +208,16 @@ def run_patterns(
         else:
             shape = read_pattern(pattern, group["X"])
         seconds = time.perf_counter() - start
-        return (*shape, *log.traffic()), seconds
+        return (*shape, *log.traffic(pace=False)), seconds
 
     traffic: dict[str, tuple[int, ...]] = {}
     seconds: dict[str, list[float]] = {p: [] for p in patterns}
     with dask.config.set(scheduler="threads"):
         # Not counted: the process's first read pays imports and thread start-up, whatever
-        # the pattern, and would stretch that pattern's spread.
-        read_once(WARM_UP)
+        # the pattern, and would stretch that pattern's spread.  Unpaced, as every open
+        # before a measured read: the emulated sleeps would only lengthen the job.
+        log.mark(pace=False)
+        read_once(WARM_UP, paced=False)
         for _ in range(repeats):
             for pattern in patterns:
                 cost, took = read_once(pattern)

@@ -11,6 +11,17 @@ from chunkatlas.errors import ChunkatlasError
 MARK_PREFIX = "/__mark__/"  # requests that separate patterns in the log; never delayed
 
 
+def pacing_after_marker(query: str, paced: bool) -> bool:
+    """Whether a server emulates its network after a marker request with ``query``: ``pace=off``
+    stops it, ``pace=on`` starts it again, anything else keeps ``paced``.  A study reads
+    uncounted (its warm-up, the open before each cold read) unpaced: those sleeps measure
+    nothing.  Servers start paced."""
+    for part in query.split("&"):
+        if part in ("pace=on", "pace=off"):
+            return part == "pace=on"
+    return paced
+
+
 @dataclass(frozen=True)
 class Network:
     """An emulated network between the reader and the server.

@@ -3,8 +3,9 @@ every request is logged like the HTTP servers' requests
 (:class:`~chunkatlas.study._server_process.LogWriter`) and answered over the same emulated
 :class:`~chunkatlas.study._network.Network`.
 
-``python -m chunkatlas.study._s3 --log FILE`` serves an empty S3 and prints its endpoint;
-:func:`s3_serving` starts it, uploads a store with its manifest and yields where to read it.
+``python -m chunkatlas.study._s3 --log FILE [--put PATH ...]`` serves an S3 holding PATH (none:
+an empty S3) and prints its endpoint; :func:`s3_serving` starts it with a store and its manifest
+and yields where to read them.
 """
 
 from __future__ import annotations
@@ -15,17 +16,17 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from chunkatlas.store import manifest_location
 from chunkatlas.study._network import (
     LOOPBACK,
     MARK_PREFIX,
     Network,
     add_network_arguments,
     network_from,
+    pacing_after_marker,
 )
 from chunkatlas.study._server_process import LogWriter, process_serving
 
@@ -37,15 +38,18 @@ CREDENTIALS = {"key": "chunkatlas", "secret": "chunkatlas"}  # moto accepts any 
 class LoggedNetwork:
     """WSGI middleware: answers marker requests itself (204) and delays every read (GET, HEAD)
     by the network's latency plus its body's transfer time, before the answer starts; logs
-    every request.  Uploads (PUT, POST) are logged but not delayed: they set the study up."""
+    every request.  Uploads (PUT, POST) are logged but not delayed: they set the study up.
+    Markers switch the delay off and on (:func:`pacing_after_marker`)."""
 
     def __init__(self, app, log: LogWriter, network: Network) -> None:
         self.app, self.log, self.network = app, log, network
+        self.paced = True
 
     def __call__(self, environ, start_response):
         started = time.time()
         method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO", "")
         if path.startswith(MARK_PREFIX):
+            self.paced = pacing_after_marker(environ.get("QUERY_STRING", ""), self.paced)
             start_response("204 No Content", [])
             self.log.write(method, path, 204, 0, "", started)
             return []
@@ -63,26 +67,42 @@ class LoggedNetwork:
         finally:
             getattr(body_parts, "close", lambda: None)()
         sent = 0 if method == "HEAD" else len(body)
-        if method in ("GET", "HEAD"):
-            time.sleep(self.network.seconds(sent))
+        delay = self.network.seconds(sent) if method in ("GET", "HEAD") and self.paced else 0.0
+        time.sleep(delay)
         start_response(answer["status"], answer["headers"])
         status = int(answer["status"].split()[0])
-        self.log.write(method, path, status, sent, environ.get("HTTP_RANGE", ""), started)
+        self.log.write(method, path, status, sent, environ.get("HTTP_RANGE", ""), started, delay)
         return [body]
 
 
-def serve_forever(log_path: Path, port: int = 0, network: Network = LOOPBACK) -> None:
-    """moto's S3 (its own WSGI app and request handler) behind :class:`LoggedNetwork`."""
-    from moto.moto_server.werkzeug_app import (
-        DomainDispatcherApplication,
-        MotoRequestHandler,
-        create_backend_app,
-    )
+def put_local(paths: Sequence[Path]) -> None:
+    """Store each file, or each folder's files, in :data:`BUCKET` under its own name, through
+    moto's backend in this process: no request per object, nothing in the log."""
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.s3.models import s3_backends
+
+    backend = s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
+    backend.create_bucket(BUCKET, REGION)
+    for path in paths:
+        files = [path] if path.is_file() else sorted(f for f in path.rglob("*") if f.is_file())
+        for file in files:
+            backend.put_object(BUCKET, file.relative_to(path.parent).as_posix(), file.read_bytes())
+
+
+def serve_forever(
+    log_path: Path, port: int = 0, network: Network = LOOPBACK, put: Sequence[Path] = ()
+) -> None:
+    """moto's S3 (its own WSGI app and request handler) behind :class:`LoggedNetwork`, holding
+    ``put`` (:func:`put_local`) in :data:`BUCKET` from the start."""
+    from moto.moto_server.werkzeug_app import MotoRequestHandler, create_backend_app
     from werkzeug.serving import make_server
 
-    app = LoggedNetwork(
-        DomainDispatcherApplication(create_backend_app), LogWriter(log_path), network
-    )
+    if put:
+        put_local(put)
+    # S3's own app, not moto's DomainDispatcherApplication: that one finds each request's
+    # service by listing moto's modules on disk, a few ms of CPU per request, and only S3 is
+    # served here (path-style addressing, see storage_options).
+    app = LoggedNetwork(create_backend_app("s3"), LogWriter(log_path), network)
     server = make_server("127.0.0.1", port, app, threaded=True, request_handler=MotoRequestHandler)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # its line per request: ours is the log
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -112,31 +132,29 @@ def s3_serving(
     """Serve the store ``root`` (and the manifest beside it) from an S3 server on loopback;
     yield (URL prefix, s3fs storage options): the store is at ``f"{prefix}/{root.name}"``.
 
-    The upload's requests are in the log, before anything the caller reads.
+    The server puts the store in its bucket itself before it answers (:func:`put_local`): an
+    upload over HTTP took longer than the reads it sets up, and the reader's client is the
+    first to talk to the server.
     """
-    import s3fs
+    from chunkatlas.store import manifest_location  # here: the server process needs none of it
 
     store = Path(root)
     args = [sys.executable, "-m", "chunkatlas.study._s3", "--log", str(log_path)]
+    args += ["--put", str(store), "--put", str(manifest_location(store))]
     with process_serving([*args, *network.arguments()], START_TIMEOUT, "S3 server") as endpoint:
-        options = storage_options(endpoint)
-        # Not the instance the reader will get from fsspec's cache: nothing of the upload
-        # (listings) may spare the measured reads a request.
-        fs = s3fs.S3FileSystem(**options, skip_instance_cache=True)
-        fs.mkdir(BUCKET, region_name=REGION)
-        fs.put(str(store), f"{BUCKET}/{store.name}", recursive=True)
-        manifest = Path(manifest_location(store))
-        fs.put(str(manifest), f"{BUCKET}/{manifest.name}")
-        yield f"s3://{BUCKET}", options
+        yield f"s3://{BUCKET}", storage_options(endpoint)
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m chunkatlas.study._s3", description=__doc__)
     parser.add_argument("--log", type=Path, required=True)
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument(
+        "--put", type=Path, action="append", default=[], help="a file or folder to serve"
+    )
     add_network_arguments(parser)
     args = parser.parse_args(argv)
-    serve_forever(args.log, args.port, network_from(args))
+    serve_forever(args.log, args.port, network_from(args), args.put)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """Server processes on loopback: each logs one JSON line per answered request (method, path,
 status, bytes (body bytes sent), range (the Range header), end (when the answer went out, Unix
-seconds) and seconds (how long the server took over it, emulated delay included): from end and
-seconds, how many requests were in flight), prints its URL on its first line, and is stopped
-with the context that started it."""
+seconds), seconds (how long the server took over it, emulated delay included: from end and
+seconds, how many requests were in flight) and, from aiohttp and moto, delay (the emulated
+seconds it paid)), prints its URL on its first line, and is stopped with the context that
+started it."""
 
 from __future__ import annotations
 
@@ -26,7 +27,14 @@ class LogWriter:
         self._lock = threading.Lock()
 
     def write(
-        self, method: str, path: str, status: int, sent: int, byte_range: str, started: float
+        self,
+        method: str,
+        path: str,
+        status: int,
+        sent: int,
+        byte_range: str,
+        started: float,
+        delay: float = 0.0,
     ) -> None:
         end = time.time()
         entry = {
@@ -37,6 +45,7 @@ class LogWriter:
             "range": byte_range,
             "end": round(end, 6),
             "seconds": round(end - started, 6),
+            "delay": round(delay, 6),
         }
         with self._lock:
             self._file.write(json.dumps(entry) + "\n")
