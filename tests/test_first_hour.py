@@ -89,7 +89,7 @@ def test_config_on_the_command_line_applies_over_the_default(tmp_path):
     shards = default.get("shards", [1])
     assert counts["analyze"] == 2 * len(default["tissues"]) * len(shards)
     assert (
-        f"results/mine/{store_dir('lung', 'cells', 700, 8)}/hvg_pca.zarr"
+        f"results/mine/{store_dir('lung', 'cells', 700, 8)}/hvg_pca.objects.json"
         in done.stdout + done.stderr
     )
 

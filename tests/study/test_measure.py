@@ -115,6 +115,10 @@ def test_cell_block_is_a_tenth_of_a_small_tissue(pbmc_fetched, tmp_path):
     assert table.loc["cell_block", "bytes"] < table.loc["all_x", "bytes"] / 5
 
 
+#: The open before each cold read of X: the manifest and the consolidated metadata.
+METADATA_REQUESTS = 2
+
+
 def test_seconds_are_the_median_of_cold_reads_of_identical_traffic(consolidated, tmp_path):
     store, _ = consolidated
     with aiohttp_serving(store.parent, tmp_path / "log.jsonl") as url:
@@ -125,12 +129,15 @@ def test_seconds_are_the_median_of_cold_reads_of_identical_traffic(consolidated,
     assert (table["seconds_min"] <= table["seconds"]).all()
     assert (table["seconds"] <= table["seconds_max"]).all()
     # every read opened the store afresh: the log holds, per repeat, the open and each
-    # pattern's own read after an open of its own; and before them the warm-up, likewise
+    # pattern's own read after an open of its own (the store's metadata: manifest and
+    # consolidated metadata); and before them the warm-up: a whole open, then likewise
     logged = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     reads = [e for e in logged if not e["path"].startswith(MARK_PREFIX)]
     opens = table.loc["open", "requests"]
-    per_repeat = table["requests"].sum() + (len(PATTERNS) - 1) * opens
-    assert len(reads) == 3 * per_repeat + opens + table.loc[WARM_UP, "requests"]
+    per_repeat = table["requests"].sum() + (len(PATTERNS) - 1) * METADATA_REQUESTS
+    warm_up = opens + METADATA_REQUESTS + table.loc[WARM_UP, "requests"]
+    assert len(reads) == 3 * per_repeat + warm_up
+    assert sum(e["path"].endswith("/obs/cell_type/c/0") for e in reads) == 3 + 1
     # three cold reads cost what one does
     once = measure_store(store, repeats=1).set_index("pattern")
     traffic = ["cells", "genes", "requests", "bytes"]
@@ -159,7 +166,8 @@ def test_only_measured_reads_pay_the_emulated_network(consolidated, tmp_path, ba
     # the warm-up and the open before each read are answered too, undelayed
     opens = table.loc["open", "requests"]
     undelayed = len(reads) - len(delayed)
-    assert undelayed == 2 * (len(PATTERNS) - 1) * opens + opens + table.loc[WARM_UP, "requests"]
+    warm_up = opens + METADATA_REQUESTS + table.loc[WARM_UP, "requests"]
+    assert undelayed == 2 * (len(PATTERNS) - 1) * METADATA_REQUESTS + warm_up
 
 
 def test_traffic_that_changes_between_repeats_is_refused(consolidated, tmp_path):
