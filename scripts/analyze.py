@@ -9,7 +9,7 @@ from chunkatlas.logs import one_line_interrupts, run_snakemake_step
 
 one_line_interrupts()  # first: a Ctrl-C while the imports below load is one line
 
-from dataclasses import replace
+from dataclasses import fields, replace
 
 from chunkatlas.analysis import AnalysisParams, analyze_store
 from chunkatlas.store import verify_store
@@ -26,7 +26,7 @@ def main(snakemake):
             where,
             params.writes.value.path,
             rows=params.rows,
-            params=AnalysisParams(**params.analysis),
+            params=AnalysisParams(**{f.name: params[f.name] for f in fields(AnalysisParams)}),
             cluster=params.cluster.value,
             provenance={"config_hash": params.config_hash.value},
             zarr_format=params.zarr_format,

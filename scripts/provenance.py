@@ -11,7 +11,7 @@ from chunkatlas.report import software_versions
 
 def main(snakemake):
     with open(snakemake.output.config, "w") as handle:
-        yaml.safe_dump(snakemake.params.record, handle, sort_keys=False)
+        yaml.safe_dump(snakemake.params.record.value, handle, sort_keys=False)
     software_versions().to_csv(snakemake.output.versions, sep="\t", index=False)
 
 

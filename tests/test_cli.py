@@ -185,3 +185,58 @@ def test_analyze_with_a_batch_key_selects_per_dataset_as_scanpy(demo_store, tmp_
     )
     assert result.uns["chunkatlas"]["batch_key"] == "dataset_id"
     assert plot.read_bytes()[:4] == b"\x89PNG"
+
+
+def schema_defaults(section: str) -> dict:
+    from chunkatlas.config import load_schema
+
+    properties = load_schema()["properties"][section]["properties"]
+    return {key: sub["default"] for key, sub in properties.items()}
+
+
+def test_demo_without_options_takes_the_schema_defaults(tmp_path):
+    """``chunkatlas demo demo.soma`` alone: the demo atlas the schema describes, as the
+    default config builds it (a config file without a demo_atlas section as well)."""
+    from chunkatlas.cli import build_parser, command_config
+
+    defaults = schema_defaults("demo_atlas")
+    assert defaults == {"n_cells": 30_000, "n_genes": 2_000, "seed": 0}
+    bare = build_parser().parse_args(["demo", "demo.soma"])
+    assert command_config(bare, ["demo_atlas"]) == {"demo_atlas": defaults}
+    (tmp_path / "census.yaml").write_text("run: census\n")
+    from_file = build_parser().parse_args(
+        ["demo", "d.soma", "--configfile", f"{tmp_path}/census.yaml"]
+    )
+    assert command_config(from_file, ["demo_atlas"]) == {"demo_atlas": defaults}
+    one = build_parser().parse_args(["demo", "demo.soma", "--seed", "4"])
+    assert command_config(one, ["demo_atlas"]) == {"demo_atlas": {**defaults, "seed": 4}}
+
+
+@pytest.mark.slow
+def test_demo_without_options_writes_the_default_demo_atlas(tmp_path):
+    import tiledbsoma
+
+    out = tmp_path / "demo.soma"
+    assert main(["demo", str(out)]) == 0
+    defaults = schema_defaults("demo_atlas")
+    with tiledbsoma.Experiment.open(str(out)) as experiment:
+        shape = experiment.ms["RNA"].X["raw"].shape
+    assert shape == (defaults["n_cells"], defaults["n_genes"])
+
+
+def test_no_help_text_shows_rst_markup(capsys):
+    """Descriptions and option help come from docstrings and the schema (written for Sphinx);
+    the terminal shows them without backquotes."""
+    from chunkatlas.cli import build_parser, plain_text
+
+    assert (
+        plain_text("``chunkatlas``, `x`, :mod:`a.b` and :func:`~c.d`")
+        == "chunkatlas, x, a.b and c.d"
+    )
+    commands = ["demo", "fetch", "rechunk", "consolidate", "analyze", "advise"]
+    for args in ([], *([name] for name in commands)):
+        with pytest.raises(SystemExit) as done:
+            build_parser().parse_args([*args, "--help"])
+        assert done.value.code == 0
+        text = capsys.readouterr().out
+        assert "usage: chunkatlas" in text and "`" not in text, (args, text)

@@ -244,3 +244,82 @@ def test_ctrl_c_prints_one_line_per_interrupted_job(tmp_path):
     assert "(tissue=lung" in lines[0] or lines[0].endswith(failed[0])  # names its job
     done = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]  # and a rerun finishes the run
+
+
+#: A Snakemake job's step as a script runs it (:func:`chunkatlas.logs.run_snakemake_step`): the
+#: store it writes, the record it declares, and how it ends (argv: store, record, log, how).
+STEP_JOB = """
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+from chunkatlas.config import Untracked
+from chunkatlas.errors import ChunkatlasError
+from chunkatlas.logs import run_snakemake_step
+from chunkatlas.store import WorkflowStore, atomic_directory
+
+store, record, log, how = sys.argv[1:]
+
+
+class Params(SimpleNamespace):
+    def keys(self):
+        return vars(self).keys()
+
+
+job = SimpleNamespace(
+    log=[log],
+    params=Params(writes=Untracked(WorkflowStore(store))),
+    output=SimpleNamespace(objects=record),
+)
+
+
+def action():
+    if how == "fails-before-writing":
+        raise ChunkatlasError("n_top_genes 5000 must be between 1 and n_vars (3000)")
+    with atomic_directory(store) as tmp:
+        tmp.mkdir()
+        (tmp / "values").write_text("new")
+    if how == "fails-after-writing":
+        raise ChunkatlasError("the step failed after its store was written")
+
+
+run_snakemake_step(job, action)
+"""
+
+
+def store_files(store: Path) -> dict[str, str]:
+    return {str(p.relative_to(store)): p.read_text() for p in store.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("how", ["fails-before-writing", "fails-after-writing"])
+def test_a_failed_step_keeps_the_previous_good_store(tmp_path, how):
+    """The store a step replaces stays, intact, when the step fails; it goes only when the
+    step succeeds.  A step killed outright leaves it aside, and the next step puts it back."""
+    store, record = tmp_path / "hvg_pca.zarr", tmp_path / "hvg_pca.objects.json"
+    (store / "obsm").mkdir(parents=True)
+    (store / "zarr.json").write_text("old metadata")
+    (store / "obsm" / "X_pca").write_text("old values")
+    before = store_files(store)
+
+    def step(ending: str) -> subprocess.CompletedProcess:
+        argv = [sys.executable, "-c", STEP_JOB, str(store), str(record)]
+        return subprocess.run(
+            [*argv, str(tmp_path / "job.log"), ending], capture_output=True, text=True, timeout=120
+        )
+
+    failed = step(how)
+    assert failed.returncode == 1
+    assert failed.stderr.startswith("chunkatlas: error: ")
+    assert store_files(store) == before  # the previous store, intact
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hvg_pca.zarr", "job.log"]
+    # a step killed with its store aside: the next one puts it back before it starts
+    os.rename(store, tmp_path / f".hvg_pca.zarr.previous-{os.getpid()}")
+    assert step(how).returncode == 1
+    assert store_files(store) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hvg_pca.zarr", "job.log"]
+    done = step("succeeds")
+    assert done.returncode == 0, done.stderr
+    assert store_files(store) == {"values": "new"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["hvg_pca.zarr", "hvg_pca.objects.json", "job.log"]
+    )

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import yaml
 import zarr
+from PIL import Image
 
 from chunkatlas.store import read_store, task_rows
 
@@ -277,3 +278,11 @@ def test_the_readme_python_example_runs_on_a_runs_results(test_run, tmp_path):
         timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    # run as a script (a non-interactive backend), every figure it draws is a PNG in figures/
+    saved = re.findall(r'^save\("([^"]+\.png)"\)$', block, re.M)
+    assert len(saved) == len(re.findall(r"^sc\.pl\.", block, re.M)) == 4
+    for name in saved:
+        png = tmp_path / "figures" / name
+        assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+        pixels = np.asarray(Image.open(png).convert("RGB")).reshape(-1, 3)
+        assert len(np.unique(pixels, axis=0)) > 10, name  # a drawn figure, not a blank one

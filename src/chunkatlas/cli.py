@@ -8,6 +8,7 @@ step run by hand does what the workflow does with the same config.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -45,6 +46,7 @@ COMMAND_KEYS = {
         "analysis.batch_key",
         "analysis.n_top_genes",
         "analysis.n_comps",
+        "analysis.normalized",
         "analysis.label_key",
         "analysis.storage_options",
         "remote.attempts",
@@ -120,13 +122,17 @@ def command_config(args: argparse.Namespace, sections: Sequence[str]) -> dict:
     """The validated config of one command: ``--configfile``, then the options given."""
     from chunkatlas.config import load_schema, read_configfile, validate_config
 
+    schema = load_schema()
     config = read_configfile(args.configfile) if args.configfile else {}
     config = {k: v for k, v in config.items() if k in sections}
+    for section in sections:  # a section left out (demo_atlas has no default) is all defaults
+        if schema["properties"][section].get("type") == "object":
+            config.setdefault(section, {})
     for dest, value in vars(args).items():
         if dest.startswith(CONFIG_DEST):
             set_key(config, dest.removeprefix(CONFIG_DEST), value)
     try:
-        return validate_config(config, load_schema(), sections=sections)
+        return validate_config(config, schema, sections=sections)
     except ChunkatlasError as err:  # name the option, not the config key, where there is one
         message = str(err)
         for key in COMMAND_KEYS.get(args.command, ()):
@@ -272,6 +278,63 @@ def run_workflow(snakemake_args: Sequence[str]) -> int:
     return subprocess.call([*command, *snakemake_args])
 
 
+#: Where a run started in a directory writes its cost model (``results/RUN/``).
+RUN_MODELS = "results/*/cost_model.json"
+#: What the shipped reference model was fitted on (its file's "origin" says the same).
+REFERENCE_ORIGIN = "config/geometry.yaml's study run of the demo atlas's lung"
+
+
+def default_run() -> str | None:
+    """The ``run`` of the workflow's default config (config/config.yaml beside the Snakefile,
+    the one ``snakemake``/``chunkatlas run`` use without ``--configfile``), if it is there."""
+    path = Path(__file__).resolve().parents[2] / "config" / "config.yaml"
+    try:
+        run = yaml.safe_load(path.read_text()).get("run")
+    except (OSError, yaml.YAMLError, AttributeError):
+        return None
+    return run if isinstance(run, str) else None
+
+
+def choose_cost_model(path: str | None, backend: str, directory: Path):
+    """The cost model ``advise`` uses, and one line saying which and why.
+
+    ``--model`` if given; otherwise a study run's ``results/RUN/cost_model.json`` in
+    ``directory`` (the default config's run first, then the most recently written) that has a fit
+    for ``backend``; otherwise the reference model shipped with chunkatlas.
+    """
+    from chunkatlas import report
+
+    if path is not None:
+        return report.load_cost_model(path), f"cost model: {path} (--model)"
+    run = default_run()
+    found = sorted(
+        directory.glob(RUN_MODELS),
+        key=lambda p: (p.parent.name != run, -p.stat().st_mtime, p.parent.name),
+    )
+    passed = []
+    for candidate in found:
+        where = candidate.relative_to(directory).as_posix()
+        try:
+            model = report.load_cost_model(candidate)
+        except ChunkatlasError:
+            passed.append(f"{where} holds no usable model")
+            continue
+        if backend not in model.fit.backends:
+            passed.append(f"{where} has no {backend} fit")
+            continue
+        why = "the default config's run" if candidate.parent.name == run else "the newest run here"
+        others = [p.relative_to(directory).as_posix() for p in found if p != candidate]
+        also = f"; also here: {', '.join(others)}" if others else ""
+        return model, (
+            f"cost model: {where}, of the run {candidate.parent.name!r} in this directory "
+            f"({why}{also}; --model FILE to choose)"
+        )
+    why = "; ".join(passed) or f"no {RUN_MODELS} in this directory"
+    return report.load_cost_model(), (
+        f"cost model: the reference model shipped with chunkatlas ({why}; --model FILE for a run's)"
+    )
+
+
 def cmd_advise(args: argparse.Namespace) -> None:
     from chunkatlas import report
 
@@ -279,21 +342,41 @@ def cmd_advise(args: argparse.Namespace) -> None:
         raise ChunkatlasError(
             "advise needs a SOURCE (a store, an h5ad, a SOMA Experiment) or --cells N"
         )
-    model = report.load_cost_model(args.model)
+    if args.source is not None:
+        for name in ("genes", "values_per_cell"):
+            if getattr(args, name) is not None:
+                raise ChunkatlasError(
+                    f"--{name.replace('_', '-')} {getattr(args, name)}: the size of an atlas "
+                    f"without a SOURCE; {args.source} gives its own (--cells to scale it)"
+                )
+    model, which = choose_cost_model(args.model, args.backend, Path.cwd())
     if args.source is None:
-        atlas = report.Atlas(args.cells, args.genes, args.cells * args.values_per_cell)
+        genes = args.genes or DEFAULT_GENES
+        per_cell = args.values_per_cell or DEFAULT_VALUES_PER_CELL
+        if per_cell > genes:
+            raise ChunkatlasError(
+                f"--values-per-cell {per_cell:,} is more than the atlas's genes ({genes:,}): "
+                "a cell stores at most one value per gene"
+            )
+        atlas = report.Atlas(args.cells, genes, args.cells * per_cell)
         source = "ATLAS.zarr"
+        first = None
     else:
         atlas = report.atlas_of(args.source, args.tissue)
         atlas = atlas.with_cells(args.cells) if args.cells else atlas
-        source = args.source
+        source, first = args.source, None
         if not source.rstrip("/").endswith(".zarr"):  # rechunk reads AnnData zarr stores
             name = args.tissue or Path(source.rstrip("/")).stem
             source = f"{name.replace(' ', '_')}.zarr"
             tissue = args.tissue or "all"
-            print(f"(first: chunkatlas fetch {args.source} {tissue} {source})")
+            first = f"(first: chunkatlas fetch {args.source} {tissue} {source})"
     patterns = args.pattern or list(report.X_PATTERNS)
-    print(report.advice_text(atlas, model, args.backend, patterns, source))
+    advice = report.advice_text(atlas, model, args.backend, patterns, source)
+    print("\n".join(line for line in (which, first, advice) if line))
+
+
+DEFAULT_GENES = 20_000
+DEFAULT_VALUES_PER_CELL = 1_500
 
 
 def add_advise_arguments(parser: argparse.ArgumentParser) -> None:
@@ -312,13 +395,17 @@ def add_advise_arguments(parser: argparse.ArgumentParser) -> None:
         help="cells to advise for (default: the source's)",
     )
     parser.add_argument(
-        "--genes", type=positive_int, default=20_000, help="genes, without a source (20,000)"
+        "--genes",
+        type=positive_int,
+        default=None,
+        help=f"genes, without a source (default {DEFAULT_GENES:,})",
     )
     parser.add_argument(
         "--values-per-cell",
         type=positive_int,
-        default=1_500,
-        help="stored values per cell, without a source (default 1,500, about the Census's)",
+        default=None,
+        help=f"stored values per cell, without a source (default {DEFAULT_VALUES_PER_CELL:,}, "
+        "about the Census's)",
     )
     parser.add_argument(
         "--backend", choices=["http", "s3"], default="s3", help="where it is read (default: s3)"
@@ -332,8 +419,9 @@ def add_advise_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
         default=None,
-        help="cost_model.json of a study run (default: the reference model shipped with "
-        "chunkatlas, fitted on the demo atlas's default run)",
+        help=f"cost_model.json of a study run (default: a run's {RUN_MODELS} in this "
+        f"directory, the default config's run first, else the reference model shipped with "
+        f"chunkatlas, fitted on {REFERENCE_ORIGIN})",
     )
 
 
@@ -347,11 +435,43 @@ def positive_int(text: str) -> int:
     return value
 
 
+RST_MARKUP = re.compile(r"(?::[\w:-]+:)?`{1,2}~?([^`]+?)`{1,2}")
+
+
+def plain_text(text: str) -> str:
+    """RST inline markup as a terminal shows it: the text inside double or single backquotes,
+    with or without a role (:mod: and the like), without them."""
+    return RST_MARKUP.sub(r"\1", text)
+
+
+class PlainHelpFormatter(argparse.HelpFormatter):
+    """Help without RST markup: descriptions and option help come from docstrings and the
+    config schema, written for Sphinx."""
+
+    def _format_text(self, text: str) -> str:
+        return super()._format_text(plain_text(text))
+
+    def _expand_help(self, action: argparse.Action) -> str:
+        return plain_text(super()._expand_help(action))
+
+
+class Parser(argparse.ArgumentParser):
+    """chunkatlas's parser: plain help, and a bad argument is one line, as every other error."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", PlainHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str):
+        print(f"chunkatlas: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from chunkatlas.config import load_schema
 
     schema = load_schema()
-    parser = argparse.ArgumentParser(prog="chunkatlas", description=__doc__)
+    parser = Parser(prog="chunkatlas", description=__doc__)
     parser.add_argument("--version", action="version", version=f"chunkatlas {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     commands = {

@@ -51,6 +51,20 @@ def describe_error(error: jsonschema.ValidationError) -> str:
     return f"config {where}: {error.message}"
 
 
+def describe_errors(errors: list[jsonschema.ValidationError]) -> str:
+    """Every schema error of a config in one line: a config missing ``tissues`` and ``chunks``
+    hears of both at once, not of one per run."""
+    described = list(dict.fromkeys(describe_error(error) for error in errors))
+    if len(described) == 1:
+        return described[0]
+    numbered = "; ".join(f"({i}) {text}" for i, text in enumerate(described, 1))
+    return f"{len(described)} problems: {numbered}"
+
+
+#: The X layer of a SOMA source when the config names none (the Census keeps counts in raw).
+SOMA_LAYER = "raw"
+
+
 # Analysis engines, and the HVG flavors both compute, with or without batches (scanpy 1.12 has
 # them all on Dask).
 ENGINES = ("fused", "scanpy")
@@ -68,6 +82,27 @@ def engine_flavor_problem(engine: str, flavor: str) -> str | None:
         return f"analysis engine {engine!r} is not one of {', '.join(ENGINES)}"
     if flavor not in FLAVORS:
         return f"HVG flavor {flavor!r} is not one of {', '.join(FLAVORS)} for engine {engine!r}"
+    return None
+
+
+#: The ways to give the analysis raw counts, or to say that X holds none (one-line messages).
+COUNTS_WAYS_OUT = (
+    "take the counts from a layer (source.layer, e.g. counts) or from raw (source.use_raw: true)"
+)
+NORMALIZED_WAY_OUT = (
+    "or, if X is already normalised and log1p'd, set analysis.normalized: true (CLI "
+    "--normalized) to skip normalize_total and log1p"
+)
+
+
+def normalized_flavor_problem(flavor: str, normalized: bool) -> str | None:
+    """Why HVG ``flavor`` cannot run on already normalised data (one line), or None."""
+    if normalized and selects_on_counts(flavor):
+        return (
+            f"flavor {flavor} selects genes on raw counts, so it cannot run on normalised data "
+            f"(analysis.normalized: true): use flavor seurat or cell_ranger, or "
+            f"{COUNTS_WAYS_OUT} with analysis.normalized: false"
+        )
     return None
 
 
@@ -111,7 +146,8 @@ def validate_config(config: dict, schema: dict, sections: list[str] | None = Non
     Raises
     ------
     ChunkatlasError
-        One line naming the first bad key or value and what is allowed.
+        One line naming every bad key or value the schema finds and what is allowed (then
+        the first problem of the keys' combinations).
     """
     if sections is not None:
         schema = {
@@ -127,10 +163,13 @@ def validate_config(config: dict, schema: dict, sections: list[str] | None = Non
         if isinstance(source, dict) and "uri" not in source:
             source["uri"] = f"{RESULTS}/{filled['run']}/demo_atlas.soma"
             filled = fill_defaults(filled, schema)
+    source = filled.get("source")
+    if isinstance(source, dict) and source.get("kind") == "soma" and source.get("layer") is None:
+        source["layer"] = SOMA_LAYER  # a SOMA Experiment's counts: the Census's X layer
     validator = jsonschema.Draft202012Validator(schema)
-    error = jsonschema.exceptions.best_match(validator.iter_errors(filled))
-    if error is not None:
-        raise ChunkatlasError(describe_error(error))
+    errors = list(validator.iter_errors(filled))
+    if errors:
+        raise ChunkatlasError(describe_errors(errors))
     if "demo_atlas" in filled and "source" in filled:
         confined_output(filled["source"]["uri"], "source.uri", run_folder(filled))
     analysis = filled.get("analysis", {})
@@ -138,6 +177,9 @@ def validate_config(config: dict, schema: dict, sections: list[str] | None = Non
         problem = engine_flavor_problem(analysis["engine"], analysis["flavor"])
         if problem:
             raise ChunkatlasError(f"config analysis: {problem}")
+        problem = normalized_flavor_problem(analysis["flavor"], analysis["normalized"])
+        if problem:
+            raise ChunkatlasError(f"config analysis.flavor: {problem}")
     if analysis and analysis["n_comps"] >= analysis["n_top_genes"]:
         raise ChunkatlasError(
             f"config analysis.n_comps: {analysis['n_comps']} must be below "

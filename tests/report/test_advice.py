@@ -7,6 +7,7 @@ import json
 import math
 import subprocess
 import sys
+import tempfile
 
 import pandas as pd
 import pytest
@@ -133,9 +134,14 @@ def test_a_file_that_is_no_cost_model_is_refused_in_one_line(tmp_path, text, mes
         load_cost_model(tmp_path / "model.json")
 
 
-def run_advise(*args: str) -> subprocess.CompletedProcess:
+def run_advise(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    """advise in an empty folder (``cwd``; default: a new one): a run's cost model in the
+    current folder would be taken over the reference model."""
     command = [sys.executable, "-m", "chunkatlas.cli", "advise", *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=300)
+    with tempfile.TemporaryDirectory() as empty:
+        return subprocess.run(
+            command, capture_output=True, text=True, timeout=300, cwd=cwd or empty
+        )
 
 
 def test_advise_on_a_cell_major_store_recommends_a_gene_major_layout_for_one_gene(consolidated):

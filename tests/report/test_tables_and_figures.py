@@ -316,6 +316,47 @@ def test_figures_of_one_geometry_say_what_they_leave_out():
     assert "8 chunks per shard" in whole and "left out" not in whole
 
 
+def test_steps_figure_draws_fetch_per_tissue_not_against_chunk_size():
+    """fetch runs once per tissue, before any chunking (and so does each step of one job per
+    tissue): steps.png draws it as a bar per tissue, and no panel against chunk size has a
+    fetch line (it would be flat by construction)."""
+    from chunkatlas.report._figures import steps_figure
+    from chunkatlas.report._tables import PER_TISSUE_STEPS
+
+    assert "fetch" in PER_TISSUE_STEPS
+    fetched = {"lung": 12.0, "blood": 8.0}
+    rows = pd.DataFrame(
+        [
+            {"tissue": t, "orientation": "cells", "chunk": c, "shard": 1, "codec": "packed"}
+            | {f"{step}_seconds": f + i for i, step in enumerate(PER_TISSUE_STEPS)}
+            | {f"{step}_max_rss_mb": 300.0 + f + i for i, step in enumerate(PER_TISSUE_STEPS)}
+            | {"rechunk_seconds": c / 100, "rechunk_max_rss_mb": 100.0 + c / 10}
+            | {"analyze_seconds": c / 50 + f, "analyze_max_rss_mb": 200.0 + c / 10}
+            for t, f in fetched.items()
+            for c in (500, 4000)
+        ]
+    )
+    fig = steps_figure(rows)
+    chunked = [ax for ax in fig.axes if ax.get_lines()]
+    assert len(chunked) == 4  # rechunk and analyze: seconds and memory
+    per_tissue = {v for f in fetched.values() for v in (f, 300.0 + f)}  # fetch's values
+    for ax in chunked:
+        assert not any(step in ax.get_title() for step in PER_TISSUE_STEPS)
+        assert ax.get_xlabel() == "cells per chunk"
+        assert not any(set(line.get_ydata()) & per_tissue for line in ax.get_lines())
+    bars = [ax for ax in fig.axes if not ax.get_lines()]
+    assert len(bars) == 2 * len(PER_TISSUE_STEPS)  # the first columns: seconds, memory
+    n = len(PER_TISSUE_STEPS)
+    seconds, memory = bars[:n], bars[n:]  # figure.axes go row by row
+    assert [ax.get_title() for ax in seconds] == [
+        f"{s} (once per tissue)" for s in PER_TISSUE_STEPS
+    ]
+    assert [t.get_text() for t in seconds[0].get_xticklabels()] == ["blood", "lung"]
+    assert [p.get_height() for p in seconds[0].patches] == [8.0, 12.0]
+    assert [p.get_height() for p in memory[0].patches] == [308.0, 312.0]
+    plt.close(fig)
+
+
 def test_the_first_page_leads_with_the_answer():
     from chunkatlas.report import first_page
 
@@ -327,8 +368,9 @@ def test_the_first_page_leads_with_the_answer():
         ]
     )
     page = first_page(answer, "", "chunkatlas re-wrote each tissue ...")
-    lines = page.splitlines()
-    assert lines[0].startswith("**Which store geometry to write")
+    text = [line for line in page.splitlines() if line and not line.startswith((".. ", "   "))]
+    assert text[0].startswith("**Which store geometry to write")
+    assert text[1].startswith("- **gene-major, chunk 20 genes, shard 8, codec packed** for one")
     assert "- reading one gene across all cells over s3: gene-major, chunk 20 genes" in page
     assert page.index("one gene across") < page.index("chunkatlas re-wrote")
     empty = first_page(None, "one store is too few to fit a cost model", "what the run did")

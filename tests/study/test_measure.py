@@ -15,7 +15,7 @@ import zarr
 from chunkatlas.errors import ChunkatlasError
 from chunkatlas.ingest._fetch import fetch_anndata
 from chunkatlas.rewrite import consolidate_store, rechunk_store
-from chunkatlas.study import PATTERNS
+from chunkatlas.study import PATTERNS, measure_backends, measure_stores_backends
 from chunkatlas.study._http import aiohttp_serving
 from chunkatlas.study._measure import (
     WARM_UP,
@@ -191,6 +191,32 @@ def test_wider_chunks_mean_fewer_requests_but_more_bytes_for_a_gene_panel(pbmc_f
         costs[size] = table.set_index("pattern").loc["fifty_genes"]
     assert costs[25]["requests"] < costs[5]["requests"]
     assert costs[25]["bytes"] > costs[5]["bytes"]
+
+
+@pytest.mark.parametrize("backend", ["http", pytest.param("s3", marks=pytest.mark.servers)])
+def test_stores_served_together_cost_what_each_costs_alone(pbmc_fetched, tmp_path, backend):
+    """One server for a tissue's stores (the workflow's remote job): each store's traffic is
+    its own, as when it is served alone."""
+    stores = []
+    for size in (5, 25):
+        store = tmp_path / f"genes-{size}" / "store.zarr"
+        rechunk_store(pbmc_fetched, store, size, orientation="genes")
+        consolidate_store(store, store.parent / "store.manifest.json")
+        stores.append(store)
+    together = measure_stores_backends(stores, backends=[backend], repeats=1)
+    traffic = ["pattern", "cells", "genes", "requests", "bytes"]
+    for store, table in zip(stores, together, strict=True):
+        alone = measure_backends(store, backends=[backend], repeats=1)
+        pd.testing.assert_frame_equal(table[traffic], alone[traffic])
+        assert (table["backend"] == backend).all()
+    if backend == "s3":  # both backends side by side, each in a process of its own
+        side_by_side = measure_stores_backends(stores, backends=["http", "s3"], processes=2)
+        for table, alone in zip(side_by_side, together, strict=True):
+            assert list(table["backend"].unique()) == ["http", "s3"]
+            in_s3 = table[table["backend"] == "s3"].reset_index(drop=True)
+            pd.testing.assert_frame_equal(in_s3[traffic], alone[traffic])
+    fifty = [table.set_index("pattern").loc["fifty_genes", "requests"] for table in together]
+    assert fifty[1] < fifty[0]  # each table is its own store's
 
 
 @pytest.mark.servers

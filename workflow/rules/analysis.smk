@@ -41,11 +41,13 @@ rule analyze:
         * attempt,
         runtime=runtime(60),
     params:
+        # each analysis setting (flavor, n_top_genes, ...) a param of its own: a change re-runs
+        # the rule, and its rerun reason names that setting's old and new value only
+        **asdict(AnalysisParams.from_config(config)),
         # in an object store: read where it lies (its URL), never downloaded
         reads=workflow_store(f"{GRID}/store.zarr"),
         writes=workflow_store(f"{GRID}/hvg_pca.zarr"),
         rows=task_rows,
-        analysis=asdict(AnalysisParams.from_config(config)),
         zarr_format=config["zarr_format"],
         # where the store is read, and over what network: the per-pass costs depend on them
         read=analysis_read(),

@@ -15,8 +15,8 @@ from chunkatlas.config import (
     validate_config,
 )
 from chunkatlas.errors import ChunkatlasError
-from chunkatlas.ingest import SourceSettings
-from chunkatlas.report import STEPS, run_record
+from chunkatlas.ingest import SourceSettings, SourceUnreachable, inspect_source
+from chunkatlas.report import PER_TISSUE_STEPS, STEPS, run_record
 from chunkatlas.store import Bucket, RemoteSettings, WorkflowStore, read_objects_record
 from chunkatlas.study import Network
 
@@ -26,6 +26,21 @@ try:
     _validated = validate_config(coerce_to_schema(config, _schema), _schema)
     check_source(_validated)
     TISSUES = tissue_folders(_validated["tissues"])  # folder name -> tissue name
+    if workflow.is_main_process:  # not again in each job a cluster runs
+        # Every check the source's metadata allows, before any job: its tissues, columns,
+        # layer or raw, genes, counts (a sample of X), and the analysis's parameters on them.
+        try:
+            _source = inspect_source(_validated)
+        except SourceUnreachable as err:  # a dry run plans offline (e.g. the Census's)
+            _dry = re.compile(r"--dry-?run|--just-print|-[A-Za-z]*n[A-Za-z]*")
+            if not any(_dry.fullmatch(arg) for arg in sys.argv[1:]):
+                raise
+            print(f"chunkatlas: warning: {err}; not checked in this dry run", file=sys.stderr)
+            _source = None
+        if _source is not None:
+            AnalysisParams.from_config(_validated).check_data(
+                _source, label_key=_validated["analysis"]["label_key"]
+            )
 except ChunkatlasError as err:
     sys.exit(f"chunkatlas: error: {err}")
 config.update(_validated)
@@ -158,6 +173,22 @@ def point_outputs(geometry):
     return outputs
 
 
+def geometry_folder(geometry):
+    """A store geometry's folder name inside its tissue's folder (:data:`POINT`)."""
+    return POINT.split("/", 1)[1].format(**geometry)
+
+
+def remote_folders():
+    """The geometry folders whose stores the remote study measures (all, when it is on)."""
+    return [geometry_folder(g) for g in geometries()] if config["remote"]["enabled"] else []
+
+
+def tissue_files(tissue, name):
+    """``name`` in each measured geometry folder of ``tissue``, in :func:`remote_folders`'s
+    order (the remote job's stores and their manifests)."""
+    return [f"{RESULTS}/{tissue}/{folder}/{name}" for folder in remote_folders()]
+
+
 def grid_outputs():
     """Every per-tissue x geometry output of the default target."""
     return [
@@ -265,9 +296,9 @@ def grid_points():
                     result=f"{here}/hvg_pca.zarr" if analysed else None,
                     remote=f"{here}/remote.tsv" if "remote.tsv" in outputs else None,
                     benchmarks={
-                        step: benchmark_file(step, "{tissue}" if step == "fetch" else POINT).format(
-                            **where
-                        )
+                        step: benchmark_file(
+                            step, "{tissue}" if step in PER_TISSUE_STEPS else POINT
+                        ).format(**where)
                         for step in STEPS
                         if (step != "analyze" or analysed)
                         and (step != "remote" or "remote.tsv" in outputs)

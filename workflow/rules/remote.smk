@@ -1,22 +1,23 @@
 rule remote:
-    """Serve the store over HTTP and S3 on loopback, with an emulated network, and count requests, bytes and seconds per access pattern."""
+    """Serve a tissue's stores over HTTP and S3 on loopback, each backend's server started once, with an emulated network, and count requests, bytes and seconds per store and access pattern."""
     input:
-        store=objects_record(f"{GRID}/store.zarr"),
-        manifest=f"{GRID}/store.manifest.json",
+        stores=lambda wildcards: tissue_files(wildcards.tissue, "store.objects.json"),
+        manifests=lambda wildcards: tissue_files(wildcards.tissue, "store.manifest.json"),
     output:
-        table=f"{GRID}/remote.tsv",
+        tables=[f"{RESULTS}/{{tissue}}/{folder}/remote.tsv" for folder in remote_folders()],
     log:
-        out(f"logs/remote/{POINT}.log"),
+        out("logs/remote/{tissue}.log"),
     benchmark:
-        benchmark_file("remote")
+        benchmark_file("remote", "{tissue}")
     conda:
         "../../envs/chunkatlas.yaml"
-    # a whole core: the reader and its servers keep ~0.8 of one busy (benchmarks/job_overhead.py),
-    # and a shared core would stretch the measured seconds
-    threads: 1
+    # a whole core per backend, each measured by its own reader process side by side: a reader
+    # and its server keep ~0.8 of a core busy (benchmarks/job_overhead.py), and a shared core
+    # would stretch the measured seconds
+    threads: len(config["remote"]["backends"])
     resources:
         mem_mb=mem_mb(1000, 2),
-        runtime=runtime(15 * (1 + config["remote"]["repeats"])),
+        runtime=runtime(3 * len(remote_folders()) * (1 + config["remote"]["repeats"])),
     params:
         server=config["remote"]["server"],
         repeats=config["remote"]["repeats"],
@@ -25,6 +26,8 @@ rule remote:
         bandwidth_mbps=config["remote"]["bandwidth_mbps"],
         settings=Untracked(RemoteSettings.from_config(config)),
         # in an object store: backend s3 is measured on the run's bucket itself
-        reads=workflow_store(f"{GRID}/store.zarr"),
+        reads=lambda wildcards: Untracked(
+            [store_at(path) for path in tissue_files(wildcards.tissue, "store.zarr")]
+        ),
     script:
         "../../scripts/remote.py"

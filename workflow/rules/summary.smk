@@ -93,6 +93,14 @@ rule summary:
         "../../scripts/summary.py"
 
 
+# The report's provenance/config.yaml: Python before 3.13 knows no type for .yaml, and Snakemake's
+# report then warns (twice) that it assumes text/plain. application/yaml is the registered type
+# (RFC 9512); the report offers the file for download, as it does any text.
+import mimetypes
+
+mimetypes.add_type("application/yaml", ".yaml")
+
+
 rule provenance:
     """The run's configuration (secrets masked), its hash and the software versions."""
     output:
@@ -117,8 +125,11 @@ rule provenance:
         mem_mb=500,
         runtime=5,
     params:
-        # The record (secrets masked) as params: a config change re-runs this rule, so the
-        # provenance always describes the results beside it.
-        record=run_record(config),
+        # The record (secrets masked) untracked, its hash and version tracked: a config change
+        # re-runs this rule (the provenance always describes the results beside it), and the
+        # rerun reason names two hashes rather than the whole config twice.
+        record=Untracked(run_record(config)),
+        config_hash=run_record(config)["config_hash"],
+        version=run_record(config)["chunkatlas_version"],
     script:
         "../../scripts/provenance.py"

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from chunkatlas.analysis._batches import Batches, read_batches
-from chunkatlas.analysis._checks import check_counts
+from chunkatlas.analysis._checks import check_counts, check_counts_sample
 from chunkatlas.analysis._client import ClusterSettings, dask_client
 from chunkatlas.analysis._metering import (
     STEP_CHECK_COUNTS,
@@ -31,7 +31,7 @@ from chunkatlas.analysis._metering import (
 )
 from chunkatlas.analysis._record import analysis_provenance, analysis_record
 from chunkatlas.analysis.fused import bins_explained
-from chunkatlas.config import engine_flavor_problem, selects_on_counts
+from chunkatlas.config import engine_flavor_problem, normalized_flavor_problem, selects_on_counts
 from chunkatlas.errors import ChunkatlasError
 from chunkatlas.store import (
     DEFAULT_ZARR_FORMAT,
@@ -47,41 +47,81 @@ from chunkatlas.store import (
 if TYPE_CHECKING:
     import anndata as ad
 
+    from chunkatlas.ingest import SourceFacts
+
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class AnalysisParams:
-    """What to compute and how: HVG flavor and count, number of principal components, engine."""
+    """What to compute and how: HVG flavor and count, number of principal components, engine,
+    batches, and whether X is already normalised (``normalized``: no normalize_total or log1p;
+    else X must hold raw counts)."""
 
     flavor: str = "seurat"
     n_top_genes: int = 2000
     n_comps: int = 50
     engine: str = "fused"
     batch_key: str | None = None
+    normalized: bool = False
 
     @classmethod
     def from_config(cls, config: Mapping) -> AnalysisParams:
         """The config's ``analysis`` section without what only the plot uses."""
         return cls(**{f.name: config["analysis"].get(f.name, f.default) for f in fields(cls)})
 
-    def check(self, n_obs: int, n_vars: int) -> None:
-        """Refuse parameters the data cannot support, before any heavy work."""
+    def check(
+        self, n_obs: int | None, n_vars: int, *, where: str = "", config: bool = False
+    ) -> None:
+        """Refuse parameters the data (``n_obs`` cells, None: not known, of ``n_vars`` genes,
+        in ``where``) cannot support, before any heavy work.  ``config``: the messages name
+        the config keys (the workflow's checks before any job, :meth:`check_data`)."""
+
+        def name(key: str) -> str:
+            return f"config analysis.{key}:" if config else key
+
+        of = f" of {where}" if where else ""
         problem = engine_flavor_problem(self.engine, self.flavor)
         if problem:
             raise ChunkatlasError(problem)
+        problem = normalized_flavor_problem(self.flavor, self.normalized)
+        if problem:
+            raise ChunkatlasError(f"{name('flavor')} {problem}")
         if not 1 <= self.n_top_genes <= n_vars:
             raise ChunkatlasError(
-                f"n_top_genes {self.n_top_genes} must be between 1 and n_vars ({n_vars})"
+                f"{name('n_top_genes')} {self.n_top_genes} must be between 1 and n_vars "
+                f"({n_vars}){of}"
             )
         if selects_on_counts(self.flavor) and importlib.util.find_spec("skmisc") is None:
             raise ChunkatlasError(
                 f"HVG flavor {self.flavor} needs scikit-misc: pip install scikit-misc"
             )
-        limit = min(n_obs, self.n_top_genes)
+        limit = self.n_top_genes if n_obs is None else min(n_obs, self.n_top_genes)
         if not 1 <= self.n_comps < limit:
             raise ChunkatlasError(
-                f"n_comps {self.n_comps} must be below min(n_obs, n_top_genes) = {limit}"
+                f"{name('n_comps')} {self.n_comps} must be below min(n_obs, n_top_genes) = "
+                f"{limit}{of}"
+            )
+
+    def check_data(self, facts: SourceFacts, *, label_key: str | None = None) -> None:
+        """Every check of these parameters that a source's metadata allows (``facts``, from
+        :func:`chunkatlas.ingest.inspect_source`: its genes, the cells of each tissue, its obs
+        columns, a sample of X's stored values), before any job; ``label_key`` is the obs
+        column that colours the PCA plot.  One line each, naming the config key."""
+        self.check(facts.fewest_cells, facts.n_vars, where=facts.described, config=True)
+        for key, column in (("batch_key", self.batch_key), ("label_key", label_key)):
+            if column is not None and column not in facts.obs_columns:
+                raise ChunkatlasError(
+                    f"config analysis.{key}: {column!r} is not an obs column of {facts.where}; "
+                    f"it has: {', '.join(facts.obs_columns) or 'none'}"
+                )
+        if facts.sample is not None:
+            check_counts_sample(
+                facts.sample,
+                normalized=self.normalized,
+                on_counts=selects_on_counts(self.flavor),
+                where=facts.where,
+                matrix=facts.matrix,
             )
 
 
@@ -116,10 +156,11 @@ def hvg_pca(
     on_counts = selects_on_counts(params.flavor)  # its HVGs come from the raw counts
     if on_counts:
         select_hvgs(adata, params, costs)
-    with costs.step(STEP_NORMALIZE_TOTAL):
-        sc.pp.normalize_total(adata)
-    with costs.step(STEP_LOG1P):
-        sc.pp.log1p(adata)
+    if not params.normalized:  # else X holds normalised, log1p'd values already
+        with costs.step(STEP_NORMALIZE_TOTAL):
+            sc.pp.normalize_total(adata)
+        with costs.step(STEP_LOG1P):
+            sc.pp.log1p(adata)
     if not on_counts:
         select_hvgs(adata, params, costs)
     with costs.step(STEP_PCA, f"n_comps {params.n_comps}, on the highly variable genes"):
@@ -166,8 +207,9 @@ def analyze_store(
     fsspec options).  Each worker opens the store itself and reads its own chunks.
     With ``params.engine == "fused"`` the result's ``obsm['X_pca']`` is a Dask array over
     ``out`` (the projection is streamed to disk); with ``"scanpy"`` it is in memory.
-    X must hold counts: negative or non-finite values, and for seurat_v3 non-integer ones, are
-    refused before any result is written.  ``uns['chunkatlas']`` records the seconds and the
+    X must hold counts: negative, non-finite and non-integer values are refused before any
+    result is written; with ``params.normalized`` X holds normalised, log1p'd values instead
+    (non-integers allowed), analysed as they are.  ``uns['chunkatlas']`` records the seconds and the
     reads (requests, bytes, retries) of every pass, and what the driver itself read.
     """
     refuse_existing(out)  # before the work, not after it
@@ -247,6 +289,7 @@ def analyze_fused(analysis: Analysis) -> ad.AnnData:
                 zarr_format=analysis.zarr_format,
                 batch_key=params.batch_key,
                 batches=batches,
+                normalized=params.normalized,
             )
 
 
@@ -261,9 +304,14 @@ def analyze_scanpy(analysis: Analysis) -> ad.AnnData:
         costs = StepMeter(client)
         with costs.step(STEP_OPEN, "each worker opens the store"):
             open_on_workers(client, analysis.location)
-        with costs.step(STEP_CHECK_COUNTS):  # the fused engine checks in pass 1
-            integers = selects_on_counts(analysis.params.flavor)
-            check_counts(adata.X, integers=integers, where=analysis.location)
+        with costs.step(STEP_CHECK_COUNTS):  # the fused engine checks in its first pass
+            params = analysis.params
+            check_counts(
+                adata.X,
+                integers=not params.normalized,
+                where=analysis.location,
+                on_counts=selects_on_counts(params.flavor),
+            )
         result = hvg_pca(adata, analysis.params, costs)
         record = analysis_record(costs, provenance)  # the workers' peaks: before they stop
     result.uns["chunkatlas"] = record

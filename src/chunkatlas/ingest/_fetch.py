@@ -15,8 +15,14 @@ import numpy as np
 import pandas as pd
 import tiledbsoma
 
+from chunkatlas.config import SOMA_LAYER
 from chunkatlas.errors import ChunkatlasError
 from chunkatlas.ingest._cell_totals import write_with_totals
+from chunkatlas.ingest._names import (
+    refuse_layer_and_raw,
+    refuse_missing,
+    refuse_missing_var_index,
+)
 from chunkatlas.store import (
     DEFAULT_ZARR_FORMAT,
     RemoteSettings,
@@ -39,7 +45,7 @@ DEFAULT_OBS_FILTER = 'tissue_general == "{tissue}" and is_primary_data == True'
 # The source kinds, and the settings each passes on to its reader.
 SOURCE_KINDS = {
     "soma": ("measurement", "layer", "obs_filter", "var_index", "tiledb_config"),
-    "anndata": ("tissue_column", "use_raw", "dense", "scaled_layer"),
+    "anndata": ("tissue_column", "layer", "use_raw", "dense", "scaled_layer"),
 }
 
 
@@ -47,15 +53,16 @@ SOURCE_KINDS = {
 class SourceSettings:
     """Where tissues are fetched from and how: the config's ``source`` section, typed.
 
-    ``kind`` "soma" reads a TileDB-SOMA Experiment (``measurement``, ``layer``, ``obs_filter``,
-    ``var_index``, ``tiledb_config``); "anndata" an h5ad/zarr store or ``scanpy:NAME``
-    (``tissue_column``, ``use_raw``, ``dense``, ``scaled_layer``, ``storage_options``).
+    ``kind`` "soma" reads a TileDB-SOMA Experiment (``measurement``, ``layer``: the X layer of
+    counts, None: raw; ``obs_filter``, ``var_index``, ``tiledb_config``); "anndata" an h5ad/zarr
+    store or ``scanpy:NAME`` (``tissue_column``, ``layer``: a layer of counts to take as X,
+    None: X itself; ``use_raw``, ``dense``, ``scaled_layer``, ``storage_options``).
     """
 
     uri: str
     kind: str = "soma"
     measurement: str = "RNA"
-    layer: str = "raw"
+    layer: str | None = None
     obs_filter: str = DEFAULT_OBS_FILTER
     var_index: str | None = "feature_id"
     tiledb_config: Mapping[str, object] = field(default_factory=dict)
@@ -93,6 +100,7 @@ def fetch(
         )
     options = {key: getattr(source, key) for key in SOURCE_KINDS[source.kind]}
     if source.kind == "soma":
+        options["layer"] = options["layer"] or SOMA_LAYER
         return fetch_tissue(
             source.uri,
             tissue,
@@ -166,20 +174,21 @@ def fetch_tissue(
     except tiledbsoma.DoesNotExistError as err:
         raise ChunkatlasError(f"SOMA experiment not found: {uri}") from err
     with experiment:
-        if measurement not in experiment.ms:
-            allowed = ", ".join(sorted(experiment.ms.keys()))
-            raise ChunkatlasError(f"measurement {measurement!r} not in {uri}; has: {allowed}")
+        where = redact(uri)
+        measurements = sorted(experiment.ms.keys())
+        refuse_missing("measurement", measurement, measurements, where, "source.measurement")
         layers = experiment.ms[measurement].X
-        if layer not in layers:
-            allowed = ", ".join(sorted(layers.keys()))
-            raise ChunkatlasError(f"X layer {layer!r} not in {uri}; has: {allowed}")
+        refuse_missing("X layer", layer, sorted(layers.keys()), where, "source.layer")
         try:
             query = experiment.axis_query(
                 measurement, obs_query=tiledbsoma.AxisQuery(value_filter=value_filter)
             )
             n_obs = query.n_obs
         except (tiledbsoma.SOMAError, ValueError) as err:
-            raise ChunkatlasError(f"obs filter {value_filter!r} failed: {err}") from err
+            problem = (str(err).strip().splitlines() or [type(err).__name__])[0]  # no C++ trace
+            raise ChunkatlasError(
+                f"obs filter {value_filter!r} failed (source.obs_filter): {problem}"
+            ) from err
         if n_obs == 0:
             raise ChunkatlasError(
                 f"tissue {tissue!r} matches no cells in {uri} (filter: {value_filter})"
@@ -190,9 +199,8 @@ def fetch_tissue(
         # query.to_anndata would hand anndata integer indexes, which it converts with a warning
         obs = with_str_index(query.obs().concat().to_pandas())
         var = query.var().concat().to_pandas()
-        if var_index and var_index not in var:
-            allowed = ", ".join(map(str, var.columns))
-            raise ChunkatlasError(f"var has no column {var_index!r} for var_names; has: {allowed}")
+        if var_index:
+            refuse_missing_var_index(var_index, var.columns)
         var = with_str_index(var, var_index)
         coords = (query.obs_joinids(), query.var_joinids())
         x = layers[layer].read(coords=coords).dask_array(chunk_size=chunk_rows)
@@ -318,12 +326,14 @@ def prepare_anndata(
     dense: bool,
     scaled_layer: bool,
     where: str,
+    layer: str | None = None,
 ) -> ad.AnnData:
-    """Select one tissue's cells and shape X as configured (raw, dense, a scaled layer)."""
+    """Select one tissue's cells and shape X as configured (a layer or raw as X, dense, a
+    scaled layer)."""
+    refuse_layer_and_raw(layer, use_raw)
     if tissue_column:
-        if tissue_column not in adata.obs:
-            allowed = ", ".join(map(str, adata.obs.columns))
-            raise ChunkatlasError(f"obs of {where} has no column {tissue_column!r}; has: {allowed}")
+        columns = adata.obs.columns
+        refuse_missing("obs column", tissue_column, columns, where, "source.tissue_column")
         mask = (adata.obs[tissue_column].astype(str) == tissue).to_numpy()
         if not mask.any():
             raise ChunkatlasError(
@@ -338,7 +348,11 @@ def prepare_anndata(
     else:
         # anndata 0.13 lists X among the layers, under the key None
         layers = {key: value for key, value in adata.layers.items() if key is not None}
-        adata = ad.AnnData(X=adata.X, obs=adata.obs, var=adata.var, layers=layers)
+        x = adata.X
+        if layer is not None:  # the counts: X, and no longer a layer
+            refuse_missing("layer", layer, layers, where, "source.layer")
+            x = layers.pop(layer)
+        adata = ad.AnnData(X=x, obs=adata.obs, var=adata.var, layers=layers)
     if dense:
         adata.X = densify(adata.X)
     if scaled_layer:
@@ -364,6 +378,7 @@ def fetch_anndata(
     dest: str | os.PathLike,
     *,
     tissue_column: str | None = None,
+    layer: str | None = None,
     use_raw: bool = False,
     dense: bool = False,
     scaled_layer: bool = False,
@@ -374,6 +389,7 @@ def fetch_anndata(
     """Copy one tissue of an AnnData source into a zarr store, streamed block by block.
 
     Without ``tissue_column`` the whole dataset is the tissue (the tissue name is a label).
+    With ``layer`` that layer is the store's X (the source's X is left out).
     """
     adata, keep_open = open_anndata_source(uri, chunk_rows, settings)
     try:
@@ -385,6 +401,7 @@ def fetch_anndata(
             dense=dense,
             scaled_layer=scaled_layer,
             where=redact(uri),
+            layer=layer,
         )
         log.info(
             "%s: %d cells x %d genes from %s", tissue, prepared.n_obs, prepared.n_vars, redact(uri)

@@ -46,6 +46,7 @@ if TYPE_CHECKING:  # the public names, each imported on first use
     from chunkatlas.report._tables import read_benchmark
     from chunkatlas.report._tables import reference_geometry
     from chunkatlas.report._tables import remote_table
+    from chunkatlas.report._tables import PER_TISSUE_STEPS
     from chunkatlas.report._tables import STEPS
 
 __all__, __getattr__, __dir__ = lazy_exports(__name__, __file__)

@@ -33,7 +33,8 @@ from chunkatlas.report._traffic import (
     predict_traffic,
 )
 
-#: The cost model shipped with the package: fitted on the default run of the demo atlas.
+#: The cost model shipped with the package: fitted on config/geometry.yaml's study run of the
+#: demo atlas's lung (its "origin" says so).
 REFERENCE_MODEL = "reference_cost_model.json"
 CELL_CHUNKS = (1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000)
 GENE_CHUNKS = (1, 5, 20, 50, 200, 1_000)
@@ -227,30 +228,79 @@ def advise_mix(table: pd.DataFrame) -> MixAdvice:
     )
 
 
+SOURCE_KINDS = "an AnnData .zarr store or .h5ad file, or a TileDB-SOMA Experiment"
+
+
 def atlas_of(source: str, tissue: str | None = None, obs_filter: str | None = None) -> Atlas:
-    """The size of a sparse atlas: an AnnData zarr store or h5ad file (X's shape and stored
-    values, from metadata), or a TileDB-SOMA Experiment (its raw X, or one tissue's share of
-    it with ``tissue`` and the Census ``obs_filter``)."""
+    """The size of an atlas, from metadata only: an AnnData zarr store or h5ad file (X's shape,
+    and its stored values: a sparse X's ``data``, every value of a dense X, whose stores keep it
+    dense), or a TileDB-SOMA Experiment (its raw X, or one tissue's share of it with ``tissue``
+    and the Census ``obs_filter``).
+
+    Raises
+    ------
+    ChunkatlasError
+        One line naming the source and what is allowed: it is missing, it is no AnnData store
+        nor SOMA Experiment, ``tissue`` is given for an AnnData source or has no cells.
+    """
+    from chunkatlas.store import is_remote
+
     where = str(source).rstrip("/")
+    anndata = where.endswith((".h5ad", ".zarr"))
+    if anndata and tissue is not None:
+        raise ChunkatlasError(
+            f"--tissue {tissue!r}: {where} is an AnnData store, and --tissue selects a tissue of "
+            "a SOMA Experiment; advise reads the whole AnnData store (fetch one tissue of it "
+            "first with chunkatlas fetch --tissue-column COLUMN)"
+        )
+    if not is_remote(where) and not os.path.exists(where):
+        raise ChunkatlasError(f"store not found: {where} ({SOURCE_KINDS})")
     if where.endswith(".h5ad"):
-        import h5py
-
-        with h5py.File(where, "r") as handle:
-            x = handle["X"]
-            return _sparse_atlas(tuple(x.attrs.get("shape", x.shape)), x, where)
+        return _h5ad_atlas(where)
     if where.endswith(".zarr"):
-        from chunkatlas.store import matrix_shape, open_anndata_group
+        from chunkatlas.store import open_anndata_group
 
-        x = open_anndata_group(where)["X"]
-        return _sparse_atlas(matrix_shape(x), x, where)
+        return _matrix_atlas(open_anndata_group(where)["X"], where)
     return _soma_atlas(where, tissue, obs_filter)
 
 
-def _sparse_atlas(shape: tuple[int, ...], x, where: str) -> Atlas:
-    if "data" not in x:
-        n_obs, n_vars = shape
-        return Atlas(int(n_obs), int(n_vars), int(n_obs) * int(n_vars))  # dense: every value
-    return Atlas(int(shape[0]), int(shape[1]), int(x["data"].shape[0]))
+def _h5ad_atlas(where: str) -> Atlas:
+    import h5py
+
+    from chunkatlas.store import is_remote
+
+    if is_remote(where):
+        raise ChunkatlasError(
+            f"{where}: advise reads a local .h5ad; fetch it first "
+            f"(chunkatlas fetch {where} all {Path(where).stem}.zarr) or give its size with --cells"
+        )
+    try:
+        handle = h5py.File(where, "r")
+    except OSError as err:
+        raise ChunkatlasError(f"{where} is not an h5ad file (HDF5: {err})") from None
+    with handle:
+        if "X" not in handle:
+            if handle.attrs.get("encoding-type") != "anndata":
+                raise ChunkatlasError(f"{where} is an HDF5 file but no AnnData (h5ad)")
+            raise ChunkatlasError(f"{where} has no X (advise sizes an atlas by its X)")
+        return _matrix_atlas(handle["X"], where)
+
+
+def _matrix_atlas(x, where: str) -> Atlas:
+    """The atlas of a stored X (zarr or HDF5), sparse (a group) or dense (an array)."""
+    from chunkatlas.store import is_sparse, matrix_shape
+
+    try:
+        n_obs, n_vars = (int(n) for n in matrix_shape(x))
+    except (KeyError, TypeError, ValueError):
+        raise ChunkatlasError(f"X of {where} is not a 2-D matrix AnnData reads") from None
+    if n_obs == 0 or n_vars == 0:
+        raise ChunkatlasError(
+            f"X of {where} is empty ({n_obs} cells x {n_vars} genes); give its size with --cells"
+        )
+    if is_sparse(x):
+        return Atlas(n_obs, n_vars, int(x["data"].shape[0]))
+    return Atlas(n_obs, n_vars, n_obs * n_vars, dense=True)  # a dense store holds every value
 
 
 def _soma_atlas(uri: str, tissue: str | None, obs_filter: str | None) -> Atlas:
@@ -263,21 +313,40 @@ def _soma_atlas(uri: str, tissue: str | None, obs_filter: str | None) -> Atlas:
     except Exception as err:  # tiledbsoma raises several types for "not an experiment"
         raise ChunkatlasError(
             f"{uri} is not an AnnData store (.zarr, .h5ad) nor a SOMA Experiment "
-            f"({type(err).__name__})"
+            f"({type(err).__name__}); advise reads {SOURCE_KINDS}"
         ) from None
     with experiment:
+        if "RNA" not in experiment.ms or "raw" not in experiment.ms["RNA"].X:
+            raise ChunkatlasError(f"SOMA Experiment {uri} has no ms['RNA'].X['raw'] to size")
         measurement = experiment.ms["RNA"]
         x = measurement.X["raw"]
         n_total, n_vars = x.shape[0], measurement.var.count
         n_obs = n_total
         if tissue is not None:
-            query = build_obs_filter(obs_filter or DEFAULT_OBS_FILTER, tissue)
+            template = obs_filter or DEFAULT_OBS_FILTER
+            query = build_obs_filter(template, tissue)
             table = experiment.obs.read(value_filter=query, column_names=["soma_joinid"])
             n_obs = len(table.concat())
             if n_obs == 0:
-                raise ChunkatlasError(f"tissue {tissue!r} has no cells in {uri} ({query})")
+                raise ChunkatlasError(
+                    f"--tissue {tissue!r} has no cells in {uri} ({query})"
+                    + _tissues_of(experiment, template)
+                )
         nnz = round(x.nnz * n_obs / max(n_total, 1))
+    if n_obs == 0:
+        raise ChunkatlasError(f"SOMA Experiment {uri} has no cells; give a size with --cells")
     return Atlas(int(n_obs), int(n_vars), int(nnz))
+
+
+def _tissues_of(experiment, template: str) -> str:
+    """The tissues an obs filter on ``tissue_general`` allows (the Census and the demo have it)."""
+    column = "tissue_general"
+    if f"{column} ==" not in template or column not in experiment.obs.schema.names:
+        return ""
+    values = experiment.obs.read(column_names=[column]).concat()[column].to_pylist()
+    tissues = sorted({str(v) for v in values if v is not None})
+    more = f" and {len(tissues) - 30} more" if len(tissues) > 30 else ""
+    return f"; tissues: {', '.join(tissues[:30])}{more}"
 
 
 def advice_text(
@@ -286,18 +355,23 @@ def advice_text(
     """What ``chunkatlas advise`` prints: the atlas and the model, then per pattern the layout
     with its predicted costs and the command that writes it from ``source``, then the mix."""
     table = predictions(atlas, model, backend, patterns)
+    values = (
+        f"X dense: all {count_text(atlas.nnz)} values stored"
+        if atlas.dense
+        else f"{count_text(atlas.nnz)} stored values ({atlas.nnz / atlas.n_obs:,.0f} per cell)"
+    )
     lines = [
-        f"{atlas.n_obs:,} cells x {atlas.n_vars:,} genes, {atlas.nnz:,} stored values "
-        f"({atlas.nnz / atlas.n_obs:,.0f} per cell), read over {backend}; coefficients "
-        f"from {model.origin}",
+        f"{count_text(atlas.n_obs)} cells x {count_text(atlas.n_vars)} genes, {values}, read "
+        f"over {backend}; coefficients from {model.origin}",
         model.fit[backend].describe(),
     ]
     dest = Path(source).stem + "-{}.zarr"
     for row in best_per_pattern(table).itertuples():
         layout = Layout(row.orientation, row.chunk, row.shard, row.codec)
         lines.append(
-            f"\n{row.pattern}: {layout.describe()}\n  predicted {row.requests:,} requests, "
-            f"{row.bytes / 1e6:,.3g} MB, {row.seconds:,.3g} s; {row.objects:,} objects of X\n"
+            f"\n{row.pattern}: {layout.describe()}\n  predicted {count_text(row.requests)} "
+            f"requests, {size_text(row.bytes)}, {duration_text(row.seconds)}; "
+            f"{count_text(row.objects)} objects of X\n"
             f"  {layout.command(source, dest.format(row.orientation))}"
         )
     if len(patterns) > 1:
@@ -305,9 +379,49 @@ def advice_text(
         first, second = mix.pair
         lines.append(
             f"\nfor a mix of {', '.join(patterns)}, read equally often:\n"
-            f"  one layout: {mix.single.describe()} ({mix.single_seconds:,.3g} s in all)\n"
+            f"  one layout: {mix.single.describe()} ({duration_text(mix.single_seconds)} in all)\n"
             f"  two copies: {first.describe()}, and {second.describe()} "
-            f"({mix.pair_seconds:,.3g} s in all; the second copy stores "
-            f"{mix.second_copy_bytes / 1e9:,.3g} GB more)"
+            f"({duration_text(mix.pair_seconds)} in all; the second copy stores "
+            f"{size_text(mix.second_copy_bytes)} more)"
         )
     return "\n".join(lines)
+
+
+def _figure(value: float) -> str:
+    """2-3 significant digits as a person reads them: one decimal below 10, whole numbers
+    (with thousands separators) from 10."""
+    if value < 10:
+        text = f"{value:.1f}"
+        return text.removesuffix(".0")
+    return f"{value:,.0f}"
+
+
+def size_text(n_bytes: float) -> str:
+    """Bytes in B, kB, MB, GB or TB (powers of 1000): ``1_560_000`` → ``"1.6 MB"``,
+    ``2.91e10`` → ``"29 GB"``, ``3e15`` → ``"3,000 TB"``."""
+    value = float(n_bytes)
+    if round(value) < 1_000:
+        return f"{value:,.0f} B"
+    for unit in ("kB", "MB", "GB"):
+        value /= 1_000
+        if round(value) < 1_000:
+            return f"{_figure(value)} {unit}"
+    return f"{_figure(value / 1_000)} TB"
+
+
+def duration_text(seconds: float) -> str:
+    """Seconds in s, min or h: ``0.0523`` → ``"0.052 s"``, ``42.4`` → ``"42 s"``, ``2430`` →
+    ``"40 min"``, ``5400`` → ``"1.5 h"``, ``3.6e6`` → ``"1,000 h"``."""
+    value = float(seconds)
+    if value < 1:
+        return "0 s" if value <= 0 else f"{value:.2g} s"
+    if round(value) < 60:
+        return f"{_figure(value)} s"
+    if round(value / 60) < 60:
+        return f"{_figure(value / 60)} min"
+    return f"{_figure(value / 3_600)} h"
+
+
+def count_text(n: float) -> str:
+    """A count with thousands separators: ``1251`` → ``"1,251"``."""
+    return f"{round(n):,}"

@@ -15,7 +15,7 @@ import pandas as pd  # noqa: E402
 
 from chunkatlas.errors import ChunkatlasError  # noqa: E402
 from chunkatlas.report._cost_model import CostFit, predicted  # noqa: E402
-from chunkatlas.report._tables import STEPS  # noqa: E402
+from chunkatlas.report._tables import PER_TISSUE_STEPS, STEPS  # noqa: E402
 from chunkatlas.study import PATTERNS
 
 # The remote figure's columns, left to right, and how each pattern's title reads.
@@ -122,9 +122,10 @@ def _panels(
     """A figure of :func:`_lines` panels: one column per list, one row per tuple in it.
 
     A tuple is ``_lines``' positional arguments, optionally followed by a dict of its keyword
-    arguments for that panel; ``line_options`` apply to every panel. With ``share_rows``, the
-    panels of a row share their y range (to compare columns), and the legend goes below the
-    panels instead of into the top right one.
+    arguments for that panel; ``line_options`` apply to every panel. A callable instead of a
+    tuple draws its panel itself (``spec(ax)``). With ``share_rows``, the panels of a row share
+    their y range (to compare columns), and the legend goes below the panels instead of into
+    the top right one.
     """
     n_rows = len(panels[0])
     width = max(3.2 * len(panels), 6)  # room for the title above a single column
@@ -133,6 +134,9 @@ def _panels(
     )
     for col, column in enumerate(panels):
         for row, spec in enumerate(column):
+            if callable(spec):
+                spec(axes[row, col])
+                continue
             extra = spec[4] if len(spec) > 4 else {}
             _lines(axes[row, col], *spec[:4], **line_options, **extra)
     fig.suptitle(title)
@@ -227,17 +231,51 @@ def plot_remote(remote: pd.DataFrame, out: str | os.PathLike) -> None:
         _save(remote_figure(remote), out)
 
 
+def _tissue_bars(summary: pd.DataFrame, column: str, ylabel: str, title: str):
+    """A panel drawer: ``column`` as one bar per tissue (coloured as the tissue's lines are),
+    for a step that runs once per tissue."""
+
+    def draw(ax) -> None:
+        values = summary.groupby("tissue", sort=True)[column].max()
+        colours = [f"C{i % 10}" for i in range(len(values))]
+        bars = ax.bar(range(len(values)), values.to_numpy(), color=colours, width=0.6)
+        ax.bar_label(bars, fmt="{:,.3g}", fontsize=7)
+        ax.set_xticks(range(len(values)), list(values.index))
+        highest = float(values.max())
+        ax.set_ylim(0, 1.15 * highest if highest > 0 else 1)
+        ax.set_xlabel("tissue")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3, axis="y")
+
+    return draw
+
+
 def steps_figure(summary: pd.DataFrame) -> plt.Figure:
-    """Seconds and peak memory of each workflow step against chunk size."""
+    """Seconds and peak memory of each workflow step: the steps of one job per store against
+    chunk size, a line per tissue; those of one job per tissue (``PER_TISSUE_STEPS``: fetch,
+    before any chunking, and remote, measuring all of a tissue's stores) as a bar per tissue
+    in the first columns, since against chunk size they would be flat by construction."""
     panels = [
+        [
+            _tissue_bars(summary, f"{step}_seconds", "seconds", f"{step} (once per tissue)"),
+            _tissue_bars(summary, f"{step}_max_rss_mb", "peak memory (MB)", ""),
+        ]
+        for step in PER_TISSUE_STEPS
+        if f"{step}_seconds" in summary
+    ]
+    panels += [
         [
             (summary, f"{step}_seconds", "seconds", step),
             (summary, f"{step}_max_rss_mb", "peak memory (MB)", ""),
         ]
         for step in STEPS
-        if f"{step}_seconds" in summary
+        if step not in PER_TISSUE_STEPS and f"{step}_seconds" in summary
     ]
-    title = "Workflow steps: time and peak memory per chunk size"
+    per = (
+        "per tissue and per chunk size" if any(callable(c[0]) for c in panels) else "per chunk size"
+    )
+    title = f"Workflow steps: time and peak memory, {per}"
     return _panels(panels, f"{title}\n{drawn_geometry(summary)}")
 
 

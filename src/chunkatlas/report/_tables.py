@@ -17,6 +17,9 @@ from chunkatlas.study import CONDITIONS, Measurement
 #: What names a store's geometry in every table.
 GEOMETRY_COLUMNS = ["tissue", "orientation", "chunk", "shard", "codec"]
 STEPS = ("fetch", "rechunk", "consolidate", "analyze", "remote")
+#: Steps whose job runs once per tissue (fetch; remote, all the tissue's stores in one job),
+#: not once per store: their benchmark is the tissue's.
+PER_TISSUE_STEPS = ("fetch", "remote")
 REMOTE_METRICS = ("requests", "bytes", "seconds")  # per pattern in summary.tsv; all in remote.tsv
 # The analysis steps in the order they run (fused engine, then the scanpy engine's own).
 PASSES = (*FUSED_STEPS, *(step for step in SCANPY_STEPS if step not in FUSED_STEPS))

@@ -30,15 +30,18 @@ INDEX_CHECKSUM_BYTES = 4
 
 @dataclass(frozen=True)
 class Atlas:
-    """The size of a sparse matrix: cells, genes and stored values."""
+    """The size of a matrix: cells, genes and stored values (``dense``: X is stored dense, so
+    every one of its values is a stored value)."""
 
     n_obs: int
     n_vars: int
     nnz: int
+    dense: bool = False
 
     def with_cells(self, n_obs: int) -> Atlas:
         """The same atlas at ``n_obs`` cells, as deep per cell."""
-        return Atlas(n_obs, self.n_vars, max(1, round(self.nnz / self.n_obs * n_obs)))
+        nnz = max(1, round(self.nnz / self.n_obs * n_obs))
+        return Atlas(n_obs, self.n_vars, nnz, self.dense)
 
 
 @dataclass(frozen=True)

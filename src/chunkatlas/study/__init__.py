@@ -14,6 +14,7 @@ if TYPE_CHECKING:  # the public names, each imported on first use
     from chunkatlas.study._measure import CELL_BLOCK
     from chunkatlas.study._measure import CONDITIONS
     from chunkatlas.study._measure import measure_backends
+    from chunkatlas.study._measure import measure_stores_backends
     from chunkatlas.study._measure import Measurement
     from chunkatlas.study._measure import PANEL
     from chunkatlas.study._measure import PATTERNS

@@ -20,7 +20,9 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import dask
@@ -37,7 +39,7 @@ from chunkatlas.store import (
     take_reads,
 )
 from chunkatlas.study._network import LOOPBACK, MARK_PREFIX, Network
-from chunkatlas.study._serving import served
+from chunkatlas.study._serving import served_stores
 
 PATTERNS = ("open", "one_gene", "fifty_genes", "cell_block", "all_x")
 CELL_BLOCK = 1000  # the most cells cell_block reads
@@ -173,6 +175,7 @@ def run_patterns(
     settings: RemoteSettings | None = None,
     repeats: int = REPEATS,
     patterns: Sequence[str] = PATTERNS,
+    warm_up: bool = True,
 ) -> list[Measurement]:
     """Read each pattern of the store at ``url`` ``repeats`` times, each from a freshly opened
     store, counting server requests; seconds are the median of the repeats.
@@ -180,7 +183,8 @@ def run_patterns(
     Each read starts cold: a new zarr group and Dask graph, nothing kept from earlier reads
     (fsspec may reuse its HTTP connections).  One uncounted read first pays the process's
     warm-up (imports, first connection, thread pool), so that no pattern's seconds depend on
-    which was measured first.  Requests and bytes must not differ between repeats.
+    which was measured first; ``warm_up=False`` skips it where the process has read another
+    store from the same server already.  Requests and bytes must not differ between repeats.
 
     The server emulates its network only while a pattern is measured: the warm-up and the
     open before each read are answered at loopback speed (their seconds are not measured,
@@ -220,7 +224,8 @@ def run_patterns(
         # before a measured read: the emulated sleeps would only lengthen the job.
         log.mark(pace=False)
         open_store()  # the first obs and var too, so the measured `open` is not the first
-        read_once(WARM_UP, paced=False)
+        if warm_up:
+            read_once(WARM_UP, paced=False)
         for _ in range(repeats):
             for pattern in patterns:
                 cost, took = read_once(pattern)
@@ -267,19 +272,57 @@ def measure_store(
     Over S3 the reader's storage options are ``settings``' with the server's endpoint and
     credentials over them (the reader's: one GET per whole object, as over HTTP).
     """
-    store = Path(store)
+    [table] = measure_stores(
+        [store],
+        backend=backend,
+        server=server,
+        network=network,
+        workdir=workdir,
+        settings=settings,
+        repeats=repeats,
+        patterns=patterns,
+    )
+    return table
+
+
+def measure_stores(
+    stores: Sequence[str | os.PathLike],
+    *,
+    backend: str = "http",
+    server: str = "aiohttp",
+    network: Network = LOOPBACK,
+    workdir: str | os.PathLike | None = None,
+    settings: RemoteSettings | None = None,
+    repeats: int = REPEATS,
+    patterns: Sequence[str] = PATTERNS,
+) -> list[pd.DataFrame]:
+    """:func:`measure_store` of each store, one after the other, all served by one server
+    started once: the process's warm-up read is paid on the first store only (each store is
+    still opened once, uncounted, before its measured reads)."""
+    stores = [Path(store) for store in stores]
     settings = settings or RemoteSettings()
+    tables = []
     with tempfile.TemporaryDirectory(dir=workdir, prefix=".requests-") as tmp:
         log_path = Path(tmp) / "requests.jsonl"
         log_path.touch()
-        with served(backend, store, log_path, server, network) as (url, base_url, options):
+        with served_stores(backend, stores, log_path, server, network) as (
+            urls,
+            base_url,
+            options,
+        ):
             if options:  # the server's credentials and endpoint over the config's options
                 settings = replace(
                     settings, storage_options={**settings.storage_options, **options}
                 )
             log = RequestLog(log_path, base_url)
-            rows_out = run_patterns(url, log, settings, repeats, patterns)
-    return measurement_table(rows_out, backend, "moto" if backend == "s3" else server, network)
+            for at, store in enumerate(stores):
+                rows_out = run_patterns(urls[store], log, settings, repeats, patterns, at == 0)
+                tables.append(
+                    measurement_table(
+                        rows_out, backend, "moto" if backend == "s3" else server, network
+                    )
+                )
+    return tables
 
 
 def measure_in_bucket(
@@ -327,31 +370,88 @@ def measure_backends(
     ``in_bucket`` (URL, bucket): the same store where the workflow keeps it; backend s3 is
     then measured there (:func:`measure_in_bucket`) rather than on a loopback server.
     """
+    [table] = measure_stores_backends(
+        [store],
+        backends=backends,
+        server=server,
+        network=network,
+        settings=settings,
+        repeats=repeats,
+        patterns=patterns,
+        in_bucket=[in_bucket],
+    )
+    return table
+
+
+def measure_stores_backends(
+    stores: Sequence[str | os.PathLike],
+    *,
+    backends: Sequence[str] = ("http",),
+    server: str = "aiohttp",
+    network: Network = LOOPBACK,
+    settings: RemoteSettings | None = None,
+    repeats: int = REPEATS,
+    patterns: Sequence[str] = PATTERNS,
+    in_bucket: Sequence[tuple[str, Bucket] | None] | None = None,
+    processes: int = 1,
+) -> list[pd.DataFrame]:
+    """:func:`measure_backends` of several stores, each backend's server started once for all
+    of them (:func:`measure_stores`); one table per store, in order.  ``in_bucket``: per
+    store, as for :func:`measure_backends` (all or none).
+
+    ``processes`` > 1: the loopback backends are measured side by side, each by a reader
+    process of its own (as separate jobs would be, one core each), so a job of two backends
+    takes the time of one."""
+    from concurrent.futures import Future, ProcessPoolExecutor
+    from multiprocessing import get_context
+
     from chunkatlas.rewrite import decode_pass_seconds
     from chunkatlas.store import load_manifest, manifest_location
 
-    def measure(backend: str) -> pd.DataFrame:
-        if backend == "s3" and in_bucket is not None:
-            url, bucket = in_bucket
-            return measure_in_bucket(
-                url, bucket, settings=settings, repeats=repeats, patterns=patterns
+    stores = [Path(store) for store in stores]
+    in_bucket = list(in_bucket or [None] * len(stores))
+    in_place = all(where is not None for where in in_bucket)
+    served_here = [b for b in backends if not (b == "s3" and in_place)]
+    workers = min(processes, len(served_here))
+    measured: dict[str, Future | list[pd.DataFrame]] = {}
+    with (
+        ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
+        if workers > 1
+        else (nullcontext()) as pool
+    ):
+        for backend in backends:
+            if backend not in served_here:
+                measured[backend] = [
+                    measure_in_bucket(
+                        url, bucket, settings=settings, repeats=repeats, patterns=patterns
+                    )
+                    for url, bucket in in_bucket
+                ]
+                continue
+            measure = partial(
+                measure_stores,
+                stores,
+                backend=backend,
+                server=server,
+                network=network,
+                settings=settings,
+                repeats=repeats,
+                patterns=patterns,
             )
-        return measure_store(
-            store,
-            backend=backend,
-            server=server,
-            network=network,
-            settings=settings,
-            repeats=repeats,
-            patterns=patterns,
-        )
-
-    table = pd.concat([measure(backend) for backend in backends], ignore_index=True)
-    manifest = load_manifest(manifest_location(store))
-    table["objects"] = manifest["objects"]
-    table["store_bytes"] = manifest["stored_bytes"]
-    x_arrays = [a for a in manifest["arrays"] if a["path"].split("/")[0] == "X"]
-    table["x_bytes"] = sum(a["stored_bytes"] for a in x_arrays)
-    table["indptr_bytes"] = sum(a["stored_bytes"] for a in x_arrays if a["path"] == "X/indptr")
-    table["decode_seconds"] = round(decode_pass_seconds(store), 3)
-    return table
+            measured[backend] = pool.submit(measure) if pool else measure()
+        by_backend = [
+            got.result() if isinstance(got, Future) else got
+            for got in (measured[backend] for backend in backends)
+        ]
+    tables = []
+    for at, store in enumerate(stores):
+        table = pd.concat([tables_of[at] for tables_of in by_backend], ignore_index=True)
+        manifest = load_manifest(manifest_location(store))
+        table["objects"] = manifest["objects"]
+        table["store_bytes"] = manifest["stored_bytes"]
+        x_arrays = [a for a in manifest["arrays"] if a["path"].split("/")[0] == "X"]
+        table["x_bytes"] = sum(a["stored_bytes"] for a in x_arrays)
+        table["indptr_bytes"] = sum(a["stored_bytes"] for a in x_arrays if a["path"] == "X/indptr")
+        table["decode_seconds"] = round(decode_pass_seconds(store), 3)
+        tables.append(table)
+    return tables

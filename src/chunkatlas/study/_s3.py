@@ -75,9 +75,10 @@ class LoggedNetwork:
         return [body]
 
 
-def put_local(paths: Sequence[Path]) -> None:
-    """Store each file, or each folder's files, in :data:`BUCKET` under its own name, through
-    moto's backend in this process: no request per object, nothing in the log."""
+def put_local(paths: Sequence[Path], root: Path | None = None) -> None:
+    """Store each file, or each folder's files, in :data:`BUCKET` under its path relative to
+    ``root`` (None: its own name), through moto's backend in this process: no request per
+    object, nothing in the log."""
     from moto.core import DEFAULT_ACCOUNT_ID
     from moto.s3.models import s3_backends
 
@@ -86,19 +87,24 @@ def put_local(paths: Sequence[Path]) -> None:
     for path in paths:
         files = [path] if path.is_file() else sorted(f for f in path.rglob("*") if f.is_file())
         for file in files:
-            backend.put_object(BUCKET, file.relative_to(path.parent).as_posix(), file.read_bytes())
+            key = file.relative_to(root or path.parent).as_posix()
+            backend.put_object(BUCKET, key, file.read_bytes())
 
 
 def serve_forever(
-    log_path: Path, port: int = 0, network: Network = LOOPBACK, put: Sequence[Path] = ()
+    log_path: Path,
+    port: int = 0,
+    network: Network = LOOPBACK,
+    put: Sequence[Path] = (),
+    root: Path | None = None,
 ) -> None:
     """moto's S3 (its own WSGI app and request handler) behind :class:`LoggedNetwork`, holding
-    ``put`` (:func:`put_local`) in :data:`BUCKET` from the start."""
+    ``put`` (:func:`put_local`, keys relative to ``root``) in :data:`BUCKET` from the start."""
     from moto.moto_server.werkzeug_app import MotoRequestHandler, create_backend_app
     from werkzeug.serving import make_server
 
     if put:
-        put_local(put)
+        put_local(put, root)
     # S3's own app, not moto's DomainDispatcherApplication: that one finds each request's
     # service by listing moto's modules on disk, a few ms of CPU per request, and only S3 is
     # served here (path-style addressing, see storage_options).
@@ -127,20 +133,29 @@ START_TIMEOUT = 60
 
 @contextmanager
 def s3_serving(
-    root: str | os.PathLike, log_path: str | os.PathLike, network: Network = LOOPBACK
+    root: str | os.PathLike,
+    log_path: str | os.PathLike,
+    network: Network = LOOPBACK,
+    stores: Sequence[str | os.PathLike] | None = None,
 ) -> Iterator[tuple[str, dict]]:
     """Serve the store ``root`` (and the manifest beside it) from an S3 server on loopback;
     yield (URL prefix, s3fs storage options): the store is at ``f"{prefix}/{root.name}"``.
+    With ``stores``, serve those stores (each with its manifest) under their paths relative
+    to the folder ``root``: store ``s`` is at ``f"{prefix}/{s.relative_to(root)}"``.
 
-    The server puts the store in its bucket itself before it answers (:func:`put_local`): an
+    The server puts the stores in its bucket itself before it answers (:func:`put_local`): an
     upload over HTTP took longer than the reads it sets up, and the reader's client is the
     first to talk to the server.
     """
     from chunkatlas.store import manifest_location  # here: the server process needs none of it
 
-    store = Path(root)
     args = [sys.executable, "-m", "chunkatlas.study._s3", "--log", str(log_path)]
-    args += ["--put", str(store), "--put", str(manifest_location(store))]
+    if stores is None:
+        stores = [Path(root)]
+    else:
+        args += ["--root", str(root)]
+    for store in map(Path, stores):
+        args += ["--put", str(store), "--put", str(manifest_location(store))]
     with process_serving([*args, *network.arguments()], START_TIMEOUT, "S3 server") as endpoint:
         yield f"s3://{BUCKET}", storage_options(endpoint)
 
@@ -152,9 +167,12 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--put", type=Path, action="append", default=[], help="a file or folder to serve"
     )
+    parser.add_argument(
+        "--root", type=Path, default=None, help="keys relative to it (default: each --put's parent)"
+    )
     add_network_arguments(parser)
     args = parser.parse_args(argv)
-    serve_forever(args.log, args.port, network_from(args), args.put)
+    serve_forever(args.log, args.port, network_from(args), args.put, args.root)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -35,12 +35,28 @@ def served(
 ) -> Iterator[tuple[str, str, dict]]:
     """Serve ``store`` and its manifest; yield (store URL, server base URL for the markers,
     storage options for the reader)."""
+    store = Path(store)
+    with served_stores(backend, [store], log_path, server, network) as (urls, base_url, options):
+        yield urls[store], base_url, options
+
+
+@contextmanager
+def served_stores(
+    backend: str, stores: Sequence[Path], log_path: Path, server: str, network: Network
+) -> Iterator[tuple[dict[Path, str], str, dict]]:
+    """Serve several stores, each with its manifest, from one server (their common folder);
+    yield ({store: its URL}, server base URL for the markers, storage options for the
+    reader)."""
+    stores = [Path(store) for store in stores]
+    root = Path(os.path.commonpath([store.parent for store in stores]))
+    where = {store: store.relative_to(root).as_posix() for store in stores}
     if backend == "http":
-        with serving(server, store.parent, log_path, network) as base_url:
-            yield f"{base_url}/{store.name}", base_url, {}
+        with serving(server, root, log_path, network) as base_url:
+            yield {store: f"{base_url}/{path}" for store, path in where.items()}, base_url, {}
     elif backend == "s3":
-        with s3_serving(store, log_path, network) as (prefix, options):
-            yield f"{prefix}/{store.name}", options["endpoint_url"], options
+        with s3_serving(root, log_path, network, stores=stores) as (prefix, options):
+            urls = {store: f"{prefix}/{path}" for store, path in where.items()}
+            yield urls, options["endpoint_url"], options
     else:
         raise ChunkatlasError(f"backend {backend!r} is not one of {', '.join(map(repr, BACKENDS))}")
 

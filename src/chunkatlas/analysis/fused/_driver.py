@@ -82,8 +82,12 @@ def run_fused(
     zarr_format: int = DEFAULT_ZARR_FORMAT,
     batch_key: str | None = None,
     batches: Batches | None = None,
+    normalized: bool = False,
 ):
     """Analyze the AnnData store ``store`` on the Dask cluster of ``client``; write ``out``.
+
+    With ``normalized`` X already holds normalised, log1p'd values: HVGs and PCs are taken on
+    X as it is (no library sizes, normalize_total or log1p); else X must hold integer counts.
 
     With ``batch_key`` (an obs column), HVGs are selected in each of its batches and merged, as
     scanpy's ``highly_variable_genes(batch_key=...)``; ``batches`` are its batches when the
@@ -113,6 +117,7 @@ def run_fused(
             n_comps=n_comps,
             keep_budget_mb=keep_budget_mb,
             batches=batches,
+            normalized=normalized,
         )
         obs, var = frames.result()
     import dask.array as da

@@ -299,7 +299,13 @@ def _densify_rows(row_ptr, cols, values, start, out):
 
 def transform(values: np.ndarray, kind: str) -> np.ndarray:
     """scanpy's element-wise steps after normalisation: log1p, then expm1 for ``log1p_expm1``
-    (flavor seurat computes its statistics on expm1 of the log1p'd data)."""
+    (flavor seurat computes its statistics on expm1 of the log1p'd data).  For X that is
+    already normalised and log1p'd (``analysis.normalized``): ``identity``, or ``expm1`` for
+    seurat's statistics."""
+    if kind == "identity":
+        return values
+    if kind == "expm1":
+        return np.expm1(values)
     out = np.log1p(values)
     if kind == "log1p_expm1":
         np.expm1(out, out=out)

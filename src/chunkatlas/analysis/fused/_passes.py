@@ -193,6 +193,14 @@ class PassContext:
     blocks: list[Block]
     costs: StepMeter
     batches: Batches | None = None
+    #: X already holds normalised, log1p'd values (``analysis.normalized``): no library sizes,
+    #: no normalize_total or log1p; else X must hold counts, integers
+    normalized: bool = False
+
+    @property
+    def kept_kind(self) -> str:
+        """How pass 3 turns the HVGs' stored values into the values the PCA is of."""
+        return "identity" if self.normalized else "log1p"
 
     @functools.cached_property
     def block_batches(self) -> list[BlockBatches | None]:
@@ -274,16 +282,18 @@ def run_passes(
     n_comps: int,
     keep_budget_mb: float = KEEP_MB,
     batches: Batches | None = None,
+    normalized: bool = False,
 ) -> FusedResult:
     """Passes 1-3 and the PCA on the cluster of ``client``; HVGs selected per batch of
-    ``batches`` and merged (None: over all cells at once).
+    ``batches`` and merged (None: over all cells at once).  With ``normalized`` X holds
+    normalised, log1p'd values, taken as they are (no pass 1); else it must hold counts.
 
     The result's :meth:`FusedResult.project` runs pass 4, streaming the projection into a zarr
     array of n_obs x n_comps float32, and then releases the HVG values kept on the workers.
     """
     if flavor not in FLAVORS:
         raise ChunkatlasError(f"HVG flavor {flavor!r} is not one of {', '.join(FLAVORS)}")
-    ctx = PassContext(client, stored_x, blocks, StepMeter(client), batches)
+    ctx = PassContext(client, stored_x, blocks, StepMeter(client), batches, normalized)
     if batches is not None:
         check_batch_memory(ctx)
     with ctx.costs.step(STEP_OPEN, "each worker opens the store"):
@@ -347,10 +357,15 @@ def select_hvgs(
     them."""
     if selects_on_counts(flavor):
         return select_hvgs_v3(ctx, flavor, n_top_genes)
-    library = library_sizes(ctx)
-    library, moments = normalised_moments(ctx, library, flavor)
-    scale = library_scale(library, work_dtype(ctx.stored_x.dtype))
     n_obs = ctx.stored_x.n_obs
+    if ctx.normalized:  # X as stored: seurat's statistics on its expm1, as scanpy's
+        scale = np.ones(n_obs, dtype=work_dtype(ctx.stored_x.dtype))
+        kind = "expm1" if flavor == "seurat" else "identity"
+        _, *moments = moments_pass(ctx, scale, kind, STEP_MOMENTS)
+    else:
+        library = library_sizes(ctx)
+        library, moments = normalised_moments(ctx, library, flavor)
+        scale = library_scale(library, work_dtype(ctx.stored_x.dtype))
     if ctx.batches is None:
         sums, squares, stored = moments
         mean, var = mean_var(sums, squares, n_obs)
@@ -426,7 +441,8 @@ def count_moments_pass(ctx: PassContext) -> tuple:
     with ctx.costs.step(STEP_COUNT_MOMENTS, "pass 1: library sizes and moments of the counts"):
         if ctx.batches is None:
             futures = ctx.map(task_count_moments, ctx.block_batches, n_vars=ctx.stored_x.n_vars)
-            return (*gather_rows(futures, ctx.blocks, ctx.stored_x, integers=True), None, None)
+            rows = gather_rows(futures, ctx.blocks, ctx.stored_x, integers=True, on_counts=True)
+            return (*rows, None, None)
         if ctx.batch_by_batch:
             return welford_pass(ctx)
         log.warning(
@@ -439,7 +455,12 @@ def count_moments_pass(ctx: PassContext) -> tuple:
         )
         futures = ctx.map(task_count_moments, ctx.block_batches, n_vars=ctx.stored_x.n_vars)
         library, sums, squares, stored, per_batch = gather_rows(
-            futures, ctx.blocks, ctx.stored_x, integers=True, n_batches=ctx.n_batches
+            futures,
+            ctx.blocks,
+            ctx.stored_x,
+            integers=True,
+            n_batches=ctx.n_batches,
+            on_counts=True,
         )
         return library, sums, squares, stored, *batch_mean_var(*per_batch[:2], ctx.batches.sizes)
 
@@ -477,7 +498,7 @@ def welford_pass(ctx: PassContext) -> tuple:
         problems += found
         totals = add_parts(totals, moments, 0)
         means[b], variances[b] = welford_mean_var(*welford, int(sizes[b]))
-    refuse_problems(problems, integers=True, where=stored_x.location)
+    refuse_problems(problems, integers=True, where=stored_x.location, on_counts=True)
     return library, *totals, means, variances
 
 
@@ -523,7 +544,7 @@ def library_sizes(ctx: PassContext) -> np.ndarray:
         return recorded
     with ctx.costs.step(STEP_LIBRARY_SIZES, "pass 1"):
         futures = ctx.map(task_library_sizes)
-        (library,) = gather_rows(futures, ctx.blocks, ctx.stored_x, integers=False)
+        (library,) = gather_rows(futures, ctx.blocks, ctx.stored_x, integers=True)
     return library
 
 
@@ -535,7 +556,8 @@ def normalised_moments(ctx: PassContext, library: np.ndarray, flavor: str) -> tu
     kind = "log1p_expm1" if flavor == "seurat" else "log1p"
     step = STEP_MOMENTS
     while True:
-        own, *moments = moments_pass(ctx, library, kind, step)
+        scale = library_scale(library, work_dtype(ctx.stored_x.dtype))
+        own, *moments = moments_pass(ctx, scale, kind, step)
         if np.array_equal(own, library):
             return library, moments
         first = int(np.flatnonzero(own != library)[0])
@@ -549,16 +571,25 @@ def normalised_moments(ctx: PassContext, library: np.ndarray, flavor: str) -> tu
         library, step = own, STEP_MOMENTS_AGAIN
 
 
-def moments_pass(ctx: PassContext, library: np.ndarray, kind: str, step: str) -> tuple:
-    """One pass 2: each cell's row sum and per-gene moments of the values normalised by
-    ``library`` and log1p'd (``kind``)."""
-    with ctx.costs.step(step, f"pass 2: moments of the normalised values, {kind}"):
-        block_scales = scales(library_scale(library, work_dtype(ctx.stored_x.dtype)), ctx.blocks)
+def moments_pass(ctx: PassContext, scale: np.ndarray, kind: str, step: str) -> tuple:
+    """One pass 2: each cell's row sum and per-gene moments of the values divided by ``scale``
+    (:func:`library_scale`) and transformed (``kind``: log1p'd, or as they are where X is
+    already normalised)."""
+    what = "X as stored" if ctx.normalized else "the normalised values"
+    with ctx.costs.step(step, f"pass 2: moments of {what}, {kind}"):
         futures = ctx.map(
-            task_moments, block_scales, ctx.block_batches, kind=kind, n_vars=ctx.stored_x.n_vars
+            task_moments,
+            scales(scale, ctx.blocks),
+            ctx.block_batches,
+            kind=kind,
+            n_vars=ctx.stored_x.n_vars,
         )
         return gather_rows(
-            futures, ctx.blocks, ctx.stored_x, integers=False, n_batches=ctx.n_batches
+            futures,
+            ctx.blocks,
+            ctx.stored_x,
+            integers=not ctx.normalized,
+            n_batches=ctx.n_batches,
         )
 
 
@@ -569,10 +600,12 @@ def gather_rows(
     *,
     integers: bool,
     n_batches: int = 0,
+    on_counts: bool = False,
 ) -> tuple:
     """Library sizes (shared rows added up) and any summed per-gene moments from the futures of
     a pass whose tasks return (row sums, problem counts, *moments), after refusing X if it
-    holds values that are not counts."""
+    holds values that are not counts (``integers``: nor non-integer ones; ``on_counts``: the
+    HVG flavor selects on counts, for the message)."""
     library = np.zeros(stored_x.n_obs, dtype=np.float64)
     problems = np.zeros(3, dtype=np.int64)
     totals: list = []
@@ -581,7 +614,7 @@ def gather_rows(
         library[block.row_start : block.row_stop] += rows
         problems += found
         totals = add_parts(totals, parts, n_batches)
-    refuse_problems(problems, integers=integers, where=stored_x.location)
+    refuse_problems(problems, integers=integers, where=stored_x.location, on_counts=on_counts)
     return (library, *totals)
 
 
@@ -655,6 +688,7 @@ def submit_gram(kept: KeptValues, group: np.ndarray, width: int, budget_bytes: f
         width=width,
         token=kept.token,
         budget_bytes=budget_bytes,
+        kind=ctx.kept_kind,
         pure=False,
     )
 
@@ -719,6 +753,7 @@ def submit_projections(kept: KeptValues, loadings) -> list:
             block_scale,
             position=kept.positions,
             loadings=loadings,
+            kind=ctx.kept_kind,
             workers=[kept.holders[i]] if kept.holders[i] else None,
             allow_other_workers=True,
             pure=False,

@@ -200,13 +200,18 @@ def task_batch_clipped(
 
 
 def task_select(
-    store: StoreLocation, block: Block, scale: np.ndarray, position: np.ndarray
+    store: StoreLocation,
+    block: Block,
+    scale: np.ndarray,
+    position: np.ndarray,
+    kind: str = "log1p",
 ) -> Kept:
-    """The normalised, log1p'd values of the HVGs in one block (columns renumbered)."""
+    """The normalised, log1p'd values of the HVGs in one block (columns renumbered); with
+    ``kind`` "identity", their values as stored (X already normalised)."""
     piece = read_piece(store, block)
     row_ptr, cols, raw = _select_columns(piece.row_ptr, piece.indices, piece.data, position)
     _sort_rows(row_ptr, cols, raw)  # CSR from other writers need not be canonical
-    values = normalized_values(row_ptr, raw, scale, "log1p")
+    values = normalized_values(row_ptr, raw, scale, kind)
     if position.max() < np.iinfo(np.uint16).max:
         cols = cols.astype(np.uint16)
     return Kept(row_ptr, cols, values)
@@ -266,6 +271,7 @@ def task_gram(
     width: int,
     token: str,
     budget_bytes: float,
+    kind: str = "log1p",
 ) -> GramPart:
     """Pass 3 for consecutive blocks: one Gram matrix for them all (a few n_hvg^2 results to
     gather instead of one per block).  Each block's HVG values go to this worker's stash for
@@ -273,7 +279,7 @@ def task_gram(
 
     part = GramPart(np.zeros((width, width)), np.zeros(width), {}, holder=worker_address())
     for block, index, scale in zip(blocks, indices, scales, strict=True):
-        values = task_select(store, block, scale, position)
+        values = task_select(store, block, scale, position, kind)
         add_gram(values, block, part)
         part.kept[stash.put(token, index, values, budget_bytes)] += values.nbytes
     return part
@@ -301,13 +307,14 @@ def task_project_kept(
     scale: np.ndarray,
     position: np.ndarray,
     loadings: np.ndarray,
+    kind: str = "log1p",
 ) -> np.ndarray:
     """Pass 4 from the values pass 3 kept for block ``index`` on this worker, or, where they
     are gone (the worker restarted, or this task ran elsewhere), from X read again."""
 
     kept = stash.take(token, index)
     if kept is None:
-        kept = task_select(store, block, scale, position)
+        kept = task_select(store, block, scale, position, kind)
     return task_project(kept, loadings)
 
 

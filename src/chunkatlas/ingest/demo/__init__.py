@@ -43,6 +43,8 @@ from chunkatlas._exports import lazy_exports
 
 if TYPE_CHECKING:  # the public names, each imported on first use
     from chunkatlas.ingest.demo._simulate import RNG_CHUNK_CELLS
+    from chunkatlas.ingest.demo._simulate import STORED_OBS_COLUMNS
+    from chunkatlas.ingest.demo._simulate import STORED_VAR_COLUMNS
     from chunkatlas.ingest.demo._simulate import dataset_effect
     from chunkatlas.ingest.demo._simulate import simulate_counts
     from chunkatlas.ingest.demo._simulate import simulate_obs

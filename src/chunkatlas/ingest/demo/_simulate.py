@@ -70,6 +70,10 @@ _OBS_COLUMNS = (
     "tissue_general",
 )
 _VAR_COLUMNS = ("feature_id", "feature_name", "feature_length")
+#: The obs and var columns of the written atlas (:mod:`._soma`): SOMA's joinid, the simulated
+#: columns and, in obs, each cell's totals.
+STORED_OBS_COLUMNS = ("soma_joinid", *_OBS_COLUMNS, "raw_sum", "nnz")
+STORED_VAR_COLUMNS = ("soma_joinid", *_VAR_COLUMNS)
 
 
 def _rng(spec: DemoSpec, *key: int) -> np.random.Generator:
