@@ -30,15 +30,15 @@ include: "workflow/rules/summary.smk"
 # The analyze jobs of a local run share one Dask cluster, stopped when the run ends.
 onstart:
     if workflow.local_exec and config["dask"]["shared_cluster"]:
-        open_run()
+        open_run_clusters()
 
 
 onsuccess:
-    close_run()
+    close_run_clusters()
 
 
 onerror:
-    close_run()
+    close_run_clusters()
 
 
 rule all:

@@ -213,7 +213,7 @@ def run_analysis(engine: str, store: str, out: str, rows: int, top: int, key: st
     analyze_store(
         store,
         out,
-        rows=rows,
+        task_cells=rows,
         cluster=ClusterSettings(workers=WORKERS, memory_mb=MEMORY_MB),
         params=AnalysisParams(
             flavor=FLAVOR,

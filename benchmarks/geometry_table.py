@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-from chunkatlas.report import (
+from chunkatlas.model import (
     X_PATTERNS,
     Atlas,
     Layout,

@@ -314,7 +314,7 @@ def run_engine(engine: str, store: str, out: str, rows: int, n_top_genes: int) -
             analyze_store(
                 store,
                 out,
-                rows=rows,
+                task_cells=rows,
                 cluster=ClusterSettings(
                     workers=2, memory_mb=8192, scheduler_address=local.scheduler_address
                 ),
@@ -326,7 +326,7 @@ def run_engine(engine: str, store: str, out: str, rows: int, n_top_genes: int) -
         analyze_store(
             store,
             out,
-            rows=rows,
+            task_cells=rows,
             cluster=ClusterSettings(workers=2, memory_mb=8192, shared_cluster=True),
             params=AnalysisParams(n_top_genes=n_top_genes, engine="fused"),
         )
@@ -338,7 +338,7 @@ def run_engine(engine: str, store: str, out: str, rows: int, n_top_genes: int) -
         analyze_store(
             store,
             out,
-            rows=rows,
+            task_cells=rows,
             cluster=ClusterSettings(workers=2, memory_mb=8192),
             params=AnalysisParams(n_top_genes=n_top_genes, engine="fused"),
         )
@@ -363,7 +363,7 @@ def run_chunkatlas_e2e(atlas: str, work: str, rows: int, n_top_genes: int) -> di
     analyze_store(
         work / "store.zarr",
         work / "hvg_pca.zarr",
-        rows=rows,
+        task_cells=rows,
         cluster=ClusterSettings(workers=2, memory_mb=8192),
         params=AnalysisParams(n_top_genes=n_top_genes, engine="fused"),
     )
@@ -635,7 +635,7 @@ def main() -> None:
     if any(ON_RUN_CLUSTER in scale.engines for scale in plan.scales):
         from chunkatlas.analysis import close_run, open_run
 
-        open_run(data)  # this process owns the cluster its children share
+        open_run(data / "clusters")  # this process owns the cluster its children share
     for scale in plan.scales:
         slowest = scale is plan.scales[-1]
         engines = [e for e in scale.engines if e != "memory" or fits_in_memory(stores[scale.name])]

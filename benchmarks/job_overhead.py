@@ -29,9 +29,10 @@ import time
 from pathlib import Path
 
 IMPORTS = (
-    "from chunkatlas.logs import one_line_interrupts, run_snakemake_step\n"
+    "from chunkatlas.logs import one_line_interrupts\n"
     "from chunkatlas.store import verify_store\n"
-    "from chunkatlas.study import Network, measure_backends\n"
+    "from chunkatlas.study import Network, measure_stores_backends\n"
+    "from chunkatlas.workflow import input_store, run_job\n"
 )
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from chunkatlas.report import (
+from chunkatlas.model import (
     X_PATTERNS,
     Atlas,
     Encoding,

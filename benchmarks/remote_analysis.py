@@ -61,7 +61,9 @@ def copied_store(where: Path, source: Path) -> Path:
 def analysed(store, out: Path, params: AnalysisParams, chunk: int, threads: int, remote=None):
     cluster = ClusterSettings(workers=WORKERS, memory_mb=4096, threads_per_worker=threads)
     start = time.perf_counter()
-    result = analyze_store(store, out, rows=chunk, params=params, cluster=cluster, remote=remote)
+    result = analyze_store(
+        store, out, task_cells=chunk, params=params, cluster=cluster, remote=remote
+    )
     return {**result.uns["chunkatlas"], "wall_seconds": time.perf_counter() - start}
 
 

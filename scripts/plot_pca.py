@@ -1,21 +1,20 @@
-"""Snakemake entry point: the PCA figure."""
+"""Snakemake entry point: the PCA figure (:func:`chunkatlas.steps.plot`)."""
 
-from chunkatlas.logs import one_line_interrupts, run_snakemake_step
+from chunkatlas.logs import one_line_interrupts
 
 one_line_interrupts()  # first: a Ctrl-C while the imports below load is one line
 
-from chunkatlas.report import chunk_title, plot_pca
-from chunkatlas.store import read_store
+from chunkatlas import steps
+from chunkatlas.report import chunk_title
+from chunkatlas.workflow import input_store, run_job
 
 
 def main(snakemake):
-    title = chunk_title(
-        snakemake.params.tissue, snakemake.wildcards.chunk, snakemake.params.orientation
-    )
-    with snakemake.params.reads.value.local_copy() as result:
-        adata = read_store(result)
-    plot_pca(adata, snakemake.output.plot, label_key=snakemake.params.label_key, title=title)
+    params = snakemake.params
+    title = chunk_title(params.tissue, snakemake.wildcards.chunk, params.orientation)
+    with input_store(snakemake, "result").local_copy() as result:
+        steps.plot(result, snakemake.output.plot, label_key=params.label_key, title=title)
 
 
 if __name__ == "__main__":
-    run_snakemake_step(snakemake, lambda: main(snakemake))
+    run_job(snakemake, lambda: main(snakemake))

@@ -1,12 +1,13 @@
 """Snakemake entry point: the run's config, hash and software versions."""
 
-from chunkatlas.logs import one_line_interrupts, run_snakemake_step
+from chunkatlas.logs import one_line_interrupts
 
 one_line_interrupts()  # first: a Ctrl-C while the imports below load is one line
 
 import yaml
 
 from chunkatlas.report import software_versions
+from chunkatlas.workflow import run_job
 
 
 def main(snakemake):
@@ -16,4 +17,4 @@ def main(snakemake):
 
 
 if __name__ == "__main__":
-    run_snakemake_step(snakemake, lambda: main(snakemake))
+    run_job(snakemake, lambda: main(snakemake))

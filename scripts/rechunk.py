@@ -1,25 +1,27 @@
-"""Snakemake entry point: re-write a store in the geometry its wildcards name."""
+"""Snakemake entry point: re-write a store in the geometry its wildcards name
+(:func:`chunkatlas.steps.rechunk`)."""
 
-from chunkatlas.logs import one_line_interrupts, run_snakemake_step
+from chunkatlas.logs import one_line_interrupts
 
 one_line_interrupts()  # first: a Ctrl-C while the imports below load is one line
 
-from chunkatlas.rewrite import rechunk_store
+from chunkatlas import steps
+from chunkatlas.workflow import input_store, output_store, run_job
 
 
 def main(snakemake):
-    params, wildcards = snakemake.params, snakemake.wildcards
-    with params.reads.value.local_copy() as fetched:
-        rechunk_store(
+    wildcards = snakemake.wildcards
+    with input_store(snakemake, "fetched").local_copy() as fetched:
+        steps.rechunk(
             fetched,
-            params.writes.value.path,
-            int(wildcards.chunk),
+            output_store(snakemake).path,
+            chunk=int(wildcards.chunk),
+            orientation=wildcards.orientation,
             shard=int(wildcards.shard),
             codec=wildcards.codec,
-            orientation=params.orientation,
-            zarr_format=params.zarr_format,
+            zarr_format=snakemake.params.zarr_format,
         )
 
 
 if __name__ == "__main__":
-    run_snakemake_step(snakemake, lambda: main(snakemake))
+    run_job(snakemake, lambda: main(snakemake))

@@ -175,7 +175,7 @@ def test_analysis_refuses_values_that_are_not_counts(tmp_path, engine, value, fl
         analyze_store(
             tmp_path / "in.zarr",
             tmp_path / "out.zarr",
-            rows=20,
+            task_cells=20,
             params=AnalysisParams(flavor=flavor, n_top_genes=10, n_comps=3, engine=engine),
         )
     assert not (tmp_path / "out.zarr").exists()
@@ -193,7 +193,7 @@ def test_fused_engine_refuses_duplicate_names(tmp_path):
         analyze_store(
             store,
             tmp_path / "out.zarr",
-            rows=2,
+            task_cells=2,
             params=AnalysisParams(n_top_genes=3, n_comps=2),
         )
     assert not (tmp_path / "out.zarr").exists()
@@ -260,7 +260,7 @@ def test_damaged_chunk_of_dense_x_is_named(tmp_path, engine):
         analyze_store(
             store,
             tmp_path / "out.zarr",
-            rows=30,
+            task_cells=30,
             params=AnalysisParams(n_top_genes=10, n_comps=3, engine=engine),
         )
     assert str(caught.value).startswith(f"store {store}: chunk '{key}' cannot be decoded")
@@ -324,10 +324,11 @@ def test_a_config_change_gives_a_short_rerun_reason(tmp_path):
 
 def own_config(source: dict, **sections) -> dict:
     """config/own_h5ad.yaml (the README's minimal config for one's own file) with ``source``
-    keys and whole ``sections`` (e.g. ``analysis={...}``) merged in, validated."""
+    keys and whole ``sections`` (e.g. ``analysis={...}``) merged in, validated and parsed."""
     import yaml
 
     from chunkatlas.config import load_schema, validate_config
+    from chunkatlas.settings import Settings
 
     from .support.workflow_runs import REPO
 
@@ -335,19 +336,17 @@ def own_config(source: dict, **sections) -> dict:
     config["source"].update(source)
     for key, value in sections.items():
         config[key] = {**config.get(key, {}), **value} if isinstance(value, dict) else value
-    return validate_config(config, load_schema())
+    config = validate_config(config, load_schema())
+    Settings.from_config(config)  # what only the typed settings refuse (the workflow's too)
+    return config
 
 
 def check_before_any_job(config: dict) -> None:
-    """What the top of workflow/rules/common.smk runs on a validated config before any job."""
-    from chunkatlas.analysis import AnalysisParams
-    from chunkatlas.ingest import inspect_source
+    """What the workflow runs on a validated config before any job (its settings, checked)."""
+    from chunkatlas.settings import Settings
+    from chunkatlas.steps import check_run
 
-    facts = inspect_source(config)
-    if facts is not None:
-        AnalysisParams.from_config(config).check_data(
-            facts, label_key=config["analysis"]["label_key"]
-        )
+    check_run(Settings.from_config(config))
 
 
 def own_anndata(normalised: bool = False) -> ad.AnnData:

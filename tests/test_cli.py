@@ -69,7 +69,7 @@ def test_analyze_accepts_any_anndata_store_with_counts(tmp_path):
         "analyze",
         str(tmp_path / "any.zarr"),
         str(out),
-        "--chunk",
+        "--task-cells",
         "64",
         "--workers",
         "1",
@@ -96,6 +96,26 @@ def test_bad_input_is_one_line_without_traceback(tmp_path):
     assert not (tmp_path / "o.zarr").exists()
     bad = run_cli("rechunk", "a", "b", "--chunk", "0")
     assert bad.returncode == 2 and "'0' is not a positive integer" in bad.stderr
+
+
+def test_cells_per_task_have_their_own_option_and_the_old_one_still_works(tmp_path):
+    """``--task-cells`` (cells per Dask task); ``--chunk``, its old name, is taken too, and
+    the two disagreeing is one line naming both, before anything is read."""
+    from chunkatlas.cli import build_parser, task_cells_of
+
+    parse = build_parser().parse_args
+    assert task_cells_of(parse(["analyze", "s.zarr", "o.zarr", "--task-cells", "64"])) == 64
+    assert task_cells_of(parse(["analyze", "s.zarr", "o.zarr", "--chunk", "64"])) == 64
+    both = ["analyze", "s.zarr", "o.zarr", "--task-cells", "64", "--chunk", "64"]
+    assert task_cells_of(parse(both)) == 64
+    assert task_cells_of(parse(["analyze", "s.zarr", "o.zarr"])) is None
+    done = run_cli("analyze", "s.zarr", "o.zarr", "--task-cells", "64", "--chunk", "100")
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        "chunkatlas: error: --task-cells 64 and --chunk 100 disagree: --chunk is the old name "
+        "of --task-cells (cells per Dask task); give --task-cells only"
+    ]
+    assert "cells per Dask task" in " ".join(run_cli("analyze", "--help").stdout.split())
 
 
 def test_the_cli_takes_every_setting_the_workflow_uses():

@@ -2,7 +2,6 @@ import pytest
 import yaml
 
 from chunkatlas.config import (
-    check_source,
     coerce_to_schema,
     config_hash,
     load_schema,
@@ -125,14 +124,17 @@ def test_values_typed_on_the_command_line_are_coerced():
 
 
 def test_a_missing_local_source_is_refused_before_any_job(tmp_path):
+    from chunkatlas.settings import Settings
+    from chunkatlas.steps import check_source
+
+    def check(config):
+        settings = Settings.from_config(validate_config(config, SCHEMA))
+        check_source(settings.source, settings.demo, name="config source.uri")
+
     with pytest.raises(ChunkatlasError, match=r"source.uri: '.*nothing.soma' does not exist"):
-        check_source(
-            validate_config(minimal(source={"uri": str(tmp_path / "nothing.soma")}), SCHEMA)
-        )
-    check_source(validate_config(minimal(source={"uri": "s3://bucket/atlas"}), SCHEMA))
-    check_source(
-        validate_config(minimal(demo_atlas={}, source={"uri": "results/t/d.soma"}), SCHEMA)
-    )
+        check(minimal(source={"uri": str(tmp_path / "nothing.soma")}))
+    check(minimal(source={"uri": "s3://bucket/atlas"}))
+    check(minimal(demo_atlas={}, source={"uri": "results/t/d.soma"}))
 
 
 def test_the_schema_offers_the_codec_presets_there_are():

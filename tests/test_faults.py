@@ -246,31 +246,29 @@ def test_ctrl_c_prints_one_line_per_interrupted_job(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]  # and a rerun finishes the run
 
 
-#: A Snakemake job's step as a script runs it (:func:`chunkatlas.logs.run_snakemake_step`): the
-#: store it writes, the record it declares, and how it ends (argv: store, record, log, how).
+#: A Snakemake job's step as a script runs it (:func:`chunkatlas.workflow.run_job`): the
+#: store it writes beside the record it declares, and how it ends (argv: store, record, log, how).
 STEP_JOB = """
 import sys
 from pathlib import Path
 from types import SimpleNamespace
 
-from chunkatlas.config import Untracked
 from chunkatlas.errors import ChunkatlasError
-from chunkatlas.logs import run_snakemake_step
-from chunkatlas.store import WorkflowStore, atomic_directory
+from chunkatlas.store import atomic_directory
+from chunkatlas.workflow import run_job
 
 store, record, log, how = sys.argv[1:]
 
 
-class Params(SimpleNamespace):
+class Named(SimpleNamespace):
     def keys(self):
         return vars(self).keys()
 
+    def get(self, key, default=None):
+        return getattr(self, key, default)
 
-job = SimpleNamespace(
-    log=[log],
-    params=Params(writes=Untracked(WorkflowStore(store))),
-    output=SimpleNamespace(objects=record),
-)
+
+job = SimpleNamespace(log=[log], params=Named(), output=Named(objects=record))
 
 
 def action():
@@ -283,7 +281,7 @@ def action():
         raise ChunkatlasError("the step failed after its store was written")
 
 
-run_snakemake_step(job, action)
+run_job(job, action)
 """
 
 

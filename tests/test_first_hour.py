@@ -201,7 +201,7 @@ def test_warmup_compiles_every_kernel_before_the_timed_analyses(tmp_path):
         "x.data = np.ceil(x.data * 20)\n"
         f"ad.AnnData(x).write_zarr('{tmp_path}/in.zarr')\n"
         f"rechunk_store('{tmp_path}/in.zarr', '{tmp_path}/store.zarr', 250)\n"
-        f"analyze_store('{tmp_path}/store.zarr', '{tmp_path}/out.zarr', rows=250,\n"
+        f"analyze_store('{tmp_path}/store.zarr', '{tmp_path}/out.zarr', task_cells=250,\n"
         "    params=AnalysisParams(n_top_genes=100, n_comps=10))\n"
     )
     done = subprocess.run(

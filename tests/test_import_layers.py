@@ -1,5 +1,6 @@
 """The package's import graph: the store is the closed bottom layer, every package imports only
-those below it, no circle of imports, and other code reaches a package through its public names.
+those below it, no circle of imports, and other code reaches a package through its public names;
+and the domain packages never read a config (only :mod:`chunkatlas.settings` does).
 
 Every import counts: at module level, inside functions and under ``TYPE_CHECKING``.
 """
@@ -21,9 +22,24 @@ LAYERS = (
     ("chunkatlas.rewrite",),
     ("chunkatlas.analysis",),
     ("chunkatlas.study",),
+    ("chunkatlas.model",),
     ("chunkatlas.report",),
-    ("chunkatlas.result", "chunkatlas.cli"),
+    ("chunkatlas.settings",),  # the config parsed into the domain packages' types
+    ("chunkatlas.steps",),  # one function per step: typed settings and paths in
+    ("chunkatlas._parser",),  # the CLI's options from the schema
+    ("chunkatlas.result", "chunkatlas.cli", "chunkatlas.workflow"),
     ("chunkatlas",),
+)
+
+#: The rooms that do the work: they take typed arguments and never read a config.
+DOMAIN = (
+    "chunkatlas.store",
+    "chunkatlas.ingest",
+    "chunkatlas.rewrite",
+    "chunkatlas.analysis",
+    "chunkatlas.study",
+    "chunkatlas.model",
+    "chunkatlas.report",
 )
 
 
@@ -159,3 +175,78 @@ def test_other_packages_scripts_and_benchmarks_use_public_names():
             if owner and not (name == owner or name.startswith(owner + ".")):
                 reaching_in.append(f"{name} imports {target}")
     assert not reaching_in, "\n".join(sorted(reaching_in))
+
+
+#: Parameters named like a config that are not one (a TileDB context's settings).
+NOT_A_CONFIG = {"tiledb_config"}
+
+
+def reads_of_a_config(path: Path) -> list[str]:
+    """Where the module at ``path`` takes a config: a parameter named ``config`` (or
+    ``*_config``), one annotated as a config mapping, or a call of ``.from_config(``."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+            arguments = node.args
+            every = [*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs]
+            every += [a for a in (arguments.vararg, arguments.kwarg) if a is not None]
+            for argument in every:
+                name = argument.arg
+                annotation = ast.unparse(argument.annotation) if argument.annotation else ""
+                named = name == "config" or (name.endswith("_config") and name not in NOT_A_CONFIG)
+                if named or "config" in annotation.lower():
+                    where = getattr(node, "name", "lambda")
+                    found.append(f"{where}({name}: {annotation or '?'}), line {node.lineno}")
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            if node.func.attr == "from_config":
+                found.append(f"{ast.unparse(node.func)}(...), line {node.lineno}")
+    return found
+
+
+def test_no_domain_package_reads_a_config():
+    modules = package_modules()
+    domain = [m for m in modules if any(m == d or m.startswith(d + ".") for d in DOMAIN)]
+    assert len(domain) > 20, "the domain packages' modules not found"
+    reading = [
+        f"{module}: {where}" for module in domain for where in reads_of_a_config(modules[module])
+    ]
+    assert not reading, "\n".join(reading)
+
+
+def test_the_config_reader_finds_each_way_of_reading_one(tmp_path):
+    module = tmp_path / "m.py"
+    module.write_text(
+        "def a(config): ...\n"
+        "def b(*, run_config: Mapping): ...\n"
+        "def c(x: WorkflowConfig): ...\n"
+        "def d(tiledb_config: Mapping, y: int = 1): ...\n"
+        "s = Settings.from_config(c)\n"
+    )
+    assert [w.split(",")[0] for w in reads_of_a_config(module)] == [
+        "a(config: ?)",
+        "b(run_config: Mapping)",
+        "c(x: WorkflowConfig)",
+        "Settings.from_config(...)",
+    ]
+
+
+def test_steps_and_settings_sit_between_the_domain_and_the_adapters():
+    assert layer_of("chunkatlas.settings")[0] > layer_of("chunkatlas.report")[0]
+    assert layer_of("chunkatlas.steps")[0] > layer_of("chunkatlas.settings")[0]
+    assert layer_of("chunkatlas.cli")[0] > layer_of("chunkatlas.steps")[0]
+    for module, targets in graph().items():
+        if any(module.startswith(d) for d in DOMAIN):
+            assert not {
+                t for t in targets if t.startswith(("chunkatlas.settings", "chunkatlas.steps"))
+            }
+
+
+def test_only_the_adapters_know_the_workflow():
+    """The Snakemake adapter (chunkatlas.workflow) is imported by no package below it: the
+    domain, the settings and the steps run without Snakemake, and the store (bytes and
+    addresses) knows nothing of how a run keeps its stores."""
+    adapters = ("chunkatlas.workflow", "chunkatlas.cli", "chunkatlas.result")
+    for module, targets in graph().items():
+        if module == "chunkatlas" or module.startswith(adapters):
+            continue
+        assert not {t for t in targets if t.startswith("chunkatlas.workflow")}, module

@@ -21,7 +21,7 @@ HVG_COLUMNS = ["highly_variable", "means", "dispersions", "dispersions_norm"]
 
 def analyse(store, result) -> None:
     params = AnalysisParams(n_top_genes=100, n_comps=10)
-    analyze_store(store, result, rows=200, params=params, cluster=ClusterSettings(workers=1))
+    analyze_store(store, result, task_cells=200, params=params, cluster=ClusterSettings(workers=1))
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,7 @@ def test_lazy_x_is_cut_as_the_store_is(analysed):
     rows, _ = task_rows(zarr.open_group(store, mode="r")["X"])
     assert adata.X.chunks[0][:-1] == (rows,) * (len(adata.X.chunks[0]) - 1)
     assert len(adata.X.chunks[0]) > 1 and adata.X.chunks[1] == (adata.n_vars,)
-    assert open_result(result, rows=150).X.chunks[0][0] == 150  # or as asked
+    assert open_result(result, task_cells=150).X.chunks[0][0] == 150  # or as asked
 
 
 # scanpy sorts the Dask column of the gene with numpy, which Dask warns it does not implement.
@@ -86,7 +86,7 @@ def test_gene_symbols_are_made_unique(tmp_path):
     stored.var["symbol"] = ["A", "A"] + [f"G{i}" for i in range(18)]
     stored.write_zarr(tmp_path / "store.zarr")
     params = AnalysisParams(n_top_genes=10, n_comps=3)
-    analyze_store(tmp_path / "store.zarr", tmp_path / "hvg_pca.zarr", rows=40, params=params)
+    analyze_store(tmp_path / "store.zarr", tmp_path / "hvg_pca.zarr", task_cells=40, params=params)
     adata = open_result(tmp_path / "hvg_pca.zarr", var_names="symbol")
     assert list(adata.var_names[:3]) == ["A", "A-1", "G0"]
 

@@ -8,16 +8,28 @@ step run by hand does what the workflow does with the same config.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import yaml
 
+from chunkatlas._parser import (
+    CONFIG_DEST,
+    Parser,
+    add_config_option,
+    configfiles_in,
+    flag,
+    guess_source_kind,
+    plain_text,  # noqa: F401 - the help text as a terminal shows it, for callers of the CLI
+    positive_int,
+    set_key,
+)
 from chunkatlas._version import __version__
 from chunkatlas.errors import ChunkatlasError
+from chunkatlas.model import REFERENCE_ORIGIN, RUN_MODELS
 from chunkatlas.rewrite import CODECS, DEFAULT_CODEC, ORIENTATIONS
+from chunkatlas.steps import DEFAULT_GENES, DEFAULT_VALUES_PER_CELL
 
 # The config keys each command takes as options (the flag is the last part, dashed).
 COMMAND_KEYS = {
@@ -62,60 +74,20 @@ COMMAND_KEYS = {
         "zarr_format",
     ),
 }
-CONFIG_DEST = "config:"  # argparse destinations of config options start with this
 
 
-def flag(key: str) -> str:
-    return "--" + key.rsplit(".", 1)[-1].replace("_", "-")
-
-
-def schema_of(schema: Mapping, key: str) -> Mapping:
-    for part in key.split("."):
-        schema = schema["properties"][part]
-    return schema
-
-
-def key_value(text: str) -> tuple[str, object]:
-    """``KEY=VALUE`` with VALUE read as YAML (``anon=true``, ``cores=2``, ``x=[a, b]``)."""
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
-    return key, yaml.safe_load(value) if value else ""
-
-
-def add_config_option(parser: argparse.ArgumentParser, key: str, schema: Mapping) -> None:
-    """An option for config ``key``; unset options leave the config (file or default) alone."""
-    sub = schema_of(schema, key)
-    kinds = sub.get("type", "string")
-    kinds = [kinds] if isinstance(kinds, str) else kinds
-    default = sub.get("default")
-    shown = "" if default in (None, {}, []) else f" (default: {default})"
-    help_text = f"{sub['description']}{shown}; config {key}".replace("%", "%%")
-    options: dict = {"dest": CONFIG_DEST + key, "default": argparse.SUPPRESS, "help": help_text}
-    if "enum" in sub:
-        values = sub["enum"]
-        options.update(choices=values, type=type(values[0]))
-    elif "boolean" in kinds:
-        options["action"] = argparse.BooleanOptionalAction
-    elif "object" in kinds:
-        options.update(type=key_value, action="append", metavar="KEY=VALUE")
-        options["help"] = help_text + " (repeat for more keys)"
-    elif "integer" in kinds:
-        options.update(type=int, metavar="N")
-    elif "number" in kinds:
-        options.update(type=float, metavar="X")
-    else:
-        options["metavar"] = "TEXT"
-    parser.add_argument(flag(key), **options)
-
-
-def set_key(config: dict, key: str, value: object) -> None:
-    *parents, last = key.split(".")
-    for part in parents:
-        config = config.setdefault(part, {})
-    if isinstance(value, list) and value and isinstance(value[0], tuple):  # KEY=VALUE pairs
-        value = {**config.get(last, {}), **dict(value)}
-    config[last] = value
+def named_by_options[T](args: argparse.Namespace, build: Callable[[], T]) -> T:
+    """``build()``, its one-line error naming the command's option rather than the config key
+    (``--n-top-genes: 0 is ...`` for ``config analysis.n_top_genes: 0 is ...``)."""
+    try:
+        return build()
+    except ChunkatlasError as err:
+        message = str(err)
+        for key in COMMAND_KEYS.get(args.command, ()):
+            message = message.replace(f"config {key}:", f"{flag(key)}:")
+            if message.startswith(f"{key} "):  # a step's message about the key
+                message = flag(key) + message.removeprefix(key)
+        raise ChunkatlasError(message) from None
 
 
 def command_config(args: argparse.Namespace, sections: Sequence[str]) -> dict:
@@ -131,128 +103,88 @@ def command_config(args: argparse.Namespace, sections: Sequence[str]) -> dict:
     for dest, value in vars(args).items():
         if dest.startswith(CONFIG_DEST):
             set_key(config, dest.removeprefix(CONFIG_DEST), value)
-    try:
-        return validate_config(config, schema, sections=sections)
-    except ChunkatlasError as err:  # name the option, not the config key, where there is one
-        message = str(err)
-        for key in COMMAND_KEYS.get(args.command, ()):
-            message = message.replace(f"config {key}:", f"{flag(key)}:")
-        raise ChunkatlasError(message) from None
+    return named_by_options(args, lambda: validate_config(config, schema, sections=sections))
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    from chunkatlas.ingest.demo import DemoSpec, write_demo_atlas
+    from chunkatlas import settings, steps
 
-    config = command_config(args, ["demo_atlas"])
-    summary = write_demo_atlas(args.out, DemoSpec(**config["demo_atlas"]))
+    spec = settings.demo_spec(command_config(args, ["demo_atlas"]))
+    summary = steps.demo(spec, args.out)
     print(f"demo atlas written to {args.out}: {summary}")
 
 
-def guess_source_kind(uri: str) -> str:
-    """anndata for h5ad, zarr and scanpy: sources; a TileDB-SOMA Experiment otherwise."""
-    anndata_like = uri.startswith("scanpy:") or uri.rstrip("/").endswith((".h5ad", ".zarr"))
-    return "anndata" if anndata_like else "soma"
-
-
 def cmd_fetch(args: argparse.Namespace) -> None:
-    from chunkatlas.ingest import SourceSettings, fetch
-    from chunkatlas.store import RemoteSettings
+    from chunkatlas import settings, steps
 
     setattr(args, CONFIG_DEST + "source.uri", args.source)
     if not hasattr(args, CONFIG_DEST + "source.kind") and not args.configfile:
         setattr(args, CONFIG_DEST + "source.kind", guess_source_kind(args.source))
     config = command_config(args, ["source", "remote", "zarr_format"])
-    fetched = fetch(
-        SourceSettings.from_config(config),
+    fetched = steps.fetch(
+        named_by_options(args, lambda: settings.source_settings(config)),
         args.tissue,
         args.out,
-        remote=RemoteSettings.from_config(config),
+        remote=settings.remote_settings(config, "source"),
         zarr_format=config["zarr_format"],
     )
     print(f"{args.tissue}: {fetched['n_obs']} cells x {fetched['n_vars']} genes -> {args.out}")
 
 
 def cmd_rechunk(args: argparse.Namespace) -> None:
-    from chunkatlas.rewrite import rechunk_store
+    from chunkatlas import steps
 
     config = command_config(args, ["zarr_format"])
-    rechunk_store(
+    steps.rechunk(
         args.source,
         args.out,
-        args.chunk,
+        chunk=args.chunk,
+        orientation=args.orientation,
         shard=args.shard,
         codec=args.codec,
-        orientation=args.orientation,
         zarr_format=config["zarr_format"],
     )
 
 
 def cmd_consolidate(args: argparse.Namespace) -> None:
-    from chunkatlas.rewrite import consolidate_store
-    from chunkatlas.store import manifest_location
+    from chunkatlas import steps
 
-    manifest_path = args.manifest or manifest_location(args.store)
-    manifest = consolidate_store(args.store, manifest_path)
+    manifest = steps.consolidate(args.store, args.manifest)
     print(f"{args.store}: {len(manifest['arrays'])} arrays, {manifest['stored_bytes']:,} bytes")
 
 
+def task_cells_of(args: argparse.Namespace) -> int | None:
+    """``--task-cells``, or ``--chunk``, its old name; refused when both disagree."""
+    if None not in (args.task_cells, args.chunk) and args.task_cells != args.chunk:
+        raise ChunkatlasError(
+            f"--task-cells {args.task_cells} and --chunk {args.chunk} disagree: --chunk is "
+            "the old name of --task-cells (cells per Dask task); give --task-cells only"
+        )
+    return args.task_cells if args.task_cells is not None else args.chunk
+
+
 def cmd_analyze(args: argparse.Namespace) -> None:
-    import os
+    from chunkatlas import settings, steps
 
-    from chunkatlas.analysis import AnalysisParams, ClusterSettings, analyze_store
-    from chunkatlas.store import (
-        RemoteSettings,
-        StoreLocation,
-        check_obs_column,
-        manifest_location,
-        open_anndata_group,
-        refuse_existing,
-        task_rows,
-        verify_store,
-    )
-
+    task_cells = task_cells_of(args)
+    option = "--chunk" if args.task_cells is None else "--task-cells"
     config = command_config(args, ["analysis", "remote", "dask", "zarr_format"])
-    store = StoreLocation.of(args.store, RemoteSettings.from_config(config, "analysis"))
-    # A local store written by `chunkatlas consolidate` is checked against its manifest first
-    # (a remote one chunk by chunk as it is read).
-    if not store.is_remote and os.path.exists(manifest_location(args.store)):
-        verify_store(args.store, manifest_location(args.store))
-    refuse_existing(args.out)  # every check before the work
-    store = store.probed()  # a remote store: opened once, with its manifest or without one
-    if args.plot:
-        refuse_existing(args.plot)
-        check_obs_column(store, config["analysis"]["label_key"], "--label-key")
-    rows, warning = task_rows(open_anndata_group(store)["X"], args.chunk)
-    if warning:
-        print(f"chunkatlas: warning: --chunk {warning}", file=sys.stderr, flush=True)
-    memory_mb = args.workers * config["dask"]["memory_mb_per_worker"]
-    result = analyze_store(
-        store,
-        args.out,
-        rows=rows,
-        params=AnalysisParams.from_config(config),
-        cluster=ClusterSettings.from_config(config, workers=args.workers, memory_mb=memory_mb),
-        zarr_format=config["zarr_format"],
+    params = named_by_options(args, lambda: settings.analysis_params(config))
+    named_by_options(
+        args,
+        lambda: steps.analyze(
+            args.store,
+            args.out,
+            params=params,
+            cluster=settings.dask_settings(config).cluster(args.workers),
+            zarr_format=config["zarr_format"],
+            remote=settings.remote_settings(config, "analysis"),
+            task_cells=task_cells,
+            figure=args.plot,
+            label_key=config["analysis"]["label_key"],
+            warn=lambda text: print(f"chunkatlas: warning: {option} {text}", file=sys.stderr),
+        ),
     )
-    if args.plot:
-        from chunkatlas.report import plot_pca
-
-        plot_pca(result, args.plot, label_key=config["analysis"]["label_key"])
-
-
-def configfiles_in(snakemake_args: Sequence[str]) -> list[str]:
-    """The paths given to snakemake's ``--configfile``/``--configfiles`` (one or more each)."""
-    files, taking = [], False
-    for arg in snakemake_args:
-        name, sep, value = arg.partition("=")
-        if name in ("--configfile", "--configfiles"):
-            taking = not sep
-            files += [value] if sep else []
-        elif taking and not arg.startswith("-"):
-            files.append(arg)
-        else:
-            taking = False
-    return files
 
 
 def run_workflow(snakemake_args: Sequence[str]) -> int:
@@ -262,7 +194,6 @@ def run_workflow(snakemake_args: Sequence[str]) -> int:
     with a traceback; here each one is checked first, with one line.
     """
     import subprocess
-    from pathlib import Path
 
     from chunkatlas.config import read_configfile
 
@@ -278,12 +209,6 @@ def run_workflow(snakemake_args: Sequence[str]) -> int:
     return subprocess.call([*command, *snakemake_args])
 
 
-#: Where a run started in a directory writes its cost model (``results/RUN/``).
-RUN_MODELS = "results/*/cost_model.json"
-#: What the shipped reference model was fitted on (its file's "origin" says the same).
-REFERENCE_ORIGIN = "config/geometry.yaml's study run of the demo atlas's lung"
-
-
 def default_run() -> str | None:
     """The ``run`` of the workflow's default config (config/config.yaml beside the Snakefile,
     the one ``snakemake``/``chunkatlas run`` use without ``--configfile``), if it is there."""
@@ -295,88 +220,23 @@ def default_run() -> str | None:
     return run if isinstance(run, str) else None
 
 
-def choose_cost_model(path: str | None, backend: str, directory: Path):
-    """The cost model ``advise`` uses, and one line saying which and why.
-
-    ``--model`` if given; otherwise a study run's ``results/RUN/cost_model.json`` in
-    ``directory`` (the default config's run first, then the most recently written) that has a fit
-    for ``backend``; otherwise the reference model shipped with chunkatlas.
-    """
-    from chunkatlas import report
-
-    if path is not None:
-        return report.load_cost_model(path), f"cost model: {path} (--model)"
-    run = default_run()
-    found = sorted(
-        directory.glob(RUN_MODELS),
-        key=lambda p: (p.parent.name != run, -p.stat().st_mtime, p.parent.name),
-    )
-    passed = []
-    for candidate in found:
-        where = candidate.relative_to(directory).as_posix()
-        try:
-            model = report.load_cost_model(candidate)
-        except ChunkatlasError:
-            passed.append(f"{where} holds no usable model")
-            continue
-        if backend not in model.fit.backends:
-            passed.append(f"{where} has no {backend} fit")
-            continue
-        why = "the default config's run" if candidate.parent.name == run else "the newest run here"
-        others = [p.relative_to(directory).as_posix() for p in found if p != candidate]
-        also = f"; also here: {', '.join(others)}" if others else ""
-        return model, (
-            f"cost model: {where}, of the run {candidate.parent.name!r} in this directory "
-            f"({why}{also}; --model FILE to choose)"
-        )
-    why = "; ".join(passed) or f"no {RUN_MODELS} in this directory"
-    return report.load_cost_model(), (
-        f"cost model: the reference model shipped with chunkatlas ({why}; --model FILE for a run's)"
-    )
-
-
 def cmd_advise(args: argparse.Namespace) -> None:
-    from chunkatlas import report
+    from chunkatlas import steps
 
-    if args.source is None and args.cells is None:
-        raise ChunkatlasError(
-            "advise needs a SOURCE (a store, an h5ad, a SOMA Experiment) or --cells N"
+    print(
+        steps.advise(
+            args.source,
+            backend=args.backend,
+            tissue=args.tissue,
+            cells=args.cells,
+            genes=args.genes,
+            values_per_cell=args.values_per_cell,
+            patterns=args.pattern,
+            model=args.model,
+            directory=Path.cwd(),
+            run=default_run(),
         )
-    if args.source is not None:
-        for name in ("genes", "values_per_cell"):
-            if getattr(args, name) is not None:
-                raise ChunkatlasError(
-                    f"--{name.replace('_', '-')} {getattr(args, name)}: the size of an atlas "
-                    f"without a SOURCE; {args.source} gives its own (--cells to scale it)"
-                )
-    model, which = choose_cost_model(args.model, args.backend, Path.cwd())
-    if args.source is None:
-        genes = args.genes or DEFAULT_GENES
-        per_cell = args.values_per_cell or DEFAULT_VALUES_PER_CELL
-        if per_cell > genes:
-            raise ChunkatlasError(
-                f"--values-per-cell {per_cell:,} is more than the atlas's genes ({genes:,}): "
-                "a cell stores at most one value per gene"
-            )
-        atlas = report.Atlas(args.cells, genes, args.cells * per_cell)
-        source = "ATLAS.zarr"
-        first = None
-    else:
-        atlas = report.atlas_of(args.source, args.tissue)
-        atlas = atlas.with_cells(args.cells) if args.cells else atlas
-        source, first = args.source, None
-        if not source.rstrip("/").endswith(".zarr"):  # rechunk reads AnnData zarr stores
-            name = args.tissue or Path(source.rstrip("/")).stem
-            source = f"{name.replace(' ', '_')}.zarr"
-            tissue = args.tissue or "all"
-            first = f"(first: chunkatlas fetch {args.source} {tissue} {source})"
-    patterns = args.pattern or list(report.X_PATTERNS)
-    advice = report.advice_text(atlas, model, args.backend, patterns, source)
-    print("\n".join(line for line in (which, first, advice) if line))
-
-
-DEFAULT_GENES = 20_000
-DEFAULT_VALUES_PER_CELL = 1_500
+    )
 
 
 def add_advise_arguments(parser: argparse.ArgumentParser) -> None:
@@ -425,46 +285,14 @@ def add_advise_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
-    return value
-
-
-RST_MARKUP = re.compile(r"(?::[\w:-]+:)?`{1,2}~?([^`]+?)`{1,2}")
-
-
-def plain_text(text: str) -> str:
-    """RST inline markup as a terminal shows it: the text inside double or single backquotes,
-    with or without a role (:mod: and the like), without them."""
-    return RST_MARKUP.sub(r"\1", text)
-
-
-class PlainHelpFormatter(argparse.HelpFormatter):
-    """Help without RST markup: descriptions and option help come from docstrings and the
-    config schema, written for Sphinx."""
-
-    def _format_text(self, text: str) -> str:
-        return super()._format_text(plain_text(text))
-
-    def _expand_help(self, action: argparse.Action) -> str:
-        return plain_text(super()._expand_help(action))
-
-
-class Parser(argparse.ArgumentParser):
-    """chunkatlas's parser: plain help, and a bad argument is one line, as every other error."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        kwargs.setdefault("formatter_class", PlainHelpFormatter)
-        super().__init__(*args, **kwargs)
-
-    def error(self, message: str):
-        print(f"chunkatlas: error: {message} (see {self.prog} --help)", file=sys.stderr)
-        raise SystemExit(2)
+COMMANDS = {
+    "demo": (cmd_demo, "write the embedded demo atlas (a TileDB-SOMA Experiment)"),
+    "fetch": (cmd_fetch, "stream one tissue of a source (SOMA or AnnData) to a zarr store"),
+    "rechunk": (cmd_rechunk, "re-write a store with X and layers chunked"),
+    "consolidate": (cmd_consolidate, "consolidate metadata, write the manifest"),
+    "analyze": (cmd_analyze, "normalize, log1p, HVG and PCA on Dask"),
+    "advise": (cmd_advise, "which layout to write an atlas in, for how it is read"),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -474,14 +302,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="chunkatlas", description=__doc__)
     parser.add_argument("--version", action="version", version=f"chunkatlas {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    commands = {
-        "demo": (cmd_demo, "write the embedded demo atlas (a TileDB-SOMA Experiment)"),
-        "fetch": (cmd_fetch, "stream one tissue of a source (SOMA or AnnData) to a zarr store"),
-        "rechunk": (cmd_rechunk, "re-write a store with X and layers chunked"),
-        "consolidate": (cmd_consolidate, "consolidate metadata, write the manifest"),
-        "analyze": (cmd_analyze, "normalize, log1p, HVG and PCA on Dask"),
-        "advise": (cmd_advise, "which layout to write an atlas in, for how it is read"),
-    }
     sub.add_parser(
         "run",
         help="run the whole workflow: snakemake with chunkatlas's Snakefile (chunkatlas run "
@@ -489,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_help=False,
     )
     parsers = {}
-    for name, (func, help_text) in commands.items():
+    for name, (func, help_text) in COMMANDS.items():
         parsers[name] = sub.add_parser(name, help=help_text, description=help_text)
         parsers[name].set_defaults(func=func)
 
@@ -548,10 +368,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     analyze.add_argument("out", help="hvg_pca.zarr to create")
     analyze.add_argument(
-        "--chunk",
+        "--task-cells",
         type=positive_int,
         default=None,
+        metavar="N",
         help="cells per Dask task (default: from the store, one stored object of X per task)",
+    )
+    analyze.add_argument(
+        "--chunk", type=positive_int, default=None, metavar="N", help="old name of --task-cells"
     )
     analyze.add_argument(
         "--workers", type=positive_int, default=1, help="Dask workers, one thread each (default: 1)"

@@ -1,4 +1,7 @@
-"""Workflow configuration: schema validation with one-line errors, defaults, tissue folders."""
+"""The configuration: the schema (every key, its default and what is allowed), reading a config
+file, coercing values typed as text, and validating with every problem in one line.
+
+The typed settings built from a validated config are :mod:`chunkatlas.settings`'s."""
 
 from __future__ import annotations
 
@@ -6,7 +9,6 @@ import copy
 import hashlib
 import json
 import os
-import pickle
 import re
 from pathlib import Path
 
@@ -63,47 +65,6 @@ def describe_errors(errors: list[jsonschema.ValidationError]) -> str:
 
 #: The X layer of a SOMA source when the config names none (the Census keeps counts in raw).
 SOMA_LAYER = "raw"
-
-
-# Analysis engines, and the HVG flavors both compute, with or without batches (scanpy 1.12 has
-# them all on Dask).
-ENGINES = ("fused", "scanpy")
-FLAVORS = ("seurat", "cell_ranger", "seurat_v3", "seurat_v3_paper")
-
-
-def selects_on_counts(flavor: str) -> bool:
-    """Whether HVG ``flavor`` selects on the raw counts (before normalize_total and log1p)."""
-    return flavor in ("seurat_v3", "seurat_v3_paper")
-
-
-def engine_flavor_problem(engine: str, flavor: str) -> str | None:
-    """Why ``engine`` cannot run HVG ``flavor`` (one line), or None when it can."""
-    if engine not in ENGINES:
-        return f"analysis engine {engine!r} is not one of {', '.join(ENGINES)}"
-    if flavor not in FLAVORS:
-        return f"HVG flavor {flavor!r} is not one of {', '.join(FLAVORS)} for engine {engine!r}"
-    return None
-
-
-#: The ways to give the analysis raw counts, or to say that X holds none (one-line messages).
-COUNTS_WAYS_OUT = (
-    "take the counts from a layer (source.layer, e.g. counts) or from raw (source.use_raw: true)"
-)
-NORMALIZED_WAY_OUT = (
-    "or, if X is already normalised and log1p'd, set analysis.normalized: true (CLI "
-    "--normalized) to skip normalize_total and log1p"
-)
-
-
-def normalized_flavor_problem(flavor: str, normalized: bool) -> str | None:
-    """Why HVG ``flavor`` cannot run on already normalised data (one line), or None."""
-    if normalized and selects_on_counts(flavor):
-        return (
-            f"flavor {flavor} selects genes on raw counts, so it cannot run on normalised data "
-            f"(analysis.normalized: true): use flavor seurat or cell_ranger, or "
-            f"{COUNTS_WAYS_OUT} with analysis.normalized: false"
-        )
-    return None
 
 
 def read_configfile(path: str | os.PathLike) -> dict:
@@ -172,14 +133,9 @@ def validate_config(config: dict, schema: dict, sections: list[str] | None = Non
         raise ChunkatlasError(describe_errors(errors))
     if "demo_atlas" in filled and "source" in filled:
         confined_output(filled["source"]["uri"], "source.uri", run_folder(filled))
+    # The engines and flavors allowed are the schema's enums; what a flavor needs of X (raw
+    # counts or not) is the analysis's to say, when the settings are built from this config.
     analysis = filled.get("analysis", {})
-    if "engine" in analysis:
-        problem = engine_flavor_problem(analysis["engine"], analysis["flavor"])
-        if problem:
-            raise ChunkatlasError(f"config analysis: {problem}")
-        problem = normalized_flavor_problem(analysis["flavor"], analysis["normalized"])
-        if problem:
-            raise ChunkatlasError(f"config analysis.flavor: {problem}")
     if analysis and analysis["n_comps"] >= analysis["n_top_genes"]:
         raise ChunkatlasError(
             f"config analysis.n_comps: {analysis['n_comps']} must be below "
@@ -196,24 +152,6 @@ def validate_config(config: dict, schema: dict, sections: list[str] | None = Non
             f"atlas's genes (demo_atlas.n_genes: {demo_genes})"
         )
     return filled
-
-
-class Untracked:
-    """A rule param its job gets but Snakemake neither records nor compares: Snakemake keeps only
-    params of built-in types in its metadata and re-runs a rule when one changes.  For what
-    decides how a job runs, not what it writes (Dask settings, retries, credentials, the config
-    hash the outputs record): no re-run when it changes, and no secret in ``.snakemake/``.
-
-    The value stays pickled until the job reads ``.value``: Snakemake's preamble unpickles the
-    params before the script's first line, and would otherwise import the value's modules (the
-    analysis, zarr, Dask: a second or more) before the script can make a Ctrl-C one line."""
-
-    def __init__(self, value: object) -> None:
-        self._pickled = pickle.dumps(value)
-
-    @property
-    def value(self) -> object:
-        return pickle.loads(self._pickled)
 
 
 RESULTS = "results"
@@ -234,20 +172,6 @@ def confined_output(path: str, key: str, folder: str) -> str:
             f"inside this run's folder {folder}/ without '..'"
         )
     return path
-
-
-def check_source(config: dict) -> None:
-    """Refuse a local source that does not exist, before any job (the demo atlas is built)."""
-    from chunkatlas.store import is_remote
-
-    uri = config["source"]["uri"]
-    if "demo_atlas" in config or is_remote(uri) or uri.startswith(("scanpy:", "file://")):
-        return
-    if not Path(uri).exists():
-        raise ChunkatlasError(
-            f"config source.uri: {uri!r} does not exist (a local path, an http(s):// or s3:// "
-            "URL, scanpy:NAME, or give demo_atlas to build the demo atlas there)"
-        )
 
 
 def coerce_to_schema(value: object, schema: dict) -> object:

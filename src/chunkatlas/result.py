@@ -21,13 +21,13 @@ def open_result(
     store: str | os.PathLike | None = None,
     *,
     var_names: str | None = None,
-    rows: int | None = None,
+    task_cells: int | None = None,
 ) -> ad.AnnData:
     """The analysis result ``result`` with X from the analysed store, ready for scanpy.
 
     ``hvg_pca.zarr`` holds no X (only obs, var with the highly-variable columns, obsm['X_pca'],
     varm['PCs'] and uns), so scanpy cannot colour cells by a gene from it alone.  This returns
-    the store's AnnData with X and layers read lazily, as Dask arrays of ``rows`` cells per
+    the store's AnnData with X and layers read lazily, as Dask arrays of ``task_cells`` cells per
     block (:func:`chunkatlas.store._lazy.read_dask_backed`; None: as the store is cut, one
     stored object of X per block, :func:`chunkatlas.store.task_rows`), and the result's var columns
     (highly_variable, means, dispersions, ...), obsm['X_pca'], varm['PCs'] and uns ('hvg',
@@ -59,8 +59,8 @@ def open_result(
                 f"no store beside the result: {store} not found; "
                 "give the analysed store (store=...)"
             )
-    rows, _ = task_rows(open_anndata_group(store)["X"], rows)
-    adata = read_dask_backed(store, rows)
+    task_cells, _ = task_rows(open_anndata_group(store)["X"], task_cells)
+    adata = read_dask_backed(store, task_cells)
     for axis in ("obs", "var"):
         ours, theirs = getattr(adata, axis), getattr(computed, axis)
         problem = names_mismatch(ours.index, theirs.index)

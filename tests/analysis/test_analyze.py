@@ -16,7 +16,7 @@ def test_dask_analysis_matches_in_memory_scanpy(consolidated, tmp_path, flavor, 
     analyze_store(
         store,
         tmp_path / "hvg_pca.zarr",
-        rows=200,
+        task_cells=200,
         params=params,
         cluster=ClusterSettings(workers=2),
     )
@@ -45,7 +45,21 @@ def test_dask_analysis_matches_in_memory_scanpy(consolidated, tmp_path, flavor, 
 def test_bad_parameters_fail_before_work(consolidated, tmp_path, params, needle):
     store, _ = consolidated
     with pytest.raises(ChunkatlasError, match=needle):
-        analyze_store(store, tmp_path / "out.zarr", rows=100, params=params)
+        analyze_store(store, tmp_path / "out.zarr", task_cells=100, params=params)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("cells", "needle"),
+    [
+        ({"task_cells": 0}, r"task_cells \(cells per task\) must be a positive integer, got 0"),
+        ({}, r"task_cells \(cells per task\) must be given"),
+    ],
+)
+def test_bad_cells_per_task_fail_before_work(consolidated, tmp_path, cells, needle):
+    store, _ = consolidated
+    with pytest.raises(ChunkatlasError, match=needle):
+        analyze_store(store, tmp_path / "out.zarr", params=AnalysisParams(), **cells)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -55,7 +69,7 @@ def test_unanswering_scheduler_fails_fast(consolidated, tmp_path):
         analyze_store(
             store,
             tmp_path / "out.zarr",
-            rows=100,
+            task_cells=100,
             params=AnalysisParams(n_top_genes=100, n_comps=10),
             cluster=ClusterSettings(scheduler_address="tcp://127.0.0.1:9", connect_timeout=2),
         )
@@ -74,7 +88,7 @@ def test_cell_ranger_on_mostly_unexpressed_genes_explains_itself(tmp_path):
             analyze_store(
                 tmp_path / "in.zarr",
                 tmp_path / "out.zarr",
-                rows=50,
+                task_cells=50,
                 params=AnalysisParams(
                     flavor="cell_ranger", n_top_genes=30, n_comps=5, engine=engine
                 ),
@@ -89,6 +103,6 @@ def test_dense_x_matches_in_memory_scanpy(tmp_path, engine):
     counts = rng.negative_binomial(2, 0.4, size=(300, 80)).astype(np.float32)
     ad.AnnData(counts).write_zarr(tmp_path / "dense.zarr")
     params = AnalysisParams(n_top_genes=40, n_comps=8, engine=engine)
-    analyze_store(tmp_path / "dense.zarr", tmp_path / "out.zarr", rows=70, params=params)
+    analyze_store(tmp_path / "dense.zarr", tmp_path / "out.zarr", task_cells=70, params=params)
     reference = in_memory_reference(tmp_path / "dense.zarr", "seurat", 40, 8)
     assert_matches_reference(ad.read_zarr(tmp_path / "out.zarr"), reference, n_pcs=5)

@@ -91,7 +91,7 @@ def test_bad_batch_column_is_one_line_before_any_work(tmp_path, engine, batch, k
     # an address nobody answers: the check must come before the cluster is asked for
     cluster = ClusterSettings(scheduler_address="tcp://127.0.0.1:9", connect_timeout=2)
     with pytest.raises(ChunkatlasError, match=needle) as err:
-        analyze_store(store, tmp_path / "out.zarr", rows=20, params=params, cluster=cluster)
+        analyze_store(store, tmp_path / "out.zarr", task_cells=20, params=params, cluster=cluster)
     assert "\n" not in str(err.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["store.zarr"]
 
@@ -104,11 +104,14 @@ def test_per_batch_moments_beyond_a_workers_share_are_refused(tmp_path, monkeypa
     params = AnalysisParams(n_top_genes=40, n_comps=5, batch_key="batch")
     with pytest.raises(ChunkatlasError) as err:
         analyze_store(
-            store, tmp_path / "out.zarr", rows=100, params=params, cluster=ClusterSettings()
+            store, tmp_path / "out.zarr", task_cells=100, params=params, cluster=ClusterSettings()
         )
     message = str(err.value)
     assert "a task's cells span 20 of the 20 batches" in message
-    assert "fewer rows per task (--chunk), or a store whose cells are grouped by batch" in message
+    assert (
+        "fewer cells per task (--task-cells), or a store whose cells are grouped by batch"
+        in message
+    )
     assert not (tmp_path / "out.zarr").exists()
 
 
@@ -118,7 +121,7 @@ def test_a_batch_too_small_for_the_loess_fit_is_named(consolidated, tmp_path):
     store, _ = consolidated
     params = AnalysisParams(flavor="seurat_v3", n_top_genes=80, n_comps=5, batch_key="dataset_id")
     with pytest.raises(ChunkatlasError) as err:
-        analyze_store(store, tmp_path / "out.zarr", rows=200, params=params)
+        analyze_store(store, tmp_path / "out.zarr", task_cells=200, params=params)
     message = str(err.value)
     assert message.startswith("HVG flavor 'seurat_v3': the loess fit of variance on mean failed")
     assert "in batch '" in message and "use larger batches or flavor 'seurat'" in message
@@ -133,7 +136,11 @@ def test_both_engines_select_per_dataset_as_in_memory_scanpy(consolidated, tmp_p
     store, _ = consolidated
     params = AnalysisParams(n_top_genes=100, n_comps=20, engine=engine, batch_key="dataset_id")
     analyze_store(
-        store, tmp_path / "out.zarr", rows=200, params=params, cluster=ClusterSettings(workers=2)
+        store,
+        tmp_path / "out.zarr",
+        task_cells=200,
+        params=params,
+        cluster=ClusterSettings(workers=2),
     )
     result = ad.read_zarr(tmp_path / "out.zarr")
     reference = in_memory_reference(store, "seurat", 100, 20, batch_key="dataset_id")

@@ -18,7 +18,7 @@ def test_analysis_twice_gives_identical_results(consolidated, tmp_path):
         analyze_store(
             store,
             tmp_path / f"{name}.zarr",
-            rows=130,
+            task_cells=130,
             params=params,
             cluster=ClusterSettings(workers=2),
         )

@@ -13,11 +13,13 @@ import scanpy as sc
 import scipy.sparse as sp
 
 from chunkatlas.analysis import AnalysisParams, ClusterSettings, analyze_store, dask_client, fused
+from chunkatlas.analysis.fused import _context as context
+from chunkatlas.analysis.fused import _gram as gram
 from chunkatlas.analysis.fused import _hvg as hvg
 from chunkatlas.analysis.fused import _kernels as kernels
-from chunkatlas.analysis.fused import _passes as passes
 from chunkatlas.analysis.fused import _pca as pca
 from chunkatlas.analysis.fused import _plan as plan
+from chunkatlas.analysis.fused import _projection as projection
 from chunkatlas.analysis.fused import _stash as stash
 from chunkatlas.analysis.fused import _tasks as tasks
 from chunkatlas.errors import ChunkatlasError
@@ -84,12 +86,12 @@ def client():
         yield shared
 
 
-def run_fused(client, store, out, *, rows, flavor, n_top_genes, n_comps, **kwargs):
+def run_fused(client, store, out, *, task_cells, flavor, n_top_genes, n_comps, **kwargs):
     fused.run_fused(
         store,
         out,
         client=client,
-        rows=rows,
+        task_cells=task_cells,
         flavor=flavor,
         n_top_genes=n_top_genes,
         n_comps=n_comps,
@@ -235,8 +237,8 @@ def test_top_eigenpairs_lanczos_agrees_with_lapack():
     )
 
 
-@pytest.mark.parametrize(("rows", "chunk"), [(1, 1000), (7, 10), (25, 3), (1000, 64)])
-def test_blocks_cover_every_value_once(rows, chunk):
+@pytest.mark.parametrize(("task_cells", "chunk"), [(1, 1000), (7, 10), (25, 3), (1000, 64)])
+def test_blocks_cover_every_value_once(task_cells, chunk):
     rng = np.random.default_rng(7)
     x = random_csr(rng, 120, 30, density=0.1)
     for row in (5, 6, 50):  # cells whose values are all zero, possibly on block boundaries
@@ -252,14 +254,14 @@ def test_blocks_cover_every_value_once(rows, chunk):
         data_chunk=chunk,
         indptr=x.indptr.astype(np.int64),
     )
-    blocks = plan.plan_blocks(layout, rows)
+    blocks = plan.plan_blocks(layout, task_cells)
     assert blocks[0].entry_start == 0 and blocks[-1].entry_stop == x.nnz
     row_sums = np.zeros(120)
     for before, after in zip(blocks[:-1], blocks[1:], strict=True):
         assert before.entry_stop == after.entry_start
         assert before.last_partial == after.first_partial
     for block in blocks:
-        assert (block.entry_start % chunk == 0) or chunk > rows * x.nnz / 120
+        assert (block.entry_start % chunk == 0) or chunk > task_cells * x.nnz / 120
         piece = x.data[block.entry_start : block.entry_stop]
         row_sums[block.row_start : block.row_stop] += kernels._row_sums(block.row_ptr, piece)[0]
     np.testing.assert_array_equal(row_sums, np.asarray(x.sum(axis=1)).ravel())
@@ -271,7 +273,7 @@ def test_row_writer_adds_shared_rows_and_fills_empty_ones(tmp_path):
     array = zarr.open_array(
         tmp_path / "a.zarr", mode="w", shape=(10, 2), chunks=(3, 2), dtype="float32"
     )
-    writer = passes.RowWriter(array, np.array([1.0, 1.0]))
+    writer = projection.RowWriter(array, np.array([1.0, 1.0]))
     writer.add(1, np.ones((3, 2)))  # rows 1-3, row 3 shared
     writer.add(3, np.ones((2, 2)))  # rows 3-4
     writer.add(4, np.ones((1, 2)))  # row 4 again (a row spread over three blocks)
@@ -285,7 +287,7 @@ def test_row_writer_adds_shared_rows_and_fills_empty_ones(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("flavor", "n_top_genes", "n_comps", "rows"),
+    ("flavor", "n_top_genes", "n_comps", "task_cells"),
     [
         ("seurat", 150, 25, 200),
         ("seurat", 60, 20, 333),  # tasks that do not divide n_obs
@@ -296,14 +298,14 @@ def test_row_writer_adds_shared_rows_and_fills_empty_ones(tmp_path):
     ],
 )
 def test_fused_matches_in_memory_scanpy(
-    client, consolidated, tmp_path, flavor, n_top_genes, n_comps, rows
+    client, consolidated, tmp_path, flavor, n_top_genes, n_comps, task_cells
 ):
     store, _ = consolidated
     result = run_fused(
         client,
         store,
         tmp_path / "hvg_pca.zarr",
-        rows=rows,
+        task_cells=task_cells,
         flavor=flavor,
         n_top_genes=n_top_genes,
         n_comps=n_comps,
@@ -361,14 +363,16 @@ def batched_store(tmp_path_factory):
 
 
 @pytest.mark.parametrize("flavor", ["seurat", "cell_ranger", "seurat_v3", "seurat_v3_paper"])
-@pytest.mark.parametrize("rows", [170, 2000])
-def test_batch_aware_hvgs_equal_in_memory_scanpy(client, batched_store, tmp_path, flavor, rows):
+@pytest.mark.parametrize("task_cells", [170, 2000])
+def test_batch_aware_hvgs_equal_in_memory_scanpy(
+    client, batched_store, tmp_path, flavor, task_cells
+):
     store = batched_store
     result = run_fused(
         client,
         store,
         tmp_path / "hvg_pca.zarr",
-        rows=rows,
+        task_cells=task_cells,
         flavor=flavor,
         n_top_genes=80,
         n_comps=15,
@@ -388,13 +392,13 @@ def test_batch_aware_hvgs_equal_in_memory_scanpy(client, batched_store, tmp_path
 def test_interleaved_batches_sum_their_moments_within_the_loess_tolerance(
     client, batched_store, tmp_path, monkeypatch, caplog
 ):
-    monkeypatch.setattr(passes, "EXTRA_DECODES", 0)  # as if every block held every batch
-    monkeypatch.setattr(passes, "MIN_EXTRA_DECODES", 0)
+    monkeypatch.setattr(context, "EXTRA_DECODES", 0)  # as if every block held every batch
+    monkeypatch.setattr(context, "MIN_EXTRA_DECODES", 0)
     result = run_fused(
         client,
         batched_store,
         tmp_path / "hvg_pca.zarr",
-        rows=170,
+        task_cells=170,
         flavor="seurat_v3",
         n_top_genes=80,
         n_comps=15,
@@ -418,7 +422,7 @@ def test_seurat_v3_paper_without_batches_is_seurat_v3s_selection(client, consoli
             client,
             store,
             tmp_path / f"{flavor}.zarr",
-            rows=200,
+            task_cells=200,
             flavor=flavor,
             n_top_genes=60,
             n_comps=10,
@@ -444,12 +448,12 @@ def test_one_cell_per_task_unexpressed_genes_and_empty_cells(client, tmp_path, f
     store = write_store(tmp_path / "in.zarr", sp.csr_matrix(counts), types)
     with pytest.warns(UserWarning, match="zero counts"):
         reference = in_memory_reference(store, flavor, 30, 6)
-    for rows in (1, 13):
+    for task_cells in (1, 13):
         result = run_fused(
             client,
             store,
-            tmp_path / f"out-{rows}.zarr",
-            rows=rows,
+            tmp_path / f"out-{task_cells}.zarr",
+            task_cells=task_cells,
             flavor=flavor,
             n_top_genes=30,
             n_comps=6,
@@ -477,12 +481,12 @@ def test_library_sizes_recorded_in_obs_spare_pass_one_and_are_checked(
     adata.write_zarr(tmp_path / "wrong.zarr")
     results, passes = {}, {}
     for name in ("plain", "recorded", "wrong"):
-        with caplog.at_level("WARNING", logger="chunkatlas.analysis.fused._passes"):
+        with caplog.at_level("WARNING", logger="chunkatlas.analysis.fused._moments"):
             result = run_fused(
                 client,
                 tmp_path / f"{name}.zarr",
                 tmp_path / f"{name}-out.zarr",
-                rows=70,
+                task_cells=70,
                 flavor=flavor,
                 n_top_genes=40,
                 n_comps=8,
@@ -504,7 +508,7 @@ def test_hvg_values_in_memory_on_disk_or_read_again_agree(client, tmp_path, monk
     counts, types = counts_with_types(rng, 300, 120)
     sparse_store = write_store(tmp_path / "csr.zarr", sp.csr_matrix(counts), types)
     dense_store = write_store(tmp_path / "dense.zarr", counts, types)
-    options = {"rows": 40, "flavor": "seurat", "n_top_genes": 50, "n_comps": 8}
+    options = {"task_cells": 40, "flavor": "seurat", "n_top_genes": 50, "n_comps": 8}
     kept = run_fused(client, sparse_store, tmp_path / "kept.zarr", **options)
     on_disk = run_fused(client, sparse_store, tmp_path / "disk.zarr", keep_budget_mb=0, **options)
     left = client.run(lambda: [p.name for p in stash.scratch_dir().iterdir()])
@@ -513,7 +517,7 @@ def test_hvg_values_in_memory_on_disk_or_read_again_agree(client, tmp_path, monk
         steps = result.uns["chunkatlas"]["passes"]
         assert steps["projection"]["requests"] == 0  # X not decoded a third time
         assert steps["gram"]["requests"] == steps["moments"]["requests"]
-    original = passes.pca_from_gram
+    original = gram.pca_from_gram
 
     def forget_then_fit(*args):  # the workers lose what they kept (as a restarted one would)
         client.run(
@@ -522,10 +526,12 @@ def test_hvg_values_in_memory_on_disk_or_read_again_agree(client, tmp_path, monk
         return original(*args)
 
     with monkeypatch.context() as patch:
-        patch.setattr(passes, "pca_from_gram", forget_then_fit)
+        patch.setattr(gram, "pca_from_gram", forget_then_fit)
         reread = run_fused(client, sparse_store, tmp_path / "reread.zarr", **options)
     assert reread.uns["chunkatlas"]["passes"]["projection"]["requests"] > 0
-    dense = run_fused(client, dense_store, tmp_path / "dense-out.zarr", **{**options, "rows": 70})
+    dense = run_fused(
+        client, dense_store, tmp_path / "dense-out.zarr", **{**options, "task_cells": 70}
+    )
     for result in (on_disk, reread):
         np.testing.assert_array_equal(kept.obsm["X_pca"], result.obsm["X_pca"])
     assert_same_var(dense, kept)
@@ -588,7 +594,7 @@ def test_compensated_mean_is_pandas_groupby_mean_bit_for_bit():
 def test_bad_engine_or_flavor_is_one_line(consolidated, tmp_path, params, needle):
     store, _ = consolidated
     with pytest.raises(ChunkatlasError) as err:
-        analyze_store(store, tmp_path / "out.zarr", rows=100, params=params)
+        analyze_store(store, tmp_path / "out.zarr", task_cells=100, params=params)
     assert str(err.value) == needle
     assert list(tmp_path.iterdir()) == []
 

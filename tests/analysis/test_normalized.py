@@ -65,7 +65,7 @@ def test_normalised_x_matches_in_memory_scanpy(
     analyze_store(
         normalised_store,
         tmp_path / "hvg_pca.zarr",
-        rows=200,
+        task_cells=200,
         params=params,
         cluster=ClusterSettings(workers=2),
     )
@@ -83,7 +83,7 @@ def test_normalised_x_without_the_setting_is_refused_naming_the_ways_out(
 ):
     params = AnalysisParams(n_top_genes=120, n_comps=20, engine=engine)
     with pytest.raises(ChunkatlasError) as raised:
-        analyze_store(normalised_store, tmp_path / "out.zarr", rows=200, params=params)
+        analyze_store(normalised_store, tmp_path / "out.zarr", task_cells=200, params=params)
     message = str(raised.value)
     assert "\n" not in message
     assert f"{normalised_store}: X has " in message and "non-integer values" in message
@@ -98,7 +98,7 @@ def test_seurat_v3_on_normalised_data_is_refused_before_any_work(
 ):
     params = AnalysisParams(flavor=flavor, n_top_genes=120, n_comps=20, normalized=True)
     with pytest.raises(ChunkatlasError) as raised:
-        analyze_store(normalised_store, tmp_path / "out.zarr", rows=200, params=params)
+        analyze_store(normalised_store, tmp_path / "out.zarr", task_cells=200, params=params)
     message = str(raised.value)
     assert "\n" not in message
     assert f"flavor {flavor} selects genes on raw counts" in message

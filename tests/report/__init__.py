@@ -1,1 +1,1 @@
-"""Tests of chunkatlas.report: tables, figures and the cost model."""
+"""Tests of chunkatlas.report: tables, figures and the first page."""

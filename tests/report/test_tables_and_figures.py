@@ -16,8 +16,9 @@ from chunkatlas.report import (
     read_benchmark,
     remote_table,
 )
-from chunkatlas.report._figures import moved_figure, remote_figure, store_size_figure
 from chunkatlas.report._pca_figure import OTHER, top_labels
+from chunkatlas.report._step_figures import moved_figure, store_size_figure
+from chunkatlas.report._study_figures import remote_figure
 from chunkatlas.rewrite import consolidate_store, rechunk_store
 from chunkatlas.store import write_objects_record
 from chunkatlas.study._measure import measure_store
@@ -296,7 +297,7 @@ def test_figures_of_one_geometry_say_what_they_leave_out():
     """remote.png, steps.png, analysis_passes.png and store_size.png draw one geometry per
     chunk size: their titles name it, and say where the others are."""
     from chunkatlas.report import reference_geometry
-    from chunkatlas.report._figures import steps_figure, store_size_figure
+    from chunkatlas.report._step_figures import steps_figure, store_size_figure
 
     rows = pd.DataFrame(
         [
@@ -320,8 +321,8 @@ def test_steps_figure_draws_fetch_per_tissue_not_against_chunk_size():
     """fetch runs once per tissue, before any chunking (and so does each step of one job per
     tissue): steps.png draws it as a bar per tissue, and no panel against chunk size has a
     fetch line (it would be flat by construction)."""
-    from chunkatlas.report._figures import steps_figure
-    from chunkatlas.report._tables import PER_TISSUE_STEPS
+    from chunkatlas.report._step_figures import steps_figure
+    from chunkatlas.workflow import PER_TISSUE_STEPS
 
     assert "fetch" in PER_TISSUE_STEPS
     fetched = {"lung": 12.0, "blood": 8.0}
@@ -336,7 +337,7 @@ def test_steps_figure_draws_fetch_per_tissue_not_against_chunk_size():
             for c in (500, 4000)
         ]
     )
-    fig = steps_figure(rows)
+    fig = steps_figure(rows, PER_TISSUE_STEPS)
     chunked = [ax for ax in fig.axes if ax.get_lines()]
     assert len(chunked) == 4  # rechunk and analyze: seconds and memory
     per_tissue = {v for f in fetched.values() for v in (f, 300.0 + f)}  # fetch's values

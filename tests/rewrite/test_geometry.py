@@ -202,7 +202,7 @@ def test_analysis_is_identical_for_every_geometry(sharded, unsharded, tmp_path):
     params = AnalysisParams(n_top_genes=100, n_comps=10)
     results = []
     for name, (store, _) in {"sharded": sharded, "unsharded": unsharded}.items():
-        analyze_store(store, tmp_path / f"{name}.zarr", rows=SIZE, params=params)
+        analyze_store(store, tmp_path / f"{name}.zarr", task_cells=SIZE, params=params)
         results.append(ad.read_zarr(tmp_path / f"{name}.zarr"))
     first, second = results
     pd.testing.assert_frame_equal(first.var, second.var)

@@ -48,13 +48,17 @@ def local_results(consolidated, tmp_path_factory) -> dict[str, Path]:
     results = {}
     for engine in READING:
         results[engine] = where / f"{engine}.zarr"
-        analyze_store(store, results[engine], rows=200, params=params(engine), cluster=TWO_WORKERS)
+        analyze_store(
+            store, results[engine], task_cells=200, params=params(engine), cluster=TWO_WORKERS
+        )
     return results
 
 
 def analyze_url(url: str, out: Path, engine: str = "fused", remote=FAST, cluster=TWO_WORKERS):
     """The analysis of the store at ``url`` (200 cells per task) into ``out``."""
-    return analyze_store(url, out, rows=200, params=params(engine), cluster=cluster, remote=remote)
+    return analyze_store(
+        url, out, task_cells=200, params=params(engine), cluster=cluster, remote=remote
+    )
 
 
 def assert_identical(ours: Path, reference: Path) -> None:

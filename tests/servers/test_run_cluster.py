@@ -22,7 +22,7 @@ SHARED = ClusterSettings(workers=1, memory_mb=512, shared_cluster=True)
 @pytest.fixture
 def run(tmp_path, monkeypatch):
     monkeypatch.setenv(RUN_VARIABLE, "")  # open_run sets it; monkeypatch undoes that after
-    folder = open_run(tmp_path)
+    folder = open_run(tmp_path / ".snakemake" / "chunkatlas-clusters")
     yield folder
     close_run(folder)
 

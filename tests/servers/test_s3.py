@@ -20,7 +20,6 @@ from chunkatlas.rewrite import consolidate_store, rechunk_store
 from chunkatlas.store import (
     Bucket,
     RemoteSettings,
-    WorkflowStore,
     directory_objects,
     manifest_location,
     open_remote_group,
@@ -29,6 +28,7 @@ from chunkatlas.store import (
 from chunkatlas.store._guarded import CredentialsRefused
 from chunkatlas.study import measure_backends
 from chunkatlas.study._server_process import free_port
+from chunkatlas.workflow import WorkflowStore, bucket_of_storage_settings, store_in
 
 pytestmark = pytest.mark.servers
 
@@ -147,7 +147,7 @@ def test_bad_s3_credentials_fail_at_once_without_the_secret():
 
 
 def run_bucket(endpoint: str) -> Bucket:
-    return Bucket.from_storage_settings(
+    return bucket_of_storage_settings(
         "s3://atlas-bucket",
         endpoint_url=endpoint,
         region=REGION,
@@ -215,6 +215,9 @@ def test_a_workflow_store_goes_to_the_bucket_whole_and_comes_back_as_written(s3,
     written = files_of(path)
     store = WorkflowStore(str(path), url, bucket)
     assert store.where == url and store.in_bucket == (url, bucket)
+    # what a job derives from its declared record, as Snakemake keeps it on the job's disk
+    record = ".snakemake/storage/s3/atlas-bucket/jobs/store.objects.json"
+    assert store_in(record, bucket).url == url
 
     store.publish()
     assert not path.exists()
@@ -236,5 +239,4 @@ def test_a_local_workflow_store_is_read_and_kept_where_it_was_written(fetched, t
     with store.local_copy() as copy:
         assert copy == str(path) and store.where == str(path) and store.in_bucket is None
     assert path.is_dir()
-    store.clear()
-    assert not path.exists()
+    assert store_in(tmp_path / "store.objects.json", None) == store

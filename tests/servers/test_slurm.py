@@ -356,7 +356,7 @@ def test_dask_workers_as_slurm_jobs_equal_the_local_cluster(
                 store,
                 tmp_path / f"{cluster}.zarr",
                 client=client,
-                rows=200,
+                task_cells=200,
                 flavor="seurat",
                 n_top_genes=150,
                 n_comps=20,

@@ -190,14 +190,3 @@ def test_http_reads_get_the_deadline_and_s3_one_get_per_object():
     assert storage_options_for("s3://b/x.zarr", RemoteSettings()) == {"max_concurrency": 1}
     mine = RemoteSettings(storage_options={"max_concurrency": 4, "anon": True})
     assert storage_options_for("s3://b/x.zarr", mine) == {"max_concurrency": 4, "anon": True}
-
-
-def test_remote_settings_from_a_config():
-    config = {
-        "remote": {"attempts": 3, "timeout_seconds": 12.5},
-        "analysis": {"storage_options": {"anon": True}},
-    }
-    settings = RemoteSettings.from_config(config, "analysis")
-    assert (settings.attempts, settings.timeout_seconds) == (3, 12.5)
-    assert settings.storage_options == {"anon": True}
-    assert RemoteSettings.from_config(config).storage_options == {}  # no source section

@@ -36,9 +36,9 @@ def test_a_task_is_one_stored_object(sharded_csr):
     assert objects_per_pass(sharded_csr, 400) == 2 * 3  # 3 shards of data, 3 of indices
 
 
-def test_rows_that_split_objects_get_one_line_saying_what_they_cost(sharded_csr):
-    rows, warning = task_rows(sharded_csr, 100)
-    assert rows == 100  # as asked
+def test_task_cells_that_split_objects_get_one_line_saying_what_they_cost(sharded_csr):
+    task_cells, warning = task_rows(sharded_csr, 100)
+    assert task_cells == 100  # as asked
     assert warning == (
         "100 cells per task splits X's stored objects (~400 cells each): a pass reads 20 "
         "objects instead of 6; leave it out for 400 cells per task"

@@ -19,13 +19,13 @@ from chunkatlas.study import PATTERNS, measure_backends, measure_stores_backends
 from chunkatlas.study._http import aiohttp_serving
 from chunkatlas.study._measure import (
     WARM_UP,
-    RequestLog,
     cell_block_size,
     measure_store,
     pattern_genes,
     run_patterns,
 )
 from chunkatlas.study._network import MARK_PREFIX, Network
+from chunkatlas.study._request_log import RequestLog
 from chunkatlas.study._serving import served
 
 from ..support.faulty_server import Faults, faulty_serving

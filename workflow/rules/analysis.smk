@@ -15,19 +15,19 @@ rule warmup:
         engine=config["analysis"]["engine"],
         flavor=config["analysis"]["flavor"],
         zarr_format=config["zarr_format"],
-        analysis=Untracked(AnalysisParams.from_config(config)),
+        analysis=Untracked(SETTINGS.analysis),
     script:
         "../../scripts/warmup.py"
 
 
 rule analyze:
-    """normalize_total, log1p, highly-variable genes and PCA on a Dask cluster, {chunk} cells per task, reading the store from its path or over HTTP/S3 (analysis.read)."""
+    """normalize_total, log1p, highly-variable genes and PCA on a Dask cluster, one stored object of X per task, reading the store from its path or over HTTP/S3 (analysis.read)."""
     input:
-        store=objects_record(f"{GRID}/store.zarr"),
+        store=record_of(f"{GRID}/store.zarr"),
         manifest=f"{GRID}/store.manifest.json",
         warmup=rules.warmup.output.seconds,
     output:
-        objects=objects_record(f"{GRID}/hvg_pca.zarr"),
+        objects=record_of(f"{GRID}/hvg_pca.zarr"),
     log:
         out(f"logs/analyze/{POINT}.log"),
     benchmark:
@@ -43,18 +43,16 @@ rule analyze:
     params:
         # each analysis setting (flavor, n_top_genes, ...) a param of its own: a change re-runs
         # the rule, and its rerun reason names that setting's old and new value only
-        **asdict(AnalysisParams.from_config(config)),
+        **asdict(SETTINGS.analysis),
         # in an object store: read where it lies (its URL), never downloaded
-        reads=workflow_store(f"{GRID}/store.zarr"),
-        writes=workflow_store(f"{GRID}/hvg_pca.zarr"),
-        rows=task_rows,
+        bucket=run_bucket_param(),  # the stores beside their records: in the bucket, if any
         zarr_format=config["zarr_format"],
         # where the store is read, and over what network: the per-pass costs depend on them
         read=analysis_read(),
         backend=config["analysis"]["read"],
         server=config["remote"]["server"],
-        network=Untracked(Network.from_config(config)),
-        remote=Untracked(RemoteSettings.from_config(config, "analysis")),
+        network=Untracked(SETTINGS.network),
+        remote=Untracked(SETTINGS.analysis_remote),
         cluster=cluster_settings,
         config_hash=config_hash(),
     script:
@@ -64,7 +62,7 @@ rule analyze:
 rule plot_pca:
     """PC1 against PC2, the ten commonest cell types in colour."""
     input:
-        result=objects_record(f"{GRID}/hvg_pca.zarr"),
+        result=record_of(f"{GRID}/hvg_pca.zarr"),
         manifest=f"{GRID}/store.manifest.json",  # says whether X is sparse (chunked by cells)
     output:
         plot=report(
@@ -89,7 +87,7 @@ rule plot_pca:
         mem_mb=1000,
         runtime=10,
     params:
-        reads=workflow_store(f"{GRID}/hvg_pca.zarr"),
+        bucket=run_bucket_param(),
         label_key=config["analysis"]["label_key"],
         tissue=lambda wildcards: TISSUES[wildcards.tissue],
         orientation=lambda wildcards: wildcards.orientation,

@@ -5,45 +5,41 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from chunkatlas.analysis import AnalysisParams, ClusterSettings, close_run, open_run
-from chunkatlas.config import (
-    check_source,
-    coerce_to_schema,
-    load_schema,
-    tissue_folders,
-    Untracked,
-    validate_config,
-)
 from chunkatlas.errors import ChunkatlasError
-from chunkatlas.ingest import SourceSettings, SourceUnreachable, inspect_source
-from chunkatlas.report import PER_TISSUE_STEPS, STEPS, run_record
-from chunkatlas.store import Bucket, RemoteSettings, WorkflowStore, read_objects_record
-from chunkatlas.study import Network
+from chunkatlas.ingest import SourceUnreachable
+from chunkatlas.settings import Settings
+from chunkatlas.steps import check_run
+from chunkatlas.store import read_objects_record
+from chunkatlas.workflow import (
+    PER_TISSUE_STEPS,
+    close_run_clusters,
+    open_run_clusters,
+    STEPS,
+    Untracked,
+    bucket_of_storage_settings,
+    delete_stores,
+    forget_lost_stores,
+    record_of,
+)
 
 try:
-    _schema = load_schema()
-    # Values given with --config arrive as strings (chunks=[300] is ['300']): read them as typed.
-    _validated = validate_config(coerce_to_schema(config, _schema), _schema)
-    check_source(_validated)
-    TISSUES = tissue_folders(_validated["tissues"])  # folder name -> tissue name
+    # The config parsed once (values given with --config arrive as strings and are read as
+    # typed; every default from the schema): the rules take their settings from it.
+    SETTINGS = Settings.load(config)
+    TISSUES = SETTINGS.folders  # folder name -> tissue name
     if workflow.is_main_process:  # not again in each job a cluster runs
         # Every check the source's metadata allows, before any job: its tissues, columns,
         # layer or raw, genes, counts (a sample of X), and the analysis's parameters on them.
         try:
-            _source = inspect_source(_validated)
+            check_run(SETTINGS)
         except SourceUnreachable as err:  # a dry run plans offline (e.g. the Census's)
             _dry = re.compile(r"--dry-?run|--just-print|-[A-Za-z]*n[A-Za-z]*")
             if not any(_dry.fullmatch(arg) for arg in sys.argv[1:]):
                 raise
             print(f"chunkatlas: warning: {err}; not checked in this dry run", file=sys.stderr)
-            _source = None
-        if _source is not None:
-            AnalysisParams.from_config(_validated).check_data(
-                _source, label_key=_validated["analysis"]["label_key"]
-            )
 except ChunkatlasError as err:
     sys.exit(f"chunkatlas: error: {err}")
-config.update(_validated)
+config.update(SETTINGS.config)
 
 
 def run_bucket():
@@ -58,7 +54,7 @@ def run_bucket():
             f"{chosen.default_storage_provider!r} is not supported: use s3"
         )
     settings = workflow.storage_registry.default_storage_provider.settings
-    bucket = Bucket.from_storage_settings(
+    bucket = bucket_of_storage_settings(
         chosen.default_storage_prefix,
         endpoint_url=settings.endpoint_url,
         region=settings.region,
@@ -84,7 +80,19 @@ ORIENTATIONS = config["orientations"]
 # Gene-major sparse stores (CSC) are measured, not analysed: analysis reads cell-major stores.
 ANALYSED = ["cells", "genes"] if config["source"]["dense"] else ["cells"]
 # Each run (config key `run`) has its own results folder: configs never touch each other's outputs.
-RESULTS = f"results/{config['run']}"
+RESULTS = SETTINGS.results
+
+# Records true to the stores on disk (a rule declares a store's completion record, never the
+# store, which Snakemake cannot see): a store deleted by hand runs its job again, and
+# --delete-all-output removes the run's stores with their records.
+if BUCKET is None and workflow.is_main_process:
+    if "--delete-all-output" in sys.argv:
+        _dry = any(arg in ("-n", "--dry-run", "--dryrun") for arg in sys.argv)
+        for _store in delete_stores(RESULTS, dry_run=_dry):
+            print(f"{'would delete' if _dry else 'deleting'} store {_store}", file=sys.stderr)
+    else:
+        for _store in forget_lost_stores(RESULTS):
+            print(f"chunkatlas: {_store} is gone: its job runs again", file=sys.stderr)
 
 
 def out(path):
@@ -123,26 +131,11 @@ def benchmark_file(step, wildcards=POINT):
     return out(f"benchmarks/{step}/{wildcards}.tsv")
 
 
-def objects_record(store):
-    """The record of a store (``x.zarr`` -> ``x.objects.json``): what a rule declares instead
-    of the store's directory, into which Snakemake would put its ``.snakemake_timestamp``.
-    The job writes it once the store is whole (in an object store: uploaded)."""
-    return re.sub(r"\.(zarr|soma)$", "", store) + ".objects.json"
-
-
-def workflow_store(path):
-    """The store at ``path`` (a pattern of the rule's wildcards) as its job writes or reads
-    it: a :class:`~chunkatlas.store.WorkflowStore` with, when the run keeps its outputs in an
-    object store, its URL there."""
-    return lambda wildcards: Untracked(store_at(path.format(**dict(wildcards.items()))))
-
-
-def store_at(path):
-    """The store at ``path`` (:func:`workflow_store`): in an object store, its local path is
-    where Snakemake would keep its copy."""
-    if BUCKET is None:
-        return WorkflowStore(path)
-    return WorkflowStore(local_copy(path), BUCKET.url(path), BUCKET)
+def run_bucket_param():
+    """The run's bucket for a job that moves stores (untracked: its keys never reach
+    ``.snakemake/``), None when outputs stay on disk: each job finds its stores beside the
+    completion records it declares (:func:`chunkatlas.workflow.store_in`)."""
+    return Untracked(BUCKET)
 
 
 def local_copy(path):
@@ -199,15 +192,6 @@ def grid_outputs():
     ]
 
 
-def task_rows(wildcards):
-    """Cells per Dask task, for analysis and the study's reader alike: one stored object (a
-    chunk, or a shard of several), unless chunks are gene columns of dense X.  A task within a
-    shard would read the shard's index again."""
-    if wildcards.orientation == "genes":  # dense chunks of genes: tasks of cells
-        return config["source"]["fetch_chunk_rows"]
-    return int(wildcards.chunk) * int(wildcards.shard)
-
-
 def analysis_read():
     """Where analyze reads each store: "local", the backend with its server and network, or
     the run's bucket (outputs in an object store: stores are read there)."""
@@ -224,25 +208,23 @@ def analysis_read():
 def config_hash():
     """The hash of the run's config, recorded in every manifest and result: not a re-run
     trigger (the provenance rule re-runs on a config change)."""
-    return Untracked(run_record(config)["config_hash"])
+    return Untracked(SETTINGS.provenance()["config_hash"])
 
 
 def cluster_settings(wildcards, threads, resources):
     """The Dask cluster of an analyze job: one worker per thread, the job's memory."""
-    return Untracked(
-        ClusterSettings.from_config(config, workers=threads, memory_mb=resources.mem_mb)
-    )
+    return Untracked(SETTINGS.dask.cluster(threads, resources.mem_mb))
 
 
 def builds_demo_atlas():
     """Whether the source is the demo atlas, built by a rule (a real source, e.g. the Census,
     is not a workflow file)."""
-    return "demo_atlas" in config and config["source"]["kind"] == "soma"
+    return SETTINGS.builds_demo_atlas
 
 
 def get_fetch_source(wildcards):
     """The demo atlas's record, when the source is the demo atlas."""
-    return [objects_record(config["source"]["uri"])] if builds_demo_atlas() else []
+    return [record_of(config["source"]["uri"])] if builds_demo_atlas() else []
 
 
 def stores_mb(input):
@@ -303,28 +285,21 @@ def grid_points():
                         if (step != "analyze" or analysed)
                         and (step != "remote" or "remote.tsv" in outputs)
                     },
-                    store_objects=objects_record(f"{here}/store.zarr"),
-                    result_objects=objects_record(f"{here}/hvg_pca.zarr") if analysed else None,
+                    store_objects=record_of(f"{here}/store.zarr"),
+                    result_objects=record_of(f"{here}/hvg_pca.zarr") if analysed else None,
                 )
             )
     return points
 
 
 # The files of a grid point the summary reads, beside its benchmarks and its result (a store:
-# the summary job reads it through :func:`result_stores`).
+# the summary job finds it beside its completion record, ``result_objects``).
 POINT_FILES = ("manifest", "remote", "store_objects", "result_objects")
 
 
 def point_files(point):
     """Every file of a grid point the summary reads."""
     return [point[key] for key in POINT_FILES if point[key]] + list(point["benchmarks"].values())
-
-
-def result_stores():
-    """Each grid point's result as the summary job reads it (:func:`store_at`), by its path."""
-    return Untracked(
-        {point["result"]: store_at(point["result"]) for point in grid_points() if point["result"]}
-    )
 
 
 def local_points():

@@ -1,7 +1,7 @@
 rule consolidate:
-    """Consolidate the store's metadata and write its manifest (the store's completion record)."""
+    """Consolidate the store's metadata and write its manifest: every stored object, its size and CRC."""
     input:
-        store=objects_record(f"{GRID}/store.zarr"),
+        store=record_of(f"{GRID}/store.zarr"),
     output:
         manifest=f"{GRID}/store.manifest.json",
     log:
@@ -17,6 +17,6 @@ rule consolidate:
     params:
         config_hash=config_hash(),
         # in an object store: the consolidated metadata goes back into the bucket's store
-        store=workflow_store(f"{GRID}/store.zarr"),
+        bucket=run_bucket_param(),
     script:
         "../../scripts/consolidate.py"

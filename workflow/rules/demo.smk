@@ -1,9 +1,9 @@
-if "demo_atlas" in config and config["source"]["kind"] == "soma":
+if SETTINGS.builds_demo_atlas:
 
     rule demo:
         """Build the embedded, Census-shaped demo atlas (a TileDB-SOMA Experiment) from a seed."""
         output:
-            objects=objects_record(config["source"]["uri"]),
+            objects=record_of(config["source"]["uri"]),
         log:
             out("logs/demo.log"),
         benchmark:
@@ -14,7 +14,8 @@ if "demo_atlas" in config and config["source"]["kind"] == "soma":
             mem_mb=lambda wildcards, attempt: 2000 * attempt,
             runtime=runtime(15),
         params:
-            writes=workflow_store(config["source"]["uri"]),
+            store_suffix=".soma",  # the store beside its record is a SOMA Experiment
+            bucket=run_bucket_param(),
             spec=config["demo_atlas"],
         script:
             "../../scripts/demo.py"

@@ -3,7 +3,7 @@ rule fetch:
     input:
         source=get_fetch_source,
     output:
-        objects=objects_record(out("{tissue}/fetched.zarr")),
+        objects=record_of(out("{tissue}/fetched.zarr")),
     log:
         out("logs/fetch/{tissue}.log"),
     benchmark:
@@ -15,14 +15,13 @@ rule fetch:
         mem_mb=lambda wildcards, attempt: 3000 * attempt,
         runtime=runtime(60),
     params:
-        writes=workflow_store(out("{tissue}/fetched.zarr")),
-        # the demo atlas, where the job finds it
-        atlas=workflow_store(config["source"]["uri"]) if builds_demo_atlas() else Untracked(None),
+        # the stores it writes and reads (the demo atlas, its input) beside their records
+        bucket=run_bucket_param(),
         tissue=lambda wildcards: TISSUES[wildcards.tissue],
-        source=SourceSettings.from_config(config).output_params(),
+        source=SETTINGS.source.output_params(),
         zarr_format=config["zarr_format"],
         # the same with its credentials, and the retries of remote reads
-        settings=Untracked(SourceSettings.from_config(config)),
-        remote=Untracked(RemoteSettings.from_config(config)),
+        settings=Untracked(SETTINGS.source),
+        remote=Untracked(SETTINGS.source_remote),
     script:
         "../../scripts/fetch.py"

@@ -1,9 +1,9 @@
 rule rechunk:
     """Re-write a tissue's store in one geometry: {orientation}-major, {chunk} {orientation} per chunk, {shard} chunks per shard, codec {codec} (write_dispatched sets them per element)."""
     input:
-        fetched=objects_record(out("{tissue}/fetched.zarr")),
+        fetched=record_of(out("{tissue}/fetched.zarr")),
     output:
-        objects=objects_record(f"{GRID}/store.zarr"),
+        objects=record_of(f"{GRID}/store.zarr"),
     log:
         out(f"logs/rechunk/{POINT}.log"),
     benchmark:
@@ -15,8 +15,7 @@ rule rechunk:
         mem_mb=mem_mb(1000, 0.5),
         runtime=runtime(30),
     params:
-        reads=workflow_store(out("{tissue}/fetched.zarr")),
-        writes=workflow_store(f"{GRID}/store.zarr"),
+        bucket=run_bucket_param(),  # the stores beside their records: in the bucket, if any
         orientation=lambda wildcards: wildcards.orientation,
         zarr_format=config["zarr_format"],
     script:

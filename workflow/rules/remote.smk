@@ -24,10 +24,10 @@ rule remote:
         backends=config["remote"]["backends"],
         latency_ms=config["remote"]["latency_ms"],
         bandwidth_mbps=config["remote"]["bandwidth_mbps"],
-        settings=Untracked(RemoteSettings.from_config(config)),
+        # what decides the measurements, tracked above; the study's settings as one value
+        study=Untracked(SETTINGS.remote),
+        settings=Untracked(SETTINGS.source_remote),
         # in an object store: backend s3 is measured on the run's bucket itself
-        reads=lambda wildcards: Untracked(
-            [store_at(path) for path in tissue_files(wildcards.tissue, "store.zarr")]
-        ),
+        bucket=run_bucket_param(),
     script:
         "../../scripts/remote.py"

@@ -85,7 +85,7 @@ rule summary:
         runtime=10,
     params:
         points=local_points(),
-        results=result_stores(),
+        bucket=run_bucket_param(),  # each result beside its completion record
         run=config["run"],
         backends=config["remote"]["backends"],
         description=Untracked(Path(workflow.basedir, REPORT_DESCRIPTION).read_text()),
@@ -128,8 +128,8 @@ rule provenance:
         # The record (secrets masked) untracked, its hash and version tracked: a config change
         # re-runs this rule (the provenance always describes the results beside it), and the
         # rerun reason names two hashes rather than the whole config twice.
-        record=Untracked(run_record(config)),
-        config_hash=run_record(config)["config_hash"],
-        version=run_record(config)["chunkatlas_version"],
+        record=Untracked(SETTINGS.provenance()),
+        config_hash=SETTINGS.provenance()["config_hash"],
+        version=SETTINGS.provenance()["chunkatlas_version"],
     script:
         "../../scripts/provenance.py"

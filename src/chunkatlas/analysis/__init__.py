@@ -1,9 +1,9 @@
 """normalize_total, log1p, highly-variable genes and PCA out of core: the two engines
 (:mod:`._analyze`; the fused engine in :mod:`.fused`), the counts checks (:mod:`._checks`), the
 steps' names and what each step and pass costs (:mod:`._metering`), what an analysis records of
-itself in ``uns['chunkatlas']`` (:mod:`._record`), and the Dask cluster an analysis runs on: a
+itself in ``uns['chunkatlas']`` (:mod:`._uns`), and the Dask cluster an analysis runs on: a
 client for each kind of cluster (:mod:`._client`) and the one LocalCluster a workflow run's
-analyze jobs share (:mod:`._shared_cluster`)."""
+analyze jobs share (:mod:`._shared_cluster`); the engines and HVG flavors (:mod:`._flavors`)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,12 @@ if TYPE_CHECKING:  # the public names, each imported on first use
     from chunkatlas.analysis._analyze import warmup
     from chunkatlas.analysis._analyze import write_result
     from chunkatlas.analysis._client import ClusterSettings
+    from chunkatlas.analysis._client import SlurmOptions
+    from chunkatlas.analysis._flavors import engine_flavor_problem
+    from chunkatlas.analysis._flavors import ENGINES
+    from chunkatlas.analysis._flavors import FLAVORS
+    from chunkatlas.analysis._flavors import normalized_flavor_problem
+    from chunkatlas.analysis._flavors import selects_on_counts
     from chunkatlas.analysis._client import dask_client
     from chunkatlas.analysis._metering import FUSED_STEPS
     from chunkatlas.analysis._metering import MEASURES

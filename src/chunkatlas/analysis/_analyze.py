@@ -10,9 +10,8 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -20,6 +19,11 @@ import numpy as np
 from chunkatlas.analysis._batches import Batches, read_batches
 from chunkatlas.analysis._checks import check_counts, check_counts_sample
 from chunkatlas.analysis._client import ClusterSettings, dask_client
+from chunkatlas.analysis._flavors import (
+    engine_flavor_problem,
+    normalized_flavor_problem,
+    selects_on_counts,
+)
 from chunkatlas.analysis._metering import (
     STEP_CHECK_COUNTS,
     STEP_HIGHLY_VARIABLE_GENES,
@@ -29,9 +33,9 @@ from chunkatlas.analysis._metering import (
     STEP_PCA,
     StepMeter,
 )
-from chunkatlas.analysis._record import analysis_provenance, analysis_record
+from chunkatlas.analysis._task_cells import check_task_cells
+from chunkatlas.analysis._uns import analysis_provenance, analysis_uns
 from chunkatlas.analysis.fused import bins_explained
-from chunkatlas.config import engine_flavor_problem, normalized_flavor_problem, selects_on_counts
 from chunkatlas.errors import ChunkatlasError
 from chunkatlas.store import (
     DEFAULT_ZARR_FORMAT,
@@ -59,26 +63,21 @@ class AnalysisParams:
     else X must hold raw counts)."""
 
     flavor: str = "seurat"
-    n_top_genes: int = 2000
+    n_top_genes: int = 1000
     n_comps: int = 50
     engine: str = "fused"
     batch_key: str | None = None
     normalized: bool = False
 
-    @classmethod
-    def from_config(cls, config: Mapping) -> AnalysisParams:
-        """The config's ``analysis`` section without what only the plot uses."""
-        return cls(**{f.name: config["analysis"].get(f.name, f.default) for f in fields(cls)})
-
     def check(
-        self, n_obs: int | None, n_vars: int, *, where: str = "", config: bool = False
+        self, n_obs: int | None, n_vars: int, *, where: str = "", name_keys: bool = False
     ) -> None:
         """Refuse parameters the data (``n_obs`` cells, None: not known, of ``n_vars`` genes,
-        in ``where``) cannot support, before any heavy work.  ``config``: the messages name
+        in ``where``) cannot support, before any heavy work.  ``name_keys``: the messages name
         the config keys (the workflow's checks before any job, :meth:`check_data`)."""
 
         def name(key: str) -> str:
-            return f"config analysis.{key}:" if config else key
+            return f"config analysis.{key}:" if name_keys else key
 
         of = f" of {where}" if where else ""
         problem = engine_flavor_problem(self.engine, self.flavor)
@@ -108,7 +107,7 @@ class AnalysisParams:
         :func:`chunkatlas.ingest.inspect_source`: its genes, the cells of each tissue, its obs
         columns, a sample of X's stored values), before any job; ``label_key`` is the obs
         column that colours the PCA plot.  One line each, naming the config key."""
-        self.check(facts.fewest_cells, facts.n_vars, where=facts.described, config=True)
+        self.check(facts.fewest_cells, facts.n_vars, where=facts.described, name_keys=True)
         for key, column in (("batch_key", self.batch_key), ("label_key", label_key)):
             if column is not None and column not in facts.obs_columns:
                 raise ChunkatlasError(
@@ -194,14 +193,15 @@ def analyze_store(
     store: str | os.PathLike,
     out: str | os.PathLike,
     *,
-    rows: int,
+    task_cells: int | None = None,
     params: AnalysisParams,
     cluster: ClusterSettings = ClusterSettings(),  # noqa: B008 - frozen, so safe to share
     provenance: dict | None = None,
     zarr_format: int = DEFAULT_ZARR_FORMAT,
     remote: RemoteSettings | None = None,
 ) -> ad.AnnData:
-    """Analyze the AnnData store ``store`` on Dask, ``rows`` cells per task, and write ``out``.
+    """Analyze the AnnData store ``store`` on Dask, ``task_cells`` cells per task, and write
+    ``out``.
 
     ``store`` is a local path or an http(s)/s3 URL (read with ``remote``: retries, timeout,
     fsspec options).  Each worker opens the store itself and reads its own chunks.
@@ -213,15 +213,16 @@ def analyze_store(
     reads (requests, bytes, retries) of every pass, and what the driver itself read.
     """
     refuse_existing(out)  # before the work, not after it
-    if rows < 1:
-        raise ChunkatlasError(f"chunk (rows per task) must be a positive integer, got {rows}")
+    if task_cells is None:
+        raise ChunkatlasError("task_cells (cells per task) must be given")
+    check_task_cells(task_cells)
     take_reads()  # the driver's reads from here on are this analysis's
     location = StoreLocation.of(store, remote).probed()
     if location.is_remote:  # one task's reads wait on the network while another computes
         cluster = replace(cluster, threads_per_worker=max(cluster.threads_per_worker, 2))
         if location.remote.part_bytes is None:  # large objects in ranges, together
             location = replace(location, remote=replace(location.remote, part_bytes=PART_BYTES))
-    analysis = Analysis(location, out, rows, params, cluster, provenance, zarr_format)
+    analysis = Analysis(location, out, task_cells, params, cluster, provenance, zarr_format)
     return analyze_fused(analysis) if params.engine == "fused" else analyze_scanpy(analysis)
 
 
@@ -231,7 +232,7 @@ class Analysis:
 
     location: StoreLocation
     out: str | os.PathLike
-    rows: int
+    task_cells: int  # cells per Dask task
     params: AnalysisParams
     cluster: ClusterSettings
     provenance: dict | None
@@ -242,14 +243,14 @@ class Analysis:
         say what will run, and return the provenance that ``uns['chunkatlas']`` begins with."""
         self.params.check(*shape)
         log.info(
-            "store %s: %d cells x %d genes, %d rows per task, engine %s",
+            "store %s: %d cells x %d genes, %d cells per task, engine %s",
             self.location,
             *shape,
-            self.rows,
+            self.task_cells,
             self.params.engine,
         )
         return analysis_provenance(
-            self.location, self.cluster.kind, self.rows, self.params, self.provenance
+            self.location, self.cluster.kind, self.task_cells, self.params, self.provenance
         )
 
     def checked_batches(self) -> Batches | None:
@@ -279,7 +280,7 @@ def analyze_fused(analysis: Analysis) -> ad.AnnData:
                 analysis.location,
                 analysis.out,
                 client=client,
-                rows=analysis.rows,
+                task_cells=analysis.task_cells,
                 flavor=params.flavor,
                 n_top_genes=params.n_top_genes,
                 n_comps=params.n_comps,
@@ -297,7 +298,7 @@ def analyze_scanpy(analysis: Analysis) -> ad.AnnData:
     """The scanpy engine on the lazily read store; the result is written once computed."""
     from chunkatlas.store import read_dask_backed
 
-    adata = read_dask_backed(analysis.location, analysis.rows)
+    adata = read_dask_backed(analysis.location, analysis.task_cells)
     provenance = analysis.checked_provenance(adata.shape)
     analysis.checked_batches()
     with dask_client(analysis.cluster) as client:
@@ -313,7 +314,7 @@ def analyze_scanpy(analysis: Analysis) -> ad.AnnData:
                 on_counts=selects_on_counts(params.flavor),
             )
         result = hvg_pca(adata, analysis.params, costs)
-        record = analysis_record(costs, provenance)  # the workers' peaks: before they stop
+        record = analysis_uns(costs, provenance)  # the workers' peaks: before they stop
     result.uns["chunkatlas"] = record
     write_result(result, analysis.out, analysis.zarr_format)
     return result
@@ -355,6 +356,12 @@ def warmup(params: AnalysisParams, zarr_format: int = DEFAULT_ZARR_FORMAT) -> di
             # rechunked as the workflow's stores are: the kernels compile for their dtypes
             rechunk_store(written, store, 100, zarr_format=zarr_format)
             start = time.perf_counter()
-            analyze_store(store, f"{tmp}/result-{density}.zarr", rows=100, params=tiny)
+            analyze_store(
+                store,
+                f"{tmp}/result-{density}.zarr",
+                task_cells=100,
+                params=tiny,
+                cluster=ClusterSettings(shared_cluster=False),  # its own, never the run's
+            )
             seconds[f"density {density}"] = round(time.perf_counter() - start, 2)
     return seconds

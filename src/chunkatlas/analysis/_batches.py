@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from chunkatlas.config import selects_on_counts
+from chunkatlas.analysis._flavors import selects_on_counts
 from chunkatlas.errors import ChunkatlasError
 
 if TYPE_CHECKING:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from chunkatlas.config import COUNTS_WAYS_OUT, NORMALIZED_WAY_OUT
+from chunkatlas.analysis._flavors import COUNTS_WAYS_OUT, NORMALIZED_WAY_OUT
 from chunkatlas.errors import ChunkatlasError
 
 

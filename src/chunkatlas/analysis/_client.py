@@ -28,8 +28,9 @@ log = logging.getLogger(__name__)
 CLUSTERS = ("local", "slurm")
 
 
-def worker_settings(large_graph_warning_threshold: str = "10MB") -> dict[str, object]:
-    """Dask settings for out-of-core analysis, as the TileDB-SOMA Dask tutorial recommends.
+def worker_settings(large_graph_warning_threshold: str | None = None) -> dict[str, object]:
+    """Dask settings for out-of-core analysis, as the TileDB-SOMA Dask tutorial recommends
+    (``large_graph_warning_threshold``: None, :class:`ClusterSettings`'s).
 
     Spilling, pausing and terminating are off: tasks are sized to fit, and a paused or killed
     worker only turns a memory problem into a hang or a retry storm.
@@ -39,7 +40,8 @@ def worker_settings(large_graph_warning_threshold: str = "10MB") -> dict[str, ob
         "distributed.worker.memory.spill": False,
         "distributed.worker.memory.pause": False,
         "distributed.worker.memory.terminate": False,
-        "distributed.admin.large-graph-warning-threshold": large_graph_warning_threshold,
+        "distributed.admin.large-graph-warning-threshold": large_graph_warning_threshold
+        or ClusterSettings.large_graph_warning_threshold,
         "logging.distributed": "warning",
     }
 
@@ -78,8 +80,8 @@ class SlurmOptions:
     walltime: str = "01:00:00"
     job_extra_directives: tuple[str, ...] = field(default_factory=tuple)
     scheduler_host: str = "127.0.0.1"
-    log_directory: str | None = None
-    start_timeout: float = 300.0
+    log_directory: str | None = "results/logs/dask-workers"
+    start_timeout: float = 600.0
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, object] | None) -> SlurmOptions:
@@ -106,8 +108,9 @@ class ClusterSettings:
     """Where analysis runs: ``workers`` Dask workers sharing ``memory_mb``, on a new
     LocalCluster (``cluster="local"``, ``threads_per_worker`` each), the running one at
     ``scheduler_address``, or SLURM jobs (``cluster="slurm"``, :class:`SlurmOptions`).  The
-    config's ``dask`` section, typed; the workers and memory are the analyze rule's threads and
-    ``mem_mb``."""
+    config's ``dask`` section, typed (:meth:`chunkatlas.settings.DaskSettings.cluster`); the
+    workers and memory are the analyze rule's threads and ``mem_mb``.  ``shared_cluster`` has
+    effect only inside a workflow run that started one."""
 
     workers: int = 1
     memory_mb: int = 2048
@@ -117,7 +120,7 @@ class ClusterSettings:
     large_graph_warning_threshold: str = "10MB"
     slurm: SlurmOptions = field(default_factory=SlurmOptions)
     threads_per_worker: int = 1  # a new LocalCluster's
-    shared_cluster: bool = False  # use the workflow run's LocalCluster, when there is one
+    shared_cluster: bool = True  # use the workflow run's LocalCluster, when there is one
 
     @property
     def kind(self) -> str:
@@ -128,21 +131,6 @@ class ClusterSettings:
         if self.scheduler_address:
             return "scheduler"
         return "run" if self.shared_cluster and os.environ.get(RUN_VARIABLE) else "local"
-
-    @classmethod
-    def from_config(cls, config: Mapping, *, workers: int, memory_mb: int) -> ClusterSettings:
-        dask = config["dask"]
-        return cls(
-            workers=workers,
-            memory_mb=memory_mb,
-            cluster=dask["cluster"],
-            scheduler_address=dask["scheduler_address"],
-            connect_timeout=dask["connect_timeout"],
-            large_graph_warning_threshold=dask["large_graph_warning_threshold"],
-            slurm=SlurmOptions.from_mapping(dask["slurm"]),
-            threads_per_worker=dask["threads_per_worker"],
-            shared_cluster=dask["shared_cluster"],
-        )
 
 
 def dask_variables(settings: Mapping[str, object]) -> dict[str, str]:

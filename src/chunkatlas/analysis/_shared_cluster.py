@@ -2,8 +2,10 @@
 
 Starting a LocalCluster (worker processes, their imports, numba's cached kernels) and stopping
 it costs seconds per analyze job: a third of a 70,000-cell analysis.  The Snakefile's
-``onstart`` calls :func:`open_run`, which tells the run's jobs, through the environment, where
-the run keeps its clusters.  The first analyze job that needs one starts it as a service process
+``onstart`` calls :func:`open_run` (through :func:`chunkatlas.workflow.open_run_clusters`, which
+keeps a run's clusters under ``.snakemake/``), which tells the run's jobs, through the
+environment, where the run keeps its clusters.  The first analyze job that needs one starts it
+as a service process
 of its own (:func:`serve`); later jobs connect to it.
 
 A cluster serves one analysis at a time: a job holds its *slot*'s lock while it analyses, so
@@ -43,10 +45,11 @@ CLUSTER = "cluster.json"
 SERVICE_PID = "service.pid"
 
 
-def open_run(workdir: str | os.PathLike = ".") -> Path:
-    """Make this snakemake process's folder of clusters and tell the jobs it starts (and remove
-    the folders of earlier runs that were killed: their clusters stopped by themselves)."""
-    runs = Path(workdir).resolve() / ".snakemake" / "chunkatlas-clusters"
+def open_run(runs: str | os.PathLike) -> Path:
+    """Make this process's folder of clusters under ``runs`` and tell the processes it starts
+    (and remove the folders of earlier runs that were killed: their clusters stopped by
+    themselves)."""
+    runs = Path(runs).resolve()
     for earlier in runs.glob("*"):
         if earlier.name.isdigit() and not alive(int(earlier.name)):
             shutil.rmtree(earlier, ignore_errors=True)

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -29,6 +30,9 @@ from chunkatlas.ingest._names import (
     refuse_missing_var_index,
 )
 from chunkatlas.store import RemoteSettings, is_remote, redact
+
+if TYPE_CHECKING:
+    from chunkatlas.ingest.demo import DemoSpec
 
 #: Stored values sampled to tell counts from other values when a matrix keeps its values in
 #: one contiguous block (HDF5 without chunks); otherwise its first stored chunk, at most
@@ -75,11 +79,19 @@ class SourceFacts:
         return f"{self.matrix} in {self.where}"
 
 
-def inspect_source(config: Mapping) -> SourceFacts | None:
-    """The facts of the config's source (a validated config), its keys checked against them.
+def inspect_source(
+    source: SourceSettings,
+    tissues: Sequence[str],
+    *,
+    demo: DemoSpec | None = None,
+    remote: RemoteSettings | None = None,
+) -> SourceFacts | None:
+    """The facts of ``source`` (its ``tissues``), its settings checked against them; a remote
+    AnnData source is read with ``remote`` (retries, timeout; its storage options are the
+    source's).
 
-    The demo atlas is described by its spec (it is built by a job); a scanpy dataset that
-    downloads is not inspected (None: checked when fetched).
+    The demo atlas (``demo``, with a SOMA ``source``) is described by its spec (it is built by a
+    job); a scanpy dataset that downloads is not inspected (None: checked when fetched).
 
     Raises
     ------
@@ -87,10 +99,9 @@ def inspect_source(config: Mapping) -> SourceFacts | None:
         One line: a tissue, column, layer or raw the source lacks, or a source that cannot be
         read (not found, not reachable, not an AnnData store or a SOMA Experiment).
     """
-    source = SourceSettings.from_config(config)
-    tissues = list(config["tissues"])
-    if "demo_atlas" in config and source.kind == "soma":
-        return demo_facts(source, tissues, config["demo_atlas"])
+    tissues = list(tissues)
+    if demo is not None and source.kind == "soma":
+        return demo_facts(source, tissues, demo)
     if source.kind == "soma":
         return soma_facts(source, tissues)
     uri = source.uri
@@ -99,7 +110,8 @@ def inspect_source(config: Mapping) -> SourceFacts | None:
         if shipped is None:
             return None
         source = dataclasses.replace(source, uri=shipped)
-    facts = anndata_facts(source, tissues, RemoteSettings.from_config(config))
+    remote = dataclasses.replace(remote or RemoteSettings(), storage_options=source.storage_options)
+    facts = anndata_facts(source, tissues, remote)
     return dataclasses.replace(facts, where=redact(uri))
 
 
@@ -112,11 +124,10 @@ def shipped_scanpy_file(name: str) -> str | None:
     return str(path) if path.exists() else None
 
 
-def demo_facts(source, tissues: Sequence[str], demo: Mapping) -> SourceFacts:
+def demo_facts(source, tissues: Sequence[str], spec: DemoSpec) -> SourceFacts:
     """The demo atlas, from its spec: its tissues, genes, columns and layer (counts)."""
-    from chunkatlas.ingest.demo import STORED_OBS_COLUMNS, STORED_VAR_COLUMNS, DemoSpec
+    from chunkatlas.ingest.demo import STORED_OBS_COLUMNS, STORED_VAR_COLUMNS
 
-    spec = DemoSpec(**demo)
     where = f"the demo atlas {source.uri}"
     refuse_missing("measurement", source.measurement, ["RNA"], where, "source.measurement")
     refuse_missing("X layer", source.layer or "raw", ["raw"], where, "source.layer")

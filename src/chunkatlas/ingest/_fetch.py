@@ -76,10 +76,6 @@ class SourceSettings:
     # May hold keys; they never go into Snakemake params (stored in .snakemake/metadata).
     SECRETS = ("tiledb_config", "storage_options")
 
-    @classmethod
-    def from_config(cls, config: Mapping) -> SourceSettings:
-        return cls(**config["source"])
-
     def output_params(self) -> dict:
         """What decides the fetched store's content, without the secrets."""
         return {k: v for k, v in asdict(self).items() if k not in self.SECRETS}

@@ -1,5 +1,6 @@
-"""Figures of the chunk-size study: lines against chunk size (one per tissue, or per shard
-setting for store geometries), and the cost model's predicted against measured seconds."""
+"""What every figure of the report draws with: lines against chunk size in panels (one line per
+tissue, or per shard setting for store geometries), a column of panels per orientation and codec,
+plain log ticks, and a figure that says why there is nothing to draw."""
 
 from __future__ import annotations
 
@@ -12,11 +13,6 @@ import matplotlib.ticker
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
-
-from chunkatlas.errors import ChunkatlasError  # noqa: E402
-from chunkatlas.report._cost_model import CostFit, predicted  # noqa: E402
-from chunkatlas.report._tables import PER_TISSUE_STEPS, STEPS  # noqa: E402
-from chunkatlas.study import PATTERNS
 
 # The remote figure's columns, left to right, and how each pattern's title reads.
 PATTERN_TITLES = {
@@ -166,54 +162,6 @@ def _save(fig: plt.Figure, out: str | os.PathLike) -> None:
     plt.close(fig)
 
 
-def remote_figure(remote: pd.DataFrame) -> plt.Figure:
-    """Requests, MB and seconds (median of the cold reads, bars from the fastest to the
-    slowest) per access pattern (columns) against chunk size."""
-    panels = []
-    for pattern in PATTERN_TITLES:
-        rows = remote[remote["pattern"] == pattern]
-        if rows.empty:
-            continue
-        title = _pattern_title(rows, pattern)
-        panels.append(
-            [
-                (rows, "requests", "HTTP requests", title),
-                (rows.assign(mb=rows["bytes"] / 1e6), "mb", "MB transferred", ""),
-                (rows, "seconds", "seconds", ""),
-            ]
-        )
-    return _panels(
-        panels,
-        "Remote reads: what each chunk size costs per access pattern\n" + drawn_geometry(remote),
-    )
-
-
-def passes_figure(passes: pd.DataFrame) -> plt.Figure:
-    """Requests, MB and seconds of each analysis pass that reads X (columns, in the order they
-    run) against chunk size."""
-    reading = passes.groupby("step")["requests"].max()
-    steps = passes[passes["step"].isin(reading[reading > 0].index)].sort_values("order")
-    panels = [
-        [
-            (rows, "requests", "requests", step),
-            (rows.assign(mb=rows["bytes"] / 1e6), "mb", "MB read", ""),
-            (rows, "seconds", "seconds", ""),
-        ]
-        for step, rows in steps.groupby("step", sort=False)
-    ]
-    where = ", ".join(sorted(passes["read"].unique()))
-    title = f"Analysis passes: what each chunk size costs (read: {where})"
-    return _panels(panels, f"{title}\n{drawn_geometry(passes)}")
-
-
-def plot_passes(passes: pd.DataFrame, out: str | os.PathLike) -> None:
-    """:func:`passes_figure`, or a figure saying why there is none."""
-    if passes.empty or not (passes["requests"] > 0).any():
-        plot_message("no analysis recorded its reads", out)
-    else:
-        _save(passes_figure(passes), out)
-
-
 def plot_message(message: str, out: str | os.PathLike) -> None:
     """A figure that says, in its place, why there is nothing to draw."""
     fig, ax = plt.subplots(figsize=(7, 2))
@@ -222,125 +170,8 @@ def plot_message(message: str, out: str | os.PathLike) -> None:
     _save(fig, out)
 
 
-def plot_remote(remote: pd.DataFrame, out: str | os.PathLike) -> None:
-    """:func:`remote_figure`; with no measurements (remote accounting off), a figure that
-    says so in its place."""
-    if remote.empty:
-        plot_message("remote accounting disabled (remote.enabled: false)", out)
-    else:
-        _save(remote_figure(remote), out)
-
-
-def _tissue_bars(summary: pd.DataFrame, column: str, ylabel: str, title: str):
-    """A panel drawer: ``column`` as one bar per tissue (coloured as the tissue's lines are),
-    for a step that runs once per tissue."""
-
-    def draw(ax) -> None:
-        values = summary.groupby("tissue", sort=True)[column].max()
-        colours = [f"C{i % 10}" for i in range(len(values))]
-        bars = ax.bar(range(len(values)), values.to_numpy(), color=colours, width=0.6)
-        ax.bar_label(bars, fmt="{:,.3g}", fontsize=7)
-        ax.set_xticks(range(len(values)), list(values.index))
-        highest = float(values.max())
-        ax.set_ylim(0, 1.15 * highest if highest > 0 else 1)
-        ax.set_xlabel("tissue")
-        ax.set_ylabel(ylabel)
-        ax.set_title(title, fontsize=10)
-        ax.grid(alpha=0.3, axis="y")
-
-    return draw
-
-
-def steps_figure(summary: pd.DataFrame) -> plt.Figure:
-    """Seconds and peak memory of each workflow step: the steps of one job per store against
-    chunk size, a line per tissue; those of one job per tissue (``PER_TISSUE_STEPS``: fetch,
-    before any chunking, and remote, measuring all of a tissue's stores) as a bar per tissue
-    in the first columns, since against chunk size they would be flat by construction."""
-    panels = [
-        [
-            _tissue_bars(summary, f"{step}_seconds", "seconds", f"{step} (once per tissue)"),
-            _tissue_bars(summary, f"{step}_max_rss_mb", "peak memory (MB)", ""),
-        ]
-        for step in PER_TISSUE_STEPS
-        if f"{step}_seconds" in summary
-    ]
-    panels += [
-        [
-            (summary, f"{step}_seconds", "seconds", step),
-            (summary, f"{step}_max_rss_mb", "peak memory (MB)", ""),
-        ]
-        for step in STEPS
-        if step not in PER_TISSUE_STEPS and f"{step}_seconds" in summary
-    ]
-    per = (
-        "per tissue and per chunk size" if any(callable(c[0]) for c in panels) else "per chunk size"
-    )
-    title = f"Workflow steps: time and peak memory, {per}"
-    return _panels(panels, f"{title}\n{drawn_geometry(summary)}")
-
-
-def plot_steps(summary: pd.DataFrame, out: str | os.PathLike) -> None:
-    _save(steps_figure(summary), out)
-
-
-def store_size_figure(summary: pd.DataFrame) -> plt.Figure:
-    fig, ax = plt.subplots(figsize=(5, 4), dpi=110)
-    title = f"Store size on disk\n{drawn_geometry(summary)}".replace("; ", ";\n")
-    _lines(ax, summary.assign(mb=summary["store_bytes"] / 1e6), "mb", "stored MB", title)
-    ax.legend(title="tissue", fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-def plot_store_size(summary: pd.DataFrame, out: str | os.PathLike) -> None:
-    _save(store_size_figure(summary), out)
-
-
-def _values(rows: pd.DataFrame, column: str, unit: str) -> str:
-    """The emulated network's setting, e.g. "20 ms", or "20/80 ms" when the rows differ."""
-    values = sorted(rows[column].dropna().unique()) if column in rows.columns else []
-    return "/".join(f"{v:g}" for v in values) + f" {unit}" if values else f"unrecorded {unit}"
-
-
-def network_text(rows: pd.DataFrame) -> str:
-    """The emulated network of the rows, from their latency_ms and bandwidth_mbps columns."""
-    latency, bandwidth = _values(rows, "latency_ms", "ms"), _values(rows, "bandwidth_mbps", "Mbps")
-    return f"emulated network: {latency} latency, {bandwidth}"
-
-
 def shard_label(shard: int) -> str:
     return "unsharded" if shard == 1 else f"{shard:,} chunks/shard"
-
-
-def geometry_figure(table: pd.DataFrame, backend: str, pattern: str) -> plt.Figure:
-    """What each store geometry costs one access pattern over one backend: one figure per
-    backend and pattern, since the patterns' requests and bytes differ by orders of magnitude
-    and often coincide (drawn together, their lines would hide each other).
-
-    Rows: requests, MB, seconds (median of the cold reads, bars from the fastest to the
-    slowest) and objects (files in the store); columns: one per orientation and codec, sharing
-    y ranges so layouts compare across; x: chunk size (log; cells per chunk of a cell-major
-    store, genes of a gene-major one); a colour per shard setting and, with several tissues, a
-    line style per tissue.
-    """
-    rows = table[(table["backend"] == backend) & (table["pattern"] == pattern)]
-    if rows.empty:
-        raise ChunkatlasError(f"no {pattern} reads over {backend} in the remote table")
-    rows = rows.assign(mb=rows["bytes"] / 1e6)
-
-    def column(by_codec: pd.DataFrame, heading: str) -> list[tuple]:
-        return [
-            (by_codec, "requests", "requests", heading, {"logy": True}),
-            (by_codec, "mb", "MB transferred", ""),
-            (by_codec, "seconds", "seconds (median)", ""),
-            (by_codec, "objects", "objects in the store", "", {"logy": True}),
-        ]
-
-    title = (
-        f"{_pattern_title(rows, pattern)} over {backend}: what each geometry costs\n"
-        f"({network_text(rows)})"
-    )
-    return _geometry_grid(rows, column, title)
 
 
 def _geometry_grid(rows: pd.DataFrame, column, title: str) -> plt.Figure:
@@ -377,94 +208,3 @@ def _geometry_grid(rows: pd.DataFrame, column, title: str) -> plt.Figure:
         label=label,
         style=style,
     )
-
-
-def moved_figure(summary: pd.DataFrame) -> plt.Figure:
-    """What a run that keeps its outputs in an object store moves per geometry: objects (one
-    request each) and MB, every job of the store and its analysis together (the summary's
-    ``moved_objects`` and ``moved_bytes``); a column per orientation and codec."""
-    if "moved_objects" not in summary.columns:
-        raise ChunkatlasError("the summary records no objects moved (no objects records)")
-    rows = summary.dropna(subset=["moved_objects"])
-
-    def column(by_codec: pd.DataFrame, heading: str) -> list[tuple]:
-        return [
-            (by_codec, "moved_objects", "objects moved (= requests)", heading, {"logy": True}),
-            (by_codec.assign(mb=by_codec["moved_bytes"] / 1e6), "mb", "MB moved", ""),
-        ]
-
-    title = "Through an object store: what each geometry's jobs move per run"
-    return _geometry_grid(rows, column, title)
-
-
-def plot_moved(summary: pd.DataFrame, out: str | os.PathLike) -> None:
-    _save(moved_figure(summary), out)
-
-
-def plot_geometry(table: pd.DataFrame, out: str | os.PathLike, backend: str, pattern: str) -> None:
-    _save(geometry_figure(table, backend, pattern), out)
-
-
-def _pattern_colour(pattern: str) -> str:
-    return f"C{PATTERNS.index(pattern) if pattern in PATTERNS else len(PATTERNS)}"
-
-
-def cost_fit_figure(table: pd.DataFrame, fit: CostFit) -> plt.Figure:
-    """Predicted against measured seconds, log-log: a point per row, a colour per pattern and
-    a marker per backend, the y = x line, and each backend's fitted costs in the title."""
-    rows = predicted(table, fit)
-    rows = rows[(rows["seconds"] > 0) & (rows["predicted_seconds"] > 0)]
-    fig, ax = plt.subplots(figsize=(7.5, 6), dpi=110)
-    backends = sorted(rows["backend"].unique())
-    for (backend, pattern), group in rows.groupby(["backend", "pattern"]):
-        colour = f"C{PATTERNS.index(pattern) if pattern in PATTERNS else len(PATTERNS)}"
-        marker = "osD^v"[backends.index(backend) % 5]
-        ax.scatter(
-            group["seconds"],
-            group["predicted_seconds"],
-            s=18,
-            alpha=0.7,
-            color=colour,
-            marker=marker,
-        )
-    ends = [rows[["seconds", "predicted_seconds"]].min().min(), rows["seconds"].max()]
-    ends = [ends[0] / 1.5, max(ends[1], rows["predicted_seconds"].max()) * 1.5]
-    ax.plot(ends, ends, color="grey", linewidth=1, label="predicted = measured")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlim(ends)
-    ax.set_ylim(ends)
-    ax.set_aspect("equal")
-    for axis in (ax.xaxis, ax.yaxis):
-        _plain_log(axis)
-    ax.set_xlabel("measured seconds (median of cold reads)")
-    ax.set_ylabel("predicted seconds")
-    ax.grid(alpha=0.3, which="both")
-    # Two keys beside the axes: colours name patterns, markers name backends.
-    present = set(rows["pattern"])
-    patterns = [p for p in (*PATTERNS, *sorted(present - set(PATTERNS))) if p in present]
-    colour_key = [
-        plt.Line2D([], [], color=_pattern_colour(p), marker="o", linestyle="", label=p)
-        for p in patterns
-    ]
-    marker_key = [
-        plt.Line2D([], [], color="black", marker=MARKERS[i % len(MARKERS)], linestyle="", label=b)
-        for i, b in enumerate(backends)
-    ]
-    first = ax.legend(
-        handles=colour_key, title="pattern", loc="upper left", bbox_to_anchor=(1.02, 1)
-    )
-    ax.add_artist(first)
-    ax.legend(handles=marker_key, title="backend", loc="lower left", bbox_to_anchor=(1.02, 0))
-    ax.set_title(
-        "Cost model: seconds ≈ a × requests + b × bytes + c × (seconds to decode those bytes "
-        f"locally)\n({network_text(rows)})\n"
-        + "\n".join(f.describe() for f in fit.backends.values()),
-        fontsize=9,
-    )
-    fig.tight_layout()
-    return fig
-
-
-def plot_cost_fit(table: pd.DataFrame, fit: CostFit, out: str | os.PathLike) -> None:
-    _save(cost_fit_figure(table, fit), out)

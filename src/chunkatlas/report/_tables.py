@@ -16,10 +16,6 @@ from chunkatlas.study import CONDITIONS, Measurement
 
 #: What names a store's geometry in every table.
 GEOMETRY_COLUMNS = ["tissue", "orientation", "chunk", "shard", "codec"]
-STEPS = ("fetch", "rechunk", "consolidate", "analyze", "remote")
-#: Steps whose job runs once per tissue (fetch; remote, all the tissue's stores in one job),
-#: not once per store: their benchmark is the tissue's.
-PER_TISSUE_STEPS = ("fetch", "remote")
 REMOTE_METRICS = ("requests", "bytes", "seconds")  # per pattern in summary.tsv; all in remote.tsv
 # The analysis steps in the order they run (fused engine, then the scanpy engine's own).
 PASSES = (*FUSED_STEPS, *(step for step in SCANPY_STEPS if step not in FUSED_STEPS))
@@ -98,9 +94,9 @@ def summary_row(point: GridPoint) -> dict[str, object]:
             remote.loc[remote["pattern"] == "cell_block", "cells"].iloc[0]
         )
         row["remote_repeats"] = int(remote["repeats"].max())
-    for name in STEPS:
-        if name in point.benchmarks and os.path.exists(point.benchmarks[name]):
-            bench = read_benchmark(point.benchmarks[name])
+    for name, path in point.benchmarks.items():  # the workflow's steps, in its order
+        if os.path.exists(path):
+            bench = read_benchmark(path)
             row[f"{name}_seconds"] = round(bench["seconds"], 3)
             row[f"{name}_max_rss_mb"] = round(bench["max_rss_mb"], 1)
     row.update(moved(point))

@@ -3,7 +3,7 @@
 Everything chunkatlas knows about an AnnData zarr store as stored objects, and nothing about
 what is done with it: its layout (:mod:`._layout`: matrix elements, shapes), opening it local or
 remote (:mod:`._open`, :mod:`._location`: a path or URL each Dask worker opens itself), in a
-workflow's bucket (:mod:`._bucket`), atomic
+bucket (:mod:`._bucket`), atomic
 writes (:mod:`._write`), the manifest that records and checks every stored object
 (:mod:`._manifest`), the reader that guards remote reads against it (:mod:`._guarded`), reads
 that name a damaged chunk (:mod:`._chunks`), counting requests and bytes (:mod:`._counting`),
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from chunkatlas.store._bucket import (
     Bucket,
-    WorkflowStore,
     directory_objects,
     read_objects_record,
     write_objects_record,
@@ -59,7 +58,6 @@ __all__ = [
     "DEFAULT_ZARR_FORMAT",
     "PART_BYTES",
     "Reads",
-    "WorkflowStore",
     "XGeometry",
     "RemoteSettings",
     "StoreLocation",

@@ -1,23 +1,12 @@
-"""Outputs in an object store: where a workflow run keeps every output when Snakemake runs with
-``--default-storage-provider s3`` (and, on executors that share no file system,
-``--shared-fs-usage none``), and what moving a store there costs.
-
-Stores are not Snakemake ``directory()`` outputs: Snakemake puts a ``.snakemake_timestamp`` file
-into each, a file in the store that is not the store's (anndata warns of it; it would be uploaded
-with the store).  A rule declares the store's record (``x.zarr`` -> ``x.objects.json``) instead,
-and the job moves the store itself (:class:`WorkflowStore`): one object per file, as Snakemake
-would, the record last.  Jobs that can read a store where it lies (analysis, the study of the
-bucket) read it from its URL through the guarded reader.
-"""
+"""A bucket's address and reach (:class:`Bucket`: its prefix, the s3fs options that reach it),
+and what moving a store as one object per file counts (:func:`directory_objects`, the JSON
+record of it).  How a workflow run keeps its stores there is :mod:`chunkatlas.workflow`'s."""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -34,32 +23,6 @@ class Bucket:
 
     prefix: str
     storage_options: Mapping[str, Any] = field(default_factory=dict, repr=False)
-
-    @classmethod
-    def from_storage_settings(
-        cls,
-        prefix: str,
-        *,
-        endpoint_url: str | None = None,
-        region: str | None = None,
-        access_key: str | None = None,
-        secret_key: str | None = None,
-        token: str | None = None,
-    ) -> Bucket:
-        """The bucket of snakemake-storage-plugin-s3's settings (``--storage-s3-…`` or their
-        ``SNAKEMAKE_STORAGE_S3_…`` variables); keys left out come from the usual AWS chain."""
-        options: dict[str, Any] = {}
-        if access_key:
-            options.update(key=access_key, secret=secret_key)
-        if token:
-            options["token"] = token
-        if region:
-            options["client_kwargs"] = {"region_name": region}
-        if endpoint_url:  # an S3-compatible server (MinIO, moto, Ceph): path-style addresses
-            options.update(
-                endpoint_url=endpoint_url, config_kwargs={"s3": {"addressing_style": "path"}}
-            )
-        return cls(prefix.rstrip("/"), options)
 
     def has_credentials(self) -> bool:
         """Whether the bucket can be reached with keys: given, or found by the AWS chain
@@ -93,76 +56,6 @@ class Bucket:
     def read_json(self, url: str) -> dict:
         """The JSON object at ``url`` (FileNotFoundError if there is none)."""
         return json.loads(self.filesystem().cat_file(url))
-
-
-@dataclass(frozen=True)
-class WorkflowStore:
-    """A store a workflow job writes or reads, beside its record (the rule's declared output
-    or input, see the module's text).
-
-    ``path`` is where the job writes or finds the store on its own disk.  With the run's
-    outputs in an object store, ``url`` is where the store is kept in ``bucket``: the writer
-    uploads it there (:meth:`publish`) and a reader takes a copy (:meth:`local_copy`) or reads
-    it in place (:attr:`where`).
-    """
-
-    path: str
-    url: str | None = None
-    bucket: Bucket | None = field(default=None, repr=False)
-
-    @property
-    def where(self) -> str:
-        """Where a job that reads the store in place reads it: its URL, else its path."""
-        return self.url or self.path
-
-    @property
-    def in_bucket(self) -> tuple[str, Bucket] | None:
-        """(URL, bucket) of the store in the run's object store, or None."""
-        return None if self.bucket is None else (self.url, self.bucket)
-
-    def clear(self) -> None:
-        """Remove the previous run's store before a job writes it anew (Snakemake removed the
-        record already: a store without a record is never read)."""
-        shutil.rmtree(self.path, ignore_errors=True)
-
-    def publish(self) -> None:
-        """Put the finished store in the bucket, replacing what a previous run left there,
-        and drop the local copy (a job's disk keeps no outputs, as Snakemake's own uploads)."""
-        if self.bucket is None:
-            return
-        fs = self.bucket.filesystem()
-        if fs.exists(self.url):
-            fs.rm(self.url, recursive=True)
-        files = [p for p in Path(self.path).rglob("*") if p.is_file()]
-        keys = [f"{self.url}/{p.relative_to(self.path).as_posix()}" for p in files]
-        fs.put([str(p) for p in files], keys)
-        shutil.rmtree(self.path)
-
-    @contextmanager
-    def local_copy(self, beside: tuple[str | os.PathLike, ...] = ()) -> Iterator[str]:
-        """The store on this job's disk: its path, or a private copy from the bucket under
-        the same name, with the local files ``beside`` (e.g. its manifest) copied next to it
-        as the workflow lays them out; the copy is removed when the block ends."""
-        if self.bucket is None:
-            yield self.path
-            return
-        parent = Path(self.path).parent
-        parent.mkdir(parents=True, exist_ok=True)
-        private = Path(tempfile.mkdtemp(prefix=f".{Path(self.path).name}.copy-", dir=parent))
-        copy = private / Path(self.path).name
-        try:
-            fs = self.bucket.filesystem()
-            keys = [key for key in fs.find(self.url) if not key.endswith("/")]
-            prefix = self.url.removeprefix("s3://").rstrip("/") + "/"
-            targets = [str(copy / key.removeprefix(prefix)) for key in keys]
-            for target in targets:
-                Path(target).parent.mkdir(parents=True, exist_ok=True)
-            fs.get(keys, targets)
-            for file in beside:
-                shutil.copy(file, private)
-            yield str(copy)
-        finally:
-            shutil.rmtree(private, ignore_errors=True)
 
 
 def directory_objects(directory: str | os.PathLike) -> dict[str, int]:

@@ -39,7 +39,7 @@ _counted = Reads()
 _lock = threading.Lock()  # zarr's I/O thread and the task threads add concurrently
 
 
-def record(*, requests: int = 0, nbytes: int = 0, retries: int = 0) -> None:
+def count_read(*, requests: int = 0, nbytes: int = 0, retries: int = 0) -> None:
     with _lock:
         _counted.requests += requests
         _counted.bytes += nbytes
@@ -63,12 +63,12 @@ class CountedStore(WrapperStore):
 
     async def get(self, key, prototype, byte_range=None):
         value = await self._store.get(key, prototype, byte_range)
-        record(requests=1, nbytes=size_of(value))
+        count_read(requests=1, nbytes=size_of(value))
         return value
 
     def get_sync(self, key, *, prototype=None, byte_range=None):  # zarr's synchronous path
         value = self._store.get_sync(key, prototype=prototype, byte_range=byte_range)
-        record(requests=1, nbytes=size_of(value))
+        count_read(requests=1, nbytes=size_of(value))
         return value
 
     async def get_partial_values(self, prototype, key_ranges):

@@ -32,7 +32,7 @@ from zarr.abc.store import OffsetByteRequest, RangeByteRequest, Store, SuffixByt
 from zarr.storage import FsspecStore, WrapperStore
 
 from chunkatlas.errors import ChunkatlasError
-from chunkatlas.store._counting import record, size_of
+from chunkatlas.store._counting import count_read, size_of
 from chunkatlas.store._manifest import manifest_location
 from chunkatlas.store._secrets import redact
 
@@ -57,16 +57,6 @@ class RemoteSettings:
     timeout_seconds: float = 30.0
     storage_options: Mapping[str, Any] = field(default_factory=dict, repr=False)  # keys
     part_bytes: int | None = None
-
-    @classmethod
-    def from_config(cls, config: Mapping, section: str = "source") -> RemoteSettings:
-        """The config's ``remote`` retries and timeout, with the ``storage_options`` of
-        ``section`` (``source``: the source fetched; ``analysis``: the store analysed)."""
-        return cls(
-            attempts=config["remote"]["attempts"],
-            timeout_seconds=config["remote"]["timeout_seconds"],
-            storage_options=config.get(section, {}).get("storage_options", {}),
-        )
 
 
 class CredentialsRefused(ChunkatlasError):
@@ -187,12 +177,12 @@ class GuardedStore(WrapperStore):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            record(requests=1, retries=1 if attempt else 0)
+            count_read(requests=1, retries=1 if attempt else 0)
             try:
                 value = await asyncio.wait_for(
                     self._store.get(key, prototype, byte_range), timeout=remaining
                 )
-                record(nbytes=size_of(value))
+                count_read(nbytes=size_of(value))
             except Exception as err:  # noqa: BLE001 - sorted by classify
                 kind = classify(err)
                 if kind == "credentials":
@@ -329,10 +319,10 @@ def fetch_manifest(url: str, settings: RemoteSettings) -> dict:
     fs = fsspec.filesystem(protocol, **storage_options_for(url, settings))
     problem = ""
     for attempt in range(settings.attempts):
-        record(requests=1, retries=1 if attempt else 0)
+        count_read(requests=1, retries=1 if attempt else 0)
         try:
             content = fs.cat_file(location)
-            record(nbytes=len(content))
+            count_read(nbytes=len(content))
             return json.loads(content)
         except FileNotFoundError:
             raise NoManifest(

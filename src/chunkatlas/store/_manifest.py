@@ -1,4 +1,4 @@
-"""The manifest: a store's completion record and inventory, every stored object with its size
+"""The manifest: a store's inventory, every stored object with its size
 and CRC-32; built when a store is complete, checked before it is used."""
 
 from __future__ import annotations

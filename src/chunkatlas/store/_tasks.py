@@ -56,16 +56,16 @@ class XGeometry:
     def default_rows(self) -> int:
         """Cells per task: one stored object, or whole inner chunks up to TASK_VALUES values."""
         if self.object_values <= TASK_VALUES:
-            rows = self.object_cells
+            task_cells = self.object_cells
         else:
-            rows = self.chunk_cells * max(1, TASK_VALUES // self.chunk_values)
-        return max(1, min(rows, self.n_obs))
+            task_cells = self.chunk_cells * max(1, TASK_VALUES // self.chunk_values)
+        return max(1, min(task_cells, self.n_obs))
 
 
-def objects_per_pass(x, rows: int) -> int:
-    """Stored objects of X that one pass in tasks of ``rows`` cells reads (an object read by
-    two tasks counts twice; sparse X: those of ``data``, as many again of ``indices``)."""
-    return _ObjectCount(x)(rows)
+def objects_per_pass(x, task_cells: int) -> int:
+    """Stored objects of X that one pass in tasks of ``task_cells`` cells reads (an object read
+    by two tasks counts twice; sparse X: those of ``data``, as many again of ``indices``)."""
+    return _ObjectCount(x)(task_cells)
 
 
 class _ObjectCount:
@@ -76,10 +76,10 @@ class _ObjectCount:
         self.geometry = XGeometry.of(x)
         self.indptr = np.asarray(x["indptr"][:]) if is_sparse(x) else None
 
-    def __call__(self, rows: int) -> int:
+    def __call__(self, task_cells: int) -> int:
         n_obs = self.geometry.n_obs
-        starts = np.arange(0, n_obs, rows)
-        stops = np.minimum(starts + rows, n_obs)
+        starts = np.arange(0, n_obs, task_cells)
+        stops = np.minimum(starts + task_cells, n_obs)
         if self.indptr is None:
             per = self.geometry.object_cells
             return int(((stops - 1) // per - starts // per + 1).sum())
@@ -89,27 +89,28 @@ class _ObjectCount:
         return 2 * int(reads.sum())
 
 
-def split_objects_warning(x, rows: int) -> str:
-    """One line saying what ``rows`` cells per task cost against the store's own geometry;
-    empty when it reads no more objects than the default."""
+def split_objects_warning(x, task_cells: int) -> str:
+    """One line saying what ``task_cells`` cells per task cost against the store's own
+    geometry; empty when it reads no more objects than the default."""
     count = _ObjectCount(x)
     default = count.geometry.default_rows()
-    given, best = count(rows), count(default)
+    given, best = count(task_cells), count(default)
     if given <= best:
         return ""
     return (
-        f"{rows:,} cells per task splits X's stored objects (~{count.geometry.object_cells:,} "
-        f"cells each): a pass reads {given:,} objects instead of {best:,}; leave it out for "
+        f"{task_cells:,} cells per task splits X's stored objects "
+        f"(~{count.geometry.object_cells:,} cells each): a pass reads {given:,} objects instead "
+        f"of {best:,}; leave it out for "
         f"{default:,} cells per task"
     )
 
 
-def task_rows(x, rows: int | None = None) -> tuple[int, str]:
-    """Cells per task of X: ``rows`` if given, with :func:`split_objects_warning`'s line, else
-    the store's default (a gene-major X, which blocks of cells would read whole: ``rows`` or
-    all cells; the analysis refuses it)."""
+def task_rows(x, task_cells: int | None = None) -> tuple[int, str]:
+    """Cells per task of X: ``task_cells`` if given, with :func:`split_objects_warning`'s line,
+    else the store's default (a gene-major X, which blocks of cells would read whole:
+    ``task_cells`` or all cells; the analysis refuses it)."""
     if x.attrs.get("encoding-type") == "csc_matrix":
-        return rows or matrix_shape(x)[0], ""
-    if rows is None:
+        return task_cells or matrix_shape(x)[0], ""
+    if task_cells is None:
         return XGeometry.of(x).default_rows(), ""
-    return rows, split_objects_warning(x, rows)
+    return task_cells, split_objects_warning(x, task_cells)

@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # the public names, each imported on first use
     from chunkatlas.study._measure import Measurement
     from chunkatlas.study._measure import PANEL
     from chunkatlas.study._measure import PATTERNS
-    from chunkatlas.study._measure import peak_in_flight
+    from chunkatlas.study._request_log import peak_in_flight
     from chunkatlas.study._network import Network
     from chunkatlas.study._network import OBJECT_STORE
     from chunkatlas.study._serving import served_store

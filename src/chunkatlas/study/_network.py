@@ -35,15 +35,13 @@ class Network:
     aiohttp and the S3 server pay a response's whole delay, latency plus transfer, before its
     first byte; nginx paces the body itself (:func:`nginx_network`).  A reader that waits for
     whole bodies, as zarr's does, sees the same time either way.
+
+    The defaults are loopback's, no emulation (:data:`LOOPBACK`); the config's default network
+    (``remote.latency_ms``, ``remote.bandwidth_mbps``) is :data:`OBJECT_STORE`'s.
     """
 
     latency_ms: float = 0
     bandwidth_mbps: float | None = None
-
-    @classmethod
-    def from_config(cls, config) -> Network:
-        """The network of the config's ``remote`` section."""
-        return cls(config["remote"]["latency_ms"], config["remote"]["bandwidth_mbps"])
 
     def __post_init__(self) -> None:
         if not 0 <= self.latency_ms < float("inf"):

@@ -2,7 +2,7 @@
 
 Stock scanpy on Dask passes over X four times through general-purpose sparse code.  This engine
 reads X straight from the zarr store, in tasks aligned with the on-disk chunks of X's ``data``
-and ``indices``, and runs numba kernels on the CSR pieces (a chunk is never densified across all
+and ``indices``, and runs numba kernels on the CSR pieces (a block is never densified across all
 genes):
 
 1. library sizes (reading ``data`` only), unless the store's obs records them (``raw_sum``, as
@@ -41,9 +41,12 @@ The package, on scanpy's ``preprocessing/_pca`` model: :mod:`._plan` (the store'
 tasks' blocks, reading a block), :mod:`._kernels` (numba kernels and scanpy-exact arithmetic),
 :mod:`._tasks` (what workers run, one function per pass), :mod:`._hvg` (scanpy's HVG statistics),
 :mod:`._pca` (eigenpairs of the covariance), :mod:`._stash` (HVG values kept between passes 3
-and 4), :mod:`._passes` (the passes on the Dask cluster) and
-:mod:`._driver` (:func:`run_fused`: a store in, a result store out).  Importing this package loads
-neither numba nor pandas: Dask workers start fast, and load numba through :func:`dask_setup`."""
+and 4), the passes on the Dask cluster, one module a pass: :mod:`._library` (library sizes),
+:mod:`._moments` (moments and HVGs; seurat_v3's on the counts in :mod:`._count_moments`),
+:mod:`._gram` (the Gram matrix and the PCA) and :mod:`._projection`, what they share in
+:mod:`._context` and their order in :mod:`._passes`; and :mod:`._driver` (:func:`run_fused`: a
+store in, a result store out).  Importing this package loads neither numba nor pandas: Dask
+workers start fast, and load numba through :func:`dask_setup`."""
 
 from __future__ import annotations
 

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import zarr
 
-from chunkatlas.analysis._record import analysis_record
+from chunkatlas.analysis._task_cells import check_task_cells
+from chunkatlas.analysis._uns import analysis_uns
 from chunkatlas.analysis.fused._passes import KEEP_MB, FusedResult, run_passes
 from chunkatlas.analysis.fused._plan import StoredX, open_stored_x, plan_blocks, work_dtype
 from chunkatlas.store import DEFAULT_ZARR_FORMAT, StoreLocation, new_zarr_store, open_anndata_group
@@ -71,7 +72,7 @@ def run_fused(
     out: str | os.PathLike,
     *,
     client,
-    rows: int,
+    task_cells: int | None = None,
     flavor: str,
     n_top_genes: int,
     n_comps: int,
@@ -84,7 +85,8 @@ def run_fused(
     batches: Batches | None = None,
     normalized: bool = False,
 ):
-    """Analyze the AnnData store ``store`` on the Dask cluster of ``client``; write ``out``.
+    """Analyze the AnnData store ``store`` on the Dask cluster of ``client``, in tasks of about
+    ``task_cells`` cells each; write ``out``.
 
     With ``normalized`` X already holds normalised, log1p'd values: HVGs and PCs are taken on
     X as it is (no library sizes, normalize_total or log1p); else X must hold integer counts.
@@ -97,13 +99,13 @@ def run_fused(
     None: read obs and var while the passes run.
     Returns the result as an AnnData whose ``obsm['X_pca']`` is a Dask array over ``out``.
     """
-
+    check_task_cells(task_cells)
     stored_x = stored_x or open_stored_x(store)
     if batch_key is not None and batches is None:  # checked before any pass
         from chunkatlas.analysis._batches import read_batches
 
         batches = read_batches(stored_x.location, batch_key, flavor)
-    blocks = plan_blocks(stored_x, rows)
+    blocks = plan_blocks(stored_x, task_cells)
     log.info("fused engine: %d tasks over %d stored values", len(blocks), stored_x.nnz)
     with ThreadPoolExecutor(1) as pool:
         # anndata's import and obs/var overlap the passes: the driver mostly waits during them
@@ -145,7 +147,7 @@ def write_with_projection(
     with new_zarr_store(out, zarr_format) as root:
         write_elem(root, "/", result)
         computed.project(projection_array(root, shape))
-        record = analysis_record(computed.costs, result.uns.get("chunkatlas"))
+        record = analysis_uns(computed.costs, result.uns.get("chunkatlas"))
         write_elem(root["uns"], "chunkatlas", record)
         result.uns["chunkatlas"] = record
 

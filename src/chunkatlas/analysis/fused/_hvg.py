@@ -36,6 +36,15 @@ def mean_var(sums: np.ndarray, squares: np.ndarray, n: int) -> tuple[np.ndarray,
     return mean, var
 
 
+def batch_mean_var(
+    sums: np.ndarray, squares: np.ndarray, sizes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each batch's gene means and variances (batches x genes), as scanpy takes them in a
+    batch's own cells."""
+    pairs = [mean_var(s, q, int(n)) for s, q, n in zip(sums, squares, sizes, strict=True)]
+    return np.array([m for m, _ in pairs]), np.array([v for _, v in pairs])
+
+
 def median_absolute_deviation(values: pd.Series) -> float:
     """statsmodels' MAD (normalised to the standard deviation), as scanpy's cell_ranger uses."""
     a = np.asarray(values, dtype=np.float64)

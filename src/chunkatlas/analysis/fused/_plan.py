@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import zarr
 
+from chunkatlas.analysis._task_cells import check_task_cells
 from chunkatlas.errors import ChunkatlasError
 from chunkatlas.store import StoreLocation, open_anndata_group, read_checked
 
@@ -122,14 +123,15 @@ def entry_bounds(nnz: int, target: int, chunk: int) -> np.ndarray:
     return np.append(bounds, nnz)
 
 
-def plan_blocks(stored_x: StoredX, rows: int) -> list[Block]:
-    """Split X into tasks of about ``rows`` cells, aligned with the on-disk chunks of CSR data."""
-    if rows < 1:
-        raise ChunkatlasError(f"chunk (rows per task) must be a positive integer, got {rows}")
+def plan_blocks(stored_x: StoredX, task_cells: int) -> list[Block]:
+    """Split X into tasks of about ``task_cells`` cells, aligned with the on-disk chunks of CSR
+    data."""
+    check_task_cells(task_cells)
+    n_obs = stored_x.n_obs
     if not stored_x.sparse:
-        return [Block(lo, min(lo + rows, stored_x.n_obs)) for lo in range(0, stored_x.n_obs, rows)]
+        return [Block(lo, min(lo + task_cells, n_obs)) for lo in range(0, n_obs, task_cells)]
     indptr = stored_x.indptr
-    target = round(rows * stored_x.nnz / max(stored_x.n_obs, 1))
+    target = round(task_cells * stored_x.nnz / max(n_obs, 1))
     bounds = entry_bounds(stored_x.nnz, target, stored_x.data_chunk)
     blocks = []
     for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):

@@ -18,7 +18,7 @@ import yaml
 
 from chunkatlas.cli import build_parser, cmd_advise
 from chunkatlas.errors import ChunkatlasError
-from chunkatlas.report._advice import count_text, duration_text, size_text
+from chunkatlas.model._advice import count_text, duration_text, size_text
 
 REPO = Path(__file__).resolve().parents[2]
 N_OBS, N_VARS = 60, 30
@@ -155,7 +155,7 @@ def test_counts_have_thousands_separators():
 
 def run_model(tmp_path: Path, run: str, origin: str, drop: str | None = None) -> Path:
     """A run's results/RUN/cost_model.json: the reference model's numbers, its own origin."""
-    model = json.loads(files("chunkatlas.report").joinpath("reference_cost_model.json").read_text())
+    model = json.loads(files("chunkatlas.model").joinpath("reference_cost_model.json").read_text())
     model["origin"] = origin
     if drop:
         del model["backends"][drop]
@@ -213,7 +213,7 @@ def test_advise_passes_over_a_run_model_without_the_backend(tmp_path):
 
 def test_the_help_says_what_the_reference_model_was_fitted_on():
     reference = json.loads(
-        files("chunkatlas.report").joinpath("reference_cost_model.json").read_text()
+        files("chunkatlas.model").joinpath("reference_cost_model.json").read_text()
     )
     assert "config/geometry.yaml's study run of the demo atlas's lung" in reference["origin"]
     done = subprocess.run(

@@ -1,7 +1,7 @@
 """``uns['chunkatlas']``: what an analysis records of itself, the same for both engines.
 
 First its provenance (chunkatlas's version, the store and how it was read, the cluster, the
-rows per task, the analysis parameters and what the caller adds), then what it cost: each step's
+cells per task, the analysis parameters and what the caller adds), then what it cost: each step's
 seconds and reads, what the driver itself read, and the workers' peak memory."""
 
 from __future__ import annotations
@@ -21,25 +21,25 @@ if TYPE_CHECKING:
 def analysis_provenance(
     location: StoreLocation,
     cluster_kind: str,
-    rows: int,
+    task_cells: int,
     params: DataclassInstance,
     extra: Mapping | None = None,
 ) -> dict:
-    """What an analysis is: the store, the cluster (:attr:`ClusterSettings.kind`), ``rows``
-    cells per task, every field of ``params`` (the AnalysisParams) and the caller's ``extra``
-    (which may override any of them)."""
+    """What an analysis is: the store, the cluster (:attr:`ClusterSettings.kind`),
+    ``task_cells`` cells per task (recorded as ``rows_per_task``), every field of ``params``
+    (the AnalysisParams) and the caller's ``extra`` (which may override any of them)."""
     return {
         "version": __version__,
         "store": str(location),
         "read": location.read,
         "cluster": cluster_kind,
-        "rows_per_task": rows,
+        "rows_per_task": task_cells,
         **asdict(params),
         **(extra or {}),
     }
 
 
-def analysis_record(costs: StepMeter, provenance: Mapping | None = None) -> dict:
+def analysis_uns(costs: StepMeter, provenance: Mapping | None = None) -> dict:
     """``uns['chunkatlas']`` once the last step has run (and while the cluster still runs: the
     workers report their peak memory): the ``provenance``, each step's seconds and reads, and
     what the driver read since the analysis began."""

@@ -1,7 +1,7 @@
 """Which layout to write an atlas in, for the way its users read it: ``chunkatlas advise``.
 
 A study run leaves ``cost_model.json``: the cost model's coefficients per backend (seconds from
-requests, bytes and decoding, :mod:`._cost_model`), what each codec stores and costs to decode
+requests, bytes and decoding, :mod:`._fit`), what each codec stores and costs to decode
 per stored value, and the requests its reader makes beyond a layout's ranges
 (:mod:`._traffic`).  From an atlas's size alone, every candidate layout's requests, bytes and
 objects are predicted per access pattern, and its seconds from the coefficients.
@@ -21,8 +21,8 @@ import pandas as pd
 
 from chunkatlas._version import __version__
 from chunkatlas.errors import ChunkatlasError
-from chunkatlas.report._cost_model import BackendFit, CostFit
-from chunkatlas.report._traffic import (
+from chunkatlas.model._fit import BackendFit, CostFit
+from chunkatlas.model._traffic import (
     X_PATTERNS,
     Atlas,
     Encoding,
@@ -110,7 +110,7 @@ def build_cost_model(
 def load_cost_model(path: str | os.PathLike | None = None) -> CostModel:
     """``path`` (a study run's ``cost_model.json``), or the reference model shipped."""
     if path is None:
-        text = files("chunkatlas.report").joinpath(REFERENCE_MODEL).read_text()
+        text = files("chunkatlas.model").joinpath(REFERENCE_MODEL).read_text()
         return CostModel.from_json(text, "the reference cost model")
     where = Path(path)
     if not where.is_file():

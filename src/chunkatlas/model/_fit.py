@@ -1,4 +1,5 @@
-"""A cost model of remote reads: seconds from requests, bytes and decoding, per backend.
+"""A cost model of remote reads: seconds from requests, bytes and decoding, per backend; its fit
+(NNLS), its predictions and the recommendation it makes (the fastest geometry per pattern).
 
 For each backend, seconds ~ f[pattern] + requests x a + bytes x b + decode x c, all >= 0 (NNLS):
 
@@ -237,11 +238,12 @@ def predicted(table: pd.DataFrame, fit: CostFit) -> pd.DataFrame:
     return out
 
 
-def _shard_text(shard: int) -> str:
+def shard_text(shard: int) -> str:
+    """ "unsharded", or e.g. "shard 8" (as the sentences word it)."""
     return "unsharded" if shard == 1 else f"shard {shard:,}"
 
 
-def _sentence(best: pd.Series, reads: str = "") -> str:
+def recommendation_sentence(best: pd.Series, reads: str = "") -> str:
     """E.g. "for one_gene reads over s3: gene-major, chunk 20 genes, shard 8, codec packed
     (0.21 s predicted, 0.23 s measured; 3 requests, 0.4 MB, 120 objects)"; ``reads`` words the
     pattern otherwise (e.g. "reading one gene across all cells")."""
@@ -249,7 +251,7 @@ def _sentence(best: pd.Series, reads: str = "") -> str:
     reads = reads or f"for {best['pattern']} reads"
     return (
         f"{reads} over {best['backend']}: {best['orientation'][:-1]}-major, "
-        f"chunk {best['chunk']:,} {best['orientation']}, {_shard_text(best['shard'])}, codec "
+        f"chunk {best['chunk']:,} {best['orientation']}, {shard_text(best['shard'])}, codec "
         f"{best['codec']} ({best['predicted_seconds']:.3g} s predicted, {best['seconds']:.3g} s "
         f"measured; {best['requests']:,.0f} requests, {best['bytes'] / 1e6:.3g} MB, "
         f"{best['objects']:,.0f} objects{tissues})"
@@ -304,7 +306,7 @@ def recommend(table: pd.DataFrame, fit: CostFit) -> pd.DataFrame:
     best = best.sort_values(
         ["backend", "pattern"], key=lambda s: s.map(rank) if s.name == "pattern" else s
     ).reset_index(drop=True)
-    best["sentence"] = best.apply(_sentence, axis=1)
+    best["sentence"] = best.apply(recommendation_sentence, axis=1)
     best["fit_r2"] = best["backend"].map(lambda b: fit[b].r2)
     best["fit_median_error"] = best["backend"].map(lambda b: fit[b].median_relative_error)
     # The network the answer holds for, in every row (as in the remote table).
@@ -321,91 +323,3 @@ def recommendation_text(recommendations: pd.DataFrame) -> str:
         f"- {r.sentence}; the cost model predicts {r.predicted_seconds:.3g} s"
         for r in recommendations.itertuples()
     )
-
-
-# Each access pattern of the study as the first page says it.
-READS = {
-    "open": "the store's metadata and obs/var",
-    "one_gene": "one gene across all cells",
-    "fifty_genes": "a panel of 50 genes",
-    "cell_block": "a block of cells",
-    "all_x": "all of X",
-}
-
-
-# Snakemake's report centres its first page in a box of the window's height: a page taller than
-# the window overflows upwards, where nothing scrolls to it (issue 36). So the page holds the
-# answer in a few lines, collapses the detail, and scrolls inside a box that always fits.
-PAGE_OPEN = (
-    '<div class="chunkatlas-first-page" '
-    'style="max-height: calc(100vh - 5rem); overflow-y: auto; padding-right: 0.5rem">'
-)
-
-
-def _raw_html(*lines: str) -> list[str]:
-    return ["", ".. raw:: html", "", *(f"   {line}" for line in lines), ""]
-
-
-def _geometry_text(row: Mapping) -> str:
-    """E.g. "gene-major, chunk 20 genes, shard 8, codec packed" (as the sentences word it)."""
-    orientation = row["orientation"]
-    return (
-        f"{orientation[:-1]}-major, chunk {int(row['chunk']):,} {orientation}, "
-        f"{_shard_text(int(row['shard']))}, codec {row['codec']}"
-    )
-
-
-def answer_lines(recommendations: pd.DataFrame) -> list[str]:
-    """The answer in one bullet per geometry: the reads it is fastest for, with the seconds
-    the cost model predicts over each backend, e.g. "**gene-major, chunk 20 genes, shard 8,
-    codec packed** for one gene across all cells (0.21 s over http, 0.25 s over s3)"."""
-    rank = {p: i for i, p in enumerate(PATTERNS)}
-    rows = recommendations.assign(
-        geometry=recommendations.apply(_geometry_text, axis=1),
-        rank=recommendations["pattern"].map(lambda p: rank.get(p, len(rank))),
-    )
-    order = rows.groupby("geometry", sort=False)["rank"].min().sort_values(kind="stable")
-    lines = []
-    for geometry in order.index:
-        won = rows[rows["geometry"] == geometry].sort_values("rank", kind="stable")
-        reads = []
-        for pattern, by_backend in won.groupby("pattern", sort=False):
-            seconds = ", ".join(
-                f"{r.predicted_seconds:.2g} s over {r.backend}" for r in by_backend.itertuples()
-            )
-            reads.append(f"{READS.get(pattern, pattern)} ({seconds})")
-        lines.append(f"- **{geometry}** for " + "; ".join(reads))
-    return lines
-
-
-def first_page(recommendations: pd.DataFrame | None, note: str, description: str) -> str:
-    """The report's first page (reStructuredText): the answer first — a bullet per geometry
-    with the reads it is fastest for (from ``recommendations``; ``note`` when there is none)
-    — then, collapsed, every read measured and predicted, and ``description`` (what the run
-    did).  Short enough to fit a 1400 x 700 window, and scrolling inside its own box beyond
-    that (Snakemake's report cuts off what is taller than the window)."""
-    lines = [
-        *_raw_html(PAGE_OPEN),
-        "**Which store geometry to write, for each way the store is read**",
-        "",
-    ]
-    if recommendations is None or recommendations.empty:
-        lines.append(f"No recommendation from this run: {note}.")
-    else:
-        lines += answer_lines(recommendations)
-        lines += [
-            "",
-            "Seconds as the cost model fitted on this run's reads predicts them (it decides); "
-            "*recommendation.tsv*, under *Store geometry*, has every figure. "
-            "``chunkatlas advise --cells N`` scales the answer to an atlas of N cells.",
-            *_raw_html("<details><summary>Every read: measured and predicted</summary>"),
-            *(
-                "- " + _sentence(row, f"reading {READS[row['pattern']]}")
-                for _, row in recommendations.iterrows()
-            ),
-            *_raw_html("</details>"),
-        ]
-    lines += _raw_html("<details><summary>What this run did</summary>")
-    lines += [description.strip()]
-    lines += _raw_html("</details>", "</div>")
-    return "\n".join(lines)

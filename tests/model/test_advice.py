@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from chunkatlas.errors import ChunkatlasError
-from chunkatlas.report import (
+from chunkatlas.model import (
     Atlas,
     CostModel,
     Layout,
@@ -22,8 +22,8 @@ from chunkatlas.report import (
     load_cost_model,
     predictions,
 )
-from chunkatlas.report._cost_model import BackendFit, CostFit
-from chunkatlas.report._traffic import calibrate, encodings, predict_traffic
+from chunkatlas.model._fit import BackendFit, CostFit
+from chunkatlas.model._traffic import calibrate, encodings, predict_traffic
 from chunkatlas.rewrite import consolidate_store, rechunk_store
 from chunkatlas.study import measure_backends
 

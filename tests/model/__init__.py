@@ -1,0 +1,1 @@
+"""Tests of chunkatlas.model: the traffic model, the cost fit and advice."""
