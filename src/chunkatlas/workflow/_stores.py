@@ -10,8 +10,9 @@ can read a store where it lies (analysis, the study of the bucket) read it from 
 the guarded reader.
 
 With ``--default-storage-provider s3`` Snakemake keeps a job's declared files under
-``.snakemake/storage/s3/BUCKET/KEY`` on the job's disk: the store's URL in the bucket is derived
-from that path as well (:func:`store_in`), so a rule's params name no path.
+``.snakemake/storage/s3/BUCKET/KEY`` on the job's disk (or under another local storage prefix):
+the store's URL in the bucket is derived from that path as well (:func:`store_in`), so a rule's
+params name no path.
 """
 
 from __future__ import annotations
@@ -30,8 +31,6 @@ from chunkatlas.store import Bucket
 #: A store's completion record beside it: ``NAME.zarr`` (or ``.soma``) -> ``NAME.objects.json``.
 RECORD_SUFFIX = ".objects.json"
 STORE_SUFFIXES = (".zarr", ".soma")
-#: Where snakemake-storage-plugin-s3 keeps a job's copy of ``s3://BUCKET/KEY``.
-LOCAL_STORAGE = ".snakemake/storage/s3/"
 
 
 def record_of(store: str | os.PathLike) -> str:
@@ -124,11 +123,17 @@ def store_in(record: str | os.PathLike, bucket: Bucket | None, suffix: str = ".z
     path = store_of(record, suffix)
     if bucket is None:
         return WorkflowStore(path)
+    # Snakemake keeps s3://BUCKET/KEY at LOCAL_PREFIX/s3/BUCKET/KEY (LOCAL_PREFIX is
+    # .snakemake/storage unless --local-storage-prefix says otherwise); KEY starts with the
+    # run's prefix
     normal = os.path.normpath(path)
-    at = normal.find(LOCAL_STORAGE)
-    if at < 0:
-        raise ValueError(f"{record!r} is not under Snakemake's local storage ({LOCAL_STORAGE})")
-    return WorkflowStore(path, "s3://" + normal[at + len(LOCAL_STORAGE) :], bucket)
+    marker = f"s3/{bucket.prefix.removeprefix('s3://').rstrip('/')}/"
+    at = normal.find(marker)
+    if at < 0 or (at and normal[at - 1] != "/"):
+        raise ValueError(
+            f"{record!r} is not Snakemake's local copy of an object of {bucket.prefix}"
+        )
+    return WorkflowStore(path, "s3://" + normal[at + len("s3/") :], bucket)
 
 
 def bucket_of_storage_settings(
