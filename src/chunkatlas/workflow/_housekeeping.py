@@ -17,6 +17,9 @@ from pathlib import Path
 from chunkatlas.workflow._job import remove_path
 from chunkatlas.workflow._stores import RECORD_SUFFIX, STORE_SUFFIXES
 
+#: A store's manifest beside it (``NAME.zarr`` -> ``NAME.manifest.json``).
+MANIFEST_SUFFIX = ".manifest.json"
+
 
 def stores_beside(record: Path) -> list[Path]:
     """The stores a completion record may stand for (one name, each store suffix)."""
@@ -30,12 +33,16 @@ def records_under(results: str | os.PathLike) -> Iterable[Path]:
 
 
 def forget_lost_stores(results: str | os.PathLike) -> list[str]:
-    """Remove each completion record under ``results`` whose store is gone; return the stores
-    that were missing (their jobs run again)."""
+    """Remove each completion record under ``results`` whose store is gone, and the store's
+    manifest; return the stores that were missing (their jobs run again)."""
     lost = []
     for record in records_under(results):
         if not any(store.exists() for store in stores_beside(record)):
             record.unlink(missing_ok=True)
+            # its manifest describes a store that is gone: the store is consolidated anew
+            record.with_name(record.name.removesuffix(RECORD_SUFFIX) + MANIFEST_SUFFIX).unlink(
+                missing_ok=True
+            )
             lost.append(str(record.with_name(record.name.removesuffix(RECORD_SUFFIX))))
     return lost
 
