@@ -16,7 +16,7 @@ The stores, made once in benchmarks/data from the 500,000-cell benchmark store
 
 At each scale, after one uncounted warm-up of the fused engine, every repeat runs each of
 these in a subprocess of its own (2 single-threaded Dask workers, seurat, 2,000 HVGs, 50 PCs,
-cells per task as ``chunkatlas analyze`` chooses them from the store, ``task_rows``),
+cells per task as ``chunkatlas analyze`` chooses them from the store, ``cells_per_task_of``),
 measured by ``hvg_pca.measure`` (wall seconds of the subprocess, peak RSS of its process tree):
 
 * the fused engine on each store;
@@ -75,9 +75,9 @@ def rows_for(store: Path) -> int:
     """Cells per task as ``chunkatlas analyze`` takes them from the store."""
     import zarr
 
-    from chunkatlas.store import task_rows
+    from chunkatlas.store import cells_per_task_of
 
-    return task_rows(zarr.open_group(store, mode="r")["X"])[0]
+    return cells_per_task_of(zarr.open_group(store, mode="r")["X"])[0]
 
 
 def read_whole(store: str) -> None:

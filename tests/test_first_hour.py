@@ -17,7 +17,7 @@ import yaml
 import zarr
 from PIL import Image
 
-from chunkatlas.store import read_store, task_rows
+from chunkatlas.store import cells_per_task_of, read_store
 
 from .support.workflow_runs import REPO, job_counts, results_dir, snakemake, store_dir
 
@@ -144,7 +144,8 @@ def test_analyze_takes_cells_per_task_from_the_store(consolidated, tmp_path):
     assert len(warnings_) == 1 and warnings_[0].startswith(
         "chunkatlas: warning: --chunk 50 cells per task splits X's stored objects (~200 cells"
     ), done.stderr
-    assert passes["rows_per_task"] == task_rows(zarr.open_group(store, mode="r")["X"])[0] == 200
+    x = zarr.open_group(store, mode="r")["X"]
+    assert passes["task_cells"] == cells_per_task_of(x)[0] == 200
 
 
 def test_analyze_names_the_command_that_converts_an_h5ad(consolidated, tmp_path):

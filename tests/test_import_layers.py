@@ -15,7 +15,7 @@ SOURCE = REPO / "src"
 
 #: Bottom to top. A module may import its own group and any group below it, never one above.
 LAYERS = (
-    ("chunkatlas._version", "chunkatlas._exports", "chunkatlas.errors"),
+    ("chunkatlas._version", "chunkatlas._exports", "chunkatlas.errors", "chunkatlas._schema"),
     ("chunkatlas.store",),
     ("chunkatlas.config", "chunkatlas.logs"),
     ("chunkatlas.ingest",),

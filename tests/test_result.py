@@ -12,7 +12,7 @@ import zarr
 
 from chunkatlas import ChunkatlasError, open_result
 from chunkatlas.analysis import AnalysisParams, ClusterSettings, analyze_store
-from chunkatlas.store import task_rows
+from chunkatlas.store import cells_per_task_of
 
 matplotlib.use("Agg")
 
@@ -52,7 +52,7 @@ def test_result_opens_with_x_of_its_store(analysed):
 def test_lazy_x_is_cut_as_the_store_is(analysed):
     store, result = analysed
     adata = open_result(result)
-    rows, _ = task_rows(zarr.open_group(store, mode="r")["X"])
+    rows, _ = cells_per_task_of(zarr.open_group(store, mode="r")["X"])
     assert adata.X.chunks[0][:-1] == (rows,) * (len(adata.X.chunks[0]) - 1)
     assert len(adata.X.chunks[0]) > 1 and adata.X.chunks[1] == (adata.n_vars,)
     assert open_result(result, task_cells=150).X.chunks[0][0] == 150  # or as asked

@@ -247,3 +247,32 @@ def test_the_schema_offers_the_engines_and_flavors_the_analysis_computes():
     analysis = SCHEMA["properties"]["analysis"]["properties"]
     assert analysis["engine"]["enum"] == list(ENGINES)
     assert analysis["flavor"]["enum"] == list(FLAVORS)
+
+
+def test_the_domain_types_take_their_config_defaults_from_the_schema():
+    """Not only equal: read from it, so changing the schema changes them (no literal copy)."""
+    from chunkatlas.analysis import AnalysisParams, ClusterSettings, SlurmOptions
+    from chunkatlas.ingest import SourceSettings
+    from chunkatlas.ingest.demo import DemoSpec
+    from chunkatlas.store import RemoteSettings
+
+    sections = {
+        "source": SourceSettings,
+        "analysis": AnalysisParams,
+        "remote": RemoteSettings,
+        "dask": ClusterSettings,
+        "dask.slurm": SlurmOptions,
+        "demo_atlas": DemoSpec,
+    }
+    keys = dict(leaves())
+    literal = []
+    for section, kind in sections.items():
+        source = inspect.getsource(kind)
+        for f in dataclasses.fields(kind):
+            key = f"{section}.{f.name}"
+            if key not in keys or "default" not in keys[key]:
+                continue
+            [line] = [s for s in source.splitlines() if s.strip().startswith(f"{f.name}:")]
+            if f'default_field("{key}")' not in line:
+                literal.append(f"{kind.__name__}: {line.strip()}")
+    assert not literal, "\n".join(literal)

@@ -12,7 +12,7 @@ import zarr
 from chunkatlas import steps
 from chunkatlas.analysis import AnalysisParams, ClusterSettings
 from chunkatlas.errors import ChunkatlasError
-from chunkatlas.store import task_rows
+from chunkatlas.store import cells_per_task_of
 
 #: A cluster that cannot start: a check that lets the analysis reach it fails differently.
 NO_CLUSTER = ClusterSettings(scheduler_address="tcp://127.0.0.1:9", connect_timeout=1)
@@ -62,7 +62,7 @@ def test_analyze_refuses_before_the_cluster_starts(counts_store, change, needle)
 def test_cells_per_task_are_the_stores_own(consolidated, caplog):
     store, _ = consolidated
     x = zarr.open_group(store, mode="r")["X"]
-    assert steps.cells_per_task(store) == task_rows(x)[0] == 200
+    assert steps.cells_per_task(store) == cells_per_task_of(x)[0] == 200
     assert steps.cells_per_task(store, 120) == 120
     assert "120 cells per task splits X's stored objects" in caplog.text
 

@@ -15,14 +15,15 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from chunkatlas._schema import SCHEMA_PATH
+from chunkatlas._schema import load_schema as _package_schema
 from chunkatlas.errors import ChunkatlasError
-
-# The one description of every config key, its default and what is allowed: read by the
-# workflow (validation) and by the CLI (its options, their defaults and help).
-SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
 
 
 def load_schema(path: str | os.PathLike = SCHEMA_PATH) -> dict:
+    """The package's schema, or the one at ``path``."""
+    if Path(path) == SCHEMA_PATH:
+        return _package_schema()
     return yaml.safe_load(Path(path).read_text())
 
 

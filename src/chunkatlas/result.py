@@ -29,7 +29,8 @@ def open_result(
     varm['PCs'] and uns), so scanpy cannot colour cells by a gene from it alone.  This returns
     the store's AnnData with X and layers read lazily, as Dask arrays of ``task_cells`` cells per
     block (:func:`chunkatlas.store._lazy.read_dask_backed`; None: as the store is cut, one
-    stored object of X per block, :func:`chunkatlas.store.task_rows`), and the result's var columns
+    stored object of X per block, :func:`chunkatlas.store.cells_per_task_of`), and the
+    result's var columns
     (highly_variable, means, dispersions, ...), obsm['X_pca'], varm['PCs'] and uns ('hvg',
     'pca', 'chunkatlas') added.  X holds what the store holds: the raw counts, in the workflow.
 
@@ -44,7 +45,7 @@ def open_result(
     import anndata as ad
     import pandas as pd
 
-    from chunkatlas.store import open_anndata_group, read_dask_backed, read_store, task_rows
+    from chunkatlas.store import cells_per_task_of, open_anndata_group, read_dask_backed, read_store
 
     result = Path(result)
     if not result.exists():
@@ -59,7 +60,7 @@ def open_result(
                 f"no store beside the result: {store} not found; "
                 "give the analysed store (store=...)"
             )
-    task_cells, _ = task_rows(open_anndata_group(store)["X"], task_cells)
+    task_cells, _ = cells_per_task_of(open_anndata_group(store)["X"], task_cells)
     adata = read_dask_backed(store, task_cells)
     for axis in ("obs", "var"):
         ours, theirs = getattr(adata, axis), getattr(computed, axis)

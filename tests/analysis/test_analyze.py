@@ -27,7 +27,7 @@ def test_dask_analysis_matches_in_memory_scanpy(consolidated, tmp_path, flavor, 
     assert result.varm["PCs"].shape == (result.n_vars, 25)
     assert result.uns["hvg"]["flavor"] == flavor
     assert len(result.uns["pca"]["variance_ratio"]) == 25
-    assert result.uns["chunkatlas"]["rows_per_task"] == 200
+    assert result.uns["chunkatlas"]["task_cells"] == 200
     assert result.uns["chunkatlas"]["engine"] == engine
     # genes outside the HVG set take no part in the PCA
     assert np.all(result.varm["PCs"][~result.var["highly_variable"].to_numpy()] == 0)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from chunkatlas._schema import default_field
 from chunkatlas.analysis._batches import Batches, read_batches
 from chunkatlas.analysis._checks import check_counts, check_counts_sample
 from chunkatlas.analysis._client import ClusterSettings, dask_client
@@ -62,12 +63,12 @@ class AnalysisParams:
     batches, and whether X is already normalised (``normalized``: no normalize_total or log1p;
     else X must hold raw counts)."""
 
-    flavor: str = "seurat"
-    n_top_genes: int = 1000
-    n_comps: int = 50
-    engine: str = "fused"
-    batch_key: str | None = None
-    normalized: bool = False
+    flavor: str = default_field("analysis.flavor")
+    n_top_genes: int = default_field("analysis.n_top_genes")
+    n_comps: int = default_field("analysis.n_comps")
+    engine: str = default_field("analysis.engine")
+    batch_key: str | None = default_field("analysis.batch_key")
+    normalized: bool = default_field("analysis.normalized")
 
     def check(
         self, n_obs: int | None, n_vars: int, *, where: str = "", name_keys: bool = False

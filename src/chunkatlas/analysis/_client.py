@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, fields
 import dask
 from distributed import Client, LocalCluster, WorkerPlugin
 
+from chunkatlas._schema import default_field
 from chunkatlas.analysis._shared_cluster import RUN_VARIABLE, cluster_spec, run_cluster_address
 from chunkatlas.errors import ChunkatlasError
 
@@ -74,14 +75,14 @@ class SlurmOptions:
         Seconds to wait for all worker jobs to start and connect.
     """
 
-    queue: str | None = None
-    cores: int = 1
-    memory: str | None = None
-    walltime: str = "01:00:00"
-    job_extra_directives: tuple[str, ...] = field(default_factory=tuple)
-    scheduler_host: str = "127.0.0.1"
-    log_directory: str | None = "results/logs/dask-workers"
-    start_timeout: float = 600.0
+    queue: str | None = default_field("dask.slurm.queue")
+    cores: int = default_field("dask.slurm.cores")
+    memory: str | None = default_field("dask.slurm.memory")
+    walltime: str = default_field("dask.slurm.walltime")
+    job_extra_directives: tuple[str, ...] = default_field("dask.slurm.job_extra_directives")
+    scheduler_host: str = default_field("dask.slurm.scheduler_host")
+    log_directory: str | None = default_field("dask.slurm.log_directory")
+    start_timeout: float = default_field("dask.slurm.start_timeout")
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, object] | None) -> SlurmOptions:
@@ -113,14 +114,15 @@ class ClusterSettings:
     effect only inside a workflow run that started one."""
 
     workers: int = 1
-    memory_mb: int = 2048
-    cluster: str = "local"
-    scheduler_address: str | None = None
-    connect_timeout: float = 30.0
-    large_graph_warning_threshold: str = "10MB"
+    memory_mb: int = default_field("dask.memory_mb_per_worker")  # one worker's
+    cluster: str = default_field("dask.cluster")
+    scheduler_address: str | None = default_field("dask.scheduler_address")
+    connect_timeout: float = default_field("dask.connect_timeout")
+    large_graph_warning_threshold: str = default_field("dask.large_graph_warning_threshold")
     slurm: SlurmOptions = field(default_factory=SlurmOptions)
-    threads_per_worker: int = 1  # a new LocalCluster's
-    shared_cluster: bool = True  # use the workflow run's LocalCluster, when there is one
+    threads_per_worker: int = default_field("dask.threads_per_worker")  # a new LocalCluster's
+    # use the workflow run's LocalCluster, when there is one
+    shared_cluster: bool = default_field("dask.shared_cluster")
 
     @property
     def kind(self) -> str:

@@ -26,14 +26,14 @@ def analysis_provenance(
     extra: Mapping | None = None,
 ) -> dict:
     """What an analysis is: the store, the cluster (:attr:`ClusterSettings.kind`),
-    ``task_cells`` cells per task (recorded as ``rows_per_task``), every field of ``params``
+    ``task_cells`` cells per task, every field of ``params``
     (the AnalysisParams) and the caller's ``extra`` (which may override any of them)."""
     return {
         "version": __version__,
         "store": str(location),
         "read": location.read,
         "cluster": cluster_kind,
-        "rows_per_task": task_cells,
+        "task_cells": task_cells,
         **asdict(params),
         **(extra or {}),
     }

@@ -8,13 +8,14 @@ import logging
 import os
 import string
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import anndata as ad
 import numpy as np
 import pandas as pd
 import tiledbsoma
 
+from chunkatlas._schema import default, default_field
 from chunkatlas.config import SOMA_LAYER
 from chunkatlas.errors import ChunkatlasError
 from chunkatlas.ingest._cell_totals import write_with_totals
@@ -39,7 +40,7 @@ from chunkatlas.store import (
 
 log = logging.getLogger(__name__)
 
-DEFAULT_OBS_FILTER = 'tissue_general == "{tissue}" and is_primary_data == True'
+DEFAULT_OBS_FILTER = default("source.obs_filter")
 
 
 # The source kinds, and the settings each passes on to its reader.
@@ -60,18 +61,18 @@ class SourceSettings:
     """
 
     uri: str
-    kind: str = "soma"
-    measurement: str = "RNA"
-    layer: str | None = None
-    obs_filter: str = DEFAULT_OBS_FILTER
-    var_index: str | None = "feature_id"
-    tiledb_config: Mapping[str, object] = field(default_factory=dict)
-    tissue_column: str | None = None
-    use_raw: bool = False
-    dense: bool = False
-    scaled_layer: bool = False
-    storage_options: Mapping[str, object] = field(default_factory=dict)
-    fetch_chunk_rows: int = 10_000
+    kind: str = default_field("source.kind")
+    measurement: str = default_field("source.measurement")
+    layer: str | None = default_field("source.layer")
+    obs_filter: str = default_field("source.obs_filter")
+    var_index: str | None = default_field("source.var_index")
+    tiledb_config: Mapping[str, object] = default_field("source.tiledb_config")
+    tissue_column: str | None = default_field("source.tissue_column")
+    use_raw: bool = default_field("source.use_raw")
+    dense: bool = default_field("source.dense")
+    scaled_layer: bool = default_field("source.scaled_layer")
+    storage_options: Mapping[str, object] = default_field("source.storage_options")
+    fetch_chunk_rows: int = default_field("source.fetch_chunk_rows")
 
     # May hold keys; they never go into Snakemake params (stored in .snakemake/metadata).
     SECRETS = ("tiledb_config", "storage_options")
@@ -144,11 +145,11 @@ def fetch_tissue(
     tissue: str,
     dest: str | os.PathLike,
     *,
-    measurement: str = "RNA",
+    measurement: str = default("source.measurement"),
     layer: str = "raw",
     obs_filter: str = DEFAULT_OBS_FILTER,
-    chunk_rows: int = 10_000,
-    var_index: str | None = "feature_id",
+    chunk_rows: int = default("source.fetch_chunk_rows"),
+    var_index: str | None = default("source.var_index"),
     tiledb_config: Mapping[str, object] | None = None,
     zarr_format: int = DEFAULT_ZARR_FORMAT,
 ) -> dict:

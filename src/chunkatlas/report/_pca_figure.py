@@ -13,6 +13,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
+from chunkatlas._schema import default
 from chunkatlas.errors import ChunkatlasError  # noqa: E402
 
 OTHER = "other"
@@ -30,7 +31,7 @@ def plot_pca(
     result: ad.AnnData,
     out: str | os.PathLike,
     *,
-    label_key: str = "cell_type",
+    label_key: str = default("analysis.label_key"),
     top: int = 10,
     title: str = "",
 ) -> None:

@@ -59,6 +59,7 @@ import zarr
 import zarr.codecs.numcodecs
 from zarr.codecs import BloscCodec, Crc32cCodec, ZstdCodec
 
+from chunkatlas._schema import default
 from chunkatlas.errors import ChunkatlasError
 from chunkatlas.store import is_sparse, open_anndata_group
 
@@ -88,8 +89,9 @@ CODECS: dict[str, CodecPreset] = {
         BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle"), delta=True, cast=True
     ),
 }
-# The analysis default, chosen on decode time per pass (benchmarks/README.md, "Round two").
-DEFAULT_CODEC = "packed"
+# The analysis default (the schema's first codec), chosen on decode time per pass
+# (benchmarks/README.md, "Round two").
+DEFAULT_CODEC = default("codecs")[0]
 
 # numcodecs' shuffle constants for zarr v2 (NOSHUFFLE, SHUFFLE, BITSHUFFLE).
 _V2_SHUFFLE = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}

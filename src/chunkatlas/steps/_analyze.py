@@ -43,11 +43,11 @@ def cells_per_task(
     read from the store's own geometry.  ``given`` cells per task are taken as they are, with a
     warning when they split stored objects (a pass then reads more of them), given to ``warn``
     (None: logged)."""
-    from chunkatlas.store import StoreLocation, open_anndata_group, task_rows
+    from chunkatlas.store import StoreLocation, cells_per_task_of, open_anndata_group
 
     if not isinstance(store, StoreLocation):
         store = StoreLocation.of(store, remote)
-    cells, warning = task_rows(open_anndata_group(store)["X"], given)
+    cells, warning = cells_per_task_of(open_anndata_group(store)["X"], given)
     if warning:
         (warn or log.warning)(warning)
     return cells

@@ -44,7 +44,7 @@ from chunkatlas.store._manifest import (
 )
 from chunkatlas.store._open import check_obs_column, open_anndata_group, read_elements, read_store
 from chunkatlas.store._secrets import redact
-from chunkatlas.store._tasks import XGeometry, objects_per_pass, task_rows
+from chunkatlas.store._tasks import XGeometry, objects_per_pass, cells_per_task_of
 from chunkatlas.store._write import (
     DEFAULT_ZARR_FORMAT,
     atomic_directory,
@@ -86,7 +86,7 @@ __all__ = [
     "refuse_existing",
     "storage_options_for",
     "take_reads",
-    "task_rows",
+    "cells_per_task_of",
     "verify_store",
     "write_json_atomic",
     "write_objects_record",

@@ -31,6 +31,7 @@ import zarr
 from zarr.abc.store import OffsetByteRequest, RangeByteRequest, Store, SuffixByteRequest
 from zarr.storage import FsspecStore, WrapperStore
 
+from chunkatlas._schema import default_field
 from chunkatlas.errors import ChunkatlasError
 from chunkatlas.store._counting import count_read, size_of
 from chunkatlas.store._manifest import manifest_location
@@ -52,9 +53,9 @@ class RemoteSettings:
     ``part_bytes``: objects larger than this are read in ranges of this size, together (None:
     each object in one request, as zarr's own readers do, and as the study measures)."""
 
-    attempts: int = 5
+    attempts: int = default_field("remote.attempts")
     backoff_seconds: float = 0.1
-    timeout_seconds: float = 30.0
+    timeout_seconds: float = default_field("remote.timeout_seconds")
     storage_options: Mapping[str, Any] = field(default_factory=dict, repr=False)  # keys
     part_bytes: int | None = None
 

@@ -53,7 +53,7 @@ class XGeometry:
         row = max(n_vars, 1)
         return cls(n_obs, whole, chunk, whole * row, chunk * row)
 
-    def default_rows(self) -> int:
+    def default_task_cells(self) -> int:
         """Cells per task: one stored object, or whole inner chunks up to TASK_VALUES values."""
         if self.object_values <= TASK_VALUES:
             task_cells = self.object_cells
@@ -93,7 +93,7 @@ def split_objects_warning(x, task_cells: int) -> str:
     """One line saying what ``task_cells`` cells per task cost against the store's own
     geometry; empty when it reads no more objects than the default."""
     count = _ObjectCount(x)
-    default = count.geometry.default_rows()
+    default = count.geometry.default_task_cells()
     given, best = count(task_cells), count(default)
     if given <= best:
         return ""
@@ -105,12 +105,12 @@ def split_objects_warning(x, task_cells: int) -> str:
     )
 
 
-def task_rows(x, task_cells: int | None = None) -> tuple[int, str]:
+def cells_per_task_of(x, task_cells: int | None = None) -> tuple[int, str]:
     """Cells per task of X: ``task_cells`` if given, with :func:`split_objects_warning`'s line,
     else the store's default (a gene-major X, which blocks of cells would read whole:
     ``task_cells`` or all cells; the analysis refuses it)."""
     if x.attrs.get("encoding-type") == "csc_matrix":
         return task_cells or matrix_shape(x)[0], ""
     if task_cells is None:
-        return XGeometry.of(x).default_rows(), ""
+        return XGeometry.of(x).default_task_cells(), ""
     return task_cells, split_objects_warning(x, task_cells)

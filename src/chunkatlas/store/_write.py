@@ -9,11 +9,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from chunkatlas._schema import default
 from chunkatlas.errors import ChunkatlasError
 
 #: zarr formats chunkatlas writes; 3 by default (anndata 0.13's), 2 for readers on older tools.
 ZARR_FORMATS = (2, 3)
-DEFAULT_ZARR_FORMAT = 3
+DEFAULT_ZARR_FORMAT = default("zarr_format")
 
 
 def temporary_sibling(path: Path) -> Path:

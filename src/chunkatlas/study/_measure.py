@@ -27,6 +27,7 @@ import dask
 import numpy as np
 import pandas as pd
 
+from chunkatlas._schema import default
 from chunkatlas.errors import ChunkatlasError
 from chunkatlas.store import (
     Bucket,
@@ -42,7 +43,7 @@ from chunkatlas.study._serving import served_stores
 PATTERNS = ("open", "one_gene", "fifty_genes", "cell_block", "all_x")
 CELL_BLOCK = 1000  # the most cells cell_block reads
 PANEL = 50
-REPEATS = 3  # cold reads per pattern: the median needs three, the run stays short
+REPEATS = default("remote.repeats")  # cold reads per pattern: a median of three
 WARM_UP = "one_gene"  # read once, uncounted, before the measured reads: the cheapest pattern
 
 
@@ -289,8 +290,8 @@ def measurement_table(
 def measure_backends(
     store: str | os.PathLike,
     *,
-    backends: Sequence[str] = ("http",),
-    server: str = "aiohttp",
+    backends: Sequence[str] = default("remote.backends"),
+    server: str = default("remote.server"),
     network: Network = LOOPBACK,
     settings: RemoteSettings | None = None,
     repeats: int = REPEATS,
@@ -320,8 +321,8 @@ def measure_backends(
 def measure_stores_backends(
     stores: Sequence[str | os.PathLike],
     *,
-    backends: Sequence[str] = ("http",),
-    server: str = "aiohttp",
+    backends: Sequence[str] = default("remote.backends"),
+    server: str = default("remote.server"),
     network: Network = LOOPBACK,
     settings: RemoteSettings | None = None,
     repeats: int = REPEATS,

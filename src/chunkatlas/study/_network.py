@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
+from chunkatlas._schema import default
 from chunkatlas.errors import ChunkatlasError
 
 MARK_PREFIX = "/__mark__/"  # requests that separate patterns in the log; never delayed
@@ -77,7 +78,9 @@ LOOPBACK = Network()  # no emulation: what loopback gives
 # Bandwidth: a cautious guess for one TCP stream over the internet, below what AWS suggests
 # planning per connection inside a region (of the order of 85-90 MB/s, ~700 Mbit/s); 160 Mbit/s
 # is 20 MB/s.  Neither number is a measurement of any particular service.
-OBJECT_STORE = Network(latency_ms=30, bandwidth_mbps=160)
+OBJECT_STORE = Network(
+    latency_ms=default("remote.latency_ms"), bandwidth_mbps=default("remote.bandwidth_mbps")
+)
 
 
 def add_network_arguments(parser: argparse.ArgumentParser) -> None:

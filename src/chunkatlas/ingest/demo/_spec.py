@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from chunkatlas._schema import default_field
 from chunkatlas.errors import ChunkatlasError
 
 
@@ -44,9 +45,9 @@ class DemoSpec:
         If any field is out of range (a ``ValueError``).
     """
 
-    n_cells: int = 30_000
-    n_genes: int = 2_000
-    seed: int = 0
+    n_cells: int = default_field("demo_atlas.n_cells")
+    n_genes: int = default_field("demo_atlas.n_genes")
+    seed: int = default_field("demo_atlas.seed")
     tissues: tuple[str, ...] = ("lung", "blood", "brain")
     primary_fraction: float = 0.9
     block_cells: int = 5_000
