@@ -18,7 +18,7 @@ import yaml
 
 from chunkatlas.cli import build_parser, cmd_advise
 from chunkatlas.errors import ChunkatlasError
-from chunkatlas.model._advice import count_text, duration_text, size_text
+from chunkatlas.model._text import count_text, duration_text, size_text
 
 REPO = Path(__file__).resolve().parents[2]
 N_OBS, N_VARS = 60, 30

@@ -12,13 +12,12 @@ from chunkatlas._exports import lazy_exports
 if TYPE_CHECKING:  # the public names, each imported on first use
     from chunkatlas.model._advice import advice_text
     from chunkatlas.model._advice import advise_mix
-    from chunkatlas.model._advice import atlas_of
     from chunkatlas.model._advice import best_per_pattern
-    from chunkatlas.model._advice import build_cost_model
-    from chunkatlas.model._advice import CostModel
-    from chunkatlas.model._advice import load_cost_model
     from chunkatlas.model._advice import predictions
     from chunkatlas.model._choice import choose_cost_model
+    from chunkatlas.model._cost_model import build_cost_model
+    from chunkatlas.model._cost_model import CostModel
+    from chunkatlas.model._cost_model import load_cost_model
     from chunkatlas.model._choice import REFERENCE_ORIGIN
     from chunkatlas.model._choice import RUN_MODELS
     from chunkatlas.model._fit import BackendFit
@@ -29,6 +28,7 @@ if TYPE_CHECKING:  # the public names, each imported on first use
     from chunkatlas.model._fit import recommendation_sentence
     from chunkatlas.model._fit import recommendation_text
     from chunkatlas.model._fit import shard_text
+    from chunkatlas.model._sources import atlas_of
     from chunkatlas.model._traffic import Atlas
     from chunkatlas.model._traffic import Encoding
     from chunkatlas.model._traffic import Layout

@@ -23,7 +23,7 @@ def choose_cost_model(path: str | None, backend: str, directory: Path, run: str 
     ``directory`` (the default config's ``run`` first, then the most recently written) that has
     a fit for ``backend``; otherwise the reference model shipped with chunkatlas.
     """
-    from chunkatlas.model._advice import load_cost_model
+    from chunkatlas.model._cost_model import load_cost_model
 
     if path is not None:
         return load_cost_model(path), f"cost model: {path} (--model)"

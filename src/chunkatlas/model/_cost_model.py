@@ -1,0 +1,99 @@
+"""The cost model ``chunkatlas advise`` uses, as a study run writes it (``cost_model.json``):
+the fit per backend, what each codec stores, and the requests its reader adds; the reference
+model shipped with chunkatlas, and loading either."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from importlib.resources import files
+from pathlib import Path
+
+import pandas as pd
+
+from chunkatlas._version import __version__
+from chunkatlas.errors import ChunkatlasError
+from chunkatlas.model._fit import BackendFit, CostFit
+from chunkatlas.model._traffic import Encoding, calibrate, encodings
+
+#: The cost model shipped with the package: fitted on config/geometry.yaml's study run of the
+#: demo atlas's lung (its "origin" says so).
+REFERENCE_MODEL = "reference_cost_model.json"
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """Everything ``advise`` needs from a study run, as written to ``cost_model.json``."""
+
+    fit: CostFit
+    encodings: Mapping[tuple[str, str], Encoding]
+    extra_requests: Mapping[tuple[str, str, bool], int]
+    origin: str  # where the coefficients come from, for the reader of the advice
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "chunkatlas_version": __version__,
+                "origin": self.origin,
+                "backends": {b: asdict(f) for b, f in self.fit.backends.items()},
+                "encodings": [
+                    {"orientation": o, "codec": c, **asdict(e)}
+                    for (o, c), e in sorted(self.encodings.items())
+                ],
+                "extra_requests": [
+                    {"pattern": p, "orientation": o, "sharded": s, "requests": n}
+                    for (p, o, s), n in sorted(self.extra_requests.items())
+                ],
+            },
+            indent=2,
+        )
+
+    @classmethod
+    def from_json(cls, text: str, where: str) -> CostModel:
+        try:
+            raw = json.loads(text)
+            if "note" in raw:  # the study run could not fit one
+                raise ChunkatlasError(f"{where} holds no cost model: {raw['note']}")
+            backend_fields = {f.name for f in fields(BackendFit)}
+            fit = CostFit(
+                {
+                    b: BackendFit(**{k: v for k, v in f.items() if k in backend_fields})
+                    for b, f in raw["backends"].items()
+                }
+            )
+            found = {
+                (e["orientation"], e["codec"]): Encoding(
+                    e["bytes_per_value"], e["bytes_per_pointer"], e["decode_seconds_per_byte"]
+                )
+                for e in raw["encodings"]
+            }
+            extra = {
+                (e["pattern"], e["orientation"], bool(e["sharded"])): int(e["requests"])
+                for e in raw["extra_requests"]
+            }
+        except (json.JSONDecodeError, KeyError, TypeError) as err:
+            raise ChunkatlasError(f"{where} is not a chunkatlas cost model ({err!r})") from None
+        return cls(fit, found, extra, raw.get("origin", where))
+
+
+def build_cost_model(
+    remote: pd.DataFrame, summary: pd.DataFrame, fit: CostFit, origin: str
+) -> CostModel:
+    """The cost model of a study run: its fit, and its stores' encodings and reader."""
+    found = encodings(remote, summary)
+    return CostModel(fit, found, calibrate(remote, summary, found), origin)
+
+
+def load_cost_model(path: str | os.PathLike | None = None) -> CostModel:
+    """``path`` (a study run's ``cost_model.json``), or the reference model shipped."""
+    if path is None:
+        text = files("chunkatlas.model").joinpath(REFERENCE_MODEL).read_text()
+        return CostModel.from_json(text, "the reference cost model")
+    where = Path(path)
+    if not where.is_file():
+        raise ChunkatlasError(
+            f"cost model not found: {where} (a study run writes results/RUN/cost_model.json)"
+        )
+    return CostModel.from_json(where.read_text(), str(where))
