@@ -78,6 +78,32 @@ def positive_int(text: str) -> int:
     return value
 
 
+def add_cost_options(parser: argparse.ArgumentParser) -> None:
+    """``advise``'s options of money and objects: ``--prices FILE`` and ``--max-objects N``."""
+    from chunkatlas.model import Prices
+
+    default = Prices()
+    parser.add_argument(
+        "--prices",
+        default=None,
+        metavar="FILE",
+        help="a price table in USD, YAML or JSON, with any of get_per_1000 (GET/HEAD requests "
+        "per 1,000), put_per_1000 (PUTs per 1,000), gb_month (storage per GB-month), "
+        "transfer_gb (transfer out per GB), name and dated (default: "
+        f"{default.name}, {default.dated}: ${default.get_per_1000:g} per 1,000 GETs, "
+        f"${default.put_per_1000:g} per 1,000 PUTs, ${default.gb_month:g} per GB-month, "
+        f"${default.transfer_gb:g} per GB out, as read inside the provider's region)",
+    )
+    parser.add_argument(
+        "--max-objects",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="propose no layout whose whole store (X, obs, var and their zarr.json files) has "
+        "more than N objects (default: no cap)",
+    )
+
+
 RST_MARKUP = re.compile(r"(?::[\w:-]+:)?`{1,2}~?([^`]+?)`{1,2}")
 
 

@@ -18,6 +18,7 @@ from chunkatlas._parser import (
     CONFIG_DEST,
     Parser,
     add_config_option,
+    add_cost_options,
     configfiles_in,
     flag,
     guess_source_kind,
@@ -27,7 +28,7 @@ from chunkatlas._parser import (
 )
 from chunkatlas._version import __version__
 from chunkatlas.errors import ChunkatlasError
-from chunkatlas.model import REFERENCE_ORIGIN, RUN_MODELS
+from chunkatlas.model import DEFAULT_READER, READERS, REFERENCE_ORIGIN, RUN_MODELS
 from chunkatlas.rewrite import CODECS, DEFAULT_CODEC, ORIENTATIONS
 from chunkatlas.steps import DEFAULT_GENES, DEFAULT_VALUES_PER_CELL
 
@@ -235,6 +236,9 @@ def cmd_advise(args: argparse.Namespace) -> None:
             model=args.model,
             directory=Path.cwd(),
             run=default_run(),
+            prices=args.prices,
+            max_objects=args.max_objects,
+            reader=args.reader,
         )
     )
 
@@ -283,6 +287,15 @@ def add_advise_arguments(parser: argparse.ArgumentParser) -> None:
         f"directory, the default config's run first, else the reference model shipped with "
         f"chunkatlas, fitted on {REFERENCE_ORIGIN})",
     )
+    parser.add_argument(
+        "--reader",
+        choices=list(READERS),
+        default=DEFAULT_READER,
+        help="who reads the atlas: anndata (plain anndata/zarr, as a user reads: its arrays one "
+        "after another, each object in one GET) or chunkatlas (its analysis: ranges of large "
+        f"objects in parallel); default: {DEFAULT_READER}",
+    )
+    add_cost_options(parser)
 
 
 COMMANDS = {

@@ -18,6 +18,7 @@ import yaml
 
 from chunkatlas.cli import build_parser, cmd_advise
 from chunkatlas.errors import ChunkatlasError
+from chunkatlas.model import REFERENCE_ORIGIN
 from chunkatlas.model._text import count_text, duration_text, size_text
 
 REPO = Path(__file__).resolve().parents[2]
@@ -174,7 +175,9 @@ def test_advise_without_a_run_here_says_it_uses_the_reference_model(tmp_path):
     first = done.stdout.splitlines()[0]
     assert first.startswith("cost model: the reference model shipped with chunkatlas")
     assert "no results/*/cost_model.json in this directory" in first
-    assert "coefficients from the reference cost model (config/geometry.yaml's" in done.stdout
+    assert (
+        f"coefficients from the reference cost model, fitted on {REFERENCE_ORIGIN}" in done.stdout
+    )
 
 
 def test_advise_in_a_run_folder_uses_the_default_runs_model(tmp_path):
@@ -215,7 +218,7 @@ def test_the_help_says_what_the_reference_model_was_fitted_on():
     reference = json.loads(
         files("chunkatlas.model").joinpath("reference_cost_model.json").read_text()
     )
-    assert "config/geometry.yaml's study run of the demo atlas's lung" in reference["origin"]
+    assert REFERENCE_ORIGIN in reference["origin"]
     done = subprocess.run(
         [sys.executable, "-m", "chunkatlas.cli", "advise", "--help"],
         capture_output=True,
@@ -223,7 +226,7 @@ def test_the_help_says_what_the_reference_model_was_fitted_on():
         timeout=300,
     )
     text = " ".join(done.stdout.split())
-    assert "fitted on config/geometry.yaml's study run of the demo atlas's lung" in text
+    assert f"fitted on {REFERENCE_ORIGIN}" in text
     assert "default run" not in text
 
 

@@ -13,9 +13,10 @@ from chunkatlas.model import (
     recommendation_text,
 )
 from chunkatlas.model._fit import predicted
+from chunkatlas.model._reader import READERS, read_features
 
-PER_REQUEST = 0.03  # seconds
-PER_BYTE = 1 / 50e6  # 50 MB/s
+PER_REQUEST = 0.03  # seconds per round trip
+PER_BYTE = 1 / 50e6  # 50 MB/s per response
 # codec: (stored bytes per raw byte, raw bytes decoded per second)
 CODECS = {"blosc-lz4": (0.5, 400e6), "packed": (0.8, 2e9), "zstd": (0.3, 150e6)}
 N_OBS = {"lung": 4000, "heart": 12000}
@@ -30,8 +31,9 @@ def synthetic(
     noise=0.02,
     seed=0,
 ) -> pd.DataFrame:
-    """A remote table whose seconds follow the cost model: ``costs`` maps each backend to
-    (seconds per request, seconds per byte); X is cell-chunked float32."""
+    """A remote table whose seconds follow the cost model read by plain anndata: ``costs``
+    maps each backend to (seconds per round trip, seconds per byte of one response); X is
+    cell-chunked float32."""
     costs = costs or {"http": (PER_REQUEST, PER_BYTE), "s3": (PER_REQUEST, PER_BYTE)}
     rng = np.random.default_rng(seed)
     rows = []
@@ -49,9 +51,11 @@ def synthetic(
                 # a sharded read also fetches each shard's index
                 requests = read + (math.ceil(read / shard) if shard > 1 else 0)
                 nbytes = int(store * read / chunks)
-            per_request, per_byte = costs[backend]
+            per_round, per_byte = costs[backend]
             decode = raw / rate * nbytes / store
-            exact = requests * per_request + nbytes * per_byte + decode * decode_scale
+            read = pd.DataFrame({"pattern": [pattern], "requests": [requests], "bytes": [nbytes]})
+            [[rounds, stream, _]] = read_features(read, READERS["anndata"])
+            exact = rounds * per_round + stream * per_byte + decode * decode_scale
             seconds = exact * (1 + noise * rng.standard_normal())
             rows.append(
                 dict(tissue=tissue, chunk=chunk, orientation="cells", shard=shard, codec=codec)
@@ -69,18 +73,20 @@ def test_the_fit_recovers_known_costs_for_each_backend():
     table = synthetic(costs={"http": (0.03, 1 / 50e6), "s3": (0.06, 1 / 20e6)}, decode_scale=0.5)
     fit = fit_costs(table)
     assert list(fit.backends) == ["http", "s3"]
-    for backend, per_request, megabytes in (("http", 0.03, 50), ("s3", 0.06, 20)):
+    for backend, per_round, megabytes in (("http", 0.03, 50), ("s3", 0.06, 20)):
         costs = fit[backend]
-        assert costs.seconds_per_request == pytest.approx(per_request, rel=0.05)
+        assert costs.seconds_per_round == pytest.approx(per_round, rel=0.05)
         assert costs.megabytes_per_second == pytest.approx(megabytes, rel=0.05)
         # decoding is the smallest share of these seconds, so the least precise coefficient
         assert costs.decode_scale == pytest.approx(0.5, rel=0.15)
         assert costs.r2 > 0.99 and costs.median_relative_error < 0.03
-        assert costs.concurrency == pytest.approx(0.060 / costs.seconds_per_request)
+        assert costs.reader == "anndata"
         assert (costs.latency_ms, costs.bandwidth_mbps, costs.note) == (60.0, 400.0, "")
     assert fit.table()["backend"].tolist() == ["http", "s3"]
     assert re.fullmatch(
-        r"http: [\d.]+ ms/request, [\d.]+ MB/s, 0.[45]\d* × the local decode seconds, "
+        r"http: [\d.]+ ms per round trip, [\d.]+ MB/s per response(, [\d.e+]+ MB/s selected "
+        r"in memory)?, decoding 0.[45]\d* × a "
+        r"local pass, "
         r"[\d.e-]+–[\d.e-]+ s fixed per pattern; R² 0.99\d, median error [\d.]+%",
         fit.describe().splitlines()[0],
     )
@@ -90,16 +96,24 @@ def test_without_decode_seconds_the_fit_has_no_decode_term_and_says_why():
     table = synthetic(decode_scale=0.0).drop(columns="decode_seconds")
     costs = fit_costs(table)["s3"]
     assert costs.decode_scale is None and costs.note == "no decode term: no decode_seconds column"
-    assert costs.seconds_per_request == pytest.approx(PER_REQUEST, rel=0.05)
+    assert costs.seconds_per_round == pytest.approx(PER_REQUEST, rel=0.05)
     assert costs.megabytes_per_second == pytest.approx(50, rel=0.05)
 
 
-def test_with_one_codec_decoding_cannot_be_told_from_transfer():
+def test_with_one_codec_decoding_is_told_from_transfer_by_the_responses_in_flight():
+    # decoding grows with all of a read's bytes, transfer with its bytes over the responses
+    # in flight: reads of many requests tell them apart even in a single codec
     costs = fit_costs(synthetic(codecs=("zstd",)))["http"]
+    assert costs.decode_scale == pytest.approx(1.0, rel=0.1)
+    assert costs.megabytes_per_second == pytest.approx(50, rel=0.05)
+
+
+def test_with_one_response_per_read_and_one_codec_decoding_is_folded_into_transfer():
+    table = synthetic(codecs=("zstd",), noise=0.0)
+    table = table[table["requests"] <= 3]  # one response in flight: bytes ∝ decode seconds
+    costs = fit_costs(table)["http"]
     assert costs.decode_scale is None
     assert costs.note == "no decode term: decoding costs the same per byte in every store"
-    # decoding is folded into the per-byte cost: 1 / (1 / 50 + 1 / (150 x 0.3)) MB/s
-    assert costs.megabytes_per_second == pytest.approx(1 / (1 / 50 + 1 / 45), rel=0.05)
 
 
 def test_predicted_adds_the_model_seconds_of_each_row():

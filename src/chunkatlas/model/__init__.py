@@ -14,6 +14,16 @@ if TYPE_CHECKING:  # the public names, each imported on first use
     from chunkatlas.model._advice import advise_mix
     from chunkatlas.model._advice import best_per_pattern
     from chunkatlas.model._advice import predictions
+    from chunkatlas.model._advice import NEAR_TIE
+    from chunkatlas.model._advice import within_cap
+    from chunkatlas.model._advice import with_store_objects
+    from chunkatlas.model._objects import columns_of
+    from chunkatlas.model._objects import Columns
+    from chunkatlas.model._objects import DEMO_COLUMNS
+    from chunkatlas.model._objects import store_objects
+    from chunkatlas.model._prices import load_prices
+    from chunkatlas.model._prices import Prices
+    from chunkatlas.model._text import money_text
     from chunkatlas.model._choice import choose_cost_model
     from chunkatlas.model._cost_model import build_cost_model
     from chunkatlas.model._cost_model import CostModel
@@ -28,9 +38,18 @@ if TYPE_CHECKING:  # the public names, each imported on first use
     from chunkatlas.model._fit import recommendation_sentence
     from chunkatlas.model._fit import recommendation_text
     from chunkatlas.model._fit import shard_text
+    from chunkatlas.model._own_encoding import EncodingSample
+    from chunkatlas.model._own_encoding import measure_encodings
+    from chunkatlas.model._own_encoding import own_encodings
+    from chunkatlas.model._own_encoding import source_encodings
     from chunkatlas.model._sources import atlas_of
+    from chunkatlas.model._reader import DEFAULT_READER
+    from chunkatlas.model._reader import Reader
+    from chunkatlas.model._reader import READERS
     from chunkatlas.model._traffic import Atlas
     from chunkatlas.model._traffic import Encoding
+    from chunkatlas.model._traffic import encodings
+    from chunkatlas.model._traffic import fit_decode
     from chunkatlas.model._traffic import Layout
     from chunkatlas.model._traffic import predict_traffic
     from chunkatlas.model._traffic import X_PATTERNS

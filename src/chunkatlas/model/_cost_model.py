@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from importlib.resources import files
 from pathlib import Path
 
@@ -18,8 +18,8 @@ from chunkatlas.errors import ChunkatlasError
 from chunkatlas.model._fit import BackendFit, CostFit
 from chunkatlas.model._traffic import Encoding, calibrate, encodings
 
-#: The cost model shipped with the package: fitted on config/geometry.yaml's study run of the
-#: demo atlas's lung (its "origin" says so).
+#: The cost model shipped with the package: fitted on the million-cell study's reads
+#: (``benchmarks/reference_model.py``; its "origin" and "provenance" say so).
 REFERENCE_MODEL = "reference_cost_model.json"
 
 
@@ -31,12 +31,31 @@ class CostModel:
     encodings: Mapping[tuple[str, str], Encoding]
     extra_requests: Mapping[tuple[str, str, bool], int]
     origin: str  # where the coefficients come from, for the reader of the advice
+    # what it was fitted on: tissue, reads, network, reader, date (a run's: its own)
+    provenance: Mapping[str, object] = field(default_factory=dict)
+
+    def describe(self, backend: str) -> list[str]:
+        """Lines for a person: where the model comes from, the backend's coefficients, and
+        each codec's decode rate and stored bytes."""
+        lines = [f"coefficients from {self.origin}"]
+        if self.provenance:
+            lines.append("fitted on: " + "; ".join(f"{k} {v}" for k, v in self.provenance.items()))
+        lines.append(self.fit[backend].describe())
+        lines.append(
+            "decoding (a local pass): "
+            + "; ".join(
+                f"{codec} {orientation[:-1]}-major {encoding.describe()}"
+                for (orientation, codec), encoding in sorted(self.encodings.items())
+            )
+        )
+        return lines
 
     def to_json(self) -> str:
         return json.dumps(
             {
                 "chunkatlas_version": __version__,
                 "origin": self.origin,
+                "provenance": dict(self.provenance),
                 "backends": {b: asdict(f) for b, f in self.fit.backends.items()},
                 "encodings": [
                     {"orientation": o, "codec": c, **asdict(e)}
@@ -65,7 +84,10 @@ class CostModel:
             )
             found = {
                 (e["orientation"], e["codec"]): Encoding(
-                    e["bytes_per_value"], e["bytes_per_pointer"], e["decode_seconds_per_byte"]
+                    e["bytes_per_value"],
+                    e["bytes_per_pointer"],
+                    e["decode_seconds_per_byte"],
+                    e.get("decode_seconds_per_chunk", 0.0),
                 )
                 for e in raw["encodings"]
             }
@@ -75,7 +97,7 @@ class CostModel:
             }
         except (json.JSONDecodeError, KeyError, TypeError) as err:
             raise ChunkatlasError(f"{where} is not a chunkatlas cost model ({err!r})") from None
-        return cls(fit, found, extra, raw.get("origin", where))
+        return cls(fit, found, extra, raw.get("origin", where), raw.get("provenance", {}))
 
 
 def build_cost_model(

@@ -1,26 +1,28 @@
-"""A cost model of remote reads: seconds from requests, bytes and decoding, per backend; its fit
-(NNLS), its predictions and the recommendation it makes (the fastest geometry per pattern).
+"""A cost model of remote reads: seconds from round trips, bytes and decoding, per backend;
+its fit (NNLS), its predictions and the recommendation it makes (the fastest geometry per
+pattern).
 
-For each backend, seconds ~ f[pattern] + requests x a + bytes x b + decode x c, all >= 0 (NNLS):
+For each backend, seconds ~ f[pattern] + rounds x a + stream_bytes x b + decode x c, all >= 0:
 
-* ``f[pattern]`` is what a pattern costs whatever the layout: its round trips one after another
-  (a reader fetches a matrix's pointers before its values, the metadata before the data), which
-  no amount of concurrency overlaps;
+* ``f[pattern]`` is what a pattern costs whatever the layout (the metadata read before the
+  data, the reader's own work on what it fetched);
+* ``rounds`` are the read's round trips: its requests over the reader's concurrency, its
+  arrays one after another (:mod:`._reader`); ``a`` is seconds per round trip, about the
+  network's latency;
+* ``stream_bytes`` are the bytes over the responses the reader keeps in flight; ``b`` is
+  seconds per byte of one response: 1e-6 / b is one response's bandwidth in MB/s, and a read
+  with ten responses in flight moves ten times that;
+* ``decode`` is the seconds the read's bytes take to decode: its share of one decode pass of
+  the store's X (``decode_seconds x bytes / store_bytes``), a pass costing a fixed time per
+  chunk plus a time per byte for each codec (:func:`fit_decode`, measured on the stores' own
+  chunk sizes); ``c`` scales it: 1 when decoding adds to the transfer, below 1 when it
+  overlaps it.
 
-* ``a`` is the effective seconds per request: the emulated latency divided by how many
-  requests the reader keeps in flight (its effective concurrency);
-* ``b`` is seconds per byte transferred: 1e-6 / b is the effective bandwidth in MB/s;
-* ``decode`` is the seconds the row's bytes take to decode with the store's codec,
-  ``decode_seconds x bytes / store_bytes`` (``decode_seconds`` decodes one pass over X, so
-  this is exactly it for ``all_x`` and the same share of it for a partial read); ``c``
-  scales it: 1 when decoding adds to the transfer, below 1 when it overlaps it.
-
-Why not a per-byte decode coefficient per codec: a row of codec k would cost
-``bytes x (b + d_k)``, so the network's ``b`` and the codecs' ``d_k`` only ever appear as sums
-and cannot be told apart from remote reads alone. The decode seconds measured locally per store
-give each row a decode time that does not grow with bytes at the same rate for every codec,
-which separates it from the transfer. With a single codec (or no ``decode_seconds``) it would
-again be a multiple of bytes, so the term is then left out and the fit says why.
+The network terms are the network's, the reader decides how many of each a read costs: a
+model fitted on one reader's reads predicts another's (``reader``).  Decoding is told apart
+from transfer because its seconds come from local decode passes, which grow with bytes at a
+different rate for each codec and chunk size; with a single codec and chunk size the decode
+term would be a multiple of bytes, so it is then left out and the fit says why.
 
 Rows are weighted by 1 / measured seconds: the fit minimises relative errors, so the
 patterns that take milliseconds count as much as the ones that take seconds.
@@ -37,6 +39,7 @@ import pandas as pd
 import scipy.optimize
 
 from chunkatlas.errors import ChunkatlasError
+from chunkatlas.model._reader import DEFAULT_READER, read_features, reader_named
 from chunkatlas.study import PATTERNS
 
 GEOMETRY = ("orientation", "chunk", "shard", "codec")
@@ -55,8 +58,8 @@ class BackendFit:
     """The fitted costs of one backend, in the units of the model (see the module doc)."""
 
     backend: str
-    seconds_per_request: float  # a
-    seconds_per_byte: float  # b
+    seconds_per_round: float  # a: one round trip
+    seconds_per_byte: float  # b: a byte of one response
     decode_scale: float | None  # c; None when the decode term is left out (see ``note``)
     r2: float  # of seconds, unweighted
     median_relative_error: float  # median of |predicted - measured| / measured
@@ -65,40 +68,43 @@ class BackendFit:
     bandwidth_mbps: float = math.nan
     note: str = ""
     pattern_seconds: Mapping[str, float] = field(default_factory=dict)  # f[pattern]
+    reader: str = DEFAULT_READER  # whose reads it was fitted on
+    seconds_per_selected_byte: float = 0.0  # s: a byte selected in memory across the grain
 
     @property
     def megabytes_per_second(self) -> float:
-        """Effective bandwidth; infinite when bytes cost nothing measurable."""
+        """One response's bandwidth; infinite when bytes cost nothing measurable."""
         return math.inf if self.seconds_per_byte == 0 else 1e-6 / self.seconds_per_byte
 
-    @property
-    def concurrency(self) -> float:
-        """Requests in flight at once, as the latency and the cost per request imply."""
-        if math.isnan(self.latency_ms) or self.seconds_per_request == 0:
-            return math.nan
-        return self.latency_ms / 1e3 / self.seconds_per_request
-
     def describe(self) -> str:
-        """One line, e.g. "s3: 30 ms/request, 50 MB/s, 0.98 × the local decode seconds,
-        0.05-0.9 s fixed per pattern; R² 0.99, median error 3%"."""
+        """One line, e.g. "s3: 31 ms per round trip, 19 MB/s per response, decoding 0.98 × a
+        local pass, 0.05-0.9 s fixed per pattern; R² 0.99, median error 3%"."""
         decode = (
             "no decode term"
             if self.decode_scale is None
-            else f"{self.decode_scale:.2g} × the local decode seconds"
+            else f"decoding {self.decode_scale:.2g} × a local pass"
         )
         fixed = ""
         if self.pattern_seconds:
             low, high = min(self.pattern_seconds.values()), max(self.pattern_seconds.values())
             fixed = f", {low:.2g}–{high:.2g} s fixed per pattern"
+        selects = ""
+        if self.seconds_per_selected_byte:
+            selects = f", {1e-6 / self.seconds_per_selected_byte:.3g} MB/s selected in memory"
         return (
-            f"{self.backend}: {self.seconds_per_request * 1e3:.3g} ms/request, "
-            f"{self.megabytes_per_second:.3g} MB/s, {decode}{fixed}; "
+            f"{self.backend}: {self.seconds_per_round * 1e3:.3g} ms per round trip, "
+            f"{self.megabytes_per_second:.3g} MB/s per response{selects}, {decode}{fixed}; "
             f"R² {self.r2:.3f}, median error {self.median_relative_error:.1%}"
         )
 
-    def predict(self, rows: pd.DataFrame) -> np.ndarray:
-        x = _design(rows, self.decode_scale is not None)
-        coefficients = [self.seconds_per_request, self.seconds_per_byte]
+    def predict(self, rows: pd.DataFrame, reader: str | None = None) -> np.ndarray:
+        """Seconds of each row's read by ``reader`` (None: the reader it was fitted on)."""
+        x = _design(rows, self.decode_scale is not None, reader or self.reader)
+        coefficients = [
+            self.seconds_per_round,
+            self.seconds_per_byte,
+            self.seconds_per_selected_byte,
+        ]
         if self.decode_scale is not None:
             coefficients.append(self.decode_scale)
         fixed = rows["pattern"].map(self.pattern_seconds).fillna(0.0) if self.pattern_seconds else 0
@@ -123,11 +129,11 @@ class CostFit:
             [
                 {
                     "backend": f.backend,
-                    "seconds_per_request": f.seconds_per_request,
+                    "seconds_per_round": f.seconds_per_round,
                     "megabytes_per_second": f.megabytes_per_second,
                     "decode_scale": f.decode_scale,
                     "latency_ms": f.latency_ms,
-                    "concurrency": f.concurrency,
+                    "reader": f.reader,
                     "bandwidth_mbps": f.bandwidth_mbps,
                     "r2": f.r2,
                     "median_relative_error": f.median_relative_error,
@@ -144,8 +150,15 @@ def _decode(rows: pd.DataFrame) -> pd.Series:
     return rows["decode_seconds"] * rows["bytes"] / rows["store_bytes"]
 
 
-def _design(rows: pd.DataFrame, decode: bool) -> np.ndarray:
-    columns = [rows["requests"], rows["bytes"]] + ([_decode(rows)] if decode else [])
+def _design(
+    rows: pd.DataFrame, decode: bool, reader: str = DEFAULT_READER, selects: bool = True
+) -> np.ndarray:
+    """The terms of each row: round trips, bytes at one response's speed, then (``selects``)
+    bytes selected in memory and (``decode``) decode seconds."""
+    features = read_features(rows, reader_named(reader))
+    columns = [features[:, 0], features[:, 1]]
+    columns += [features[:, 2]] if selects else []
+    columns += [_decode(rows)] if decode else []
     return np.column_stack([np.asarray(c, dtype=float) for c in columns])
 
 
@@ -155,7 +168,7 @@ def _separable(x: np.ndarray) -> bool:
     return np.linalg.matrix_rank(scaled, tol=1e-6) == x.shape[1]
 
 
-def _decode_note(rows: pd.DataFrame) -> str:
+def _decode_note(rows: pd.DataFrame, reader: str) -> str:
     """Why the decode term cannot be fitted from these rows, or "" when it can."""
     if not {"decode_seconds", "store_bytes"} <= set(rows.columns):
         return "no decode term: no decode_seconds column"
@@ -164,7 +177,7 @@ def _decode_note(rows: pd.DataFrame) -> str:
         return "no decode term: decode_seconds missing for some or all stores"
     if len(rows) <= 3:
         return "no decode term: too few rows for three coefficients"
-    if not _separable(_design(rows, True)):
+    if not _separable(_design(rows, True, reader, selects=False)):
         return "no decode term: decoding costs the same per byte in every store"
     return ""
 
@@ -174,7 +187,11 @@ def _network(rows: pd.DataFrame, column: str) -> float:
     return float(values[0]) if len(values) == 1 else math.nan
 
 
-def _fit_backend(backend: str, rows: pd.DataFrame) -> BackendFit:
+def _fixed_group(pattern: str) -> str:
+    return "open" if pattern == "open" else "read"
+
+
+def _fit_backend(backend: str, rows: pd.DataFrame, reader: str) -> BackendFit:
     rows = rows[np.isfinite(rows["seconds"]) & (rows["seconds"] > 0)]
     if len(rows) < 3:  # two coefficients and a residual
         raise ChunkatlasError(
@@ -183,28 +200,35 @@ def _fit_backend(backend: str, rows: pd.DataFrame) -> BackendFit:
     for column in ("requests", "bytes"):
         if not (rows[column] > 0).any():
             raise ChunkatlasError(f"cannot fit {backend}: column {column} is zero in every row")
-    if not _separable(_design(rows, False)):
+    if not _separable(_design(rows, False, reader, selects=False)):
         raise ChunkatlasError(
             f"cannot fit {backend}: requests and bytes are proportional in every row, "
             "so their costs cannot be told apart (measure more chunk sizes or patterns)"
         )
-    note = _decode_note(rows)
+    note = _decode_note(rows, reader)
+    # Fixed costs: opening a store (its metadata), and one for every read of X (its group's
+    # metadata); not one per pattern of X, which a fit would use to absorb what grows with the
+    # atlas (a fixed 10 s for all of X at a million cells is wrong at 10^5 and at 10^8).
     patterns = sorted(rows["pattern"].unique()) if "pattern" in rows else []
-    fixed = np.column_stack([(rows["pattern"] == p).to_numpy(float) for p in patterns] or [[]])
-    x = np.column_stack([_design(rows, not note), fixed]) if patterns else _design(rows, not note)
+    groups = sorted({_fixed_group(p) for p in patterns})
+    fixed = [(rows["pattern"].map(_fixed_group) == g).to_numpy(float) for g in groups]
+    design = _design(rows, not note, reader)
+    x = np.column_stack([design, *fixed])
     measured = rows["seconds"].to_numpy(dtype=float)
     # Relative weights: each row's error as a share of its own seconds.
     coefficients, _ = scipy.optimize.nnls(x / measured[:, None], np.ones(len(measured)))
     fitted = x @ coefficients
-    pattern_seconds = dict(
-        zip(patterns, map(float, coefficients[len(coefficients) - len(patterns) :]), strict=True)
-    )
+    per_group = dict(zip(groups, map(float, coefficients[design.shape[1] :]), strict=True))
+    pattern_seconds = {
+        p: per_group[_fixed_group(p)] for p in PATTERNS if _fixed_group(p) in per_group
+    }
     total = ((measured - measured.mean()) ** 2).sum()
     return BackendFit(
         backend=backend,
-        seconds_per_request=float(coefficients[0]),
+        seconds_per_round=float(coefficients[0]),
         seconds_per_byte=float(coefficients[1]),
-        decode_scale=None if note else float(coefficients[2]),
+        seconds_per_selected_byte=float(coefficients[2]),
+        decode_scale=None if note else float(coefficients[3]),
         r2=float(1 - ((measured - fitted) ** 2).sum() / total) if total > 0 else math.nan,
         median_relative_error=float(np.median(np.abs(fitted - measured) / measured)),
         rows=len(rows),
@@ -212,16 +236,21 @@ def _fit_backend(backend: str, rows: pd.DataFrame) -> BackendFit:
         bandwidth_mbps=_network(rows, "bandwidth_mbps"),
         note=note,
         pattern_seconds=pattern_seconds,
+        reader=reader,
     )
 
 
-def fit_costs(table: pd.DataFrame) -> CostFit:
-    """Fit the cost model (module doc) to a remote table, separately for each backend."""
+def fit_costs(table: pd.DataFrame, reader: str = DEFAULT_READER) -> CostFit:
+    """Fit the cost model (module doc) to a remote table of ``reader``'s reads, separately for
+    each backend."""
     _require(table, FIT_COLUMNS, "the cost fit")
     if table.empty:
         raise ChunkatlasError("cannot fit costs: the remote table has no rows")
     return CostFit(
-        {str(b): _fit_backend(str(b), rows) for b, rows in table.groupby("backend", sort=True)}
+        {
+            str(b): _fit_backend(str(b), rows, reader)
+            for b, rows in table.groupby("backend", sort=True)
+        }
     )
 
 

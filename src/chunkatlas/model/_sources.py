@@ -4,12 +4,21 @@ TileDB-SOMA Experiment (one tissue's share of it)."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from chunkatlas.errors import ChunkatlasError
 from chunkatlas.model._traffic import Atlas
 
 SOURCE_KINDS = "an AnnData .zarr store or .h5ad file, or a TileDB-SOMA Experiment"
+#: How the name of an AnnData source ends (any other source is a SOMA Experiment).
+ANNDATA_SUFFIXES = (".h5ad", ".zarr")
+
+
+def is_anndata_source(source: str) -> bool:
+    """True for an AnnData zarr store or h5ad file, by its name."""
+    return str(source).rstrip("/").endswith(ANNDATA_SUFFIXES)
 
 
 def atlas_of(source: str, tissue: str | None = None, obs_filter: str | None = None) -> Atlas:
@@ -27,7 +36,7 @@ def atlas_of(source: str, tissue: str | None = None, obs_filter: str | None = No
     from chunkatlas.store import is_remote
 
     where = str(source).rstrip("/")
-    anndata = where.endswith((".h5ad", ".zarr"))
+    anndata = is_anndata_source(where)
     if anndata and tissue is not None:
         raise ChunkatlasError(
             f"--tissue {tissue!r}: {where} is an AnnData store, and --tissue selects a tissue of "
@@ -36,16 +45,40 @@ def atlas_of(source: str, tissue: str | None = None, obs_filter: str | None = No
         )
     if not is_remote(where) and not os.path.exists(where):
         raise ChunkatlasError(f"store not found: {where} ({SOURCE_KINDS})")
-    if where.endswith(".h5ad"):
-        return _h5ad_atlas(where)
-    if where.endswith(".zarr"):
-        from chunkatlas.store import open_anndata_group
-
-        return _matrix_atlas(open_anndata_group(where)["X"], where)
+    if anndata:
+        with stored_x(where) as x:
+            return _matrix_atlas(x, where)
     return _soma_atlas(where, tissue, obs_filter)
 
 
-def _h5ad_atlas(where: str) -> Atlas:
+@contextmanager
+def stored_x(source: str) -> Iterator:
+    """X of an AnnData zarr store (local or remote) or of a local h5ad file, open while the
+    block runs: a group (sparse: ``data``, ``indices``, ``indptr``) or an array (dense), of
+    zarr or HDF5, which both slice into numpy.
+
+    Raises
+    ------
+    ChunkatlasError
+        One line naming the source and what is allowed: it is missing, no AnnData store, a
+        remote h5ad, an HDF5 file without AnnData or without X.
+    """
+    from chunkatlas.store import is_remote, open_anndata_group
+
+    where = str(source).rstrip("/")
+    if not is_anndata_source(where):
+        raise ChunkatlasError(f"{where} is not an AnnData store: X is read from a .zarr or .h5ad")
+    if not is_remote(where) and not os.path.exists(where):
+        raise ChunkatlasError(f"store not found: {where} ({SOURCE_KINDS})")
+    if where.endswith(".zarr"):
+        yield open_anndata_group(where)["X"]
+        return
+    with _h5ad_file(where) as handle:
+        yield handle["X"]
+
+
+@contextmanager
+def _h5ad_file(where: str) -> Iterator:
     import h5py
 
     from chunkatlas.store import is_remote
@@ -64,7 +97,7 @@ def _h5ad_atlas(where: str) -> Atlas:
             if handle.attrs.get("encoding-type") != "anndata":
                 raise ChunkatlasError(f"{where} is an HDF5 file but no AnnData (h5ad)")
             raise ChunkatlasError(f"{where} has no X (advise sizes an atlas by its X)")
-        return _matrix_atlas(handle["X"], where)
+        yield handle
 
 
 def _matrix_atlas(x, where: str) -> Atlas:

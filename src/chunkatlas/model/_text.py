@@ -1,6 +1,8 @@
-"""Figures as a person reads them: sizes, durations and counts."""
+"""Figures as a person reads them: sizes, durations, counts and money."""
 
 from __future__ import annotations
+
+import math
 
 
 def _figure(value: float) -> str:
@@ -41,3 +43,20 @@ def duration_text(seconds: float) -> str:
 def count_text(n: float) -> str:
     """A count with thousands separators: ``1251`` → ``"1,251"``."""
     return f"{round(n):,}"
+
+
+def money_text(dollars: float) -> str:
+    """US dollars readable at every magnitude: two significant digits below 10 cents
+    (``0.0004`` → ``"$0.0004"``, ``0.0123`` → ``"$0.012"``), cents below $100 (``0.523`` →
+    ``"$0.52"``, ``12.3`` → ``"$12.30"``), whole dollars with thousands separators from $100
+    (``1234.4`` → ``"$1,234"``)."""
+    value = float(dollars)
+    if value <= 0:
+        return "$0"
+    if round(value, 2) >= 100:
+        return f"${value:,.0f}"
+    if value >= 0.095:
+        return f"${value:,.2f}"
+    decimals = 1 - math.floor(math.log10(value))  # two significant digits
+    text = f"{round(value, decimals):.{decimals}f}".rstrip("0")
+    return f"${text}"

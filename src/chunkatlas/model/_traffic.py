@@ -18,8 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import scipy.optimize
 
-from chunkatlas.study import CELL_BLOCK, PANEL
+from chunkatlas.study import PANEL, cell_block_size
 
 #: The patterns a layout is chosen for (``open`` reads obs and var, whatever the layout of X).
 X_PATTERNS = ("one_gene", "fifty_genes", "cell_block", "all_x")
@@ -68,7 +69,7 @@ class Layout:
 
 @dataclass(frozen=True)
 class Traffic:
-    requests: int
+    requests: float  # a user's read at a random place: the mean over its placements
     bytes: float
     objects: int  # objects of X's arrays in the store
 
@@ -125,41 +126,84 @@ def _array_reads(
     return requests, len(touched), indexes, objects
 
 
-def pattern_ranges(atlas: Atlas, layout: Layout, pattern: str) -> tuple[list, list]:
-    """Ranges of (pointers, values) a pattern reads: all of X, or its cells' or genes' ranges
-    where the orientation keeps them together (averaging the values per cell or gene)."""
+#: A user's read at a random place is predicted as the mean over this many placements,
+#: evenly spaced over one object of ``data`` (a chunk, or a whole shard).
+PLACEMENTS = 8
+
+
+def pattern_placements(atlas: Atlas, layout: Layout, pattern: str) -> list[tuple[list, list]]:
+    """The (pointer ranges, value ranges) of a user's read of ``pattern`` at each of
+    PLACEMENTS places: all of X where the orientation scatters what the pattern wants; a block
+    of cells starting anywhere, or genes of average size starting anywhere, where it keeps
+    them together (the study reads such blocks and genes, :func:`chunkatlas.study.
+    pattern_selection`)."""
     pointers = atlas.n_obs + 1 if layout.orientation == "cells" else atlas.n_vars + 1
-    everything = ([(0, pointers)], [(0, atlas.nnz)])
+    everything = [([(0, pointers)], [(0, atlas.nnz)])]
     if pattern == "cell_block" and layout.orientation == "cells":
-        cells = max(1, min(CELL_BLOCK, atlas.n_obs // 10))
-        return [(0, cells + 1)], [(0, round(atlas.nnz / atlas.n_obs * cells))]
-    if pattern in ("one_gene", "fifty_genes") and layout.orientation == "genes":
-        if pattern == "one_gene":
-            genes = [atlas.n_vars // 2]
-        else:
-            spread = np.linspace(0, atlas.n_vars - 1, min(PANEL, atlas.n_vars)).astype(int)
-            genes = sorted(set(spread.tolist()))
-        # A gene's own values are not known from the size alone: an average gene, starting
-        # where its chunk starts, touches as few chunks as it can.
-        per_gene, size = atlas.nnz / atlas.n_vars, chunk_values(atlas, layout)
-        starts = [round(g * per_gene) // size * size for g in genes]
-        values = [(start, start + max(1, round(per_gene))) for start in starts]
-        return [(g, g + 2) for g in genes], values
-    return everything
+        cells = cell_block_size(atlas.n_obs)
+        per_unit, firsts = atlas.nnz / atlas.n_obs, [0]
+    elif pattern in ("one_gene", "fifty_genes") and layout.orientation == "genes":
+        cells = 1
+        per_unit = atlas.nnz / atlas.n_vars
+        count = 1 if pattern == "one_gene" else min(PANEL, atlas.n_vars)
+        firsts = np.linspace(0, atlas.n_vars - 1, count + 2)[1:-1].astype(int).tolist()
+    else:
+        return everything
+    length = max(1, round(per_unit * cells))
+    period = chunk_values(atlas, layout) * layout.shard
+    placements = []
+    for k in range(PLACEMENTS):
+        shift = k * period / PLACEMENTS
+        value_ranges, pointer_ranges = [], []
+        for first in firsts:
+            start = min(round(first * per_unit + shift), max(0, atlas.nnz - length))
+            unit = min(int(start / per_unit), pointers - cells - 1)
+            value_ranges.append((start, start + length))
+            pointer_ranges.append((unit, unit + cells + 1))
+        placements.append((pointer_ranges, value_ranges))
+    return placements
 
 
 @dataclass(frozen=True)
 class Encoding:
-    """What a codec stores and costs, per orientation, measured on a study's stores."""
+    """What a codec stores and costs, per orientation, measured on a study's stores: stored
+    bytes per value and per pointer, and the seconds of a local decode pass of X, as a time
+    per stored byte plus a time per chunk (:func:`fit_decode`)."""
 
     bytes_per_value: float  # stored bytes of data and indices per stored value
     bytes_per_pointer: float  # stored bytes of indptr per entry
     decode_seconds_per_byte: float  # one local decode pass of X, per stored byte
+    decode_seconds_per_chunk: float = 0.0  # ... and per chunk decoded
 
     def x_bytes(self, atlas: Atlas, orientation: str) -> float:
         """Stored bytes of X of ``atlas`` in this encoding."""
         pointers = (atlas.n_obs if orientation == "cells" else atlas.n_vars) + 1
         return atlas.nnz * self.bytes_per_value + pointers * self.bytes_per_pointer
+
+    def decode_seconds(self, atlas: Atlas, layout: Layout) -> float:
+        """Seconds of one local decode pass of X of ``atlas`` written in ``layout``."""
+        return (
+            self.x_bytes(atlas, layout.orientation) * self.decode_seconds_per_byte
+            + x_chunks(atlas, layout) * self.decode_seconds_per_chunk
+        )
+
+    def describe(self) -> str:
+        """E.g. "packed decodes 140 MB/s + 0.4 ms per chunk, 1.1 B per value"."""
+        per_byte = self.decode_seconds_per_byte
+        rate = math.inf if per_byte == 0 else 1e-6 / per_byte
+        per_chunk = (
+            f" + {self.decode_seconds_per_chunk * 1e3:.2g} ms per chunk"
+            if self.decode_seconds_per_chunk
+            else ""
+        )
+        return f"{rate:.3g} MB/s{per_chunk}, {self.bytes_per_value:.2f} B per value"
+
+
+def x_chunks(atlas: Atlas, layout: Layout) -> int:
+    """Chunks of X's ``data``, ``indices`` and ``indptr`` (inner chunks when sharded)."""
+    size = chunk_values(atlas, layout)
+    pointers = (atlas.n_obs if layout.orientation == "cells" else atlas.n_vars) + 1
+    return 2 * math.ceil(atlas.nnz / size) + math.ceil(pointers / size)
 
 
 def predict_traffic(
@@ -168,11 +212,36 @@ def predict_traffic(
     pattern: str,
     encoding: Encoding,
     extra_requests: int = 0,
+    ranges: tuple[list, list] | None = None,
 ) -> Traffic:
     """Requests and bytes of ``pattern`` on ``layout`` stored in ``encoding``, plus the
-    reader's ``extra_requests``."""
+    reader's ``extra_requests``: of the (pointer ranges, value ranges) a measured read asked
+    for (``ranges``, the study's record of it), else of a user's read at a random place (the
+    mean over :func:`pattern_placements`)."""
+    placements = [ranges] if ranges is not None else pattern_placements(atlas, layout, pattern)
+    reads = [_read(atlas, layout, encoding, *placement) for placement in placements]
+    requests = float(np.mean([r[0] for r in reads]))
+    if ranges is not None:
+        requests = int(requests)
+    return Traffic(
+        max(0, requests + extra_requests), float(np.mean([r[1] for r in reads])), reads[0][2]
+    )
+
+
+def recorded_ranges(recorded) -> tuple[list, list] | None:
+    """The (pointer ranges, value ranges) of a measured read from the study's ``ranges``
+    record; None for a read of whole arrays, or with no record (a user's read at a random
+    place is then predicted)."""
+    from chunkatlas.study import parse_ranges
+
+    return None if recorded is None else parse_ranges(recorded)
+
+
+def _read(
+    atlas: Atlas, layout: Layout, encoding: Encoding, pointer_ranges: list, value_ranges: list
+) -> tuple[int, float, int]:
+    """(requests, bytes, objects of X) of reading these ranges of X's arrays."""
     size = chunk_values(atlas, layout)
-    pointer_ranges, value_ranges = pattern_ranges(atlas, layout, pattern)
     pointers = atlas.n_obs + 1 if layout.orientation == "cells" else atlas.n_vars + 1
     index_bytes = INDEX_BYTES_PER_CHUNK * layout.shard + INDEX_CHECKSUM_BYTES
     requests = objects = 0
@@ -186,7 +255,7 @@ def predict_traffic(
         requests, objects = requests + reqs, objects + objs
     reqs, chunks, indexes, objs = _array_reads(pointers, size, layout.shard, pointer_ranges)
     fetched += min(chunks * size, pointers) * encoding.bytes_per_pointer + indexes * index_bytes
-    return Traffic(max(0, requests + reqs + extra_requests), fetched, objects + objs)
+    return requests + reqs, fetched, objects + objs
 
 
 def sparse_only(sizes: pd.DataFrame) -> pd.DataFrame:
@@ -194,22 +263,71 @@ def sparse_only(sizes: pd.DataFrame) -> pd.DataFrame:
     return sizes[pd.to_numeric(sizes["nnz"], errors="coerce").notna()]
 
 
-def encodings(remote: pd.DataFrame, sizes: pd.DataFrame) -> dict[tuple[str, str], Encoding]:
-    """(orientation, codec) -> :class:`Encoding`, medians over the study's stores.  ``sizes``
-    has each store's geometry with ``nnz`` (from the summary)."""
-    stores = remote.drop_duplicates(["tissue", "orientation", "chunk", "shard", "codec"])
-    sizes = sparse_only(sizes)
-    stores = stores.merge(
-        sizes[["tissue", "orientation", "chunk", "shard", "codec", "n_obs", "n_vars", "nnz"]],
-        on=["tissue", "orientation", "chunk", "shard", "codec"],
+def _store_rows(remote: pd.DataFrame, sizes: pd.DataFrame) -> pd.DataFrame:
+    """One row per store of ``remote`` with its geometry, n_obs, n_vars and nnz (from
+    ``sizes``, the summary)."""
+    keys = ["tissue", "orientation", "chunk", "shard", "codec"]
+    stores = remote.drop_duplicates(keys)
+    return stores.merge(sparse_only(sizes)[[*keys, "n_obs", "n_vars", "nnz"]], on=keys)
+
+
+def fit_decode(stores: pd.DataFrame) -> tuple[float, dict[tuple[str, str], float]]:
+    """(seconds per chunk, {(orientation, codec): seconds per stored byte}) of the stores'
+    local decode passes: each store's ``decode_seconds`` = chunks x t_chunk + x_bytes x
+    t_byte[orientation, codec], by least squares relative to each store's seconds, all >= 0.
+    One time per chunk for every codec (zarr's own work per chunk); when the stores' chunk
+    counts cannot tell it from their bytes, it is 0 and each codec gets its median per byte."""
+    stores = stores[np.isfinite(stores["decode_seconds"]) & (stores["decode_seconds"] > 0)]
+    kinds = sorted(
+        set(zip(stores["orientation"].astype(str), stores["codec"].astype(str), strict=True))
     )
+    if stores.empty:
+        return 0.0, {}
+    chunks = np.array(
+        [
+            x_chunks(Atlas(int(r.n_obs), int(r.n_vars), int(r.nnz)), _layout(r))
+            for r in stores.itertuples()
+        ],
+        dtype=float,
+    )
+    per_byte = np.column_stack(
+        [
+            np.where((stores["orientation"] == o) & (stores["codec"] == c), stores["x_bytes"], 0.0)
+            for o, c in kinds
+        ]
+    )
+    x = np.column_stack([chunks, per_byte])
+    seconds = stores["decode_seconds"].to_numpy(dtype=float)
+    scaled = x / np.abs(x).max(axis=0)
+    if np.linalg.matrix_rank(scaled, tol=1e-6) < x.shape[1]:
+        median = (
+            (stores["decode_seconds"] / stores["x_bytes"])
+            .groupby([stores["orientation"], stores["codec"]])
+            .median()
+        )
+        return 0.0, {(str(o), str(c)): float(v) for (o, c), v in median.items()}
+    coefficients, _ = scipy.optimize.nnls(x / seconds[:, None], np.ones(len(seconds)))
+    return float(coefficients[0]), dict(zip(kinds, map(float, coefficients[1:]), strict=True))
+
+
+def _layout(row) -> Layout:
+    return Layout(row.orientation, int(row.chunk), int(row.shard), row.codec)
+
+
+def encodings(remote: pd.DataFrame, sizes: pd.DataFrame) -> dict[tuple[str, str], Encoding]:
+    """(orientation, codec) -> :class:`Encoding`: bytes per value and per pointer (medians
+    over the study's stores), decode costs from :func:`fit_decode`.  ``sizes`` has each
+    store's geometry with ``nnz`` (from the summary)."""
+    stores = _store_rows(remote, sizes)
+    per_chunk, per_byte = fit_decode(stores)
     found = {}
     for (orientation, codec), rows in stores.groupby(["orientation", "codec"]):
         pointers = rows["n_obs" if orientation == "cells" else "n_vars"] + 1
         found[(str(orientation), str(codec))] = Encoding(
             float(((rows["x_bytes"] - rows["indptr_bytes"]) / rows["nnz"]).median()),
             float((rows["indptr_bytes"] / pointers).median()),
-            float((rows["decode_seconds"] / rows["x_bytes"]).median()),
+            per_byte.get((str(orientation), str(codec)), math.nan),
+            per_chunk,
         )
     return found
 
@@ -233,7 +351,8 @@ def calibrate(
         layout = Layout(row.orientation, int(row.chunk), int(row.shard), row.codec)
         atlas = Atlas(int(row.n_obs), int(row.n_vars), int(row.nnz))
         encoding = found[(row.orientation, row.codec)]
-        plain = predict_traffic(atlas, layout, row.pattern, encoding)
+        ranges = recorded_ranges(getattr(row, "ranges", None))
+        plain = predict_traffic(atlas, layout, row.pattern, encoding, ranges=ranges)
         key = (row.pattern, row.orientation, row.shard > 1)
         extra.setdefault(key, []).append(int(row.requests) - plain.requests)
     return {key: int(round(float(np.median(values)))) for key, values in extra.items()}

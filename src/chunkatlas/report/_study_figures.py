@@ -5,6 +5,7 @@ seconds."""
 from __future__ import annotations
 
 import os
+import textwrap
 
 import matplotlib
 
@@ -158,10 +159,11 @@ def cost_fit_figure(table: pd.DataFrame, fit: CostFit) -> plt.Figure:
     ax.add_artist(first)
     ax.legend(handles=marker_key, title="backend", loc="lower left", bbox_to_anchor=(1.02, 0))
     ax.set_title(
-        "Cost model: seconds ≈ a × requests + b × bytes + c × (seconds to decode those bytes "
-        f"locally)\n({network_text(rows)})\n"
-        + "\n".join(f.describe() for f in fit.backends.values()),
-        fontsize=9,
+        "Cost model: seconds ≈ fixed + a × round trips + b × bytes per response in flight\n"
+        "+ s × bytes selected in memory + c × (seconds to decode them locally)\n"
+        f"({network_text(rows)})\n"
+        + "\n".join(textwrap.fill(f.describe(), 95) for f in fit.backends.values()),
+        fontsize=8,
     )
     fig.tight_layout()
     return fig

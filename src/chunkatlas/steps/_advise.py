@@ -26,6 +26,9 @@ def advise(
     model: str | None = None,
     directory: Path,
     run: str | None = None,
+    prices: str | None = None,
+    max_objects: int | None = None,
+    reader: str | None = None,
 ) -> str:
     """The answer of ``chunkatlas advise``: which cost model (``model``, else a study run's in
     ``directory``, the default config's ``run`` first, else the reference model), then per
@@ -34,8 +37,23 @@ def advise(
 
     The atlas is ``source`` (a store, an h5ad or a SOMA Experiment's ``tissue``), its cells
     scaled to ``cells`` if given; without a source, ``cells`` with ``genes`` and
-    ``values_per_cell`` (:data:`DEFAULT_GENES`, :data:`DEFAULT_VALUES_PER_CELL`)."""
-    from chunkatlas.model import X_PATTERNS, Atlas, advice_text, atlas_of, choose_cost_model
+    ``values_per_cell`` (:data:`DEFAULT_GENES`, :data:`DEFAULT_VALUES_PER_CELL`).
+
+    Money is priced by the price file ``prices`` (YAML or JSON; None: AWS S3 Standard's list
+    prices, :class:`~chunkatlas.model.Prices`); layouts whose whole store has more than
+    ``max_objects`` objects are not advised.  ``reader``: who reads it (anndata, as a user
+    does, or chunkatlas's analysis; None: the reader the model was fitted on)."""
+    from chunkatlas.model import (
+        DEMO_COLUMNS,
+        X_PATTERNS,
+        Atlas,
+        Prices,
+        advice_text,
+        atlas_of,
+        choose_cost_model,
+        columns_of,
+        load_prices,
+    )
 
     if source is None and cells is None:
         raise ChunkatlasError(
@@ -48,6 +66,11 @@ def advise(
                     f"--{name.replace('_', '-')} {value}: the size of an atlas without a "
                     f"SOURCE; {source} gives its own (--cells to scale it)"
                 )
+    if max_objects is not None and (
+        isinstance(max_objects, bool) or not isinstance(max_objects, int) or max_objects < 1
+    ):
+        raise ChunkatlasError(f"--max-objects {max_objects!r}: it must be a positive integer")
+    price_table = load_prices(prices) if prices is not None else Prices()
     cost_model, which = choose_cost_model(model, backend, directory, run)
     first = None
     if source is None:
@@ -68,6 +91,28 @@ def advise(
             name = tissue or Path(source.rstrip("/")).stem
             written_from = f"{name.replace(' ', '_')}.zarr"
             first = f"(first: chunkatlas fetch {source} {tissue or 'all'} {written_from})"
+    # Bytes per value: an AnnData source's own, measured on a sample of its cells (also when
+    # --cells scales it), else the cost model's.
+    from dataclasses import replace
+
+    from chunkatlas.model import source_encodings
+
+    own, measured = source_encodings(source, cost_model.encodings)
+    cost_model = replace(cost_model, encodings=own) if own else cost_model
+    which = f"{which}\n{measured}"
     chosen = list(patterns) if patterns else list(X_PATTERNS)
-    advice = advice_text(atlas, cost_model, backend, chosen, written_from)
+    columns = columns_of(source) if source is not None else DEMO_COLUMNS
+    columns_from = "the demo atlas's" if columns is DEMO_COLUMNS else f"{source}'s"
+    advice = advice_text(
+        atlas,
+        cost_model,
+        backend,
+        chosen,
+        written_from,
+        prices=price_table,
+        max_objects=max_objects,
+        columns=columns,
+        columns_from=columns_from,
+        reader=reader,
+    )
     return "\n".join(line for line in (which, first, advice) if line)

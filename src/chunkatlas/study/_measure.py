@@ -1,6 +1,12 @@
 """What each chunk size costs when a store is read remotely: requests, bytes and seconds for
-fixed access patterns, counted by the server that answers them.  Each pattern is read several
+access patterns, counted by the server that answers them.  Each pattern is read several
 times, each time from a freshly opened store; seconds are the median of those cold reads.
+
+Each pattern reads what a user would: a block of cells at a random offset, genes drawn at
+random, the same for every store of one tissue shape (:func:`~._reads.pattern_selection`).
+Beside its traffic each read records the ranges of X's arrays it asked for and the stored
+values they hold (:func:`~._reads.covered`), so that a model of the layout can predict that
+traffic exactly.
 
 The store is served over HTTP (aiohttp or nginx) or S3 (moto), on loopback, optionally over an
 emulated :class:`~chunkatlas.study._network.Network`: on bare loopback a request costs nothing,
@@ -37,28 +43,14 @@ from chunkatlas.store import (
     open_remote_group,
 )
 from chunkatlas.study._network import LOOPBACK, Network
+from chunkatlas.study._reads import PATTERNS, Selection, covered, pattern_selection
 from chunkatlas.study._request_log import ReaderCount, RequestLog
 from chunkatlas.study._serving import served_stores
 
-PATTERNS = ("open", "one_gene", "fifty_genes", "cell_block", "all_x")
-CELL_BLOCK = 1000  # the most cells cell_block reads
-PANEL = 50
 REPEATS = default("remote.repeats")  # cold reads per pattern: a median of three
-WARM_UP = "one_gene"  # read once, uncounted, before the measured reads: the cheapest pattern
-
-
-def cell_block_size(n_obs: int) -> int:
-    """Cells the cell_block pattern reads: a tenth of the tissue, at least 1 and at most
-    CELL_BLOCK, so that it stays a block and never becomes all of X in a small tissue."""
-    return max(1, min(CELL_BLOCK, n_obs // 10))
-
-
-def pattern_genes(n_vars: int) -> dict[str, np.ndarray]:
-    """The genes each pattern reads: one gene in the middle; 50 spread evenly (a panel)."""
-    return {
-        "one_gene": np.array([n_vars // 2]),
-        "fifty_genes": np.unique(np.linspace(0, n_vars - 1, min(PANEL, n_vars)).astype(int)),
-    }
+#: Read once, uncounted, before the measured reads: what open reads (metadata, obs and var),
+#: no part of X, so it costs the same small read on every layout however large X is.
+WARM_UP = "open"
 
 
 @dataclass
@@ -68,6 +60,8 @@ class Measurement:
     pattern: str
     cells: int  # the part of X read: cells x genes (0 x 0 for open)
     genes: int
+    values: int  # stored values the read covers (all of X's where it reads whole arrays)
+    ranges: str  # JSON: the ranges of indptr and of data/indices it asks for; "" for whole arrays
     requests: int
     bytes: int
     repeats: int
@@ -76,10 +70,11 @@ class Measurement:
     seconds_max: float
 
 
-def read_pattern(pattern: str, x) -> tuple[int, int]:
-    """Read one access pattern from X (its zarr array, or the group of a sparse matrix) as a
+def read_pattern(pattern: str, x, selection: Selection | None = None) -> tuple[int, int]:
+    """Read one access pattern of X (its zarr array, or the group of a sparse matrix) as a
     reader of the store would, planned per array: every stored object it needs is fetched
-    once, whatever the orientation.  Returns the cells and genes it read.
+    once, whatever the orientation.  Reads ``selection``, by default the pattern's own for
+    X's shape (:func:`~._reads.pattern_selection`); returns the cells and genes it read.
 
     Sparse X is read through anndata's own backed matrix (``sparse_dataset``): a block of cells
     of a cell-major store, or a few genes of a gene-major one, reads only their ranges of
@@ -88,20 +83,20 @@ def read_pattern(pattern: str, x) -> tuple[int, int]:
     """
     from anndata.io import sparse_dataset
 
+    if pattern == "open":
+        raise ChunkatlasError(
+            "the open pattern reads the store's metadata, obs and var: no part of X"
+        )
     sparse = is_sparse(x)
     n_obs, n_vars = matrix_shape(x)
     if pattern == "all_x":
         for array in (x["indptr"], x["indices"], x["data"]) if sparse else (x,):
             array[:]
         return n_obs, n_vars
+    selection = selection or pattern_selection(pattern, n_obs, n_vars)
     matrix = sparse_dataset(x) if sparse else x
-    if pattern == "cell_block":
-        cells = cell_block_size(n_obs)
-        matrix[:cells]
-        return cells, n_vars
-    genes = pattern_genes(n_vars)[pattern]
-    matrix[:, genes]
-    return n_obs, len(genes)
+    matrix[selection.index(n_obs, n_vars)]
+    return len(selection.cells), len(selection.genes)
 
 
 def run_patterns(
@@ -113,17 +108,23 @@ def run_patterns(
     warm_up: bool = True,
 ) -> list[Measurement]:
     """Read each pattern of the store at ``url`` ``repeats`` times, each from a freshly opened
-    store, counting server requests; seconds are the median of the repeats.
+    store, counting server requests; seconds are the median of the repeats.  Every repeat
+    reads the pattern's selection for X's shape (:func:`~._reads.pattern_selection`).
 
     Each read starts cold: a new zarr group and Dask graph, nothing kept from earlier reads
-    (fsspec may reuse its HTTP connections).  One uncounted read first pays the process's
-    warm-up (imports, first connection, thread pool), so that no pattern's seconds depend on
-    which was measured first; ``warm_up=False`` skips it where the process has read another
-    store from the same server already.  Requests and bytes must not differ between repeats.
+    (fsspec may reuse its HTTP connections).  Before the measured reads, uncounted, the store
+    is opened once (metadata, obs and var) and the entries of X's ``indptr`` the patterns'
+    ranges start and end at are read (:func:`~._reads.covered`: each measurement's ``ranges``
+    and ``values``).  Then one uncounted read made as the measured ones are, what ``open``
+    reads (:data:`WARM_UP`), so that no pattern's seconds pay the process's warm-up (imports,
+    first connection, thread pool) or depend on which was measured first; ``warm_up=False``
+    skips it where the process has read another store from the same server already.
+    Requests and bytes must not differ between repeats.
 
-    The server emulates its network only while a pattern is measured: the warm-up and the
-    open before each read are answered at loopback speed (their seconds are not measured,
-    their requests are the same); that open reads the store's metadata, not obs and var.
+    The server emulates its network only while a pattern is measured: what comes before the
+    measured reads and the open before each read are answered at loopback speed (their
+    seconds are not measured, their requests are the same); that open reads the store's
+    metadata, not obs and var.
     """
     if repeats < 1:
         raise ChunkatlasError(f"repeats must be at least 1, got {repeats}")
@@ -139,7 +140,9 @@ def run_patterns(
             read_elem(group[axis])
         return group
 
-    def read_once(pattern: str, paced: bool = True) -> tuple[tuple[int, ...], float]:
+    def read_once(
+        pattern: str, selections: dict[str, Selection], paced: bool = True
+    ) -> tuple[tuple[int, ...], float]:
         group = None if pattern == "open" else open_store(with_annotations=False)
         log.mark(pace=paced)  # the open above is not this pattern's traffic
         start = time.perf_counter()
@@ -147,7 +150,7 @@ def run_patterns(
             open_store()
             shape = (0, 0)
         else:
-            shape = read_pattern(pattern, group["X"])
+            shape = read_pattern(pattern, group["X"], selections[pattern])
         seconds = time.perf_counter() - start
         return (*shape, *log.traffic(pace=False)), seconds
 
@@ -158,12 +161,14 @@ def run_patterns(
         # the pattern, and would stretch that pattern's spread.  Unpaced, as every open
         # before a measured read: the emulated sleeps would only lengthen the job.
         log.mark(pace=False)
-        open_store()  # the first obs and var too, so the measured `open` is not the first
+        x = open_store()["X"]  # the first obs and var too: the measured `open` is not the first
+        selections = {p: pattern_selection(p, *matrix_shape(x)) for p in patterns}
+        reads = covered(x, selections)  # the first read of X too: entries of its indptr
         if warm_up:
-            read_once(WARM_UP, paced=False)
+            read_once(WARM_UP, selections, paced=False)
         for _ in range(repeats):
             for pattern in patterns:
-                cost, took = read_once(pattern)
+                cost, took = read_once(pattern, selections)
                 first = traffic.setdefault(pattern, cost)
                 if cost != first:
                     raise ChunkatlasError(
@@ -172,17 +177,26 @@ def run_patterns(
                         "store the counts would mean nothing"
                     )
                 seconds[pattern].append(took)
-    return [
-        Measurement(
-            pattern,
-            *traffic[pattern],
-            repeats,
-            round(float(np.median(seconds[pattern])), 4),
-            round(min(seconds[pattern]), 4),
-            round(max(seconds[pattern]), 4),
+    measured = []
+    for pattern in patterns:
+        cells, genes, requests, moved = traffic[pattern]
+        ranges, values = reads[pattern]
+        measured.append(
+            Measurement(
+                pattern,
+                cells,
+                genes,
+                values,
+                ranges,
+                requests,
+                moved,
+                repeats,
+                round(float(np.median(seconds[pattern])), 4),
+                round(min(seconds[pattern]), 4),
+                round(max(seconds[pattern]), 4),
+            )
         )
-        for pattern in patterns
-    ]
+    return measured
 
 
 CONDITIONS = ("backend", "server", "latency_ms", "bandwidth_mbps")  # how a row was measured
