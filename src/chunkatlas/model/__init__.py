@@ -43,6 +43,8 @@ if TYPE_CHECKING:  # the public names, each imported on first use
     from chunkatlas.model._own_encoding import own_encodings
     from chunkatlas.model._own_encoding import source_encodings
     from chunkatlas.model._sources import atlas_of
+    from chunkatlas.model._judge import prediction_errors
+    from chunkatlas.model._judge import regret_table
     from chunkatlas.model._reader import DEFAULT_READER
     from chunkatlas.model._reader import Reader
     from chunkatlas.model._reader import READERS
