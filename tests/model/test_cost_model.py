@@ -87,7 +87,7 @@ def test_the_fit_recovers_known_costs_for_each_backend():
         r"http: [\d.]+ ms per round trip, [\d.]+ MB/s per response(, [\d.e+]+ MB/s selected "
         r"in memory)?, decoding 0.[45]\d* × a "
         r"local pass, "
-        r"[\d.e-]+–[\d.e-]+ s fixed per pattern; R² 0.99\d, median error [\d.]+%",
+        r"fixed [\d.e-]+ s to open, [\d.e-]+ s per read of X; R² 0.99\d, median error [\d.]+%",
         fit.describe().splitlines()[0],
     )
 

@@ -77,17 +77,20 @@ class BackendFit:
         return math.inf if self.seconds_per_byte == 0 else 1e-6 / self.seconds_per_byte
 
     def describe(self) -> str:
-        """One line, e.g. "s3: 31 ms per round trip, 19 MB/s per response, decoding 0.98 × a
-        local pass, 0.05-0.9 s fixed per pattern; R² 0.99, median error 3%"."""
+        """One line, e.g. "s3: 43 ms per round trip, 21 MB/s per response, decoding 1.3 × a
+        local pass, fixed 1.4 s to open, 0.13 s per read of X; R² 0.82, median error 17%"."""
         decode = (
             "no decode term"
             if self.decode_scale is None
             else f"decoding {self.decode_scale:.2g} × a local pass"
         )
-        fixed = ""
-        if self.pattern_seconds:
-            low, high = min(self.pattern_seconds.values()), max(self.pattern_seconds.values())
-            fixed = f", {low:.2g}–{high:.2g} s fixed per pattern"
+        opening = self.pattern_seconds.get("open")
+        reading = [s for p, s in self.pattern_seconds.items() if p != "open"]
+        fixed = ", fixed " + ", ".join(
+            [f"{opening:.2g} s to open"] * (opening is not None)
+            + [f"{reading[0]:.2g} s per read of X"] * bool(reading)
+        )
+        fixed = "" if fixed == ", fixed " else fixed
         selects = ""
         if self.seconds_per_selected_byte:
             selects = f", {1e-6 / self.seconds_per_selected_byte:.3g} MB/s selected in memory"
