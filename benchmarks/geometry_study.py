@@ -120,14 +120,20 @@ def source_path(work: Path, cells: int) -> Path:
     return work / f"synthetic-census-geometry-{cells}-{GENES}.zarr"
 
 
-def make_source(path: Path, plan: Plan) -> dict:
-    """The grid's source: synth's store of ``plan.cells`` cells (cached)."""
+def make_source(
+    path: Path,
+    plan: Plan,
+    genes: int = GENES,
+    depth: tuple[float, float] = DEPTH,
+) -> dict:
+    """The grid's source: synth's store of ``plan.cells`` cells x ``genes`` genes, drawn from a
+    pool of ``plan.pool_cells`` cells thinned at a per-cell ``depth`` (cached)."""
     from benchmarks.synth import make_pool, write_store
 
     start = time.perf_counter()
-    pool = make_pool(plan.pool_cells, GENES)
+    pool = make_pool(plan.pool_cells, genes)
     partial = path.with_name(path.name + ".partial")  # an interrupted write is not cached
-    write_store(partial, pool, plan.cells, chunk=SOURCE_CHUNK, seed=1, depth=DEPTH)
+    write_store(partial, pool, plan.cells, chunk=SOURCE_CHUNK, seed=1, depth=depth)
     partial.rename(path)
     return {"seconds": round(time.perf_counter() - start, 1), **describe_source(path)}
 
@@ -364,7 +370,8 @@ def manifest_figures(manifest: dict) -> dict:
 
 
 def child_measure(spec: dict) -> dict:
-    """measure_backends on one store; the table goes to ``spec['table']``."""
+    """measure_backends on one store, ``spec['repeats']`` cold reads per pattern (default 1);
+    the table goes to ``spec['table']``."""
     from chunkatlas.study import OBJECT_STORE, Network, measure_backends
 
     network = OBJECT_STORE if spec["network"] == "object_store" else Network()
@@ -374,7 +381,7 @@ def child_measure(spec: dict) -> dict:
         backends=tuple(spec["backends"]),
         server="aiohttp",
         network=network,
-        repeats=1,
+        repeats=spec.get("repeats", 1),
         patterns=tuple(spec["patterns"]),
     )
     table.to_csv(spec["table"], sep="\t", index=False)
@@ -421,7 +428,8 @@ def child_source(spec: dict) -> dict:
     small, big = Path(spec["small"]), Path(spec["big"])
     if spec["extend"]:
         return extend_source(small, big, plan)
-    return make_source(small, plan)
+    depth = tuple(spec.get("depth", DEPTH))
+    return make_source(small, plan, genes=spec.get("genes", GENES), depth=depth)
 
 
 CHILDREN: dict[str, Callable[[dict], dict]] = {

@@ -112,3 +112,24 @@ def test_a_users_block_at_a_random_place_straddles_chunks_on_average():
     chunk_values = math.ceil(per_gene * 20)
     # a gene of 50,000 values in chunks of 1,000,000: 1 + 50,000 / 1,000,000 chunks expected
     assert gene.requests == pytest.approx(2 * (1 + per_gene / chunk_values) + 1, abs=0.2)
+
+
+def test_chunks_of_a_shard_close_together_come_in_one_request_as_zarr_reads_them():
+    from chunkatlas.model._traffic import _array_reads
+
+    # chunks 0 and 3 of one 16-chunk shard: 2 chunks between them
+    wanted = [(0, 10), (30, 40)]
+    small = _array_reads(160, 10, 16, wanted, grows=True, chunk_bytes=100_000)
+    assert small[:3] == (2, 4, 1)  # the index, then chunks 0-3 in one request (gap 200 kB)
+    large = _array_reads(160, 10, 16, wanted, grows=True, chunk_bytes=2_000_000)
+    assert large[:3] == (3, 2, 1)  # a 4 MB gap: the index and two requests
+    unsized = _array_reads(160, 10, 16, wanted, grows=True)
+    assert unsized[:3] == (3, 2, 1)
+
+
+def test_a_part_of_a_shard_costs_a_round_trip_more_per_array():
+    one = reads(pattern=["one_gene"], orientation=["genes"], requests=[5], bytes=[1e6])
+    plain, sharded = (
+        read_features(one.assign(shard=shard), READERS["anndata"])[0, 0] for shard in (1, 64)
+    )
+    assert sharded == plain + 3  # indptr, data, indices: each its index first

@@ -4,12 +4,13 @@ responses streamed side by side.
 A reader keeps up to ``concurrency`` requests in flight while it reads one array, and reads a
 sparse X's arrays one after another (``phases``: plain anndata reads ``indptr``, then ``data``,
 then ``indices``).  So a read of R requests costs about ``phases x ceil(R / (phases x
-concurrency))`` round trips, and its bytes stream over as many responses at once as it has in
-flight, each at one response's bandwidth: ``bytes / in_flight`` is the time the bytes take at
-one response's speed.  A reader that reads an object in ranges (``parts``: chunkatlas's remote
-reads, 2 MiB ranges, eight of an object in flight) keeps more responses in flight on the same
-objects.  Opening a store reads obs and var one array after another (OPEN_ARRAYS of them),
-each array's chunks side by side.
+concurrency))`` round trips (one more per array for a part of a shard: its index first), and
+its bytes stream over as many responses at once as it has in flight, each at one response's
+bandwidth: ``bytes / in_flight`` is the time the bytes take at one response's speed.  A
+reader that reads an object in ranges (``parts``: chunkatlas's remote reads, 2 MiB ranges,
+eight of an object in flight) keeps more responses in flight on the same objects.  Opening a
+store reads obs and var one array after another (OPEN_ARRAYS of them), each array's chunks
+side by side.
 
 A read across the grain (genes of a cell-major store, a block of cells of a gene-major one)
 fetches all of X; plain anndata then selects what was asked in memory, work that grows with
@@ -116,10 +117,12 @@ def read_features(rows: pd.DataFrame, reader: Reader) -> np.ndarray:
     read by ``reader``, from its pattern, orientation, requests and bytes; ``open`` reads obs
     and var arrays one after another (OPEN_ARRAYS)."""
     orientations = rows["orientation"] if "orientation" in rows else ["cells"] * len(rows)
+    shards = rows["shard"] if "shard" in rows else [1] * len(rows)
     features = []
-    for pattern, orientation, requests, nbytes in zip(
+    for pattern, orientation, shard, requests, nbytes in zip(
         rows["pattern"],
         orientations,
+        shards,
         rows["requests"].astype(float),
         rows["bytes"].astype(float),
         strict=True,
@@ -128,10 +131,11 @@ def read_features(rows: pd.DataFrame, reader: Reader) -> np.ndarray:
             streams = reader.in_flight(requests, nbytes, OPEN_ARRAYS)
             features.append((reader.rounds(requests, OPEN_ARRAYS), nbytes / streams, 0.0))
             continue
-        selected = (
-            nbytes if reader.selects_in_memory and across_the_grain(pattern, orientation) else 0.0
-        )
-        features.append(
-            (reader.rounds(requests), nbytes / reader.in_flight(requests, nbytes), selected)
-        )
+        across = across_the_grain(pattern, orientation)
+        selected = nbytes if reader.selects_in_memory and across else 0.0
+        rounds = reader.rounds(requests)
+        if shard > 1 and not across and pattern != "all_x":
+            # part of a shard: its index first, then its chunks, a round trip after another
+            rounds += reader.phases
+        features.append((rounds, nbytes / reader.in_flight(requests, nbytes), selected))
     return np.asarray(features, dtype=float).reshape(len(rows), 3)

@@ -81,6 +81,12 @@ def chunk_values(atlas: Atlas, layout: Layout) -> int:
     return max(1, math.ceil(atlas.nnz / max(units, 1) * layout.chunk))
 
 
+#: zarr (3.4) reads the chunks of one shard in one request when the bytes between them are at
+#: most this many, up to SHARD_COALESCE_BYTES per request (its ``array.sharding_coalesce_*``).
+SHARD_GAP_BYTES = 2**20
+SHARD_COALESCE_BYTES = 16 * 2**20
+
+
 def _array_reads(
     length: int,
     chunk: int,
@@ -88,16 +94,19 @@ def _array_reads(
     ranges: Iterable[tuple[int, int]],
     *,
     grows: bool = False,
+    chunk_bytes: float = 0.0,
 ):
     """(requests, chunks fetched, shard indexes fetched, objects) of reading ``ranges`` of a
-    1-D array of ``length`` values in chunks of ``chunk``, ``shard`` chunks per object.
-    ``grows``: written without a known length (``data`` and ``indices``, appended block by
-    block), so every shard has room for ``shard`` chunks; otherwise shards hold no more chunks
-    than the array has, and an array of one chunk is not sharded.
+    1-D array of ``length`` values in chunks of ``chunk`` (of ``chunk_bytes`` stored bytes),
+    ``shard`` chunks per object.  ``grows``: written without a known length (``data`` and
+    ``indices``, appended block by block), so every shard has room for ``shard`` chunks;
+    otherwise shards hold no more chunks than the array has, and an array of one chunk is not
+    sharded.
 
     As zarr reads a sharded array: a full shard wanted whole is one request; any other shard
     (part of it wanted, or the array's last, shorter shard) its index, then one request per
-    run of adjacent chunks.
+    group of wanted chunks no more than SHARD_GAP_BYTES apart (the chunks between fetched too),
+    of at most SHARD_COALESCE_BYTES.
     """
     n_chunks = math.ceil(length / chunk)
     if grows:
@@ -111,19 +120,25 @@ def _array_reads(
             touched.update(range(low // chunk, (high - 1) // chunk + 1))
     if per_object == 1:
         return len(touched), len(touched), 0, objects
-    requests = indexes = 0
+    requests = indexes = fetched = 0
     by_shard: dict[int, list[int]] = {}
     for index in sorted(touched):
         by_shard.setdefault(index // per_object, []).append(index)
+    gap = SHARD_GAP_BYTES / chunk_bytes if chunk_bytes else 0  # chunks
+    most = max(1, SHARD_COALESCE_BYTES / chunk_bytes) if chunk_bytes else math.inf
     for number, chunks in by_shard.items():
         full = (number + 1) * per_object <= n_chunks
         if full and len(chunks) == per_object:
-            requests += 1
+            requests, fetched = requests + 1, fetched + per_object
             continue
-        runs = 1 + sum(1 for a, b in zip(chunks, chunks[1:], strict=False) if b != a + 1)
-        requests += 1 + runs
+        first = chunks[0]
+        for previous, index in zip(chunks, chunks[1:], strict=False):
+            if index - previous - 1 > gap or index - first + 1 > most:
+                requests, fetched = requests + 1, fetched + previous - first + 1
+                first = index
+        requests, fetched = requests + 2, fetched + chunks[-1] - first + 1  # and the index
         indexes += 1
-    return requests, len(touched), indexes, objects
+    return requests, fetched, indexes, objects
 
 
 #: A user's read at a random place is predicted as the mean over this many placements,
@@ -249,11 +264,13 @@ def _read(
     per_value = encoding.bytes_per_value / 2  # data and indices share it, about evenly
     for _ in ("data", "indices"):  # the same ranges of both
         reqs, chunks, indexes, objs = _array_reads(
-            atlas.nnz, size, layout.shard, value_ranges, grows=True
+            atlas.nnz, size, layout.shard, value_ranges, grows=True, chunk_bytes=size * per_value
         )
         fetched += min(chunks * size, atlas.nnz) * per_value + indexes * index_bytes
         requests, objects = requests + reqs, objects + objs
-    reqs, chunks, indexes, objs = _array_reads(pointers, size, layout.shard, pointer_ranges)
+    reqs, chunks, indexes, objs = _array_reads(
+        pointers, size, layout.shard, pointer_ranges, chunk_bytes=size * encoding.bytes_per_pointer
+    )
     fetched += min(chunks * size, pointers) * encoding.bytes_per_pointer + indexes * index_bytes
     return requests + reqs, fetched, objects + objs
 
