@@ -183,7 +183,11 @@ def test_snakemake_killed_mid_stage_then_rerun_gives_identical_results(test_run,
         args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
     logs = tmp_path / "results" / config["run"] / "logs" / stage
-    wait_for(lambda: logs.exists() and any(logs.iterdir()), 600, f"a {stage} job to start")
+    started = lambda: logs.exists() and any(logs.iterdir())  # noqa: E731
+    wait_for(lambda: started() or run.poll() is not None, 600, f"a {stage} job to start")
+    # Snakemake ended before the stage: a job failed, say which rather than time out
+    ended = run.poll() is not None
+    assert not ended, f"Snakemake ended before a {stage} job started: {failed_jobs(tmp_path)}"
     os.killpg(run.pid, signal.SIGKILL)  # Snakemake, its jobs and their Dask workers
     run.wait()
     # A killed Snakemake leaves its lock; the documented recovery is --unlock, then the same
@@ -203,6 +207,17 @@ def test_snakemake_killed_mid_stage_then_rerun_gives_identical_results(test_run,
         np.testing.assert_array_equal(ours.var["highly_variable"], reference.var["highly_variable"])
         np.testing.assert_array_equal(ours.obsm["X_pca"], reference.obsm["X_pca"])
     assert not list((tmp_path / "results").rglob(".*.tmp-*"))
+
+
+def failed_jobs(workdir: Path) -> str:
+    """The failed jobs of the newest Snakemake log under ``workdir``, and their logs' last line."""
+    logs = sorted((workdir / ".snakemake" / "log").glob("*.snakemake.log"))
+    if not logs:
+        return "no Snakemake log"
+    text = logs[-1].read_text()
+    return "; ".join(
+        line.strip() for line in text.splitlines() if "Error in rule" in line or "died" in line
+    )
 
 
 def past_its_imports(proc: psutil.Process) -> bool:
