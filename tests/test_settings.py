@@ -165,22 +165,14 @@ def test_the_run_record_masks_every_secret():
 # ------------------------------------------------------------------ one default per config key
 
 
-def domain_defaults() -> dict[str, list[tuple[str, object]]]:
-    """Config key -> the defaults that domain types and functions keep for direct Python use
-    (named for messages)."""
-    from chunkatlas import analysis, ingest, report, rewrite, store, study
+def section_types() -> dict[str, type]:
+    """Each config section -> the domain type whose fields are its keys."""
     from chunkatlas.analysis import AnalysisParams, ClusterSettings, SlurmOptions
     from chunkatlas.ingest import SourceSettings
     from chunkatlas.ingest.demo import DemoSpec
     from chunkatlas.store import RemoteSettings
 
-    found: dict[str, list[tuple[str, object]]] = {}
-
-    def add(key: str, where: str, value: object) -> None:
-        found.setdefault(key, []).append((where, value))
-
-    # every field of a settings type named as a key of its section
-    sections = {
+    return {
         "source": SourceSettings,
         "analysis": AnalysisParams,
         "remote": RemoteSettings,
@@ -188,6 +180,21 @@ def domain_defaults() -> dict[str, list[tuple[str, object]]]:
         "dask.slurm": SlurmOptions,
         "demo_atlas": DemoSpec,
     }
+
+
+def domain_defaults() -> dict[str, list[tuple[str, object]]]:
+    """Config key -> the defaults that domain types and functions keep for direct Python use
+    (named for messages)."""
+    from chunkatlas import analysis, ingest, report, rewrite, store, study
+    from chunkatlas.analysis import ClusterSettings
+
+    found: dict[str, list[tuple[str, object]]] = {}
+
+    def add(key: str, where: str, value: object) -> None:
+        found.setdefault(key, []).append((where, value))
+
+    # every field of a settings type named as a key of its section
+    sections = section_types()
     keys = dict(leaves())
     for section, kind in sections.items():
         for f in dataclasses.fields(kind):
@@ -251,19 +258,7 @@ def test_the_schema_offers_the_engines_and_flavors_the_analysis_computes():
 
 def test_the_domain_types_take_their_config_defaults_from_the_schema():
     """Not only equal: read from it, so changing the schema changes them (no literal copy)."""
-    from chunkatlas.analysis import AnalysisParams, ClusterSettings, SlurmOptions
-    from chunkatlas.ingest import SourceSettings
-    from chunkatlas.ingest.demo import DemoSpec
-    from chunkatlas.store import RemoteSettings
-
-    sections = {
-        "source": SourceSettings,
-        "analysis": AnalysisParams,
-        "remote": RemoteSettings,
-        "dask": ClusterSettings,
-        "dask.slurm": SlurmOptions,
-        "demo_atlas": DemoSpec,
-    }
+    sections = section_types()
     keys = dict(leaves())
     literal = []
     for section, kind in sections.items():
