@@ -231,6 +231,28 @@ def test_a_workflow_store_goes_to_the_bucket_whole_and_comes_back_as_written(s3,
     assert not Path(copy).exists() and not list(path.parent.iterdir())
 
 
+def test_a_workflow_store_published_before_the_run_s_bucket_exists_makes_it(s3, fetched, tmp_path):
+    """A store's job can end before Snakemake uploads any other file of the run: the bucket
+    is made then, as Snakemake's storage makes it."""
+    import s3fs
+
+    bucket = bucket_of_storage_settings(
+        "s3://a-new-bucket",
+        endpoint_url=s3,
+        region=REGION,
+        access_key="testing",
+        secret_key="testing",
+    )
+    path = tmp_path / "store.zarr"
+    rechunk_store(fetched, path, 200)
+    written = files_of(path)
+    fs = s3fs.S3FileSystem(**s3_options(s3))
+    assert not fs.exists("a-new-bucket")
+    WorkflowStore(str(path), bucket.url("run/store.zarr"), bucket).publish()
+    keys = {k.removeprefix("a-new-bucket/run/store.zarr/") for k in fs.find("a-new-bucket")}
+    assert keys == set(written)
+
+
 def test_a_local_workflow_store_is_read_and_kept_where_it_was_written(fetched, tmp_path):
     path = tmp_path / "store.zarr"
     rechunk_store(fetched, path, 200)

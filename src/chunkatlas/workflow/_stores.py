@@ -86,7 +86,16 @@ class WorkflowStore:
             fs.rm(self.url, recursive=True)
         files = [p for p in Path(self.path).rglob("*") if p.is_file()]
         keys = [f"{self.url}/{p.relative_to(self.path).as_posix()}" for p in files]
-        fs.put([str(p) for p in files], keys)
+        try:
+            fs.put([str(p) for p in files], keys)
+        except FileNotFoundError:
+            # no bucket yet: make it, as Snakemake's S3 storage does for the run's other
+            # files (a job can finish before any of them is uploaded)
+            bucket_name = self.url.removeprefix("s3://").split("/", 1)[0]
+            if fs.exists(bucket_name):
+                raise
+            fs.mkdir(bucket_name)
+            fs.put([str(p) for p in files], keys)
         shutil.rmtree(self.path)
 
     @contextmanager
