@@ -392,6 +392,7 @@ def predicted_reads(reads: pd.DataFrame, atlas, model) -> tuple[pd.DataFrame, li
                 "values": read["values"],
                 "requests": int(read["requests"]),
                 "predicted_requests": traffic.requests,
+                "objects_read": traffic.objects_read,
                 "bytes": int(read["bytes"]),
                 "predicted_bytes": traffic.bytes,
                 "predicted_bytes_reference_encoding": by_reference.bytes,

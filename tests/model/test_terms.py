@@ -133,3 +133,32 @@ def test_a_part_of_a_shard_costs_a_round_trip_more_per_array():
         read_features(one.assign(shard=shard), READERS["anndata"])[0, 0] for shard in (1, 64)
     )
     assert sharded == plain + 3  # indptr, data, indices: each its index first
+
+
+def test_the_requests_of_one_shard_come_one_after_another_and_shards_side_by_side():
+    from chunkatlas.model._traffic import _array_reads
+
+    # a whole array in its one shard, not full (15 of 16 chunks), of 20 MB chunks: its index,
+    # then one request per chunk (over zarr's 16 MiB a request), all from one object
+    requests, _, indexes, _, objects_read = _array_reads(
+        150, 10, 16, [(0, 150)], grows=True, chunk_bytes=20e6
+    )
+    assert (requests, indexes, objects_read) == (16, 1, 1)
+    # the same array unsharded: one object per request
+    assert _array_reads(150, 10, 1, [(0, 150)], grows=True)[::4] == (15, 15)
+
+    one_shard = reads(pattern=["all_x"], requests=[48], bytes=[300e6]).assign(shard=16)
+    rounds, streamed, _ = read_features(one_shard.assign(objects_read=3), READERS["anndata"])[0]
+    assert streamed == 300e6  # one response at a time: each array's shard in turn
+    assert rounds == 48
+    rounds, streamed, _ = read_features(one_shard.assign(objects_read=48), READERS["anndata"])[0]
+    assert streamed == 300e6 / 10 and rounds == 3 * 2  # 16 objects per array, 10 in flight
+
+
+def test_a_whole_x_in_one_shard_per_array_is_read_from_three_objects():
+    atlas = Atlas(150_000, 40_000, 243_000_000)
+    encoding = Encoding(1.1, 1.2, 1e-8)
+    whole = predict_traffic(atlas, Layout("cells", 10_000, 16, "packed"), "all_x", encoding)
+    assert whole.objects_read == 3 and whole.requests > 3 * 4
+    unsharded = predict_traffic(atlas, Layout("cells", 10_000, 1, "packed"), "all_x", encoding)
+    assert unsharded.objects_read == unsharded.requests == 31

@@ -34,9 +34,11 @@ from chunkatlas.model._traffic import (
 CELL_CHUNKS = (1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000)
 GENE_CHUNKS = (1, 5, 20, 50, 200, 1_000)
 SHARDS = (1, 4, 16, 64)
-#: The largest stored object a layout may have: the model's bytes cost is measured on objects
-#: of a few MB read in parallel, and a few huge objects leave a reader one stream each.
-MAX_OBJECT_BYTES = 256e6
+#: The largest stored object a layout may have.  The model is fitted on objects of a few MB;
+#: on the held-out tissue (benchmarks/README.md), all of X in objects of 60-170 MB (whole shards
+#: or one shard per array) took 3-7x the model's seconds under plain zarr, objects of 15-22 MB
+#: 1.2-1.6x: a layout of larger objects is not proposed.
+MAX_OBJECT_BYTES = 32e6
 #: Layouts within this share of the fastest are near-ties: of them, the one with the fewest
 #: objects in the store is advised (then the fewest bytes, then the fastest).
 NEAR_TIE = 0.10
@@ -92,6 +94,7 @@ def predictions(
                     "requests": traffic.requests,
                     "bytes": traffic.bytes,
                     "objects": traffic.objects,
+                    "objects_read": traffic.objects_read,
                     "x_bytes": x_bytes,
                     "store_bytes": x_bytes,
                     "decode_seconds": encoding.decode_seconds(atlas, layout),

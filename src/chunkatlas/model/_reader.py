@@ -1,12 +1,15 @@
 """How a reader spends a read's time on the network: its requests in round trips, its bytes in
 responses streamed side by side.
 
-A reader keeps up to ``concurrency`` requests in flight while it reads one array, and reads a
+A reader keeps up to ``concurrency`` objects in flight while it reads one array, and reads a
 sparse X's arrays one after another (``phases``: plain anndata reads ``indptr``, then ``data``,
-then ``indices``).  So a read of R requests costs about ``phases x ceil(R / (phases x
-concurrency))`` round trips (one more per array for a part of a shard: its index first), and
-its bytes stream over as many responses at once as it has in flight, each at one response's
-bandwidth: ``bytes / in_flight`` is the time the bytes take at one response's speed.  A
+then ``indices``).  The requests of one object follow one another: a shard read in part is its
+index, then its runs of chunks, one request after another (zarr 3.4), so a read of R requests
+from O objects costs about ``phases x ceil(O / (phases x concurrency)) x R / O`` round trips
+(unsharded, O = R), and its bytes stream over as many responses at once as it has objects in
+flight, each at one response's bandwidth: ``bytes / in_flight`` is the time the bytes take at
+one response's speed.  A whole array in one shard is one response at a time, however many
+requests it takes.  A
 reader that reads an object in ranges (``parts``: chunkatlas's remote reads, 2 MiB ranges,
 eight of an object in flight) keeps more responses in flight on the same objects.  Opening a
 store reads obs and var one array after another (OPEN_ARRAYS of them), each array's chunks
@@ -51,23 +54,34 @@ class Reader:
     description: str
     selects_in_memory: bool = True  # reads across the grain whole, then selects in memory
 
-    def in_flight(self, requests: float, bytes_: float, phases: int | None = None) -> float:
-        """Responses streaming at once during one phase of a read (``phases``: arrays read
-        one after another; None: X's)."""
-        per_phase = max(1.0, requests / (phases or self.phases))
+    def in_flight(
+        self,
+        requests: float,
+        bytes_: float,
+        phases: int | None = None,
+        objects: float | None = None,
+    ) -> float:
+        """Responses streaming at once during one phase of a read of ``requests`` requests
+        from ``objects`` objects (None: one object per request); ``phases``: arrays read one
+        after another (None: X's)."""
+        objects = requests if objects is None else min(objects, requests)
+        per_phase = max(1.0, objects / (phases or self.phases))
         streams = min(self.concurrency, per_phase)
         if self.part_bytes:
             object_bytes = bytes_ / max(requests, 1.0)
             streams *= min(PARTS_IN_FLIGHT, max(1.0, math.ceil(object_bytes / self.part_bytes)))
         return max(1.0, streams)
 
-    def rounds(self, requests: float, phases: int | None = None) -> float:
-        """Round trips of a read of ``requests`` requests of ``phases`` arrays read one after
-        another (None: X's)."""
+    def rounds(
+        self, requests: float, phases: int | None = None, objects: float | None = None
+    ) -> float:
+        """Round trips of a read of ``requests`` requests from ``objects`` objects (None: one
+        object per request) of ``phases`` arrays read one after another (None: X's)."""
         phases = phases or self.phases
         if requests <= phases:
             return float(requests)
-        return phases * math.ceil(requests / (phases * self.concurrency))
+        objects = requests if objects is None else max(1.0, min(objects, requests))
+        return phases * math.ceil(objects / (phases * self.concurrency)) * requests / objects
 
 
 READERS = {
@@ -114,17 +128,23 @@ def across_the_grain(pattern: str, orientation: str) -> bool:
 
 def read_features(rows: pd.DataFrame, reader: Reader) -> np.ndarray:
     """(round trips, bytes at one response's speed, bytes selected in memory) of each row's
-    read by ``reader``, from its pattern, orientation, requests and bytes; ``open`` reads obs
-    and var arrays one after another (OPEN_ARRAYS)."""
+    read by ``reader``, from its pattern, orientation, requests, bytes and ``objects_read``
+    (the objects its requests fetch from, :class:`~._traffic.Traffic`); ``open`` reads obs
+    and var arrays one after another (OPEN_ARRAYS).
+
+    A row with no ``objects_read`` (a table measured before it was recorded) counts one
+    object per request, and a part of a shard one more round trip per array: its index."""
     orientations = rows["orientation"] if "orientation" in rows else ["cells"] * len(rows)
     shards = rows["shard"] if "shard" in rows else [1] * len(rows)
+    objects_read = rows["objects_read"] if "objects_read" in rows else [math.nan] * len(rows)
     features = []
-    for pattern, orientation, shard, requests, nbytes in zip(
+    for pattern, orientation, shard, requests, nbytes, objects in zip(
         rows["pattern"],
         orientations,
         shards,
         rows["requests"].astype(float),
         rows["bytes"].astype(float),
+        objects_read,
         strict=True,
     ):
         if pattern == "open":
@@ -133,9 +153,13 @@ def read_features(rows: pd.DataFrame, reader: Reader) -> np.ndarray:
             continue
         across = across_the_grain(pattern, orientation)
         selected = nbytes if reader.selects_in_memory and across else 0.0
-        rounds = reader.rounds(requests)
-        if shard > 1 and not across and pattern != "all_x":
-            # part of a shard: its index first, then its chunks, a round trip after another
-            rounds += reader.phases
-        features.append((rounds, nbytes / reader.in_flight(requests, nbytes), selected))
+        if math.isnan(objects):
+            rounds = reader.rounds(requests)
+            if shard > 1 and not across and pattern != "all_x":
+                rounds += reader.phases  # part of a shard: its index first
+            streams = reader.in_flight(requests, nbytes)
+        else:
+            rounds = reader.rounds(requests, objects=objects)
+            streams = reader.in_flight(requests, nbytes, objects=objects)
+        features.append((rounds, nbytes / streams, selected))
     return np.asarray(features, dtype=float).reshape(len(rows), 3)

@@ -72,6 +72,7 @@ class Traffic:
     requests: float  # a user's read at a random place: the mean over its placements
     bytes: float
     objects: int  # objects of X's arrays in the store
+    objects_read: float = math.nan  # objects the read fetches from (its requests, unsharded)
 
 
 def chunk_values(atlas: Atlas, layout: Layout) -> int:
@@ -96,12 +97,12 @@ def _array_reads(
     grows: bool = False,
     chunk_bytes: float = 0.0,
 ):
-    """(requests, chunks fetched, shard indexes fetched, objects) of reading ``ranges`` of a
-    1-D array of ``length`` values in chunks of ``chunk`` (of ``chunk_bytes`` stored bytes),
-    ``shard`` chunks per object.  ``grows``: written without a known length (``data`` and
-    ``indices``, appended block by block), so every shard has room for ``shard`` chunks;
-    otherwise shards hold no more chunks than the array has, and an array of one chunk is not
-    sharded.
+    """(requests, chunks fetched, shard indexes fetched, objects, objects read) of reading
+    ``ranges`` of a 1-D array of ``length`` values in chunks of ``chunk`` (of ``chunk_bytes``
+    stored bytes), ``shard`` chunks per object.  ``grows``: written without a known length
+    (``data`` and ``indices``, appended block by block), so every shard has room for
+    ``shard`` chunks; otherwise shards hold no more chunks than the array has, and an array of
+    one chunk is not sharded.
 
     As zarr reads a sharded array: a full shard wanted whole is one request; any other shard
     (part of it wanted, or the array's last, shorter shard) its index, then one request per
@@ -119,7 +120,7 @@ def _array_reads(
         if high > low:
             touched.update(range(low // chunk, (high - 1) // chunk + 1))
     if per_object == 1:
-        return len(touched), len(touched), 0, objects
+        return len(touched), len(touched), 0, objects, len(touched)
     requests = indexes = fetched = 0
     by_shard: dict[int, list[int]] = {}
     for index in sorted(touched):
@@ -138,7 +139,7 @@ def _array_reads(
                 first = index
         requests, fetched = requests + 2, fetched + chunks[-1] - first + 1  # and the index
         indexes += 1
-    return requests, fetched, indexes, objects
+    return requests, fetched, indexes, objects, len(by_shard)
 
 
 #: A user's read at a random place is predicted as the mean over this many placements,
@@ -238,8 +239,13 @@ def predict_traffic(
     requests = float(np.mean([r[0] for r in reads]))
     if ranges is not None:
         requests = int(requests)
+    # the reader's own requests (e.g. a pointer it reads again) each fetch from an object
+    objects_read = float(np.mean([r[3] for r in reads])) + extra_requests
     return Traffic(
-        max(0, requests + extra_requests), float(np.mean([r[1] for r in reads])), reads[0][2]
+        max(0, requests + extra_requests),
+        float(np.mean([r[1] for r in reads])),
+        reads[0][2],
+        max(1.0, min(objects_read, requests + extra_requests)),
     )
 
 
@@ -255,24 +261,25 @@ def recorded_ranges(recorded) -> tuple[list, list] | None:
 def _read(
     atlas: Atlas, layout: Layout, encoding: Encoding, pointer_ranges: list, value_ranges: list
 ) -> tuple[int, float, int]:
-    """(requests, bytes, objects of X) of reading these ranges of X's arrays."""
+    """(requests, bytes, objects of X, objects read) of reading these ranges of X's
+    arrays."""
     size = chunk_values(atlas, layout)
     pointers = atlas.n_obs + 1 if layout.orientation == "cells" else atlas.n_vars + 1
     index_bytes = INDEX_BYTES_PER_CHUNK * layout.shard + INDEX_CHECKSUM_BYTES
-    requests = objects = 0
+    requests = objects = read = 0
     fetched = 0.0
     per_value = encoding.bytes_per_value / 2  # data and indices share it, about evenly
     for _ in ("data", "indices"):  # the same ranges of both
-        reqs, chunks, indexes, objs = _array_reads(
+        reqs, chunks, indexes, objs, touched = _array_reads(
             atlas.nnz, size, layout.shard, value_ranges, grows=True, chunk_bytes=size * per_value
         )
         fetched += min(chunks * size, atlas.nnz) * per_value + indexes * index_bytes
-        requests, objects = requests + reqs, objects + objs
-    reqs, chunks, indexes, objs = _array_reads(
+        requests, objects, read = requests + reqs, objects + objs, read + touched
+    reqs, chunks, indexes, objs, touched = _array_reads(
         pointers, size, layout.shard, pointer_ranges, chunk_bytes=size * encoding.bytes_per_pointer
     )
     fetched += min(chunks * size, pointers) * encoding.bytes_per_pointer + indexes * index_bytes
-    return requests + reqs, fetched, objects + objs
+    return requests + reqs, fetched, objects + objs, read + touched
 
 
 def sparse_only(sizes: pd.DataFrame) -> pd.DataFrame:
