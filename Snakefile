@@ -25,6 +25,7 @@ include: "workflow/rules/consolidate.smk"
 include: "workflow/rules/analysis.smk"
 include: "workflow/rules/remote.smk"
 include: "workflow/rules/summary.smk"
+include: "workflow/rules/judge.smk"
 
 
 # The analyze jobs of a local run share one Dask cluster, stopped when the run ends.
@@ -47,3 +48,4 @@ rule all:
         grid_outputs(),
         out("summary.tsv"),
         out("provenance/config.yaml"),
+        judge_outputs(),

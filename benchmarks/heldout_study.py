@@ -41,12 +41,11 @@ machine runs: the summary gives its load at the start and the end.  Never run by
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -145,65 +144,11 @@ def geometry_of(row) -> Geometry:
 
 
 def advised(source: Path) -> dict:
-    """What ``chunkatlas advise SOURCE --backend B`` advises per X pattern, for each backend:
-    the calls of ``chunkatlas.steps._advise.advise`` and ``chunkatlas.model.advice_text`` (no
-    --max-objects, the reader the model was fitted on), with the encodings and the atlas they
-    used (so that the reads are predicted with the same)."""
-    from chunkatlas.model import (
-        X_PATTERNS,
-        atlas_of,
-        best_per_pattern,
-        columns_of,
-        load_cost_model,
-        predictions,
-        source_encodings,
-        with_store_objects,
-    )
+    """What ``chunkatlas advise SOURCE --backend B`` advises per X pattern, for each backend
+    (:func:`chunkatlas.model.advised_picks`, as the workflow's ``judge`` section runs it)."""
+    from chunkatlas.model import advised_picks
 
-    where = str(source)
-    model = load_cost_model()
-    atlas = atlas_of(where)
-    own, measured = source_encodings(where, model.encodings)
-    model = replace(model, encodings=own) if own else model
-    columns = columns_of(where)
-    picks = []
-    for backend in BACKENDS:
-        reader = model.fit[backend].reader
-        table = predictions(atlas, model, backend, list(X_PATTERNS), reader)
-        table = with_store_objects(table, atlas, columns)
-        best = best_per_pattern(table)
-        best.insert(0, "backend", backend)
-        best.insert(1, "reader", reader)
-        picks.append(best)
-    table = pd.concat(picks, ignore_index=True)
-    table.insert(2, "store", [geometry_of(row).name for _, row in table.iterrows()])
-    return {
-        "atlas": asdict(atlas),
-        "encodings": [
-            {"orientation": o, "codec": c, **asdict(e)} for (o, c), e in sorted(own.items())
-        ]
-        if own
-        else None,
-        "encodings_text": measured,
-        "columns": asdict(columns),
-        "picks": json.loads(table.to_json(orient="records")),
-    }
-
-
-def advised_model(picked: dict):
-    """The reference model with the encodings the picks were made with."""
-    from chunkatlas.model import Encoding, load_cost_model
-
-    model = load_cost_model()
-    if not picked["encodings"]:
-        return model
-    found = {
-        (e["orientation"], e["codec"]): Encoding(
-            **{k: v for k, v in e.items() if k not in ("orientation", "codec")}
-        )
-        for e in picked["encodings"]
-    }
-    return replace(model, encodings=found)
+    return advised_picks(str(source), list(BACKENDS))
 
 
 # ----------------------------------------------------------------------------- the jobs
@@ -356,79 +301,38 @@ def read_table(stores: list[Geometry], results: dict, atlas: dict) -> pd.DataFra
 
 
 def predicted_reads(reads: pd.DataFrame, atlas, model) -> tuple[pd.DataFrame, list[str]]:
-    """Per measured read of X: the model's pure prediction from the layout and the atlas's
-    size (mirroring ``chunkatlas.model.predictions``): requests and bytes from
-    ``predict_traffic`` over the read's recorded ranges (a read of whole arrays: all of X),
-    the store's bytes and decode seconds from the encoding, seconds from the backend's fit for
-    its reader.  Beside them: bytes with the reference model's own bytes per value, and the
-    fit's seconds on the measured traffic and decode pass (the timing fit alone).  Also the
-    stores the model has no encoding for (none predicted)."""
-    from chunkatlas.model import X_PATTERNS, Layout, load_cost_model, predict_traffic
+    """Per measured read of X: the model's pure prediction (:func:`chunkatlas.model.
+    predicted_reads`, as the workflow's judgement makes it), and beside it bytes with the
+    reference model's own bytes per value and the fit's seconds on the measured traffic and
+    decode pass (the timing fit alone).  Also the stores the model has no encoding for."""
+    from chunkatlas.model import Layout, load_cost_model, predict_traffic
+    from chunkatlas.model import predicted_reads as model_predictions
     from chunkatlas.study import parse_ranges
 
-    reference = load_cost_model().encodings
-    rows, unpredicted = [], []
-    for read in reads[reads["pattern"].isin(X_PATTERNS)].to_dict("records"):
-        layout = Layout(read["orientation"], int(read["chunk"]), int(read["shard"]), read["codec"])
-        encoding = model.encodings.get((layout.orientation, layout.codec))
-        if encoding is None:
-            unpredicted.append(read["store"])
-            continue
-        key = (read["pattern"], layout.orientation, layout.shard > 1)
-        extra = model.extra_requests.get(key, 0)
-        ranges = parse_ranges(read["ranges"])
-        traffic = predict_traffic(atlas, layout, read["pattern"], encoding, extra, ranges=ranges)
-        plain = reference.get((layout.orientation, layout.codec), encoding)
-        by_reference = predict_traffic(atlas, layout, read["pattern"], plain, extra, ranges=ranges)
-        rows.append(
-            {
-                "store": read["store"],
-                "backend": read["backend"],
-                "pattern": read["pattern"],
-                **{column: read[column] for column in LAYOUT},
-                "latency_ms": read["latency_ms"],
-                "bandwidth_mbps": read["bandwidth_mbps"],
-                "repeats": read["repeats"],
-                "values": read["values"],
-                "requests": int(read["requests"]),
-                "predicted_requests": traffic.requests,
-                "objects_read": traffic.objects_read,
-                "bytes": int(read["bytes"]),
-                "predicted_bytes": traffic.bytes,
-                "predicted_bytes_reference_encoding": by_reference.bytes,
-                "x_bytes": read["x_bytes"],
-                "predicted_x_bytes": encoding.x_bytes(atlas, layout.orientation),
-                "decode_seconds": read["decode_seconds"],
-                "predicted_decode_seconds": encoding.decode_seconds(atlas, layout),
-                "seconds": read["seconds"],
-            }
-        )
-    table = pd.DataFrame(rows)
+    table, unpredicted = model_predictions(reads, atlas, model)
     if table.empty:
-        return table, sorted(set(unpredicted))
-    pure, timing = pure_rows(table), measured_rows(table)
-    table["predicted_seconds"] = np.nan
+        return table, unpredicted
+    reference = load_cost_model().encodings
+    by_reference = []
+    for read in table.merge(reads[["store", "backend", "pattern", "ranges"]]).itertuples():
+        layout = Layout(read.orientation, int(read.chunk), int(read.shard), read.codec)
+        plain = reference.get(
+            (layout.orientation, layout.codec), model.encodings[(layout.orientation, layout.codec)]
+        )
+        extra = model.extra_requests.get((read.pattern, layout.orientation, layout.shard > 1), 0)
+        ranges = parse_ranges(read.ranges)
+        by_reference.append(
+            predict_traffic(atlas, layout, read.pattern, plain, extra, ranges=ranges).bytes
+        )
+    table["predicted_bytes_reference_encoding"] = by_reference
     table["predicted_seconds_measured_traffic"] = np.nan
+    timing = measured_rows(table)
     for backend, index in table.groupby("backend").groups.items():
         fit = model.fit[str(backend)]
-        table.loc[index, "predicted_seconds"] = fit.predict(pure.loc[index], fit.reader)
-        timing_seconds = fit.predict(timing.loc[index], fit.reader)
-        table.loc[index, "predicted_seconds_measured_traffic"] = timing_seconds
-    table["seconds_ratio"] = table["predicted_seconds"] / table["seconds"]
-    table["bytes_error"] = table["predicted_bytes"] / table["bytes"] - 1
-    table["requests_error"] = table["predicted_requests"] - table["requests"]
-    return table, sorted(set(unpredicted))
-
-
-def pure_rows(table: pd.DataFrame) -> pd.DataFrame:
-    """The rows as the model sees a layout it predicts: its predicted requests and bytes, X's
-    predicted stored bytes and decode seconds (``predictions()``'s columns), seconds measured."""
-    return table.assign(
-        requests=table["predicted_requests"],
-        bytes=table["predicted_bytes"],
-        store_bytes=table["predicted_x_bytes"],
-        decode_seconds=table["predicted_decode_seconds"],
-    )
+        table.loc[index, "predicted_seconds_measured_traffic"] = fit.predict(
+            timing.loc[index], fit.reader
+        )
+    return table, unpredicted
 
 
 def measured_rows(table: pd.DataFrame) -> pd.DataFrame:
@@ -751,7 +655,14 @@ def main() -> None:
 def judge(picked, picks, stores, grid, results, info, out: Path, log: Log) -> dict:
     """The tables (written to ``out``), the errors and the figure."""
     from chunkatlas.errors import ChunkatlasError
-    from chunkatlas.model import X_PATTERNS, Atlas, prediction_errors, regret_table
+    from chunkatlas.model import (
+        X_PATTERNS,
+        Atlas,
+        model_of_picks,
+        prediction_errors,
+        pure_rows,
+        regret_table,
+    )
     from chunkatlas.report import plot_cost_fit
 
     info.update(errors={}, unpredicted=[], origin="-", encodings_text="-")
@@ -759,7 +670,7 @@ def judge(picked, picks, stores, grid, results, info, out: Path, log: Log) -> di
     tables = {"picks": picks, "stores": empty, "reads": empty, "predicted": empty, "regret": empty}
     if picked is None:
         return tables
-    model = advised_model(picked)
+    model = model_of_picks(picked)
     atlas = Atlas(**picked["atlas"])
     info["origin"] = model.origin
     info["encodings_text"] = picked["encodings_text"]

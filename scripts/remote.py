@@ -6,22 +6,16 @@ from chunkatlas.logs import one_line_interrupts
 
 one_line_interrupts()  # first: a Ctrl-C while the imports below load is one line
 
-from contextlib import ExitStack
-
 from chunkatlas import steps
-from chunkatlas.workflow import input_store, run_job
+from chunkatlas.workflow import input_store, local_copies, run_job
 
 
 def main(snakemake):
     params = snakemake.params
     stores = input_store(snakemake, "stores")
     manifests = snakemake.input.manifests
-    with ExitStack() as copies:
-        # served over HTTP from this job's disk, each manifest beside its store
-        local = [
-            copies.enter_context(store.local_copy(beside=(manifest,)))
-            for store, manifest in zip(stores, manifests, strict=True)
-        ]
+    # served over HTTP from this job's disk, each manifest beside its store
+    with local_copies(stores, manifests) as local:
         steps.remote(
             local,
             manifests,

@@ -69,7 +69,7 @@ SETTINGS_FIELDS = {
 }
 for _key, _ in leaves():
     section, _, name = _key.partition(".")
-    if _key not in SETTINGS_FIELDS and section in ("source", "analysis", "remote", "dask"):
+    if _key not in SETTINGS_FIELDS and section in ("source", "analysis", "remote", "dask", "judge"):
         SETTINGS_FIELDS[_key] = _key  # the same path in the tree
 
 
@@ -85,6 +85,7 @@ def full_config() -> dict:
     config["source"].update(tiledb_config={"vfs.s3.region": "x"}, storage_options={"a": 1})
     config["analysis"] = {"storage_options": {"b": 2}, "label_key": "tissue", "read": "http"}
     config["dask"] = {"slurm": {"job_extra_directives": ["--qos=short"]}, "cluster": "local"}
+    config["judge"] = {"enabled": True, "model": "results/other/cost_model.json"}
     return validate_config(config, SCHEMA)
 
 
@@ -105,7 +106,8 @@ def test_every_config_key_has_its_field_with_its_value():
 
 
 @pytest.mark.parametrize(
-    "name", ["config.yaml", "test.yaml", "census.yaml", "pbmc.yaml", "geometry.yaml"]
+    "name",
+    ["config.yaml", "test.yaml", "census.yaml", "pbmc.yaml", "geometry.yaml", "heldout.yaml"],
 )
 def test_shipped_configs_parse(name):
     settings = Settings.load(yaml.safe_load((REPO / "config" / name).read_text()))
@@ -140,6 +142,10 @@ def test_what_only_the_typed_settings_refuse_is_one_line():
     with pytest.raises(ChunkatlasError) as raised:
         Settings.from_config(config)
     assert str(raised.value).startswith("config analysis.flavor: flavor seurat_v3 selects genes")
+    config["analysis"].update(normalized=False)
+    config["remote"]["enabled"], config["judge"]["enabled"] = False, True
+    with pytest.raises(ChunkatlasError, match="judge.enabled: true needs remote.enabled: true"):
+        Settings.from_config(config)
 
 
 def test_remote_settings_from_a_config():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import anndata as ad
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse as sp
 import zarr
@@ -83,3 +84,34 @@ def test_advise_without_a_source_needs_cells(tmp_path):
         steps.advise(None, backend="s3", cells=10, genes=20, values_per_cell=30, directory=tmp_path)
     text = steps.advise(None, backend="s3", cells=100_000, directory=tmp_path)
     assert text.startswith("cost model: the reference model shipped with chunkatlas")
+
+
+def test_a_judged_model_without_a_fit_for_a_backend_is_refused(tmp_path):
+    from chunkatlas.model import load_cost_model
+
+    reference = load_cost_model()
+    http_only = type(reference.fit)({"http": reference.fit["http"]})
+    path = tmp_path / "cost_model.json"
+    path.write_text(type(reference)(http_only, reference.encodings, {}, "a run").to_json())
+    steps.check_judge(path, ["http"])
+    with pytest.raises(ChunkatlasError, match=r"has no fit for backend\(s\) s3 .* it has: http"):
+        steps.check_judge(path, ["http", "s3"])
+
+
+def test_the_reads_judged_name_their_stores_layout(tmp_path):
+    from chunkatlas.steps._judge import measured_reads
+
+    table = tmp_path / "remote.tsv"
+    pd.DataFrame({"pattern": ["all_x"], "backend": ["http"], "seconds": [1.0]}).to_csv(
+        table, sep="\t", index=False
+    )
+    (tmp_path / "none.tsv").write_text("store\n")
+    reads = measured_reads([("genes-20-shard-4-zstd", table)], tmp_path / "none.tsv")
+    assert reads[["orientation", "chunk", "shard", "codec"]].iloc[0].tolist() == [
+        "genes",
+        20,
+        4,
+        "zstd",
+    ]
+    with pytest.raises(ChunkatlasError, match="'lung-x' is not named ORIENTATION-CHUNK"):
+        measured_reads([("lung-x", table)], tmp_path / "none.tsv")

@@ -88,6 +88,15 @@ class DaskSettings:
 
 
 @dataclass(frozen=True)
+class Judge:
+    """The config's ``judge`` section: whether the run judges a cost model (``model``: a study
+    run's ``cost_model.json``, None: the reference model) by the layouts it picks."""
+
+    enabled: bool
+    model: str | None
+
+
+@dataclass(frozen=True)
 class RemoteStudy:
     """The config's ``remote`` section: whether and how each store is served and measured
     (``server``, ``backends``, ``repeats``), over what emulated network, and how hard a remote
@@ -131,6 +140,7 @@ class Settings:
     label_key: str  # the obs column that colours the PCA plot
     analysis_read: str  # where analyze reads each store: local, http or s3
     remote: RemoteStudy
+    judge: Judge
     source_remote: RemoteSettings
     analysis_remote: RemoteSettings
     network: Network
@@ -150,6 +160,12 @@ class Settings:
             folder, an HVG flavor that cannot run on normalised data.
         """
         study = remote_study(config)
+        judged = Judge(**config["judge"])
+        if judged.enabled and not study.enabled:
+            raise ChunkatlasError(
+                "config judge.enabled: true needs remote.enabled: true (the picks are judged "
+                "by their measured reads)"
+            )
         return cls(
             run=config["run"],
             source=source_settings(config),
@@ -161,6 +177,7 @@ class Settings:
             label_key=config["analysis"]["label_key"],
             analysis_read=config["analysis"]["read"],
             remote=study,
+            judge=judged,
             source_remote=remote_settings(config, "source"),
             analysis_remote=remote_settings(config, "analysis"),
             network=study.network,

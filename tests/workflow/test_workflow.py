@@ -30,7 +30,9 @@ PER_TISSUE = ("fetch", "remote")  # remote: all the tissue's stores (accounting 
 PER_ANALYSIS = ("analyze", "plot_pca")
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "test.yaml", "census.yaml", "pbmc.yaml"])
+@pytest.mark.parametrize(
+    "name", ["config.yaml", "test.yaml", "census.yaml", "pbmc.yaml", "heldout.yaml"]
+)
 def test_dry_run_has_one_job_per_tissue_and_chunk(tmp_path, name):
     config = yaml.safe_load((REPO / "config" / name).read_text())
     n_tissues, n_stores = len(config["tissues"]), len(list(stores(config)))

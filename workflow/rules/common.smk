@@ -6,9 +6,10 @@ from dataclasses import asdict
 from pathlib import Path
 
 from chunkatlas.errors import ChunkatlasError
+from chunkatlas._schema import load_schema
 from chunkatlas.ingest import SourceUnreachable
 from chunkatlas.settings import Settings
-from chunkatlas.steps import check_run
+from chunkatlas.steps import check_run, picked_layouts
 from chunkatlas.store import read_objects_record
 from chunkatlas.workflow import (
     PER_TISSUE_STEPS,
@@ -112,6 +113,8 @@ def report_first_page():
 
 SHARDS = sorted(config["shards"])
 CODECS = config["codecs"]
+# Every codec preset: a store the judged model picks may use one the grid does not.
+SCHEMA_CODECS = load_schema()["properties"]["codecs"]["items"]["enum"]
 # One store per tissue x geometry; its folder names every part of the geometry: cells-500 holds
 # 500 cells per chunk, genes-50 50 genes per chunk.
 POINT = "{tissue}/{orientation}-{chunk}-shard-{shard}-{codec}"
@@ -123,7 +126,7 @@ wildcard_constraints:
     orientation="cells|genes",
     chunk=r"[1-9]\d*",
     shard=r"[1-9]\d*",
-    codec="|".join(map(re.escape, CODECS)),
+    codec="|".join(map(re.escape, SCHEMA_CODECS)),
 
 
 def benchmark_file(step, wildcards=POINT):
@@ -312,3 +315,34 @@ def local_points():
         }
         for point in grid_points()
     ]
+
+
+def judged_model_file():
+    """The cost model a judging run judges, as an input ([] for the reference model)."""
+    model = config["judge"]["model"]
+    return [model] if model else []
+
+
+def picked_geometries(tissue):
+    """The layouts the judged model picked for ``tissue`` that the grid does not hold (after
+    the picks checkpoint)."""
+    picks = checkpoints.picks.get(tissue=tissue).output.picks
+    grid = geometries()
+    return [g for g in picked_layouts(local_copy(picks)) if g not in grid]
+
+
+def picked_folders(tissue):
+    """The geometry folders of :func:`picked_geometries`."""
+    return [geometry_folder(g) for g in picked_geometries(tissue)]
+
+
+def picked_files(tissue, name):
+    """``name`` in each folder of :func:`picked_folders`."""
+    return [f"{RESULTS}/{tissue}/{folder}/{name}" for folder in picked_folders(tissue)]
+
+
+def judge_outputs():
+    """The judgement of each tissue, when the run judges a cost model."""
+    if not config["judge"]["enabled"]:
+        return []
+    return [out(f"{tissue}/judge/judgement.md") for tissue in TISSUES]

@@ -43,7 +43,12 @@ if TYPE_CHECKING:  # the public names, each imported on first use
     from chunkatlas.model._own_encoding import own_encodings
     from chunkatlas.model._own_encoding import source_encodings
     from chunkatlas.model._sources import atlas_of
+    from chunkatlas.model._judge import advised_picks
+    from chunkatlas.model._judge import model_of_picks
+    from chunkatlas.model._judge import predicted_reads
     from chunkatlas.model._judge import prediction_errors
+    from chunkatlas.model._judge import pure_rows
+    from chunkatlas.model._judge import store_name
     from chunkatlas.model._judge import regret_table
     from chunkatlas.model._reader import DEFAULT_READER
     from chunkatlas.model._reader import Reader

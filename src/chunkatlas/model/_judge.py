@@ -17,6 +17,7 @@ from chunkatlas.errors import ChunkatlasError
 
 LAYOUT = ["orientation", "chunk", "shard", "codec"]
 KEYS = ["backend", "pattern"]
+NETWORK = ["latency_ms", "bandwidth_mbps"]  # the emulated network a read was measured on
 
 
 def regret_table(measured: pd.DataFrame, picks: pd.DataFrame) -> pd.DataFrame:
@@ -36,7 +37,7 @@ def regret_table(measured: pd.DataFrame, picks: pd.DataFrame) -> pd.DataFrame:
         for column in LAYOUT:
             chosen = chosen[chosen[column] == getattr(pick, column)]
         if chosen.empty:
-            layout = _name(pd.Series(pick._asdict()))
+            layout = store_name(pd.Series(pick._asdict()))
             raise ChunkatlasError(
                 f"the pick {layout} for {pick.pattern} over {pick.backend} was not measured"
             )
@@ -45,9 +46,9 @@ def regret_table(measured: pd.DataFrame, picks: pd.DataFrame) -> pd.DataFrame:
             {
                 "backend": pick.backend,
                 "pattern": pick.pattern,
-                "pick": _name(chosen.iloc[0]),
+                "pick": store_name(chosen.iloc[0]),
                 "pick_seconds": float(chosen["seconds"].iloc[0]),
-                "fastest": _name(best),
+                "fastest": store_name(best),
                 "fastest_seconds": float(best["seconds"]),
                 "layouts": len(reads),
                 "regret": float(chosen["seconds"].iloc[0] / best["seconds"]),
@@ -56,8 +57,8 @@ def regret_table(measured: pd.DataFrame, picks: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _name(row: pd.Series) -> str:
-    """A layout as the workflow names its store: cells-10000-shard-1-packed."""
+def store_name(row) -> str:
+    """A layout as the workflow names its store's folder: cells-10000-shard-1-packed."""
     return f"{row['orientation']}-{row['chunk']}-shard-{row['shard']}-{row['codec']}"
 
 
@@ -80,3 +81,138 @@ def prediction_errors(reads: pd.DataFrame) -> dict[str, float]:
         relative = np.abs(reads["predicted_bytes"] / reads["bytes"] - 1)
         errors["bytes_largest_error"] = float(relative.max())
     return errors
+
+
+def advised_picks(source: str, backends, model=None) -> dict:
+    """What ``chunkatlas advise SOURCE --backend B`` advises per X pattern for each of
+    ``backends``, with the same calls (the source's size, its own bytes per value, every
+    candidate's predictions and store objects, the near-tie pick; no ``--max-objects``, the
+    reader the model was fitted on), as JSON-able data: the atlas, the encodings the picks were
+    made with (None: the model's), the line saying where they come from, and one record per
+    pick (its layout, ``store`` name and predictions).  ``model``: a :class:`CostModel`
+    (None: the reference model shipped)."""
+    from dataclasses import asdict, replace
+
+    from chunkatlas.model._advice import best_per_pattern, predictions, with_store_objects
+    from chunkatlas.model._cost_model import load_cost_model
+    from chunkatlas.model._objects import columns_of
+    from chunkatlas.model._own_encoding import source_encodings
+    from chunkatlas.model._sources import atlas_of
+    from chunkatlas.model._traffic import X_PATTERNS
+
+    model = model or load_cost_model()
+    missing = [b for b in backends if b not in model.fit.backends]
+    if missing:
+        raise ChunkatlasError(
+            f"the cost model ({model.origin}) has no backend {', '.join(missing)}; it has: "
+            f"{', '.join(model.fit.backends)}"
+        )
+    atlas = atlas_of(source)
+    own, measured = source_encodings(source, model.encodings)
+    priced = replace(model, encodings=own) if own else model
+    columns = columns_of(source)
+    picks = []
+    for backend in backends:
+        reader = priced.fit[backend].reader
+        table = predictions(atlas, priced, backend, list(X_PATTERNS), reader)
+        best = best_per_pattern(with_store_objects(table, atlas, columns))
+        best.insert(0, "backend", backend)
+        best.insert(1, "reader", reader)
+        picks.append(best)
+    table = pd.concat(picks, ignore_index=True)
+    table.insert(2, "store", [store_name(row) for _, row in table.iterrows()])
+    encodings = (
+        [{"orientation": o, "codec": c, **asdict(e)} for (o, c), e in sorted(own.items())]
+        if own
+        else None
+    )
+    return {
+        "atlas": asdict(atlas),
+        "encodings": encodings,
+        "encodings_text": measured,
+        "origin": model.origin,
+        "picks": table.to_dict(orient="records"),
+    }
+
+
+def model_of_picks(picked: dict, model=None):
+    """``model`` (None: the reference model) with the encodings ``picked``'s picks were made
+    with (:func:`advised_picks`)."""
+    from dataclasses import replace
+
+    from chunkatlas.model._cost_model import load_cost_model
+    from chunkatlas.model._traffic import Encoding
+
+    model = model or load_cost_model()
+    if not picked["encodings"]:
+        return model
+    found = {
+        (e["orientation"], e["codec"]): Encoding(
+            **{k: v for k, v in e.items() if k not in ("orientation", "codec")}
+        )
+        for e in picked["encodings"]
+    }
+    return replace(model, encodings=found)
+
+
+def predicted_reads(reads: pd.DataFrame, atlas, model) -> tuple[pd.DataFrame, list[str]]:
+    """Per measured read of X in ``reads`` (a row per store, backend and pattern, with the
+    store's layout, ``store`` name and the study's columns): the model's pure prediction from
+    the layout and the atlas's size, as :func:`~chunkatlas.model.predictions` makes it
+    (requests, objects read and bytes from the read's recorded ranges, X's bytes and decode
+    seconds from the encoding, seconds from the backend's fit for its reader), beside what
+    was measured.  Also the stores the model has no encoding for (none predicted)."""
+    from chunkatlas.model._traffic import X_PATTERNS, Layout, predict_traffic
+    from chunkatlas.study import parse_ranges
+
+    rows, unpredicted = [], []
+    for read in reads[reads["pattern"].isin(X_PATTERNS)].to_dict("records"):
+        layout = Layout(read["orientation"], int(read["chunk"]), int(read["shard"]), read["codec"])
+        encoding = model.encodings.get((layout.orientation, layout.codec))
+        if encoding is None:
+            unpredicted.append(read["store"])
+            continue
+        extra = model.extra_requests.get((read["pattern"], layout.orientation, layout.shard > 1), 0)
+        ranges = parse_ranges(read["ranges"])
+        traffic = predict_traffic(atlas, layout, read["pattern"], encoding, extra, ranges=ranges)
+        rows.append(
+            {
+                "store": read["store"],
+                "backend": read["backend"],
+                "pattern": read["pattern"],
+                **{column: read[column] for column in LAYOUT},
+                **{column: read[column] for column in NETWORK if column in read},
+                "requests": int(read["requests"]),
+                "predicted_requests": traffic.requests,
+                "objects_read": traffic.objects_read,
+                "bytes": int(read["bytes"]),
+                "predicted_bytes": traffic.bytes,
+                "x_bytes": read["x_bytes"],
+                "predicted_x_bytes": encoding.x_bytes(atlas, layout.orientation),
+                "decode_seconds": read["decode_seconds"],
+                "predicted_decode_seconds": encoding.decode_seconds(atlas, layout),
+                "seconds": read["seconds"],
+            }
+        )
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table, sorted(set(unpredicted))
+    table["predicted_seconds"] = np.nan
+    for backend, index in table.groupby("backend").groups.items():
+        fit = model.fit[str(backend)]
+        table.loc[index, "predicted_seconds"] = fit.predict(pure_rows(table.loc[index]), fit.reader)
+    table["seconds_ratio"] = table["predicted_seconds"] / table["seconds"]
+    table["bytes_error"] = table["predicted_bytes"] / table["bytes"] - 1
+    table["requests_error"] = table["predicted_requests"] - table["requests"]
+    return table, sorted(set(unpredicted))
+
+
+def pure_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of :func:`predicted_reads` as the model sees a layout it predicts: its
+    predicted requests and bytes, X's predicted stored bytes and decode seconds."""
+    return table.assign(
+        requests=table["predicted_requests"],
+        bytes=table["predicted_bytes"],
+        store_bytes=table["predicted_x_bytes"],
+        decode_seconds=table["predicted_decode_seconds"],
+    )

@@ -6,7 +6,9 @@ that call them.
 The steps: :func:`demo` and :func:`fetch` (:mod:`._ingest`); :func:`rechunk` and
 :func:`consolidate` (:mod:`._rewrite`); :func:`analyze`, the one rule for the cells each Dask
 task reads (:func:`cells_per_task`) and :func:`plot` (:mod:`._analyze`); :func:`remote` and
-:func:`summary` (:mod:`._study`); :func:`advise` (:mod:`._advise`); and the checks a run makes
+:func:`summary` (:mod:`._study`); :func:`advise` (:mod:`._advise`); the judgement of a
+cost model by the layouts it picks, :func:`pick_layouts`, :func:`measure_picks` and
+:func:`judge` (:mod:`._judge`); and the checks a run makes
 before any job (:func:`check_run`, :mod:`._checks`)."""
 
 from __future__ import annotations
@@ -27,6 +29,11 @@ if TYPE_CHECKING:  # the public names, each imported on first use
     from chunkatlas.steps._checks import check_source
     from chunkatlas.steps._ingest import demo
     from chunkatlas.steps._ingest import fetch
+    from chunkatlas.steps._judge import check_judge
+    from chunkatlas.steps._judge import judge
+    from chunkatlas.steps._judge import measure_picks
+    from chunkatlas.steps._judge import pick_layouts
+    from chunkatlas.steps._judge import picked_layouts
     from chunkatlas.steps._rewrite import consolidate
     from chunkatlas.steps._rewrite import rechunk
     from chunkatlas.steps._study import remote

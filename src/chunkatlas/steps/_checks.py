@@ -52,4 +52,8 @@ def check_run(settings: Settings) -> SourceFacts | None:
     )
     if facts is not None:
         settings.analysis.check_data(facts, label_key=settings.label_key)
+    if settings.judge.enabled:
+        from chunkatlas.steps._judge import check_judge
+
+        check_judge(settings.judge.model, settings.remote.backends)
     return facts

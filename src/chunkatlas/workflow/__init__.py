@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # the public names, each imported on first use
     from chunkatlas.workflow._rules import STEPS
     from chunkatlas.workflow._job import output_store
     from chunkatlas.workflow._stores import bucket_of_storage_settings
+    from chunkatlas.workflow._stores import local_copies
     from chunkatlas.workflow._stores import record_of
     from chunkatlas.workflow._stores import store_in
     from chunkatlas.workflow._stores import store_of

@@ -21,7 +21,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -123,6 +123,19 @@ class WorkflowStore:
             yield str(copy)
         finally:
             shutil.rmtree(private, ignore_errors=True)
+
+
+@contextmanager
+def local_copies(
+    stores: list[WorkflowStore], manifests: list[str | os.PathLike]
+) -> Iterator[list[str]]:
+    """Each of ``stores`` on this job's disk with its manifest beside it, as a server of the
+    job serves them (:meth:`WorkflowStore.local_copy`); the copies are removed after."""
+    with ExitStack() as copies:
+        yield [
+            copies.enter_context(store.local_copy(beside=(manifest,)))
+            for store, manifest in zip(stores, manifests, strict=True)
+        ]
 
 
 def store_in(record: str | os.PathLike, bucket: Bucket | None, suffix: str = ".zarr"):
