@@ -3,6 +3,12 @@
     python -m benchmarks.reference_model            # fit, print, write the package's model
                                                     # and docs/reference_cost_fit.png
     python -m benchmarks.reference_model --check    # fit and print only
+    python -m benchmarks.reference_model --run results/atlas   # fit on a workflow run instead
+
+``--run`` fits on a workflow run's reads (its ``remote.tsv`` and ``summary.tsv``), as the run's
+own summary fits its ``cost_model.json``, with what it was fitted on taken from the run:
+``snakemake --cores 2 --configfile config/atlas.yaml`` is the atlas-scale study as a workflow.
+Without it:
 
 The reads are the million-cell study's (``benchmarks/README.md``, "Store geometry at a million
 cells", measured 2026-12-02): 1,000,000 cells x 20,000 genes, 1,028.9 stored values per cell,
@@ -29,7 +35,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from chunkatlas.model import REFERENCE_ORIGIN, CostModel, encodings, fit_costs, predicted
+from chunkatlas.model import (
+    REFERENCE_ORIGIN,
+    CostModel,
+    build_cost_model,
+    encodings,
+    fit_costs,
+    predicted,
+)
 
 READS = Path(__file__).with_name("reference") / "million_cell_reads.tsv"
 FIGURE = Path(__file__).parents[1] / "docs" / "reference_cost_fit.png"
@@ -81,11 +94,29 @@ def fit() -> tuple[CostModel, pd.DataFrame]:
     return model, predicted(table, costs)
 
 
+def run_reads(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A workflow run's reads and its stores' sizes (``remote.tsv``, ``summary.tsv``)."""
+    remote = pd.read_csv(folder / "remote.tsv", sep="\t", keep_default_na=False, na_values=[""])
+    return remote, pd.read_csv(folder / "summary.tsv", sep="\t")
+
+
+def fit_run(folder: Path) -> tuple[CostModel, pd.DataFrame]:
+    """The reference model fitted on a workflow run's reads (module doc)."""
+    remote, sizes = run_reads(folder)
+    costs = fit_costs(remote, reader="anndata")
+    origin = (
+        f"the reference cost model, fitted on the workflow run {folder.name} ({len(remote)} "
+        "reads; benchmarks/reference_model.py --run)"
+    )
+    return build_cost_model(remote, sizes, costs, origin), predicted(remote, costs)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="fit and print, write nothing")
+    parser.add_argument("--run", type=Path, help="a workflow run's folder, e.g. results/atlas")
     args = parser.parse_args()
-    model, rows = fit()
+    model, rows = fit() if args.run is None else fit_run(args.run)
     for backend in model.fit.backends:
         print("\n".join(model.describe(backend)))
     rows["error"] = rows["predicted_seconds"] / rows["seconds"] - 1
@@ -99,7 +130,7 @@ def main() -> None:
     if not args.check:
         from chunkatlas.report import plot_cost_fit
 
-        plot_cost_fit(reads(), model.fit, FIGURE)
+        plot_cost_fit(reads() if args.run is None else run_reads(args.run)[0], model.fit, FIGURE)
         print(f"written: {FIGURE}")
         target = Path(str(files("chunkatlas.model").joinpath("reference_cost_model.json")))
         target.write_text(model.to_json() + "\n")

@@ -107,7 +107,15 @@ def test_every_config_key_has_its_field_with_its_value():
 
 @pytest.mark.parametrize(
     "name",
-    ["config.yaml", "test.yaml", "census.yaml", "pbmc.yaml", "geometry.yaml", "heldout.yaml"],
+    [
+        "config.yaml",
+        "test.yaml",
+        "census.yaml",
+        "pbmc.yaml",
+        "geometry.yaml",
+        "heldout.yaml",
+        "atlas.yaml",
+    ],
 )
 def test_shipped_configs_parse(name):
     settings = Settings.load(yaml.safe_load((REPO / "config" / name).read_text()))

@@ -115,3 +115,18 @@ def test_a_judge_the_run_cannot_make_stops_it_before_any_job(tmp_path, change, m
     assert done.returncode != 0
     assert message in done.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_the_run_s_own_cost_model_says_what_it_was_fitted_on(judged):
+    from chunkatlas.model import load_cost_model
+
+    workdir, _, _ = judged
+    run = results_dir(workdir, CONFIG)
+    model = load_cost_model(run / "cost_model.json")
+    sizes = pd.read_csv(run / "summary.tsv", sep="\t").iloc[0]
+    provenance = model.provenance
+    assert f"lung: {sizes['n_obs']:,} cells x {sizes['n_vars']:,} genes" in provenance["tissue"]
+    reads = len(pd.read_csv(run / "remote.tsv", sep="\t"))
+    assert provenance["reads"].endswith(f"({reads} reads)")
+    assert provenance["network"].startswith("30 ms to the first byte, 160 Mbit/s per response")
+    assert "fitted on: tissue lung" in "\n".join(model.describe("http"))

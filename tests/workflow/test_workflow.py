@@ -31,7 +31,8 @@ PER_ANALYSIS = ("analyze", "plot_pca")
 
 
 @pytest.mark.parametrize(
-    "name", ["config.yaml", "test.yaml", "census.yaml", "pbmc.yaml", "heldout.yaml"]
+    "name",
+    ["config.yaml", "test.yaml", "census.yaml", "pbmc.yaml", "heldout.yaml", "atlas.yaml"],
 )
 def test_dry_run_has_one_job_per_tissue_and_chunk(tmp_path, name):
     config = yaml.safe_load((REPO / "config" / name).read_text())

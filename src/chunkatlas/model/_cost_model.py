@@ -103,9 +103,52 @@ class CostModel:
 def build_cost_model(
     remote: pd.DataFrame, summary: pd.DataFrame, fit: CostFit, origin: str
 ) -> CostModel:
-    """The cost model of a study run: its fit, and its stores' encodings and reader."""
+    """The cost model of a study run: its fit, its stores' encodings and reader, and what it
+    was fitted on (:func:`study_provenance`)."""
     found = encodings(remote, summary)
-    return CostModel(fit, found, calibrate(remote, summary, found), origin)
+    return CostModel(
+        fit, found, calibrate(remote, summary, found), origin, study_provenance(remote, summary)
+    )
+
+
+def study_provenance(remote: pd.DataFrame, summary: pd.DataFrame) -> dict[str, str]:
+    """What a study run's model was fitted on, as the reference model says it: each tissue's
+    size, the reads, the emulated network, the reader, the date and the machine."""
+    import datetime
+
+    from chunkatlas.model._reader import READERS
+
+    tissues = summary.drop_duplicates("tissue") if "tissue" in summary else summary.iloc[:0]
+    shapes = "; ".join(
+        f"{t.tissue}: {int(t.n_obs):,} cells x {int(t.n_vars):,} genes, "
+        f"{float(t.nnz) / max(int(t.n_obs), 1):,.1f} values per cell"
+        for t in tissues.itertuples()
+        if pd.notna(t.nnz)
+    )
+    stores = remote.drop_duplicates(["tissue", "orientation", "chunk", "shard", "codec"])
+    backends = " and ".join(sorted(remote["backend"].astype(str).unique()))
+    repeats = (
+        ", ".join(str(r) for r in sorted(remote["repeats"].unique()))
+        if "repeats" in remote
+        else "?"
+    )
+    network = "; ".join(
+        f"{latency:g} ms to the first byte, "
+        + ("loopback speed" if pd.isna(bandwidth) else f"{bandwidth:g} Mbit/s per response")
+        for latency, bandwidth in remote[["latency_ms", "bandwidth_mbps"]]
+        .drop_duplicates()
+        .itertuples(index=False)
+    )
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return {
+        "tissue": shapes or "-",
+        "reads": f"{len(stores)} stores x {remote['pattern'].nunique()} patterns x {backends}, "
+        f"{repeats} cold read(s) each ({len(remote)} reads)",
+        "network": f"{network} (emulated, loopback servers)" if network else "-",
+        "reader": READERS["anndata"].description,
+        "date": datetime.datetime.now(datetime.UTC).date().isoformat(),
+        "machine": f"{os.cpu_count()} cores, {memory:.0f} GiB",
+    }
 
 
 def load_cost_model(path: str | os.PathLike | None = None) -> CostModel:

@@ -48,7 +48,7 @@ class Reader:
     """How a reader reads a sparse X over the network (module doc)."""
 
     name: str
-    concurrency: int  # requests in flight within one array's read
+    concurrency: int  # objects in flight within one array's read
     phases: int  # arrays of a sparse X read one after another
     part_bytes: float | None  # objects larger than this are read in ranges, several at once
     description: str
@@ -90,15 +90,15 @@ READERS = {
         ZARR_CONCURRENCY,
         3,
         None,
-        "plain anndata/zarr: indptr, then data, then indices, 10 requests in flight, "
-        "each object in one GET",
+        "plain anndata/zarr: indptr, then data, then indices, 10 objects in flight (a "
+        "shard's requests one after another), each object in one GET",
     ),
     "chunkatlas": Reader(
         "chunkatlas",
         ZARR_CONCURRENCY,
         2,
         PART_BYTES,
-        "chunkatlas's analysis: indptr, then data and indices together, 10 requests in "
+        "chunkatlas's analysis: indptr, then data and indices together, 10 objects in "
         "flight, objects above 2 MiB in ranges, 8 at once",
         selects_in_memory=False,
     ),
