@@ -36,7 +36,10 @@ if config["judge"]["enabled"]:
         threads: len(config["remote"]["backends"])
         resources:
             mem_mb=mem_mb(1000, 2),
-            runtime=runtime(3 * len(SCHEMA_CODECS) * (1 + config["remote"]["repeats"])),
+            # at most one store per backend and pattern of X (4), as the remote step's per store
+            runtime=runtime(
+                3 * 4 * len(config["remote"]["backends"]) * (1 + config["remote"]["repeats"])
+            ),
         params:
             names=lambda wildcards: picked_folders(wildcards.tissue),
             study=Untracked(SETTINGS.remote),
