@@ -162,3 +162,14 @@ def test_a_whole_x_in_one_shard_per_array_is_read_from_three_objects():
     assert whole.objects_read == 3 and whole.requests > 3 * 4
     unsharded = predict_traffic(atlas, Layout("cells", 10_000, 1, "packed"), "all_x", encoding)
     assert unsharded.objects_read == unsharded.requests == 31
+
+
+def test_a_users_block_in_a_sharded_store_straddles_chunks_as_often_as_in_an_unsharded_one():
+    encoding = Encoding(1.0, 1.0, 1e-8)
+    atlas = Atlas(100_000, 2_000, 100_000_000)
+    plain, sharded = (
+        predict_traffic(atlas, Layout("cells", 1_000, shard, "packed"), "cell_block", encoding)
+        for shard in (1, 16)
+    )
+    assert sharded.bytes == pytest.approx(plain.bytes, rel=0.01)  # two chunks, 7 times in 8
+    assert plain.bytes > 1.5 * 1_000_000  # a chunk of data and indices is 1 MB: more than one

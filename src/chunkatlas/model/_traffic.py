@@ -143,7 +143,7 @@ def _array_reads(
 
 
 #: A user's read at a random place is predicted as the mean over this many placements,
-#: evenly spaced over one object of ``data`` (a chunk, or a whole shard).
+#: evenly spaced over one object of ``data`` (a chunk, or a whole shard) and within a chunk.
 PLACEMENTS = 8
 
 
@@ -166,10 +166,12 @@ def pattern_placements(atlas: Atlas, layout: Layout, pattern: str) -> list[tuple
     else:
         return everything
     length = max(1, round(per_unit * cells))
-    period = chunk_values(atlas, layout) * layout.shard
+    chunk = chunk_values(atlas, layout)
     placements = []
     for k in range(PLACEMENTS):
-        shift = k * period / PLACEMENTS
+        # evenly over a shard's chunks and over a chunk's values both: a sharded store's
+        # block straddles two chunks as often as an unsharded one's
+        shift = chunk * (k * layout.shard // PLACEMENTS + k / PLACEMENTS)
         value_ranges, pointer_ranges = [], []
         for first in firsts:
             start = min(round(first * per_unit + shift), max(0, atlas.nnz - length))
