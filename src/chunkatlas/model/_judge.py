@@ -101,23 +101,16 @@ def advised_picks(source: str, backends, model=None) -> dict:
     from chunkatlas.model._traffic import X_PATTERNS
 
     model = model or load_cost_model()
-    missing = [b for b in backends if b not in model.fit.backends]
-    if missing:
-        raise ChunkatlasError(
-            f"the cost model ({model.origin}) has no backend {', '.join(missing)}; it has: "
-            f"{', '.join(model.fit.backends)}"
-        )
     atlas = atlas_of(source)
     own, measured = source_encodings(source, model.encodings)
     priced = replace(model, encodings=own) if own else model
     columns = columns_of(source)
     picks = []
-    for backend in backends:
-        reader = priced.fit[backend].reader
-        table = predictions(atlas, priced, backend, list(X_PATTERNS), reader)
+    for backend in backends:  # predictions refuses a backend the model has no fit for
+        table = predictions(atlas, priced, backend, list(X_PATTERNS))
         best = best_per_pattern(with_store_objects(table, atlas, columns))
         best.insert(0, "backend", backend)
-        best.insert(1, "reader", reader)
+        best.insert(1, "reader", priced.fit[backend].reader)
         picks.append(best)
     table = pd.concat(picks, ignore_index=True)
     table.insert(2, "store", [store_name(row) for _, row in table.iterrows()])
