@@ -22,6 +22,9 @@ class Faults:
     """Deliberate misbehaviour of the test server."""
 
     fail_rate: float = 0.0  # share of requests that fail
+    # A path fails at most this many times running, fewer than the reader's attempts, so a
+    # test of recovery never fails by the luck of the draw (0.2**6 per request adds up).
+    max_failures_running: int = 2
     fail_mode: str = "503"  # "503" or "reset"
     missing_once: set[str] = field(default_factory=set)  # paths answered 404 the first time
     stall: set[str] = field(default_factory=set)  # paths whose response never comes
@@ -45,6 +48,7 @@ def fault_middleware(faults: Faults):
 
     rng = random.Random(faults.seed)
     seen_missing: set[str] = set()
+    failures_running: dict[str, int] = {}
 
     @web.middleware
     async def misbehave(request, handler):
@@ -60,7 +64,10 @@ def fault_middleware(faults: Faults):
         if path in faults.missing_once and path not in seen_missing:
             seen_missing.add(path)
             return web.Response(status=404)
-        if faults.fail_rate and rng.random() < faults.fail_rate:
+        fails = faults.fail_rate and rng.random() < faults.fail_rate
+        fails = fails and failures_running.get(path, 0) < faults.max_failures_running
+        failures_running[path] = failures_running.get(path, 0) + 1 if fails else 0
+        if fails:
             if faults.fail_mode == "reset":
                 request.app["record"](request, 0, 0)
                 request.transport.abort()
