@@ -171,13 +171,6 @@ def test_the_demo_atlas_columns_are_those_of_a_fetched_demo_tissue(fetched):
     assert columns_of(None) == DEMO_COLUMNS and columns_of("census.soma") == DEMO_COLUMNS
 
 
-def test_obs_and_var_are_chunked_as_the_writer_chunks_them():
-    from chunkatlas.model._objects import COLUMN_ROWS
-    from chunkatlas.rewrite._geometry import COLUMN_ROWS as WRITTEN
-
-    assert COLUMN_ROWS == WRITTEN
-
-
 @pytest.mark.parametrize(
     ("orientation", "chunk", "shard"),
     [
@@ -195,8 +188,7 @@ def test_store_objects_count_every_file_rechunk_writes(
     dest = tmp_path / "store.zarr"
     rechunk_store(source, dest, chunk, shard=shard, orientation=orientation)
     x_objects = files_under(dest / "X") - 4  # X's zarr.json files: its group's and 3 arrays'
-    layout = Layout(orientation, chunk, shard, "packed")
-    predicted = store_objects(atlas, layout, x_objects, columns_of(str(source)))
+    predicted = store_objects(atlas, x_objects, columns_of(str(source)))
     assert predicted == files_under(dest)
 
 

@@ -19,8 +19,14 @@ from zarr.codecs import Crc32cCodec, ShardingCodec, ZstdCodec
 from chunkatlas.analysis import AnalysisParams, analyze_store
 from chunkatlas.errors import ChunkatlasError
 from chunkatlas.ingest._cell_totals import row_totals
-from chunkatlas.rewrite import CODECS, consolidate_store, decode_pass_seconds, rechunk_store
-from chunkatlas.rewrite._geometry import COLUMN_ROWS, index_cast, integer_cast
+from chunkatlas.rewrite import (
+    CODECS,
+    _geometry,
+    consolidate_store,
+    decode_pass_seconds,
+    rechunk_store,
+)
+from chunkatlas.rewrite._geometry import index_cast, integer_cast
 from chunkatlas.store import RemoteSettings, read_dask_backed, verify_store
 from chunkatlas.study._http import aiohttp_serving
 
@@ -51,9 +57,9 @@ def unsharded(fetched, tmp_path_factory) -> tuple:
 def varied_anndata() -> ad.AnnData:
     """Counts in X and a sparse layer, a dense layer that is not counts, a sparse layer of
     counts too large for 16 bits, and obs and var columns of each kind anndata writes; enough
-    cells for obs columns of two chunks."""
+    cells for obs columns of five chunks of 1,000 rows."""
     rng = np.random.default_rng(5)
-    n = COLUMN_ROWS + 900
+    n = 4_996
     counts = sp.random(n, 70, density=0.05, format="csr", dtype=np.float32, rng=rng)
     counts.data = np.ceil(counts.data * 300)
     large = counts.copy()
@@ -98,6 +104,29 @@ def assert_same_anndata(got: ad.AnnData, expected: ad.AnnData) -> None:
     pd.testing.assert_frame_equal(got.var, expected.var)
 
 
+OBS_AND_VAR_ARRAYS = ("obs/_index", "obs/cell_type/codes", "obs/n_genes/values", "obs/qc")
+OBS_AND_VAR_ARRAYS += ("obs/nnz", "var/symbol", "var/_index")
+
+
+def stored_objects(array_folder) -> int:
+    return sum(1 for path in array_folder.rglob("*") if path.is_file()) - 1  # zarr.json
+
+
+def test_obs_and_var_arrays_of_many_chunks_are_one_object_each(
+    varied_source, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(_geometry, "COLUMN_ROWS", 1_000)
+    store = tmp_path / "out.zarr"
+    rechunk_store(varied_source, store, 100)
+    assert_same_anndata(ad.read_zarr(store), ad.read_zarr(varied_source))
+    group = zarr.open_group(store, mode="r")
+    for path in OBS_AND_VAR_ARRAYS:  # obs: 5 chunks in a shard; var: 70 rows in one chunk
+        expected = ((1_000,), (5_000,)) if path.startswith("obs") else ((70,), None)
+        assert (group[path].chunks, group[path].shards) == expected, path
+        assert stored_objects(store / path) == 1, path
+    assert stored_objects(store / "X" / "data") > 1
+
+
 @pytest.mark.parametrize("shard", [1, 3])
 @pytest.mark.parametrize("codec", list(CODECS))
 def test_every_preset_and_shard_round_trips_exactly(varied_source, tmp_path, codec, shard):
@@ -105,12 +134,10 @@ def test_every_preset_and_shard_round_trips_exactly(varied_source, tmp_path, cod
     rechunk_store(varied_source, store, 1000, shard=shard, codec=codec)
     assert_same_anndata(ad.read_zarr(store), ad.read_zarr(varied_source))
     group = zarr.open_group(store, mode="r")
-    # obs arrays (the index, categorical codes, nullable values...) in chunks of COLUMN_ROWS
-    # cells (more than the matrix chunk here), as many per shard as there are; var in one
-    for path in ("obs/_index", "obs/cell_type/codes", "obs/n_genes/values", "obs/qc"):
-        assert group[path].chunks == (COLUMN_ROWS,), path
-        assert group[path].shards == (None if shard == 1 else (2 * COLUMN_ROWS,)), path
-    assert group["var/symbol"].chunks == (70,) and group["var/symbol"].shards is None
+    # obs and var arrays (the index, categorical codes, nullable values...) whole, in one
+    # chunk, whatever the matrix's chunks and shards
+    for path in OBS_AND_VAR_ARRAYS:
+        assert group[path].chunks == group[path].shape and group[path].shards is None, path
     assert group["layers/scaled"].chunks == (1000, 70)
     assert group["layers/scaled"].shards == (None if shard == 1 else (3000, 70))
     assert group["X/data"].shards == (None if shard == 1 else (3 * group["X/data"].chunks[0],))
@@ -142,6 +169,8 @@ def test_presets_on_zarr_v2_round_trip_with_one_compressor(varied_source, tmp_pa
     data = zarr.open_array(tmp_path / "out.zarr" / "X" / "data", mode="r")
     assert data.metadata.compressor.codec_id == ("zstd" if codec == "zstd" else "blosc")
     assert bool(data.metadata.filters) == (codec == "packed")
+    index = zarr.open_array(tmp_path / "out.zarr" / "obs" / "_index", mode="r")
+    assert index.chunks == index.shape  # whole, in one chunk (up to 2**24 cells)
 
 
 def test_zstd_preset_is_what_anndata_writes(tmp_path):

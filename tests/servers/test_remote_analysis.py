@@ -179,6 +179,26 @@ def test_workers_sharing_no_file_system_analyse_a_store_in_a_bucket(
     assert_identical(tmp_path / "remote.zarr", local_results["fused"])
 
 
+def test_a_store_in_the_layout_before_obs_was_one_object_is_read_and_analysed(
+    fetched, local_results, tmp_path, monkeypatch
+):
+    # Stores written before obs and var arrays were one object each: chunked and sharded like
+    # X (200 cells a chunk here, 2 chunks a shard).
+    from chunkatlas.rewrite import _geometry, _rechunk, consolidate_store, rechunk_store
+
+    def as_x(codec, zarr_format, length):
+        return _geometry.array_settings(codec, zarr_format, (min(200, length),), (length,), 2)
+
+    monkeypatch.setattr(_rechunk, "column_settings", as_x)
+    store = tmp_path / "served" / "store.zarr"
+    rechunk_store(fetched, store, 200, shard=2)
+    consolidate_store(store, tmp_path / "served" / "store.manifest.json")
+    assert len(list((store / "obs" / "_index" / "c").iterdir())) > 1  # several objects
+    with aiohttp_serving(store.parent, tmp_path / "log.jsonl") as url:
+        analyze_url(f"{url}/store.zarr", tmp_path / "remote.zarr", "fused")
+    assert_identical(tmp_path / "remote.zarr", local_results["fused"])
+
+
 @pytest.mark.parametrize("engine", ["fused", "scanpy"])
 def test_a_one_off_404_and_503s_give_identical_results(
     consolidated, local_results, tmp_path, engine

@@ -14,7 +14,8 @@ import zarr
 
 from chunkatlas.errors import ChunkatlasError
 from chunkatlas.ingest._fetch import fetch_anndata
-from chunkatlas.rewrite import consolidate_store, rechunk_store
+from chunkatlas.model import columns_of, open_requests
+from chunkatlas.rewrite import _geometry, consolidate_store, rechunk_store
 from chunkatlas.study import (
     PATTERNS,
     cell_block_size,
@@ -131,6 +132,41 @@ def before_the_measured_reads(store, table: pd.DataFrame) -> int:
         entries |= {e for low, high in json.loads(text)["pointers"] for e in (low, high - 1)}
     indptr_requests = len({e // indptr.chunks[0] for e in entries})
     return table.loc["open", "requests"] + indptr_requests + table.loc[WARM_UP, "requests"]
+
+
+def obs_and_var_arrays(store) -> int:
+    group = zarr.open_group(store, mode="r")
+    members = [m for axis in ("obs", "var") for _, m in group[axis].members(max_depth=None)]
+    return sum(isinstance(member, zarr.Array) for member in members)
+
+
+@pytest.mark.parametrize(
+    ("orientation", "shard"), [("cells", 1), ("cells", 4), ("genes", 1), ("genes", 4)]
+)
+def test_open_costs_one_request_per_obs_and_var_array(
+    fetched, tmp_path, monkeypatch, orientation, shard
+):
+    # obs arrays of many chunks, as at millions of cells
+    monkeypatch.setattr(_geometry, "COLUMN_ROWS", 64)
+    store = tmp_path / "store.zarr"
+    rechunk_store(fetched, store, 50, shard=shard, orientation=orientation)
+    consolidate_store(store, tmp_path / "store.manifest.json")
+    assert zarr.open_group(store, mode="r")["obs/_index"].shape[0] > 4 * 64
+    arrays = obs_and_var_arrays(store)
+    table = measure_store(store, repeats=1).set_index("pattern")
+    assert table.loc["open", "requests"] == METADATA_REQUESTS + arrays
+    assert table.loc["open", "requests"] == open_requests(columns_of(str(fetched)))  # predicted
+    # plain anndata and zarr, loading obs and var whole over HTTP: one request per array too
+    import anndata as ad
+
+    with aiohttp_serving(tmp_path, tmp_path / "log.jsonl") as url:
+        log = RequestLog(tmp_path / "log.jsonl", url)
+        log.mark()
+        group = zarr.open_group(f"{url}/store.zarr", mode="r", zarr_format=3)  # no v2 probes
+        obs, var = ad.io.read_elem(group["obs"]), ad.io.read_elem(group["var"])
+        requests, _ = log.traffic()
+    assert obs.index.equals(ad.read_zarr(store).obs.index) and len(var) > 0
+    assert requests == 1 + arrays  # the consolidated metadata, then each array's one object
 
 
 def test_seconds_are_the_median_of_cold_reads_of_identical_traffic(consolidated, tmp_path):

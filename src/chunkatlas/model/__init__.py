@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # the public names, each imported on first use
     from chunkatlas.model._objects import columns_of
     from chunkatlas.model._objects import Columns
     from chunkatlas.model._objects import DEMO_COLUMNS
+    from chunkatlas.model._objects import open_requests
     from chunkatlas.model._objects import store_objects
     from chunkatlas.model._prices import load_prices
     from chunkatlas.model._prices import Prices

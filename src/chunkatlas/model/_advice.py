@@ -19,7 +19,7 @@ import pandas as pd
 
 from chunkatlas.errors import ChunkatlasError
 from chunkatlas.model._cost_model import CostModel
-from chunkatlas.model._objects import DEMO_COLUMNS, Columns, store_objects
+from chunkatlas.model._objects import DEMO_COLUMNS, Columns, open_requests, store_objects
 from chunkatlas.model._prices import Prices
 from chunkatlas.model._reader import READERS
 from chunkatlas.model._text import count_text, duration_text, money_text, size_text
@@ -111,11 +111,8 @@ def with_store_objects(
     """``table`` (of :func:`predictions`) with ``store_objects``: the objects of the whole store
     of each layout, X's and those of obs and var (``columns``) and the metadata
     (:func:`~chunkatlas.model._objects.store_objects`)."""
-    counted = [
-        store_objects(atlas, Layout(*key), objects, columns)
-        for *key, objects in table[[*LAYOUT_KEYS, "objects"]].itertuples(index=False)
-    ]
-    return table.assign(store_objects=pd.Series(counted, index=table.index, dtype="int64"))
+    counted = table["objects"].map(lambda objects: store_objects(atlas, objects, columns))
+    return table.assign(store_objects=counted.astype("int64"))
 
 
 def objects_column(table: pd.DataFrame) -> str:
@@ -292,6 +289,8 @@ def advice_text(
         f"objects of the store: X's, obs's and var's ({columns.describe()}, {columns_from}) "
         "and a zarr.json per group and array; of the layouts within "
         f"{NEAR_TIE:.0%} of the fastest, the one with the fewest objects is advised",
+        f"open: {open_requests(columns)} requests in every layout (the manifest, the metadata, "
+        "then each obs and var array whole, in one object, at any number of cells)",
     ]
     if max_objects is not None:
         kept, count = (len(t.drop_duplicates(LAYOUT_KEYS)) for t in (table, every))

@@ -1,28 +1,26 @@
 """The objects of a whole store, as ``chunkatlas rechunk`` writes it (zarr v3, its default): X's
-(predicted by :mod:`._traffic`), the chunks of obs and var arrays, and a ``zarr.json`` per group
-and array.
+(predicted by :mod:`._traffic`), one object per obs and var array, and a ``zarr.json`` per
+group and array.
 
-obs and var arrays are chunked as the writer chunks them: an obs array by the layout's chunk
-(cells, or genes of a gene-major store) but at least :data:`COLUMN_ROWS` rows, a var array by
-:data:`COLUMN_ROWS`, each with the layout's chunks per shard.  Which arrays an atlas has is read
-from an AnnData source (:func:`columns_of`); an atlas given by its size alone, or a SOMA
-Experiment, is taken to have the demo atlas's (:data:`DEMO_COLUMNS`, Census-shaped).  The other
-elements of an AnnData store (layers, obsm, obsp, varm, varp, uns, raw) are counted as the empty
-groups the demo atlas's stores have.
+Every obs and var array is one object whatever the number of cells (a shard of its chunks, as
+the writer stores it), so the objects beyond X's do not grow with the atlas.  Which arrays an
+atlas has is read from an AnnData source (:func:`columns_of`); an atlas given by its size alone,
+or a SOMA Experiment, is taken to have the demo atlas's (:data:`DEMO_COLUMNS`, Census-shaped).
+The other elements of an AnnData store (layers, obsm, obsp, varm, varp, uns, raw) are counted as
+the empty groups the demo atlas's stores have.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from functools import partial
 
 from chunkatlas.ingest import TOTAL_COLUMNS
 from chunkatlas.ingest.demo import STORED_OBS_COLUMNS, STORED_VAR_COLUMNS
-from chunkatlas.model._traffic import Atlas, Layout
+from chunkatlas.model._traffic import Atlas
 
-#: Rows per chunk of var arrays, and the least of obs arrays (the writer's ``COLUMN_ROWS``).
-COLUMN_ROWS = 4096
+#: Requests of an open besides its arrays': the manifest and the consolidated metadata.
+OPEN_METADATA_REQUESTS = 2
 #: The store's groups besides X, obs and var: each one ``zarr.json``, holding nothing.
 EMPTY_GROUPS = ("layers", "obsm", "obsp", "varm", "varp", "uns", "raw")
 
@@ -39,6 +37,10 @@ class Columns:
     small: int = 0
     groups: int = 0
 
+    @property
+    def arrays(self) -> int:
+        return self.obs + self.var + self.small
+
     def describe(self) -> str:
         more = f" and {self.small} others" if self.small else ""
         return f"{self.obs} obs and {self.var} var arrays{more}"
@@ -49,28 +51,21 @@ class Columns:
 DEMO_COLUMNS = Columns(obs=len(STORED_OBS_COLUMNS) + 1, var=len(STORED_VAR_COLUMNS) + 1)
 
 
-def array_objects(length: int, rows: int, shard: int) -> int:
-    """Stored objects of a 1-D array of ``length`` values in chunks of ``rows`` (an array of one
-    chunk holds it all), ``shard`` chunks per shard (an array of fewer chunks is one shard)."""
-    chunks = math.ceil(length / max(1, min(rows, length)))
-    per_object = min(shard, chunks) if shard > 1 else 1
-    return math.ceil(chunks / per_object)
-
-
-def store_objects(
-    atlas: Atlas, layout: Layout, x_objects: int, columns: Columns = DEMO_COLUMNS
-) -> int:
-    """The objects of the whole store of ``atlas`` in ``layout``: ``x_objects`` (X's chunks or
-    shards), the objects of ``columns`` (obs and var arrays) and one ``zarr.json`` per group
-    (the root, X if sparse, obs, var, :data:`EMPTY_GROUPS`, categoricals) and per array (X's
-    three if sparse, else one; obs's and var's)."""
-    obs = array_objects(atlas.n_obs, max(layout.chunk, COLUMN_ROWS), layout.shard)
-    var = array_objects(atlas.n_vars, COLUMN_ROWS, layout.shard)
-    chunks = columns.obs * obs + columns.var * var + columns.small
+def store_objects(atlas: Atlas, x_objects: int, columns: Columns = DEMO_COLUMNS) -> int:
+    """The objects of the whole store of ``atlas``: ``x_objects`` (X's chunks or shards, from
+    its layout), one per array of ``columns`` (obs and var) and one ``zarr.json`` per group (the
+    root, X if sparse, obs, var, :data:`EMPTY_GROUPS`, categoricals) and per array (X's three
+    if sparse, else one; obs's and var's)."""
     x_metadata = 1 if atlas.dense else 4  # X: an array, or a group of data, indices, indptr
-    arrays = columns.obs + columns.var + columns.small
     groups = 3 + len(EMPTY_GROUPS) + columns.groups  # the root, obs, var and the rest
-    return x_objects + x_metadata + chunks + arrays + groups
+    return x_objects + x_metadata + 2 * columns.arrays + groups  # an object and a zarr.json
+
+
+def open_requests(columns: Columns = DEMO_COLUMNS) -> int:
+    """Requests of opening a store (the study's ``open``: the manifest, the consolidated
+    metadata, then obs and var whole): one per array, whatever the layout of X or the number
+    of cells."""
+    return OPEN_METADATA_REQUESTS + columns.arrays
 
 
 def columns_of(source: str | None) -> Columns:

@@ -9,9 +9,11 @@ Orientation (:data:`ORIENTATIONS`)
 Chunks (:func:`matrix_chunks`, :func:`column_chunks`)
     X and every layer hold about ``size`` cells per chunk of a cell-major store, ``size``
     genes of a gene-major one, so that a partial read decodes little beyond what it needs.
-    obs columns hold ``size`` rows but at least :data:`COLUMN_ROWS`, var columns
-    :data:`COLUMN_ROWS`: a column takes a few bytes per row, so smaller chunks would
-    multiply objects and requests (every reader loads obs whole) for little saved.
+    obs and var arrays (columns, the index, categorical codes) are cut apart from X, for how
+    they are read: whole, by every reader.  In zarr v3 each one is a single stored object, a
+    shard of chunks of :data:`COLUMN_ROWS` rows, so opening a store costs one request per array
+    at any number of cells; zarr v2 has no shards and stores chunks of
+    :data:`V2_COLUMN_ROWS` rows (one object up to 16.7 million cells).
 
 Shards (:func:`shard_shape`, zarr v3 only)
     ``shard`` chunks per shard along the chunked axis: one stored object holds that many chunks
@@ -66,8 +68,11 @@ from chunkatlas.store import is_sparse, open_anndata_group
 #: Which axis a store follows: cell-major (CSR, or dense chunks of whole cells) or gene-major
 #: (CSC, or dense chunks of whole genes).
 ORIENTATIONS = ("cells", "genes")
-#: Rows per chunk of var columns, and the least of obs columns.
-COLUMN_ROWS = 4096
+#: Rows per (inner) chunk of an obs or var array: 8 MB of float64 at most, so a chunk's
+#: buffers stay small while the array's one shard holds any number of cells.
+COLUMN_ROWS = 1 << 20
+#: Rows per chunk of an obs or var array in zarr v2 (no shards): one object up to 2**24 cells.
+V2_COLUMN_ROWS = 1 << 24
 #: Values per block when scanning an array (bounds memory).
 SCAN_VALUES = 1 << 22
 
@@ -155,10 +160,14 @@ def check_orientation(orientation: str) -> None:
         )
 
 
-def column_chunks(length: int, axis: str, size: int) -> tuple[int]:
-    """Chunks of a 1-D obs (``size`` rows, at least COLUMN_ROWS) or var (COLUMN_ROWS) array."""
-    rows = max(size, COLUMN_ROWS) if axis == "obs" else COLUMN_ROWS
-    return (max(1, min(rows, length)),)
+def column_settings(codec: str, zarr_format: int, length: int) -> dict:
+    """``dataset_kwargs`` for an obs or var array of ``length`` rows: whole in one object
+    (zarr v3: one shard of :data:`COLUMN_ROWS`-row chunks; zarr v2: chunks of
+    :data:`V2_COLUMN_ROWS` rows), whatever the layout of X."""
+    rows = COLUMN_ROWS if zarr_format == 3 else V2_COLUMN_ROWS
+    chunks = (max(1, min(rows, length)),)
+    per_shard = math.ceil(length / chunks[0]) if zarr_format == 3 else 1
+    return array_settings(codec, zarr_format, chunks, (length,), max(1, per_shard))
 
 
 def shard_shape(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from functools import partial
 
 import numpy as np
@@ -19,7 +19,7 @@ from chunkatlas.rewrite._geometry import (
     array_settings,
     check_geometry,
     check_orientation,
-    column_chunks,
+    column_settings,
     index_cast,
     integer_cast,
     matrix_chunks,
@@ -61,16 +61,15 @@ def plan_chunks(group: zarr.Group, size: int, orientation: str = "cells") -> dic
     }
 
 
-def plan_columns(group: zarr.Group, size: int) -> dict[str, tuple]:
-    """On-disk chunks for every 1-D array under obs and var (columns, the index, categorical
-    codes and categories, nullable values and masks) and for the cell totals every store gets
-    (:mod:`chunkatlas.ingest._cell_totals`), keyed by absolute path."""
-    n_obs = matrix_shape(group["X"])[0]
-    planned = {f"/obs/{name}": column_chunks(n_obs, "obs", size) for name in TOTAL_COLUMNS}
+def plan_columns(group: zarr.Group) -> set[str]:
+    """Every 1-D array under obs and var (columns, the index, categorical codes and
+    categories, nullable values and masks) and the cell totals every store gets
+    (:mod:`chunkatlas.ingest._cell_totals`), by absolute path."""
+    planned = {f"/obs/{name}" for name in TOTAL_COLUMNS}
     for axis in ("obs", "var"):
         for name, member in group[axis].members(max_depth=None):
             if isinstance(member, zarr.Array) and member.ndim == 1:
-                planned[f"/{axis}/{name}"] = column_chunks(member.shape[0], axis, size)
+                planned.add(f"/{axis}/{name}")
     return planned
 
 
@@ -90,6 +89,7 @@ def plan_casts(
 
 def chunk_callback(
     planned: Mapping[str, tuple],
+    columns: Collection[str] = (),
     *,
     shard: int = 1,
     codec: str = DEFAULT_CODEC,
@@ -97,8 +97,10 @@ def chunk_callback(
     orientation: str = "cells",
 ) -> Callable[..., None]:
     """A ``write_dispatched`` callback that gives each planned array its chunks, shards and
-    codecs: X and layers (``planned`` from :func:`plan_chunks`), obs and var arrays (from
-    :func:`plan_columns`).  ``casts`` from :func:`plan_casts`.
+    codecs: X and layers (``planned`` from :func:`plan_chunks`), and obs and var arrays
+    (``columns``, from :func:`plan_columns`) each in one object, whatever X's geometry
+    (:func:`~chunkatlas.rewrite._geometry.column_settings`).  ``casts`` from
+    :func:`plan_casts`.
 
     Other elements are written as anndata would.  Planned chunks come from the whole matrix:
     anndata writes a Dask sparse matrix block by block, calling back once per block; CSR
@@ -109,6 +111,9 @@ def chunk_callback(
 
     def callback(func, store, elem_name, elem, *, dataset_kwargs, iospec):
         path = f"{store.name.rstrip('/')}/{elem_name}"
+        if path in columns:
+            chosen = column_settings(codec, store.metadata.zarr_format, len(elem))
+            return func(store, elem_name, elem, dataset_kwargs={**dataset_kwargs, **chosen})
         if path not in planned:
             return func(store, elem_name, elem, dataset_kwargs=dataset_kwargs)
         chunks = planned[path]
@@ -132,10 +137,8 @@ def chunk_callback(
             if hasattr(elem, "rechunk"):
                 # Dask blocks aligned with stored objects: two tasks never rewrite one shard.
                 elem = elem.rechunk(chosen.get("shards", chunks))
-        elif is_matrix_element(path):  # CSC: one setting for data, indices and indptr
+        else:  # CSC: one setting for data, indices and indptr
             chosen = settings(chunks, None)
-        else:
-            chosen = settings(chunks, (len(elem),))
         return func(store, elem_name, elem, dataset_kwargs={**dataset_kwargs, **chosen})
 
     return callback
@@ -197,7 +200,7 @@ def rechunk_store(
     """Re-write the AnnData store ``source`` as ``dest`` with the geometry of
     :mod:`chunkatlas.rewrite._geometry`: X and layers cell-major (CSR, or dense chunks of whole
     cells) or gene-major (``orientation="genes"``: CSC, or dense chunks of whole genes), chunked
-    by ``size`` cells or genes, obs and var columns chunked for partial reads, ``shard`` chunks
+    by ``size`` cells or genes, obs and var arrays each in one object, ``shard`` chunks
     per shard (1: unsharded; zarr v3 only) and the ``codec`` preset.
 
     Matrices stream through Dask, ``read_rows`` cells at a time (default: the larger of
@@ -214,10 +217,10 @@ def rechunk_store(
     check_orientation(orientation)
     refuse_existing(dest)  # before scanning the values
     group = open_anndata_group(source)
-    planned = {**plan_chunks(group, size, orientation), **plan_columns(group, size)}
+    planned = plan_chunks(group, size, orientation)
     casts = plan_casts(group, codec, orientation)
     callback = chunk_callback(
-        planned, shard=shard, codec=codec, casts=casts, orientation=orientation
+        planned, plan_columns(group), shard=shard, codec=codec, casts=casts, orientation=orientation
     )
     adata = read_dask_backed(source, read_rows or max(size, READ_ROWS))
     with new_zarr_store(dest, zarr_format) as out:
