@@ -3,13 +3,15 @@ and the chunk or shard that cannot be decoded."""
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import zarr
 
 from chunkatlas.errors import ChunkatlasError
 from chunkatlas.store import read_checked
-from chunkatlas.store._chunks import chunks_under, object_noun
+from chunkatlas.store._chunks import chunks_under, object_noun, read_span, sequential_reads
 
 from ..support.stores import chunk_key
 
@@ -69,3 +71,37 @@ def test_the_chunks_under_a_selection(tmp_path):
     ]
     assert list(chunks_under(array, (slice(10, 20),))) == [(1, 0), (1, 1)]
     assert list(chunks_under(array, (slice(3, 3), slice(None)))) == []
+
+
+class CountingStore(zarr.storage.WrapperStore):
+    """A local store that counts the reads of each chunk key."""
+
+    def __init__(self, store) -> None:
+        super().__init__(store)
+        self.reads: dict[str, int] = {}
+
+    async def get(self, key, prototype, byte_range=None):
+        if "/c/" in key or key.startswith("c/"):
+            self.reads[key] = self.reads.get(key, 0) + 1
+        return await super().get(key, prototype, byte_range)
+
+
+@pytest.mark.parametrize("shards", [None, (400,)])
+def test_spans_read_in_order_decode_each_chunk_once(tmp_path, shards):
+    values = np.arange(1_000, dtype=np.int64) * 3
+    zarr.create_array(tmp_path / "a.zarr", data=values, chunks=(100,), shards=shards)
+    counted = CountingStore(zarr.storage.LocalStore(tmp_path / "a.zarr", read_only=True))
+    array = zarr.open_array(counted, mode="r")
+    edges = [0, 37, 150, 151, 380, 620, 999, 1_000]  # blocks straddling chunks, as writers read
+    with sequential_reads():
+        for low, high in itertools.pairwise(edges):
+            np.testing.assert_array_equal(read_span(array, low, high, "a"), values[low:high])
+    if shards is None:  # unsharded: each chunk one object, read once
+        assert sorted(counted.reads.values()) == [1] * 10
+    # out of order, or outside the block: the same values, the chunk read again
+    before = sum(counted.reads.values())
+    with sequential_reads():
+        for low, high in [(500, 560), (120, 130), (120, 990), (990, 1_000), (0, 0)]:
+            np.testing.assert_array_equal(read_span(array, low, high, "a"), values[low:high])
+    np.testing.assert_array_equal(read_span(array, 5, 905, "a"), values[5:905])
+    assert sum(counted.reads.values()) > before

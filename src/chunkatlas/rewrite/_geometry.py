@@ -291,8 +291,12 @@ def integer_cast(array) -> np.dtype | None:
 
 
 def scan_blocks(array):
-    """``array`` (zarr or numpy) as numpy blocks of whole rows, about SCAN_VALUES values each."""
+    """``array`` (zarr or numpy) as numpy blocks of whole rows, about SCAN_VALUES values each;
+    of a zarr array, whole stored objects, so that each is decoded once."""
     rows = max(1, SCAN_VALUES // max(1, math.prod(array.shape[1:])))
+    if isinstance(array, zarr.Array):
+        grid = (array.shards or array.chunks)[0]
+        rows = max(1, rows // grid) * grid
     for start in range(0, array.shape[0], rows):
         yield np.asarray(array[start : start + rows])
 

@@ -33,6 +33,7 @@ from chunkatlas.store import (
     open_anndata_group,
     read_dask_backed,
     refuse_existing,
+    sequential_reads,
 )
 
 # Cells per block read while rechunking: large enough to keep appends few, small enough to
@@ -204,7 +205,9 @@ def rechunk_store(
     per shard (1: unsharded; zarr v3 only) and the ``codec`` preset.
 
     Matrices stream through Dask, ``read_rows`` cells at a time (default: the larger of
-    ``size`` and READ_ROWS), so memory stays bounded by one block whatever the store's size;
+    ``size`` and READ_ROWS), so memory stays bounded by one block whatever the store's size,
+    and each chunk of the source is decoded once per pass (the chunk a block ends in is kept
+    for the next, :func:`~chunkatlas.store.sequential_reads`);
     a dense matrix is written one whole shard per task (memory: a shard).  The ``packed``
     preset first reads each matrix's values once to choose their integer type.  A sparse
     matrix written gene-major takes two passes over its cells and spills them by groups of
@@ -223,7 +226,7 @@ def rechunk_store(
         planned, plan_columns(group), shard=shard, codec=codec, casts=casts, orientation=orientation
     )
     adata = read_dask_backed(source, read_rows or max(size, READ_ROWS))
-    with new_zarr_store(dest, zarr_format) as out:
+    with new_zarr_store(dest, zarr_format) as out, sequential_reads():
         # Every chunk is materialised, even an all-zero one, so "missing" always means lost.
         with zarr.config.set({"array.write_empty_chunks": True}):
             write_with_totals(out, adata, partial(write_dispatched, callback=callback))

@@ -21,7 +21,7 @@ from chunkatlas.store._bucket import (
     read_objects_record,
     write_objects_record,
 )
-from chunkatlas.store._chunks import read_checked
+from chunkatlas.store._chunks import read_checked, sequential_reads
 from chunkatlas.store._counting import Reads, take_reads
 from chunkatlas.store._guarded import (
     PART_BYTES,
@@ -83,6 +83,7 @@ __all__ = [
     "read_dask_backed",
     "read_store",
     "redact",
+    "sequential_reads",
     "refuse_existing",
     "storage_options_for",
     "take_reads",

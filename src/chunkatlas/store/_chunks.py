@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import itertools
 import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
+import numpy as np
 import zarr
 
 from chunkatlas.errors import ChunkatlasError
@@ -61,3 +65,53 @@ def chunks_under(array: zarr.Array, selection: tuple[slice, ...]) -> itertools.p
 
 def chunk_region(array: zarr.Array, index: tuple[int, ...]) -> tuple[slice, ...]:
     return tuple(slice(i * g, (i + 1) * g) for i, g in zip(index, stored_grid(array), strict=True))
+
+
+class _LastChunks:
+    """The last (inner) chunk each 1-D array's span read decoded, by store and array."""
+
+    def __init__(self) -> None:
+        self.kept: dict[tuple[str, str], tuple[int, np.ndarray]] = {}
+        self.lock = threading.Lock()
+
+
+_last_chunks: _LastChunks | None = None
+
+
+@contextmanager
+def sequential_reads() -> Iterator[None]:
+    """Within the block, :func:`read_span` keeps the last chunk it decoded of each array, so a
+    writer reading blocks of cells in order decodes each chunk of its source once, whatever
+    its blocks (a block's last chunk is the next block's first).  Memory: one chunk per array."""
+    global _last_chunks
+    _last_chunks = _LastChunks()
+    try:
+        yield
+    finally:
+        _last_chunks = None
+
+
+def read_span(array: zarr.Array, start: int, stop: int, where: str | os.PathLike) -> np.ndarray:
+    """``array[start:stop]`` of a 1-D array, through :func:`read_checked`; inside
+    :func:`sequential_reads`, the chunk the previous span ended in is not decoded again."""
+    kept = _last_chunks
+    if kept is None or stop <= start:
+        return np.asarray(read_checked(array, (slice(start, stop),), where))
+    size = array.chunks[0]
+    key = (str(array.store), array.path)
+    with kept.lock:
+        number, chunk = kept.kept.get(key, (-1, None))
+    parts, position = [], start
+    if chunk is not None and number == start // size:
+        end = min(stop, (number + 1) * size)
+        parts.append(chunk[start - number * size : end - number * size])
+        position = end
+    if position < stop:
+        last = (stop - 1) // size
+        # whole chunks: zarr decodes every chunk it touches whole anyway
+        begin, through = position // size * size, min(array.shape[0], (last + 1) * size)
+        read = np.asarray(read_checked(array, (slice(begin, through),), where))
+        parts.append(read[position - begin : stop - begin])
+        with kept.lock:
+            kept.kept[key] = (last, read[last * size - begin :].copy())
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)

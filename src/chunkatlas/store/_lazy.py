@@ -14,7 +14,7 @@ import numpy as np
 import zarr
 
 from chunkatlas.errors import ChunkatlasError
-from chunkatlas.store._chunks import read_checked
+from chunkatlas.store._chunks import read_checked, read_span
 from chunkatlas.store._layout import is_matrix_element, is_sparse, matrix_shape
 from chunkatlas.store._location import StoreLocation
 from chunkatlas.store._open import open_anndata_group
@@ -117,10 +117,9 @@ def read_block(elem: zarr.Array | zarr.Group | StoredElement, where, block_info=
         return read_checked(elem, (slice(start, stop), slice(first, last)), where)
     import scipy.sparse as sp
 
-    indptr = np.asarray(read_checked(elem["indptr"], (slice(start, stop + 1),), where))
-    span = (slice(int(indptr[0]), int(indptr[-1])),)
-    data = read_checked(elem["data"], span, where)
-    indices = read_checked(elem["indices"], span, where)
+    indptr = read_span(elem["indptr"], start, stop + 1, where)
+    low, high = int(indptr[0]), int(indptr[-1])
+    data, indices = (read_span(elem[name], low, high, where) for name in ("data", "indices"))
     return sp.csr_matrix((data, indices, indptr - indptr[0]), shape=(stop - start, last - first))
 
 
