@@ -103,3 +103,43 @@ def test_an_orientation_that_does_not_exist_is_refused_before_any_output(fetched
     assert f"orientation {bad!r} is not one of cells, genes" in message and "\n" not in message
     assert not (tmp_path / "out.zarr").exists()
     assert ORIENTATIONS == ("cells", "genes")
+
+
+@pytest.mark.parametrize(
+    ("n_obs", "dtype", "cast"),
+    [(3_000, "float32", "u1"), (3_000, "float32", None), (5_000_000_000, "float64", "u2")],
+)
+def test_a_spilled_part_comes_back_exactly(n_obs, dtype, cast):
+    rng = np.random.default_rng(7)
+    counts = np.array([0, 4, 1, 0, 7])
+    genes = np.repeat(np.arange(10, 15), counts)
+    # cells ascending within each gene, falling at each gene's start; the last near n_obs
+    cells = np.concatenate([np.sort(rng.choice(n_obs, c, replace=False)) for c in counts])
+    cells[-1] = n_obs - 1
+    values = (rng.integers(0, 200, len(cells)) + (0 if cast else 0.5)).astype(dtype)
+    types = gene_major.spill_types(n_obs, np.dtype(dtype), cast and np.dtype(cast))
+    packed = gene_major.pack_part(counts, cells, values, types)
+    twice = list(gene_major.unpack_parts(packed + packed, types, np.dtype(dtype)))
+    assert len(twice) == 2
+    for back_counts, back_cells, back_values in twice:
+        np.testing.assert_array_equal(back_counts, counts)
+        np.testing.assert_array_equal(back_cells, cells)
+        np.testing.assert_array_equal(back_values, values)
+        assert back_values.dtype == np.dtype(dtype)
+    # two blocks' parts in gene order: each gene's cells of the first block, then the second's
+    ordered, ordered_cells = gene_major.gene_ordered(twice, 2 * counts, np.dtype(dtype))
+    expected = np.argsort(np.concatenate([genes, genes]), kind="stable")
+    np.testing.assert_array_equal(ordered, np.concatenate([values, values])[expected])
+    np.testing.assert_array_equal(ordered_cells, np.concatenate([cells, cells])[expected])
+
+
+def test_the_spill_of_counts_takes_under_two_bytes_a_value(tmp_path):
+    rng = np.random.default_rng(3)
+    x = sp.random(4_000, 2_000, density=0.05, format="csr", dtype=np.float32, rng=rng)
+    x.data = np.ceil(x.data * 20)
+    groups = gene_major.gene_groups(np.bincount(x.indices, minlength=2_000), 50_000)
+    types = gene_major.spill_types(x.shape[0], x.dtype, np.dtype("u1"))
+    blocks = [x[start : start + 1_000] for start in range(0, 4_000, 1_000)]
+    gene_major.spill_by_group(blocks, groups, tmp_path, types)
+    spilled = sum(path.stat().st_size for path in tmp_path.glob("*.bin"))
+    assert spilled < 2 * x.nnz  # plain records took 10 bytes a value

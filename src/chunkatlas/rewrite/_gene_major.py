@@ -6,11 +6,14 @@ Two passes over the source's blocks of cells, whatever its size:
 1. count each gene's stored values (the column pointers of the result), and for presets that
    cast, the integer type the values fit;
 2. split each block, turned gene-major, by groups of genes holding at most ``group_values``
-   values in all, and append each group's part to a file of its own on local disk.
+   values in all, and append each group's part, compressed, to a file of its own on local
+   disk (the spill: each gene's count, cells as deltas, values in the type they were cast to;
+   about a byte a value of counts, against 10 as plain records).
 
-Then each group's file is read once, ordered by gene (a stable sort: cells stay in order within
-a gene) and appended to ``data`` and ``indices``, whole stored objects at a time.  Memory holds
-one block of cells, or one group of genes: it does not grow with the number of cells.
+Then each group's file is read once, ordered by gene (each block's run of a gene after the
+runs of earlier blocks, so cells stay in order within a gene) and appended to ``data`` and
+``indices``, whole stored objects at a time.  Memory holds one block of cells, or one group of
+genes: it does not grow with the number of cells.
 """
 
 from __future__ import annotations
@@ -19,14 +22,15 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+import numcodecs
 import numpy as np
 import scipy.sparse as sp
 import zarr
 
 from chunkatlas.rewrite._geometry import IntegerRange, index_cast
 
-#: Values of one gene group held in memory while it is ordered (about 24 bytes each, sort
-#: included): 8M values, some 200 MB.
+#: Values of one gene group held in memory while it is ordered (about 12 bytes each, and one
+#: block's part of it): 8M values, some 100 MB.
 GROUP_VALUES = 1 << 23
 
 
@@ -86,20 +90,71 @@ def count_genes(blocks: Iterable[sp.csr_matrix], n_vars: int, values: IntegerRan
     return counts
 
 
-def spill_record(shape: tuple[int, int], dtype) -> np.dtype:
-    """A spilled value: its gene, its cell and itself, in the narrowest types that hold them
-    (the spill takes 10 bytes a float32 value up to 65,536 genes and 4 billion cells)."""
-    n_obs, n_vars = shape
-    gene = "<u2" if n_vars <= 1 << 16 else "<u4"
-    cell = "<u4" if n_obs <= 1 << 32 else "<i8"
-    return np.dtype([("gene", gene), ("cell", cell), ("value", dtype)])
+#: How a spilled part is compressed: zstd over bit-planes (cell offsets within a gene rise
+#: slowly and counts are small integers, so most high bits are zero), at a fast level.
+SPILL_CODEC = numcodecs.Blosc(cname="zstd", clevel=1, shuffle=numcodecs.Blosc.BITSHUFFLE)
+
+
+def spill_types(n_obs: int, dtype, cast: np.dtype | None) -> tuple[np.dtype, np.dtype]:
+    """The types a spilled part stores its cells (as offsets from the previous cell of the
+    gene: small, whatever the atlas's size) and its values (``cast``, the narrower integer type
+    they all fit, else their own) in."""
+    return np.dtype("<u4" if n_obs <= 1 << 32 else "<i8"), np.dtype(cast or dtype)
+
+
+def pack_part(counts: np.ndarray, cells: np.ndarray, values: np.ndarray, types) -> bytes:
+    """One block's part of a gene group, compressed: each gene's count of values, then each
+    value's cell as the difference from the one before (ordered by gene, cells ascending in
+    each: small, and wrapping around exactly at a gene's start), then the values (``types``
+    from :func:`spill_types`)."""
+    cell_type, value_type = types
+    deltas = np.diff(cells, prepend=0).astype(cell_type)
+    frames = [counts.astype("<u4"), deltas, values.astype(value_type)]
+    packed = [SPILL_CODEC.encode(np.ascontiguousarray(f)) for f in frames]
+    head = np.array([len(counts), len(cells), *(len(p) for p in packed)], dtype="<u8")
+    return head.tobytes() + b"".join(packed)
+
+
+def unpack_parts(buffer: bytes, types, dtype) -> Iterator[tuple[np.ndarray, ...]]:
+    """The parts :func:`pack_part` wrote in ``buffer``, in order: each as (count of values of
+    each gene of the group, cells, values)."""
+    cell_type, value_type = types
+    position = 0
+    while position < len(buffer):
+        _, n_values, *sizes = np.frombuffer(buffer, "<u8", 5, position).tolist()
+        position += 40
+        frames = []
+        for size, kind in zip(sizes, ("<u4", cell_type, value_type), strict=True):
+            encoded = buffer[position : position + size]
+            frames.append(np.frombuffer(SPILL_CODEC.decode(encoded), kind))
+            position += size
+        counts, deltas, values = frames
+        cells = np.cumsum(deltas, dtype=cell_type)[:n_values]
+        yield counts.astype(np.int64), cells, values.astype(dtype)
+
+
+def gene_ordered(parts, counts: np.ndarray, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """The values and cells of a gene group's ``parts`` (blocks of cells in order, each by gene)
+    ordered by gene, cells ascending within each: each part's run of a gene placed after the
+    runs before it (``counts``: the group's values per gene).  No sort: memory is the result
+    and one part."""
+    first = np.cumsum(counts) - counts  # where each gene's values start
+    filled = np.zeros_like(first)
+    values, cells = np.empty(int(counts.sum()), dtype), np.empty(int(counts.sum()), np.int64)
+    for part_counts, part_cells, part_values in parts:
+        runs = np.cumsum(part_counts) - part_counts
+        within = np.arange(len(part_cells)) - np.repeat(runs, part_counts)
+        place = np.repeat(first + filled, part_counts) + within
+        values[place], cells[place] = part_values, part_cells
+        filled += part_counts
+    return values, cells
 
 
 def spill_by_group(
-    blocks: Iterable[sp.csr_matrix], groups: list[tuple[int, int]], folder: Path, record: np.dtype
+    blocks: Iterable[sp.csr_matrix], groups: list[tuple[int, int]], folder: Path, types
 ) -> None:
-    r"""Pass 2: each block turned gene-major, its part of each gene group appended to that
-    group's file as ``record``\ s (gene, cell, value)."""
+    """Pass 2: each block turned gene-major, its part of each gene group appended to that
+    group's file, compressed (:func:`pack_part`)."""
     first_cell = 0
     for block in blocks:
         by_gene = block.tocsc()  # cells ascending within each gene
@@ -108,14 +163,10 @@ def spill_by_group(
             low, high = by_gene.indptr[start], by_gene.indptr[stop]
             if low == high:
                 continue
-            part = np.empty(high - low, dtype=record)
-            part["gene"] = np.repeat(
-                np.arange(start, stop), np.diff(by_gene.indptr[start : stop + 1])
-            )
-            part["cell"] = by_gene.indices[low:high].astype(np.int64) + first_cell
-            part["value"] = by_gene.data[low:high]
+            cells = by_gene.indices[low:high].astype(np.int64) + first_cell
+            counts = np.diff(by_gene.indptr[start : stop + 1])
             with open(folder / f"{number}.bin", "ab") as handle:
-                part.tofile(handle)
+                handle.write(pack_part(counts, cells, by_gene.data[low:high], types))
         first_cell += block.shape[0]
 
 
@@ -158,17 +209,18 @@ def write_csc(
     indptr = create("indptr", n_vars + 1, np.int64, "index", grows=False)
     indptr[:] = np.concatenate([[0], np.cumsum(counts)])
     groups = gene_groups(counts, group_values)
+    types = spill_types(n_obs, dtype, values.cast() if values else None)
     with tempfile.TemporaryDirectory(prefix="chunkatlas-genes-", dir=scratch) as folder:
-        record = spill_record(shape, dtype)
-        spill_by_group(blocks(), groups, Path(folder), record)
-        for number in range(len(groups)):
+        spill_by_group(blocks(), groups, Path(folder), types)
+        for number, (start, stop) in enumerate(groups):
             path = Path(folder) / f"{number}.bin"
             if not path.exists():
                 continue
-            part = np.fromfile(path, dtype=record)
+            spilled = path.read_bytes()
             path.unlink()  # the disk holds at most the spill of what is not yet written
-            order = np.argsort(part["gene"], kind="stable")
-            data.add(part["value"][order])
-            indices.add(part["cell"][order].astype(np.int64))
+            parts = unpack_parts(spilled, types, dtype)
+            group_values, group_cells = gene_ordered(parts, counts[start:stop], dtype)
+            data.add(group_values)
+            indices.add(group_cells)
     data.close()
     indices.close()
