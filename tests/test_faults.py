@@ -22,7 +22,7 @@ from chunkatlas.errors import ChunkatlasError
 from chunkatlas.rewrite import consolidate_store
 from chunkatlas.store import read_dask_backed, verify_store
 
-from .support.workflow_runs import REPO, SNAKEMAKE, geometries, store_dir
+from .support.workflow_runs import REPO, SNAKEMAKE, geometries, one_tissue_config, store_dir
 
 pytestmark = pytest.mark.slow
 
@@ -169,7 +169,8 @@ def chunk_files(store: Path) -> dict[str, bytes]:
 
 @pytest.mark.parametrize("stage", ["rechunk", "analyze"])
 def test_snakemake_killed_mid_stage_then_rerun_gives_identical_results(test_run, tmp_path, stage):
-    workdir, config = test_run
+    workdir, _ = test_run
+    config_path, config = one_tissue_config(tmp_path)  # its stores are the local run's
     args = [
         *SNAKEMAKE,
         "--directory",
@@ -177,7 +178,7 @@ def test_snakemake_killed_mid_stage_then_rerun_gives_identical_results(test_run,
         "--cores",
         "2",
         "--configfile",
-        str(REPO / "config/test.yaml"),
+        str(config_path),
     ]
     run = subprocess.Popen(
         args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
@@ -220,6 +221,22 @@ def failed_jobs(workdir: Path) -> str:
     )
 
 
+def a_job_past_its_imports(run: subprocess.Popen) -> bool:
+    """Whether one of the run's jobs is running its script past its imports (a process that
+    ends while it is looked at is not)."""
+    try:
+        children = psutil.Process(run.pid).children(recursive=True)
+    except psutil.Error:  # the run itself ended
+        return False
+    for proc in children:
+        try:
+            if ".snakemake/scripts/" in " ".join(proc.cmdline()) and past_its_imports(proc):
+                return True
+        except psutil.Error:
+            continue
+    return False
+
+
 def past_its_imports(proc: psutil.Process) -> bool:
     """Whether a job's script has loaded zarr's codecs (numcodecs): past Snakemake's preamble
     and the script's first line."""
@@ -241,20 +258,16 @@ def test_ctrl_c_prints_one_line_per_interrupted_job(tmp_path):
     out = tmp_path / "out.txt"
     with out.open("w") as sink:
         run = subprocess.Popen(args, stdout=sink, stderr=sink, cwd=tmp_path, start_new_session=True)
-        wait_for(
-            lambda: any(
-                ".snakemake/scripts/" in " ".join(p.cmdline()) and past_its_imports(p)
-                for p in psutil.Process(run.pid).children(recursive=True)
-            ),
-            600,
-            "a job past its imports",
-        )
+        wait_for(lambda: a_job_past_its_imports(run) or run.poll() is not None, 600, "a job")
+        assert run.poll() is None, "the run ended before a job was caught past its imports"
         os.killpg(run.pid, signal.SIGINT)  # what Ctrl-C in the terminal sends
         assert run.wait(timeout=300) != 0
     text = out.read_text()
     assert "Traceback" not in text and "KeyboardInterrupt" not in text, text[-5000:]
     failed = [line.split()[-1].rstrip(":") for line in text.splitlines() if "Error in rule" in line]
-    lines = [line for line in text.splitlines() if line.startswith("chunkatlas: interrupted: ")]
+    # Snakemake's own "Terminating processes..." may end without a newline before the job's
+    marker = "chunkatlas: interrupted: "
+    lines = [line[line.index(marker) :] for line in text.splitlines() if marker in line]
     assert failed and [line.split()[3] for line in lines] == failed, text[-5000:]
     assert "(tissue=lung" in lines[0] or lines[0].endswith(failed[0])  # names its job
     done = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, timeout=900)

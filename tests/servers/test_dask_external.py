@@ -17,7 +17,7 @@ import yaml
 from distributed import Client
 
 from ..support.dask_cluster import BIN, external_cluster
-from ..support.workflow_runs import REPO, geometries, snakemake, store_dir
+from ..support.workflow_runs import REPO, geometries, one_tissue_config, snakemake, store_dir
 
 pytestmark = pytest.mark.servers
 
@@ -83,7 +83,8 @@ def test_cli_on_external_cluster_equals_local_cluster(scheduler, consolidated, t
 
 
 def test_workflow_on_external_cluster_equals_local_run(scheduler, test_run, tmp_path):
-    workdir, config = test_run
+    workdir, _ = test_run
+    _, config = one_tissue_config(tmp_path)  # its stores are the local run's
     config = {**config, "dask": {**config["dask"], "scheduler_address": scheduler}}
     (tmp_path / "external.yaml").write_text(yaml.safe_dump(config))
     done = snakemake(

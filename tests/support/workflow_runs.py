@@ -66,3 +66,15 @@ def store_dir(
 ) -> str:
     """The folder of one store inside results/RUN/ (the workflow names every geometry part)."""
     return f"{tissue}/{orientation}-{chunk}-shard-{shard}-{codec}"
+
+
+def one_tissue_config(folder: Path) -> tuple[Path, dict]:
+    """config/test.yaml for its first tissue alone, written in ``folder``: (path, config).  Its
+    stores and results are the full run's of that tissue (same run name), at half the jobs."""
+    import yaml
+
+    config = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
+    config["tissues"] = config["tissues"][:1]
+    path = folder / "one-tissue.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path, config

@@ -30,6 +30,7 @@ from tests.support.workflow_runs import (
     SNAKEMAKE,
     geometries,
     job_counts,
+    one_tissue_config,
     results_dir,
     snakemake,
     store_dir,
@@ -71,12 +72,19 @@ def bucket(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def bucket_run(bucket, tmp_path_factory):
-    """One run of config/test.yaml with every output in the bucket: (workdir, prefix, run)."""
+def one_tissue(tmp_path_factory) -> tuple[Path, dict]:
+    """config/test.yaml for one tissue: its stores are the local run's, at half the jobs."""
+    return one_tissue_config(tmp_path_factory.mktemp("config"))
+
+
+@pytest.fixture(scope="module")
+def bucket_run(bucket, one_tissue, tmp_path_factory):
+    """One run of ``one_tissue`` with every output in the bucket: (workdir, prefix, run)."""
     endpoint, _ = bucket
     workdir = tmp_path_factory.mktemp("object-store-run")
     prefix = f"s3://{BUCKET}/first"
-    done = snakemake(workdir, *object_store_args(prefix), env=storage_environment(endpoint))
+    args = object_store_args(prefix, one_tissue[0])
+    done = snakemake(workdir, *args, env=storage_environment(endpoint))
     assert done.returncode == 0, done.stderr[-5000:]
     return workdir, prefix, done
 
@@ -96,8 +104,9 @@ def assert_same_result(found: ad.AnnData, expected: ad.AnnData) -> None:
         np.testing.assert_array_equal(found.uns["pca"][key], expected.uns["pca"][key])
 
 
-def test_every_output_lands_in_the_bucket_and_no_store_stays_local(bucket, bucket_run):
+def test_every_output_lands_in_the_bucket_and_no_store_stays_local(bucket, bucket_run, one_tissue):
     endpoint, log = bucket
+    _, config = one_tissue
     workdir, prefix, _ = bucket_run
     fs = bucket_filesystem(endpoint)
     local_stores = [p for p in workdir.rglob("*") if p.suffix in (".zarr", ".soma")]
@@ -107,14 +116,14 @@ def test_every_output_lands_in_the_bucket_and_no_store_stays_local(bucket, bucke
     assert fs.exists(in_bucket(prefix, "provenance", "config.yaml"))
     assert fs.exists(in_bucket(prefix, "summary", "steps.png"))
     assert fs.find(in_bucket(prefix, "demo_atlas.soma"))
-    for tissue in TEST_CONFIG["tissues"]:
+    for tissue in config["tissues"]:
         assert fs.find(in_bucket(prefix, tissue, "fetched.zarr"))
     uploads = [
         entry["path"]
         for entry in map(json.loads, log.read_text().splitlines())
         if entry["method"] == "PUT"
     ]
-    for geometry in stores(TEST_CONFIG):
+    for geometry in stores(config):
         folder = store_dir(*geometry)
         manifest = json.loads(fs.cat(in_bucket(prefix, folder, "store.manifest.json")))
         written = json.loads(fs.cat(in_bucket(prefix, folder, "store.objects.json")))
@@ -124,7 +133,7 @@ def test_every_output_lands_in_the_bucket_and_no_store_stays_local(bucket, bucke
         assert sum(fs.size(key) for key in objects) == manifest["moved"]["bytes"]
         store_key = "/" + in_bucket(prefix, folder, "store.zarr") + "/"
         assert len([path for path in uploads if path.startswith(store_key)]) == len(objects) + 1
-    for geometry in geometries(TEST_CONFIG):
+    for geometry in geometries(config):
         folder = store_dir(*geometry)
         assert fs.exists(in_bucket(prefix, folder, "pca.png"))
         assert fs.find(in_bucket(prefix, folder, "hvg_pca.zarr"))
@@ -136,8 +145,11 @@ def test_every_output_lands_in_the_bucket_and_no_store_stays_local(bucket, bucke
     assert (summary["moved_objects"] > summary["rechunk_moved_objects"]).all()
 
 
-def test_results_and_stores_equal_a_local_run_bit_for_bit(test_run, bucket, bucket_run, tmp_path):
-    local_workdir, config = test_run
+def test_results_and_stores_equal_a_local_run_bit_for_bit(
+    test_run, bucket, bucket_run, one_tissue, tmp_path
+):
+    local_workdir, _ = test_run
+    _, config = one_tissue
     endpoint, _ = bucket
     _, prefix, _ = bucket_run
     fs = bucket_filesystem(endpoint)
@@ -153,16 +165,19 @@ def test_results_and_stores_equal_a_local_run_bit_for_bit(test_run, bucket, buck
         assert_same_result(ad.read_zarr(where), ad.read_zarr(local / folder / "hvg_pca.zarr"))
 
 
-def test_analysis_reads_each_store_in_the_bucket_and_downloads_none(bucket, bucket_run, tmp_path):
+def test_analysis_reads_each_store_in_the_bucket_and_downloads_none(
+    bucket, bucket_run, one_tissue, tmp_path
+):
     endpoint, _ = bucket
+    _, config = one_tissue
     workdir, prefix, done = bucket_run
     inputs = re.findall(r"rule analyze:\n\s+input: (.*)", done.stdout + done.stderr)
-    assert len(inputs) == len(list(geometries(TEST_CONFIG)))
+    assert len(inputs) == len(list(geometries(config)))
     for job in inputs:  # the store's record and manifest: Snakemake retrieves no store
         assert "store.objects.json" in job and ".zarr" not in job
     assert not list(workdir.rglob("store.zarr"))
     fs = bucket_filesystem(endpoint)
-    folder = store_dir(*next(geometries(TEST_CONFIG)))
+    folder = store_dir(*next(geometries(config)))
     result = download(fs, in_bucket(prefix, folder, "hvg_pca.zarr"), tmp_path / "hvg.zarr")
     uns = ad.read_zarr(result).uns
     record = uns["chunkatlas"]
@@ -170,18 +185,22 @@ def test_analysis_reads_each_store_in_the_bucket_and_downloads_none(bucket, buck
     assert sum(int(p["requests"]) for p in record["passes"].values()) > 0
 
 
-def test_a_second_empty_working_directory_has_nothing_to_do(bucket, bucket_run, tmp_path):
+def test_a_second_empty_working_directory_has_nothing_to_do(
+    bucket, bucket_run, one_tissue, tmp_path
+):
     endpoint, _ = bucket
     _, prefix, _ = bucket_run
-    done = snakemake(tmp_path, *object_store_args(prefix), "-n", env=storage_environment(endpoint))
+    args = object_store_args(prefix, one_tissue[0])
+    done = snakemake(tmp_path, *args, "-n", env=storage_environment(endpoint))
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Nothing to be done" in done.stdout + done.stderr
 
 
-def test_a_changed_config_reruns_what_it_changes(bucket, bucket_run, tmp_path):
+def test_a_changed_config_reruns_what_it_changes(bucket, bucket_run, one_tissue, tmp_path):
     endpoint, _ = bucket
     workdir, prefix, _ = bucket_run
-    changed = {**TEST_CONFIG, "analysis": {**TEST_CONFIG["analysis"], "n_top_genes": 150}}
+    _, run = one_tissue
+    changed = {**run, "analysis": {**run["analysis"], "n_top_genes": 150}}
     config = tmp_path / "changed.yaml"
     config.write_text(yaml.safe_dump(changed))
     done = snakemake(
@@ -189,7 +208,7 @@ def test_a_changed_config_reruns_what_it_changes(bucket, bucket_run, tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     counts = job_counts(done.stdout + done.stderr)
-    analysed = len(list(geometries(TEST_CONFIG)))
+    analysed = len(list(geometries(run)))
     assert counts["analyze"] == counts["plot_pca"] == analysed
     assert not {"demo", "fetch", "rechunk", "consolidate", "remote"} & set(counts)
 
@@ -220,18 +239,20 @@ def wait_for_uploads(log: Path, into: str, count: int, process, seconds: float =
     raise AssertionError(f"no upload into {into}")
 
 
-def test_a_run_killed_during_an_upload_is_finished_by_a_rerun(test_run, tmp_path):
+def test_a_run_killed_during_an_upload_is_finished_by_a_rerun(test_run, one_tissue, tmp_path):
     """Killed while a store is half in the bucket: a rerun from an empty working directory
     (nothing of the first run's bookkeeping) takes the store as unfinished and writes it
     again, to the same results."""
-    local_workdir, config = test_run
+    local_workdir, _ = test_run
+    config_path, config = one_tissue
     log = tmp_path / "requests.jsonl"
     log.touch()
     prefix = f"s3://{BUCKET}/killed"
     folder = store_dir(*next(stores(config)))
     with bucket_serving(log, slow_uploads=0.05) as endpoint:
         env = storage_environment(endpoint)
-        args = [*SNAKEMAKE, "--directory", str(tmp_path / "first"), *object_store_args(prefix)]
+        run_args = object_store_args(prefix, config_path)
+        args = [*SNAKEMAKE, "--directory", str(tmp_path / "first"), *run_args]
         run = subprocess.Popen(
             args,
             env=env,
@@ -250,7 +271,7 @@ def test_a_run_killed_during_an_upload_is_finished_by_a_rerun(test_run, tmp_path
         assert 0 < len(half)
         assert not fs.exists(in_bucket(prefix, folder, "store.objects.json"))
 
-        done = snakemake(tmp_path / "again", *object_store_args(prefix), env=env)
+        done = snakemake(tmp_path / "again", *run_args, env=env)
         assert done.returncode == 0, done.stderr[-5000:]
         assert job_counts(done.stdout + done.stderr)["rechunk"] >= 1
         written = json.loads(fs.cat(in_bucket(prefix, folder, "store.objects.json")))
