@@ -15,7 +15,8 @@ from chunkatlas.errors import ChunkatlasError
 from chunkatlas.store import RemoteSettings, open_remote_group, read_dask_backed
 from chunkatlas.study import OBJECT_STORE, Network, nginx_serving, peak_in_flight
 from chunkatlas.study import _http as serve
-from chunkatlas.study._measure import measure_store, read_pattern
+from chunkatlas.study._measure import measure_store
+from chunkatlas.study._reads import read_pattern
 from chunkatlas.study._request_log import RequestLog
 from chunkatlas.study._serving import served
 

@@ -279,30 +279,30 @@ def test_nginx_and_aiohttp_count_the_same(gene_chunked):
 
 @pytest.mark.parametrize("shards", [None, (40,)])
 def test_windows_cover_an_array_in_whole_objects_within_the_bounds(tmp_path, monkeypatch, shards):
-    from chunkatlas.study import _measure
+    from chunkatlas.study import _reads
 
     array = zarr.create_array(
         tmp_path / "a.zarr", shape=(1_005,), chunks=(10,), shards=shards, dtype="int64"
     )
     unit = (shards or (10,))[0]
-    monkeypatch.setattr(_measure, "WINDOW_BYTES", 3 * unit * 8)  # three objects' values
-    parts = [window[0] for window in _measure.windows(array)]
+    monkeypatch.setattr(_reads, "WINDOW_BYTES", 3 * unit * 8)  # three objects' values
+    parts = [window[0] for window in _reads.windows(array)]
     assert parts[0].start == 0 and parts[-1].stop == 1_005
     for before, after in itertools.pairwise(parts):
         assert before.stop == after.start and before.stop % unit == 0
     assert max(p.stop - p.start for p in parts) == 3 * unit
-    monkeypatch.setattr(_measure, "WINDOW_BYTES", 1)  # still one object at a time
-    assert max(w[0].stop - w[0].start for w in _measure.windows(array)) == unit
-    monkeypatch.setattr(_measure, "WINDOW_BYTES", 1 << 40)  # at most zarr's 10 in flight
-    sizes = [w[0].stop - w[0].start for w in _measure.windows(array)]
-    assert max(sizes) == min(_measure.WINDOW_OBJECTS * unit, 1_005)
+    monkeypatch.setattr(_reads, "WINDOW_BYTES", 1)  # still one object at a time
+    assert max(w[0].stop - w[0].start for w in _reads.windows(array)) == unit
+    monkeypatch.setattr(_reads, "WINDOW_BYTES", 1 << 40)  # at most zarr's 10 in flight
+    sizes = [w[0].stop - w[0].start for w in _reads.windows(array)]
+    assert max(sizes) == min(_reads.WINDOW_OBJECTS * unit, 1_005)
 
 
 def test_a_read_across_the_grain_fetches_every_object_of_x_once(consolidated, monkeypatch):
-    from chunkatlas.study import _measure
+    from chunkatlas.study import _reads
 
     store, _ = consolidated
-    monkeypatch.setattr(_measure, "WINDOW_BYTES", 1)  # streamed one object at a time
+    monkeypatch.setattr(_reads, "WINDOW_BYTES", 1)  # streamed one object at a time
     table = measure_store(store, repeats=1).set_index("pattern")
     across = table.loc[["one_gene", "fifty_genes"], ["requests", "bytes"]]
     assert (across == table.loc["all_x", ["requests", "bytes"]]).all(axis=None)
@@ -320,5 +320,5 @@ def test_a_read_across_the_grain_fetches_every_object_of_x_once(consolidated, mo
     monkeypatch.setattr(zarr.Array, "__getitem__", recorded)
     x = zarr.open_group(store, mode="r")["X"]
     for pattern in ("one_gene", "all_x"):
-        _measure.read_pattern(pattern, x)
+        _reads.read_pattern(pattern, x)
     assert read_sizes and all(size <= unit for size, unit in read_sizes)

@@ -12,10 +12,11 @@ The store is served over HTTP (aiohttp or nginx) or S3 (moto), on loopback, opti
 emulated :class:`~chunkatlas.study._network.Network`: on bare loopback a request costs nothing,
 so seconds there say little about many small chunks against an object store.
 
-Reads are planned per array, as a reader of the layout would make them (:func:`read_pattern`):
-each stored object a pattern needs is fetched once, so the study measures the layout and not
-the reader.  zarr fetches an array's chunks under its ``async.concurrency``; how many requests
-were in flight at once is in the server's log (:func:`peak_in_flight`).
+Reads are planned per array, as a reader of the layout would make them
+(:func:`~._reads.read_pattern`): each stored object a pattern needs is fetched once, so the
+study measures the layout and not the reader.  zarr fetches an array's chunks under its
+``async.concurrency``; how many requests were in flight at once is in the server's log
+(:func:`peak_in_flight`).
 """
 
 from __future__ import annotations
@@ -38,18 +39,11 @@ from chunkatlas.errors import ChunkatlasError
 from chunkatlas.store import (
     Bucket,
     RemoteSettings,
-    is_sparse,
     matrix_shape,
     open_remote_group,
 )
 from chunkatlas.study._network import LOOPBACK, Network
-from chunkatlas.study._reads import (
-    PATTERNS,
-    Selection,
-    along_the_grain,
-    covered,
-    pattern_selection,
-)
+from chunkatlas.study._reads import PATTERNS, Selection, covered, pattern_selection, read_pattern
 from chunkatlas.study._request_log import ReaderCount, RequestLog
 from chunkatlas.study._serving import served_stores
 
@@ -74,76 +68,6 @@ class Measurement:
     seconds: float  # median over the repeats
     seconds_min: float
     seconds_max: float
-
-
-#: A read of all of X, or across the grain, streams X's arrays in windows of whole stored
-#: objects, at most zarr's 10 in flight and about WINDOW_BYTES decoded, so that the measuring
-#: process holds a window, not X: every object is fetched once, as a whole read fetches it.
-WINDOW_OBJECTS = 10
-WINDOW_BYTES = 1 << 28
-
-
-def windows(array, axis: int = 0):
-    """Selections of ``array`` along ``axis``, each of whole stored objects (shards, or
-    chunks): up to WINDOW_OBJECTS of them and WINDOW_BYTES decoded, at least one."""
-    grid = (array.shards or array.chunks)[axis]
-    per_object = array.nbytes / array.shape[axis] * grid if array.shape[axis] else 1
-    count = max(1, min(WINDOW_OBJECTS, int(WINDOW_BYTES // max(per_object, 1))))
-    step = grid * count
-    for start in range(0, array.shape[axis], step):
-        part = slice(start, min(start + step, array.shape[axis]))
-        yield (slice(None),) * axis + (part,)
-
-
-def read_pattern(pattern: str, x, selection: Selection | None = None) -> tuple[int, int]:
-    """Read one access pattern of X (its zarr array, or the group of a sparse matrix) as a
-    reader of the store would, planned per array: every stored object it needs is fetched
-    once, whatever the orientation.  Reads ``selection``, by default the pattern's own for
-    X's shape (:func:`~._reads.pattern_selection`); returns the cells and genes it read.
-
-    Along the grain, sparse X is read through anndata's own backed matrix
-    (``sparse_dataset``): a block of cells of a cell-major store, or a few genes of a
-    gene-major one, reads only their ranges of ``data`` and ``indices``.  Across the grain
-    (genes of a CSR store, cells of a CSC one) a reader fetches every object of X; here
-    ``indptr`` whole, then ``data`` and ``indices`` in windows (:func:`windows`), keeping the
-    values selected.  All of X is each array read in windows.
-    """
-    from anndata.io import sparse_dataset
-
-    if pattern == "open":
-        raise ChunkatlasError(
-            "the open pattern reads the store's metadata, obs and var: no part of X"
-        )
-    sparse = is_sparse(x)
-    n_obs, n_vars = matrix_shape(x)
-    if pattern == "all_x":
-        for array in (x["indptr"], x["indices"], x["data"]) if sparse else (x,):
-            axis = 0 if sparse or array.chunks[0] < n_obs else 1
-            for window in windows(array, axis):
-                array[window]
-        return n_obs, n_vars
-    selection = selection or pattern_selection(pattern, n_obs, n_vars)
-    if sparse and not along_the_grain(pattern, x.attrs["encoding-type"]):
-        select_streamed(x, selection)
-    else:
-        matrix = sparse_dataset(x) if sparse else x
-        matrix[selection.index(n_obs, n_vars)]
-    return len(selection.cells), len(selection.genes)
-
-
-def select_streamed(x, selection: Selection) -> int:
-    """The stored values of ``selection`` in sparse X read across the grain (genes of CSR, cells
-    of CSC): its pointers, then each window of ``indices`` and ``data``, the values of the
-    wanted minor axis kept; returns how many."""
-    csr = x.attrs["encoding-type"] == "csr_matrix"
-    wanted = np.asarray(selection.genes if csr else selection.cells, dtype=np.int64)
-    x["indptr"][:]
-    kept = 0
-    for window in windows(x["indices"]):
-        minor = x["indices"][window]
-        chosen = np.isin(minor, wanted)
-        kept += int(np.count_nonzero(x["data"][window][chosen]))
-    return kept
 
 
 def run_patterns(
