@@ -28,6 +28,7 @@ import scipy.sparse as sp
 import zarr
 
 from chunkatlas.rewrite._geometry import IntegerRange, index_cast
+from chunkatlas.store import stored_grid
 
 #: Values of one gene group held in memory while it is ordered (about 12 bytes each, and one
 #: block's part of it): 8M values, some 100 MB.
@@ -54,7 +55,7 @@ class Appender:
 
     def __init__(self, array: zarr.Array) -> None:
         self.array = array
-        self.unit = (array.shards or array.chunks)[0]
+        self.unit = stored_grid(array)[0]
         self.position = 0
         self.pending: list[np.ndarray] = []
         self.held = 0
@@ -111,7 +112,7 @@ def pack_part(counts: np.ndarray, cells: np.ndarray, values: np.ndarray, types) 
     deltas = np.diff(cells, prepend=0).astype(cell_type)
     frames = [counts.astype("<u4"), deltas, values.astype(value_type)]
     packed = [SPILL_CODEC.encode(np.ascontiguousarray(f)) for f in frames]
-    head = np.array([len(counts), len(cells), *(len(p) for p in packed)], dtype="<u8")
+    head = np.array([len(p) for p in packed], dtype="<u8")  # the frames' sizes
     return head.tobytes() + b"".join(packed)
 
 
@@ -121,15 +122,15 @@ def unpack_parts(buffer: bytes, types, dtype) -> Iterator[tuple[np.ndarray, ...]
     cell_type, value_type = types
     position = 0
     while position < len(buffer):
-        _, n_values, *sizes = np.frombuffer(buffer, "<u8", 5, position).tolist()
-        position += 40
+        sizes = np.frombuffer(buffer, "<u8", 3, position).tolist()
+        position += 24
         frames = []
         for size, kind in zip(sizes, ("<u4", cell_type, value_type), strict=True):
             encoded = buffer[position : position + size]
             frames.append(np.frombuffer(SPILL_CODEC.decode(encoded), kind))
             position += size
         counts, deltas, values = frames
-        cells = np.cumsum(deltas, dtype=cell_type)[:n_values]
+        cells = np.cumsum(deltas, dtype=cell_type)
         yield counts.astype(np.int64), cells, values.astype(dtype)
 
 

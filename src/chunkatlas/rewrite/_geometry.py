@@ -6,7 +6,7 @@ Orientation (:data:`ORIENTATIONS`)
     dense chunks of whole genes), so one gene is one small range, read by plain anndata as
     ``ad.io.sparse_dataset(group["X"])[:, genes]``.
 
-Chunks (:func:`matrix_chunks`, :func:`column_chunks`)
+Chunks (:func:`matrix_chunks`, :func:`column_settings`)
     X and every layer hold about ``size`` cells per chunk of a cell-major store, ``size``
     genes of a gene-major one, so that a partial read decodes little beyond what it needs.
     obs and var arrays (columns, the index, categorical codes) are cut apart from X, for how
@@ -63,7 +63,7 @@ from zarr.codecs import BloscCodec, Crc32cCodec, ZstdCodec
 
 from chunkatlas._schema import default
 from chunkatlas.errors import ChunkatlasError
-from chunkatlas.store import is_sparse, open_anndata_group
+from chunkatlas.store import is_sparse, open_anndata_group, stored_grid
 
 #: Which axis a store follows: cell-major (CSR, or dense chunks of whole cells) or gene-major
 #: (CSC, or dense chunks of whole genes).
@@ -295,7 +295,7 @@ def scan_blocks(array):
     of a zarr array, whole stored objects, so that each is decoded once."""
     rows = max(1, SCAN_VALUES // max(1, math.prod(array.shape[1:])))
     if isinstance(array, zarr.Array):
-        grid = (array.shards or array.chunks)[0]
+        grid = stored_grid(array)[0]
         rows = max(1, rows // grid) * grid
     for start in range(0, array.shape[0], rows):
         yield np.asarray(array[start : start + rows])

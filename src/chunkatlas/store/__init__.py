@@ -21,7 +21,7 @@ from chunkatlas.store._bucket import (
     read_objects_record,
     write_objects_record,
 )
-from chunkatlas.store._chunks import read_checked, sequential_reads
+from chunkatlas.store._chunks import read_checked, sequential_reads, stored_grid
 from chunkatlas.store._counting import Reads, take_reads
 from chunkatlas.store._guarded import (
     PART_BYTES,
@@ -84,6 +84,7 @@ __all__ = [
     "read_store",
     "redact",
     "sequential_reads",
+    "stored_grid",
     "refuse_existing",
     "storage_options_for",
     "take_reads",

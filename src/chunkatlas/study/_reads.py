@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from chunkatlas.errors import ChunkatlasError
-from chunkatlas.store import is_sparse, matrix_shape
+from chunkatlas.store import is_sparse, matrix_shape, stored_grid
 
 PATTERNS = ("open", "one_gene", "fifty_genes", "cell_block", "all_x")
 CELL_BLOCK = 1000  # the most cells cell_block reads
@@ -160,7 +160,7 @@ WINDOW_BYTES = 1 << 28
 def windows(array, axis: int = 0):
     """Selections of ``array`` along ``axis``, each of whole stored objects (shards, or
     chunks): up to WINDOW_OBJECTS of them and WINDOW_BYTES decoded, at least one."""
-    grid = (array.shards or array.chunks)[axis]
+    grid = stored_grid(array)[axis]
     per_object = array.nbytes / array.shape[axis] * grid if array.shape[axis] else 1
     count = max(1, min(WINDOW_OBJECTS, int(WINDOW_BYTES // max(per_object, 1))))
     step = grid * count
